@@ -1,15 +1,94 @@
-//! Weir dataset schemas (API skeleton; implementation in progress).
+//! Weir dataset schemas: schema files, Arrow schemas, and NDJSON → Arrow decoding.
 //!
-//! A dataset schema is a JSON data file (see `schemas/datasets/*.json`): the built-in
-//! Cloudflare Logpush datasets are compiled in, and users add datasets by writing a file.
+//! ```text
+//! schema file (JSON) ──from_json/validate──▶ DatasetSchema ──arrow_schema──▶ SchemaRef
+//!                                                 │
+//! Kafka messages (&[&[u8]]) ──▶ BatchDecoder ─────┴──▶ Decoded { batch, rejects }
+//! ```
+//!
+//! # Schema files
+//!
+//! A dataset is described by one JSON file. The Cloudflare Logpush datasets are compiled in
+//! from `schemas/datasets/*.json`; any other dataset is a file of the same shape passed by
+//! path (see [`DatasetSchema::resolve`]), so adding one needs no rebuild.
+//!
+//! ```json
+//! {
+//!   "name": "checkout_events",
+//!   "version": 1,
+//!   "description": "what the dataset holds (optional)",
+//!   "event_time": "At",
+//!   "fields": [
+//!     { "name": "At", "type": "timestamp", "description": "when it happened" },
+//!     { "name": "Amount", "type": "float", "nullable": false },
+//!     { "name": "Tags", "type": { "list": "string" } },
+//!     { "name": "Headers", "type": { "map": "string" } },
+//!     { "name": "Cart", "type": { "struct": [
+//!         { "name": "Items", "type": "int" },
+//!         { "name": "Raw", "type": "json" } ] } }
+//!   ]
+//! }
+//! ```
+//!
+//! - `name`: ascii letters, digits, `_`, `-` (it becomes a folder of the lake).
+//! - `version`: ≥ 1; bump it when the fields change.
+//! - `event_time`: a top-level field of type `timestamp`; records without one are rejected.
+//! - `fields[]`: `name` (unique within its struct; `_extra` is reserved at the top level),
+//!   `type`, optional `description`, optional `nullable` (default `true`; a record whose
+//!   non-nullable top-level field is missing or null is rejected as `missing_field`).
+//!   Unknown keys anywhere in the file are errors.
+//!
+//! | type | Arrow column | accepts |
+//! |---|---|---|
+//! | `int` | Int64 | integers (also as strings of digits) |
+//! | `float` | Float64 | numbers |
+//! | `bool` | Boolean | `true` / `false` |
+//! | `string` | Utf8 | strings; numbers and booleans are kept as their text |
+//! | `timestamp` | Timestamp(ns, "UTC") | unix s/ms/µs/ns by magnitude or RFC 3339, see [`timestamp`]; top level only |
+//! | `timestamp_s` … `timestamp_ns` | Timestamp(unit, "UTC") | numbers in that unit or RFC 3339; any depth |
+//! | `json` | Utf8 | any JSON value, stored as its JSON text; a struct field only (not a list element or map value) |
+//! | `{"list": T}` | List<T> (item field `item`) | arrays |
+//! | `{"map": T}` | Map<Utf8, T> (`entries` / `keys` / `values`, unsorted) | objects with any keys |
+//! | `{"struct": [fields]}` | Struct | objects; keys not declared are dropped |
+//!
+//! # Nested fields of the built-in datasets
+//!
+//! | dataset | field | column |
+//! |---|---|---|
+//! | http_requests | `RequestHeaders`, `ResponseHeaders`, `Cookies`, `JA4Signals` | Map<Utf8, Utf8> |
+//! | http_requests | `BotDetectionIDs`, `ContentScanObjSizes`, `FraudDetectionIDs` | List<Int64> |
+//! | http_requests | `BotTags`, `SecurityActions`, … (every `array[string]`) | List<Utf8> |
+//! | firewall_events | `Metadata` | Map<Utf8, Utf8> |
+//! | firewall_events | `AISecurityPIICategories`, … (every `array[string]`) | List<Utf8> |
+//! | workers_trace_events | `Event` | Struct { `request`: Struct { `url`, `method`, `headers`: Map<Utf8, Utf8>, `cf`: JSON text }, `response`: Struct { `status`: Int64 }, `scheduledTime`: Timestamp(ms), `cron`, `queue`, `batchSize`: Int64, `rpcMethod`, `mailFrom`, `rcptTo`, `rawSize`: Int64 } |
+//! | workers_trace_events | `Logs` | List<Struct { `level`: Utf8, `message`: JSON text (the array of logged values), `timestamp`: Timestamp(ms) }> |
+//! | workers_trace_events | `Exceptions` | List<Struct { `name`: Utf8, `message`: Utf8, `timestamp`: Timestamp(ms) }> |
+//! | workers_trace_events | `ScriptTags` | List<Utf8> |
+//! | workers_trace_events | `ScriptVersion` | Struct { `id`, `tag`, `message`: Utf8 } |
+//!
+//! Timestamps that Logpush sends as "int or string" (`EdgeStartTimestamp`,
+//! `EdgeEndTimestamp`, `Datetime`, `Timestamp`, and `EventTimestampMs`) are `timestamp`.
+//!
+//! # Decoding
+//!
+//! [`BatchDecoder`] decodes with arrow-json straight into column builders; see [`decode`]
+//! for the stages and how bad records are isolated. Unknown top-level keys are dropped, or
+//! with [`UnknownFields::Extra`] gathered into one nullable Utf8 column `_extra` holding a
+//! JSON object of them.
 
-use std::sync::Arc;
+pub mod decode;
+mod rawpass;
+pub mod schema;
+pub mod synth;
+pub mod timestamp;
 
-use arrow_array::RecordBatch;
-use arrow_schema::{Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use decode::{BatchDecoder, DecodeError, DecodeErrorKind, Decoded, DecoderOptions, Reject};
+pub use schema::{DatasetSchema, EXTRA_COLUMN, FieldDef, FieldType};
+
+/// A schema that cannot be used: the user's file (or name) is at fault, not the input data.
 #[derive(Debug, Error)]
 pub enum SchemaError {
     #[error("schema {name}: {reason}")]
@@ -28,82 +107,12 @@ pub enum SchemaError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownFields {
+    /// Ignore them.
     #[default]
     Drop,
+    /// Keep them as a JSON object in the `_extra` column.
     Extra,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DatasetSchema {
-    pub name: String,
-    pub event_time: String,
-}
-
-impl DatasetSchema {
-    pub fn builtin_names() -> &'static [&'static str] {
-        &["http_requests", "firewall_events", "workers_trace_events", "dns_logs"]
-    }
-    pub fn builtin(name: &str) -> Result<DatasetSchema, SchemaError> {
-        Err(SchemaError::UnknownBuiltin(name.to_owned()))
-    }
-    pub fn from_json(_text: &str) -> Result<DatasetSchema, SchemaError> {
-        unimplemented!()
-    }
-    pub fn resolve(name_or_path: &str) -> Result<DatasetSchema, SchemaError> {
-        Self::builtin(name_or_path)
-    }
-    pub fn arrow_schema(&self, _unknown: UnknownFields) -> SchemaRef {
-        Arc::new(Schema::empty())
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct DecoderOptions {
-    pub unknown_fields: UnknownFields,
-    pub max_record_bytes: usize,
-}
-
-#[derive(Debug, Clone, Error)]
-#[error("{reason}")]
-pub struct DecodeError {
-    pub kind: DecodeErrorKind,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecodeErrorKind {
-    Empty,
-    TooLarge,
-    InvalidUtf8,
-    InvalidJson,
-    WrongType,
-    MissingEventTime,
-}
-
-#[derive(Debug)]
-pub struct Reject {
-    pub index: usize,
-    pub error: DecodeError,
-}
-
-#[derive(Debug)]
-pub struct Decoded {
-    pub batch: RecordBatch,
-    pub rejects: Vec<Reject>,
-}
-
-pub struct BatchDecoder {
-    schema: SchemaRef,
-}
-
-impl BatchDecoder {
-    pub fn new(schema: &DatasetSchema, opts: DecoderOptions) -> Result<Self, SchemaError> {
-        Ok(BatchDecoder { schema: schema.arrow_schema(opts.unknown_fields) })
-    }
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-    pub fn decode(&mut self, _records: &[&[u8]]) -> Decoded {
-        unimplemented!()
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Deterministic synthetic records (in progress).
