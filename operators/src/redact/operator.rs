@@ -1,0 +1,624 @@
+//! The runtime `redact` operator: applies a compiled [`Profile`] to batches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{GenericStringBuilder, StringViewBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, GenericListArray, GenericStringArray, MapArray,
+    OffsetSizeTrait, RecordBatch, RecordBatchOptions, StringViewArray, StructArray, new_null_array,
+};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+use hmac::Mac;
+use regex_automata::meta;
+
+use super::config::{FieldRule, Profile, is_string};
+use super::detectors::{Hit, truncate_ip};
+use crate::error::OperatorError;
+use crate::{Metric, Operator};
+
+const NAME: &str = "redact";
+
+/// What happens to one input column.
+#[derive(Debug, Clone)]
+enum Action {
+    /// Passed through (no strings inside, or `keep`).
+    Keep,
+    Scan,
+    Drop,
+    Rule(FieldRule),
+}
+
+#[derive(Debug)]
+struct Plan {
+    input: SchemaRef,
+    output: SchemaRef,
+    actions: Vec<Action>,
+}
+
+/// Per-batch hit counts of one column: one slot per detector, then one for values
+/// replaced because of their map key.
+struct Counts {
+    hits: Vec<u64>,
+}
+
+pub(crate) struct RedactOperator {
+    profile: Arc<Profile>,
+    cache: meta::Cache,
+    plan: Plan,
+    /// (rule, field) → hits since build.
+    hits: BTreeMap<(String, String), u64>,
+    strings_total: u64,
+    strings_searched: u64,
+    scratch: Vec<Hit>,
+}
+
+impl std::fmt::Debug for RedactOperator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedactOperator")
+            .field("profile", &self.profile.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+fn contains_strings(dt: &DataType) -> bool {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => contains_strings(v),
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+            contains_strings(f.data_type())
+        }
+        DataType::Map(f, _) => contains_strings(f.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| contains_strings(f.data_type())),
+        _ => false,
+    }
+}
+
+impl Plan {
+    fn new(profile: &Profile, input: &SchemaRef) -> Plan {
+        let mut actions = Vec::with_capacity(input.fields().len());
+        let mut fields = Vec::with_capacity(input.fields().len());
+        for field in input.fields() {
+            let action = match profile.fields.get(field.name()) {
+                Some(FieldRule::Keep) => Action::Keep,
+                Some(FieldRule::Scan) => Action::Scan,
+                Some(FieldRule::Drop) => Action::Drop,
+                Some(rule) => Action::Rule(rule.clone()),
+                None if profile.unlisted_drop => Action::Drop,
+                None => Action::Scan,
+            };
+            let action = match action {
+                Action::Scan if !contains_strings(field.data_type()) => Action::Keep,
+                // A rule that needs strings on a column that changed type: fail closed.
+                Action::Rule(ref rule)
+                    if !matches!(rule, FieldRule::Null) && !is_string(field.data_type()) =>
+                {
+                    Action::Rule(FieldRule::Null)
+                }
+                other => other,
+            };
+            if profile.shadow {
+                fields.push(field.clone());
+            } else {
+                match &action {
+                    Action::Drop => {}
+                    Action::Rule(FieldRule::Null) | Action::Rule(FieldRule::TruncateIp { .. }) => {
+                        fields.push(Arc::new(field.as_ref().clone().with_nullable(true)))
+                    }
+                    _ => fields.push(field.clone()),
+                }
+            }
+            actions.push(action);
+        }
+        Plan {
+            input: input.clone(),
+            output: Arc::new(Schema::new_with_metadata(fields, input.metadata().clone())),
+            actions,
+        }
+    }
+}
+
+impl RedactOperator {
+    pub(crate) fn new(profile: Arc<Profile>, input: SchemaRef) -> RedactOperator {
+        let plan = Plan::new(&profile, &input);
+        RedactOperator {
+            cache: profile.scanner.create_cache(),
+            profile,
+            plan,
+            hits: BTreeMap::new(),
+            strings_total: 0,
+            strings_searched: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn count(&mut self, rule: &str, field: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        *self
+            .hits
+            .entry((rule.to_owned(), field.to_owned()))
+            .or_insert(0) += n;
+    }
+
+    fn flush_counts(&mut self, field: &str, counts: &Counts) {
+        let detectors = self.profile.detectors.len();
+        for (i, &n) in counts.hits.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let rule = if i < detectors {
+                self.profile.detectors[i].name.clone()
+            } else {
+                "sensitive_key".to_owned()
+            };
+            self.count(&rule, field, n);
+        }
+    }
+
+    fn replacement(&self, detector: usize, matched: &str, out: &mut String) {
+        let info = &self.profile.detectors[detector];
+        match (&self.profile.hmac, info.tokenize) {
+            (Some(mac), true) => {
+                let placeholder = info.placeholder.trim_end_matches(']');
+                out.push_str(placeholder);
+                out.push(':');
+                out.push_str(&token_hex(mac, matched.as_bytes()));
+                out.push(']');
+            }
+            _ => out.push_str(&info.placeholder),
+        }
+    }
+
+    /// Rewrites one string; returns `None` when nothing in it matched.
+    fn redact_str(&mut self, value: &str, counts: &mut Counts) -> Option<String> {
+        self.strings_total += 1;
+        let mut hits = std::mem::take(&mut self.scratch);
+        hits.clear();
+        if self.profile.scanner.scan(&mut self.cache, value, &mut hits) {
+            self.strings_searched += 1;
+        }
+        if hits.is_empty() {
+            self.scratch = hits;
+            return None;
+        }
+        let mut out = String::with_capacity(value.len() + 16);
+        let mut last = 0;
+        for hit in &hits {
+            counts.hits[hit.detector] += 1;
+            out.push_str(&value[last..hit.start]);
+            self.replacement(hit.detector, &value[hit.start..hit.end], &mut out);
+            last = hit.end;
+        }
+        out.push_str(&value[last..]);
+        self.scratch = hits;
+        Some(out)
+    }
+
+    /// Scans a Utf8 / LargeUtf8 array. Unchanged rows are copied in contiguous runs; if no
+    /// row changed the caller keeps the original array.
+    fn scan_generic<O: OffsetSizeTrait>(
+        &mut self,
+        array: &GenericStringArray<O>,
+        sensitive: Option<&[bool]>,
+        counts: &mut Counts,
+    ) -> Result<Option<ArrayRef>, OperatorError> {
+        let offsets = array.value_offsets();
+        let data = array.value_data();
+        let mut out: Option<(Vec<u8>, Vec<O>)> = None;
+        // First row of the pending run of unchanged rows not yet copied into `out`.
+        let mut run_start = 0usize;
+        let key_slot = counts.hits.len() - 1;
+        for i in 0..array.len() {
+            if array.is_null(i) {
+                continue;
+            }
+            let replaced = if sensitive.is_some_and(|s| s[i]) {
+                counts.hits[key_slot] += 1;
+                Some(self.profile.key_placeholder.clone())
+            } else {
+                self.redact_str(array.value(i), counts)
+            };
+            let Some(new) = replaced else { continue };
+            let (values, new_offsets) = out.get_or_insert_with(|| {
+                let mut o = Vec::with_capacity(array.len() + 1);
+                o.push(O::usize_as(0));
+                (Vec::with_capacity(data.len() + 64), o)
+            });
+            copy_run(offsets, data, run_start, i, values, new_offsets);
+            values.extend_from_slice(new.as_bytes());
+            new_offsets.push(O::usize_as(values.len()));
+            run_start = i + 1;
+        }
+        let Some((mut values, mut new_offsets)) = out else {
+            return Ok(None);
+        };
+        copy_run(
+            offsets,
+            data,
+            run_start,
+            array.len(),
+            &mut values,
+            &mut new_offsets,
+        );
+        let result = GenericStringArray::<O>::try_new(
+            OffsetBuffer::new(ScalarBuffer::from(new_offsets)),
+            Buffer::from_vec(values),
+            array.nulls().cloned(),
+        )
+        .map_err(|e| OperatorError::arrow(NAME, e))?;
+        Ok(Some(Arc::new(result)))
+    }
+
+    fn scan_view(
+        &mut self,
+        array: &StringViewArray,
+        sensitive: Option<&[bool]>,
+        counts: &mut Counts,
+    ) -> Result<Option<ArrayRef>, OperatorError> {
+        let mut rewritten: Vec<(usize, String)> = Vec::new();
+        let key_slot = counts.hits.len() - 1;
+        for i in 0..array.len() {
+            if array.is_null(i) {
+                continue;
+            }
+            if sensitive.is_some_and(|s| s[i]) {
+                counts.hits[key_slot] += 1;
+                rewritten.push((i, self.profile.key_placeholder.clone()));
+            } else if let Some(new) = self.redact_str(array.value(i), counts) {
+                rewritten.push((i, new));
+            }
+        }
+        if rewritten.is_empty() {
+            return Ok(None);
+        }
+        let mut builder = StringViewBuilder::with_capacity(array.len());
+        let mut next = rewritten.iter().peekable();
+        for i in 0..array.len() {
+            if array.is_null(i) {
+                builder.append_null();
+            } else if next.peek().is_some_and(|(row, _)| *row == i) {
+                let (_, value) = next.next().expect("peeked");
+                builder.append_value(value);
+            } else {
+                builder.append_value(array.value(i));
+            }
+        }
+        Ok(Some(Arc::new(builder.finish())))
+    }
+
+    /// Runs the detectors over every string inside `array`; `None` if nothing changed.
+    fn scan_array(
+        &mut self,
+        array: &ArrayRef,
+        counts: &mut Counts,
+    ) -> Result<Option<ArrayRef>, OperatorError> {
+        let arrow = |e: ArrowError| OperatorError::arrow(NAME, e);
+        Ok(match array.data_type() {
+            DataType::Utf8 => self.scan_generic(array.as_string::<i32>(), None, counts)?,
+            DataType::LargeUtf8 => self.scan_generic(array.as_string::<i64>(), None, counts)?,
+            DataType::Utf8View => self.scan_view(array.as_string_view(), None, counts)?,
+            DataType::Dictionary(_, values) if contains_strings(values) => {
+                let dict = array.as_any_dictionary();
+                self.scan_array(dict.values(), counts)?
+                    .map(|values| dict.with_values(values))
+            }
+            DataType::Struct(fields) => {
+                let parent = array.as_struct();
+                let mut columns = parent.columns().to_vec();
+                let mut changed = false;
+                for column in columns.iter_mut() {
+                    if let Some(new) = self.scan_array(column, counts)? {
+                        *column = new;
+                        changed = true;
+                    }
+                }
+                if !changed {
+                    return Ok(None);
+                }
+                let result = StructArray::try_new_with_length(
+                    fields.clone(),
+                    columns,
+                    parent.nulls().cloned(),
+                    parent.len(),
+                )
+                .map_err(arrow)?;
+                Some(Arc::new(result))
+            }
+            DataType::List(field) => {
+                let list = array.as_list::<i32>();
+                match self.scan_array(list.values(), counts)? {
+                    None => None,
+                    Some(values) => Some(Arc::new(
+                        GenericListArray::<i32>::try_new(
+                            field.clone(),
+                            list.offsets().clone(),
+                            values,
+                            list.nulls().cloned(),
+                        )
+                        .map_err(arrow)?,
+                    )),
+                }
+            }
+            DataType::LargeList(field) => {
+                let list = array.as_list::<i64>();
+                match self.scan_array(list.values(), counts)? {
+                    None => None,
+                    Some(values) => Some(Arc::new(
+                        GenericListArray::<i64>::try_new(
+                            field.clone(),
+                            list.offsets().clone(),
+                            values,
+                            list.nulls().cloned(),
+                        )
+                        .map_err(arrow)?,
+                    )),
+                }
+            }
+            DataType::FixedSizeList(field, size) => {
+                let list = array.as_fixed_size_list();
+                match self.scan_array(list.values(), counts)? {
+                    None => None,
+                    Some(values) => Some(Arc::new(
+                        FixedSizeListArray::try_new(
+                            field.clone(),
+                            *size,
+                            values,
+                            list.nulls().cloned(),
+                        )
+                        .map_err(arrow)?,
+                    )),
+                }
+            }
+            DataType::Map(field, ordered) => {
+                let map = array.as_map();
+                let entries = map.entries();
+                let keys = map.keys();
+                let values = map.values();
+                let sensitive: Option<Vec<bool>> = match keys.data_type() {
+                    DataType::Utf8 => Some(self.sensitive_keys(keys.as_string::<i32>())),
+                    DataType::LargeUtf8 => Some(self.sensitive_keys(keys.as_string::<i64>())),
+                    _ => None,
+                };
+                let sensitive = sensitive.filter(|s| s.iter().any(|b| *b));
+                let new_values = match values.data_type() {
+                    DataType::Utf8 => {
+                        self.scan_generic(values.as_string::<i32>(), sensitive.as_deref(), counts)?
+                    }
+                    DataType::LargeUtf8 => {
+                        self.scan_generic(values.as_string::<i64>(), sensitive.as_deref(), counts)?
+                    }
+                    DataType::Utf8View => {
+                        self.scan_view(values.as_string_view(), sensitive.as_deref(), counts)?
+                    }
+                    _ => self.scan_array(values, counts)?,
+                };
+                match new_values {
+                    None => None,
+                    Some(new_values) => {
+                        let entries = StructArray::try_new_with_length(
+                            entries.fields().clone(),
+                            vec![keys.clone(), new_values],
+                            entries.nulls().cloned(),
+                            entries.len(),
+                        )
+                        .map_err(arrow)?;
+                        Some(Arc::new(
+                            MapArray::try_new(
+                                field.clone(),
+                                map.offsets().clone(),
+                                entries,
+                                map.nulls().cloned(),
+                                *ordered,
+                            )
+                            .map_err(arrow)?,
+                        ))
+                    }
+                }
+            }
+            _ => None,
+        })
+    }
+
+    fn sensitive_keys<O: OffsetSizeTrait>(&self, keys: &GenericStringArray<O>) -> Vec<bool> {
+        let names = &self.profile.sensitive_keys;
+        (0..keys.len())
+            .map(|i| keys.is_valid(i) && names.matches(keys.value(i)))
+            .collect()
+    }
+
+    /// Applies a value rule (token, mask, truncate_ip, constant) to a string column.
+    fn apply_rule(&self, rule: &FieldRule, array: &ArrayRef) -> Result<ArrayRef, OperatorError> {
+        let mac = self.profile.hmac.as_ref();
+        let f = |value: &str| -> Option<String> {
+            match rule {
+                FieldRule::Token => mac.map(|m| format!("tok_{}", token_hex(m, value.as_bytes()))),
+                FieldRule::Mask {
+                    keep_last,
+                    mask_char,
+                } => Some(mask(value, *keep_last, *mask_char)),
+                FieldRule::TruncateIp {
+                    ipv4_prefix,
+                    ipv6_prefix,
+                } => truncate_ip(value, *ipv4_prefix, *ipv6_prefix),
+                FieldRule::Constant { value } => Some(value.clone()),
+                _ => None,
+            }
+        };
+        Ok(match array.data_type() {
+            DataType::Utf8 => map_generic(array.as_string::<i32>(), f),
+            DataType::LargeUtf8 => map_generic(array.as_string::<i64>(), f),
+            DataType::Utf8View => {
+                let array = array.as_string_view();
+                let mut builder = StringViewBuilder::with_capacity(array.len());
+                for value in array.iter() {
+                    builder.append_option(value.and_then(f));
+                }
+                Arc::new(builder.finish())
+            }
+            _ => new_null_array(array.data_type(), array.len()),
+        })
+    }
+}
+
+fn map_generic<O: OffsetSizeTrait>(
+    array: &GenericStringArray<O>,
+    f: impl Fn(&str) -> Option<String>,
+) -> ArrayRef {
+    let mut builder =
+        GenericStringBuilder::<O>::with_capacity(array.len(), array.value_data().len());
+    for value in array.iter() {
+        builder.append_option(value.and_then(&f));
+    }
+    Arc::new(builder.finish())
+}
+
+fn copy_run<O: OffsetSizeTrait>(
+    offsets: &[O],
+    data: &[u8],
+    from: usize,
+    to: usize,
+    values: &mut Vec<u8>,
+    new_offsets: &mut Vec<O>,
+) {
+    if from >= to {
+        return;
+    }
+    let base = offsets[from].as_usize();
+    let end = offsets[to].as_usize();
+    let shift = values.len();
+    values.extend_from_slice(&data[base..end]);
+    new_offsets.extend(
+        offsets[from + 1..=to]
+            .iter()
+            .map(|o| O::usize_as(o.as_usize() - base + shift)),
+    );
+}
+
+/// First 16 bytes of HMAC-SHA256(key, value), hex.
+pub(crate) fn token_hex(mac: &hmac::Hmac<sha2::Sha256>, value: &[u8]) -> String {
+    let mut mac = mac.clone();
+    mac.update(value);
+    let digest = mac.finalize().into_bytes();
+    hex::encode(&digest[..16])
+}
+
+pub(crate) fn mask(value: &str, keep_last: usize, mask_char: char) -> String {
+    let chars = value.chars().count();
+    let hidden = if chars <= keep_last {
+        chars
+    } else {
+        chars - keep_last
+    };
+    let mut out = String::with_capacity(value.len());
+    for (i, ch) in value.chars().enumerate() {
+        out.push(if i < hidden { mask_char } else { ch });
+    }
+    out
+}
+
+fn count_valid(array: &ArrayRef) -> u64 {
+    (array.len() - array.logical_null_count()) as u64
+}
+
+impl Operator for RedactOperator {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, OperatorError> {
+        if input == &self.plan.input {
+            return Ok(self.plan.output.clone());
+        }
+        Ok(Plan::new(&self.profile, input).output)
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<RecordBatch, OperatorError> {
+        if batch.schema() != self.plan.input {
+            self.plan = Plan::new(&self.profile, &batch.schema());
+        }
+        let schema = batch.schema();
+        let actions = self.plan.actions.clone();
+        let slots = self.profile.detectors.len() + 1;
+        let mut columns = Vec::with_capacity(actions.len());
+        for ((column, field), action) in batch.columns().iter().zip(schema.fields()).zip(&actions) {
+            let name = field.name();
+            match action {
+                Action::Keep => columns.push(column.clone()),
+                Action::Drop => {
+                    self.count("field:drop", name, count_valid(column));
+                }
+                Action::Rule(FieldRule::Null) => {
+                    self.count("field:null", name, count_valid(column));
+                    columns.push(new_null_array(column.data_type(), column.len()));
+                }
+                Action::Rule(rule) => {
+                    self.count(
+                        &format!("field:{}", rule.label()),
+                        name,
+                        count_valid(column),
+                    );
+                    columns.push(self.apply_rule(rule, column)?);
+                }
+                Action::Scan => {
+                    let mut counts = Counts {
+                        hits: vec![0; slots],
+                    };
+                    let new = self.scan_array(column, &mut counts)?;
+                    self.flush_counts(name, &counts);
+                    columns.push(new.unwrap_or_else(|| column.clone()));
+                }
+            }
+        }
+        if self.profile.shadow {
+            return Ok(batch);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        RecordBatch::try_new_with_options(self.plan.output.clone(), columns, &options)
+            .map_err(|e| OperatorError::arrow(NAME, e))
+    }
+
+    fn lineage(&self) -> Vec<(String, String)> {
+        vec![
+            ("redact.profile_hash".to_owned(), self.profile.hash.clone()),
+            (
+                "redact.mode".to_owned(),
+                if self.profile.shadow {
+                    "shadow"
+                } else {
+                    "enforce"
+                }
+                .to_owned(),
+            ),
+        ]
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let mode = if self.profile.shadow {
+            "shadow"
+        } else {
+            "enforce"
+        };
+        let mut out: Vec<Metric> = self
+            .hits
+            .iter()
+            .map(|((rule, field), &n)| {
+                Metric::new(
+                    "redact_hits_total",
+                    &[("rule", rule), ("field", field), ("mode", mode)],
+                    n,
+                )
+            })
+            .collect();
+        out.push(Metric::new("redact_strings_total", &[], self.strings_total));
+        out.push(Metric::new(
+            "redact_strings_searched_total",
+            &[],
+            self.strings_searched,
+        ));
+        out
+    }
+}

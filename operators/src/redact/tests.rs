@@ -1,0 +1,597 @@
+//! Tests of the `redact` operator: detectors (positive and tricky negative cases), field
+//! rules, allow-list, shadow mode, audit, a property test with planted secrets, a
+//! false-positive rate on clean log-like data, and the external oracles.
+//!
+//! # External oracles
+//!
+//! Both oracles are Python tools; `cargo test` must not need Python, so their findings are
+//! committed and the Rust tests check Weir against them:
+//!
+//! * `testdata/redact/corpus.txt`: one string per line (PII in URLs, headers, log lines,
+//!   JSON, with Unicode and URL encoding). `oracles.py presidio` runs Presidio's pattern
+//!   recognizers over it (no language model: the NLP engine is a blank spaCy pipeline)
+//!   and writes `presidio_findings.json` (entity, span, score, tool versions).
+//!   [`oracle_presidio_findings_are_covered`] asserts every byte of every finding is inside
+//!   a Weir hit.
+//! * `testdata/redact/secrets.txt`: generated strings with planted secrets.
+//!   `oracles.py detect-secrets` runs detect-secrets' plugins over the *unredacted* lines and
+//!   commits each finding's line and secret value to `detect_secrets_findings.json`;
+//!   [`oracle_detect_secrets_findings_are_redacted`] asserts no finding's value survives in
+//!   Weir's output for that line. Committing findings on the input (rather than scanning
+//!   Weir's output in Python) keeps the check inside `cargo test` and makes it a real
+//!   assertion per finding: a tool that reports nothing on the output could also simply
+//!   have found nothing. The output check is still available: with
+//!   `WEIR_REDACT_DUMP=<file>` the test writes the redacted lines, and
+//!   `oracles.py check-redacted <file>` runs detect-secrets over them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{MapBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, StructArray};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+
+use super::RedactConfig;
+use crate::config::{BuildContext, SecretRef, StaticSecrets};
+use crate::enrich::Resources;
+use crate::{Metric, Operator};
+
+const KEY_ENV: &str = "WEIR_TEST_REDACT_KEY";
+
+fn secrets() -> StaticSecrets {
+    StaticSecrets::default().with(
+        SecretRef::Env(KEY_ENV.into()),
+        b"test-key-0123456789".to_vec(),
+    )
+}
+
+fn config(text: &str) -> RedactConfig {
+    toml::from_str(text).unwrap_or_else(|e| panic!("bad test config: {e}"))
+}
+
+fn build(cfg: &RedactConfig, schema: &SchemaRef) -> Box<dyn Operator> {
+    let resources = Resources::default();
+    let secrets = secrets();
+    let ctx = BuildContext {
+        dataset: "test",
+        input_schema: schema.clone(),
+        secrets: &secrets,
+        resources: &resources,
+    };
+    cfg.build(&ctx)
+        .unwrap_or_else(|e| panic!("build failed: {e}"))
+}
+
+fn one_column(values: &[&str]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(values.to_vec()))]).unwrap()
+}
+
+fn redact_all_with(cfg: &RedactConfig, values: &[&str]) -> Vec<String> {
+    let batch = one_column(values);
+    let mut op = build(cfg, &batch.schema());
+    let out = op.process(batch).unwrap();
+    let col = out.column(0).as_string::<i32>();
+    (0..col.len()).map(|i| col.value(i).to_owned()).collect()
+}
+
+fn redact(value: &str) -> String {
+    redact_all_with(&RedactConfig::default(), &[value]).remove(0)
+}
+
+fn redact_with(cfg: &str, value: &str) -> String {
+    redact_all_with(&config(cfg), &[value]).remove(0)
+}
+
+/// `input` must lose every one of `secrets` and gain `placeholder`.
+#[track_caller]
+fn assert_redacted(input: &str, secrets: &[&str], placeholder: &str) {
+    let out = redact(input);
+    for secret in secrets {
+        assert!(
+            !out.contains(secret),
+            "{secret:?} survived in {out:?} (input {input:?})"
+        );
+    }
+    assert!(
+        out.contains(placeholder),
+        "no {placeholder} in {out:?} (input {input:?})"
+    );
+}
+
+#[track_caller]
+fn assert_untouched(input: &str) {
+    assert_eq!(redact(input), input, "changed although clean");
+}
+
+// ---------------------------------------------------------------------------------------
+// detectors
+
+#[test]
+fn email() {
+    assert_redacted("alice@example.com", &["alice@example.com"], "[EMAIL]");
+    assert_redacted(
+        "/u?email=bob.smith+tag@mail.example.co.uk&x=1",
+        &["bob.smith"],
+        "[EMAIL]",
+    );
+    assert_redacted(
+        "to: josé.garcía@exämple.es, cc: b@x.io",
+        &["josé", "b@x.io"],
+        "[EMAIL]",
+    );
+    assert_redacted(
+        "/login?next=%2Fhome&email=carol%40example.org",
+        &["carol"],
+        "[EMAIL]",
+    );
+    assert_eq!(redact("a@b.com c@d.org"), "[EMAIL] [EMAIL]");
+    assert_eq!(redact("mailto:a@b.com"), "mailto:[EMAIL]");
+    assert_untouched("/static/img/logo@2x.png");
+    assert_untouched("/npm/@babel/core@7.22.5/lib/index.js");
+    assert_untouched("user@localhost");
+    assert_untouched("foo @ bar.com");
+}
+
+#[test]
+fn card() {
+    assert_redacted("4111 1111 1111 1111", &["4111"], "[CARD]");
+    assert_redacted("pay 4111-1111-1111-1111 now", &["1111-1111"], "[CARD]");
+    assert_redacted(
+        "/checkout?cc=5555555555554444",
+        &["5555555555554444"],
+        "[CARD]",
+    );
+    assert_redacted("amex 378282246310005.", &["378282246310005"], "[CARD]");
+    // a card directly followed by a phone: both found
+    let out = redact("4111 1111 1111 1111 +1 415 555 0100");
+    assert_eq!(out, "[CARD] [PHONE]");
+    // Luhn-invalid digit runs, timestamps, order ids
+    assert_untouched("4111 1111 1111 1112");
+    assert_untouched("/orders/1234567890123456");
+    assert_untouched("?_=1700000000123");
+    assert_untouched("0000 0000 0000 0000");
+    assert_untouched("id 44444444444444444");
+}
+
+#[test]
+fn ssn() {
+    assert_redacted("ssn=123-45-6789", &["6789"], "[");
+    assert_redacted("SSN 078 05 1120 on file", &["078 05 1120"], "[SSN]");
+    assert_redacted("123-45-6789", &["123-45-6789"], "[SSN]");
+    assert_untouched("000-12-3456");
+    assert_untouched("666-12-3456");
+    assert_untouched("912-12-3456");
+    assert_untouched("123-00-4567");
+    assert_untouched("2024-01-15");
+    assert_untouched("123-45.6789");
+}
+
+#[test]
+fn phone() {
+    assert_redacted("call (415) 555-0100 today", &["555-0100"], "[PHONE]");
+    assert_redacted("+1 415 555 0100", &["555"], "[PHONE]");
+    assert_redacted("tel:+44 20 7946 0958", &["7946"], "[PHONE]");
+    assert_redacted("+4915123456789", &["4915123456789"], "[PHONE]");
+    assert_redacted("phone=415.555.0100&ok", &["555.0100"], "[PHONE]");
+    assert_untouched("2024-01-15T10:20:30Z");
+    assert_untouched("/api/v1/items/1700000000");
+    assert_untouched("123-456-7890"); // area code cannot start with 1
+    assert_untouched("build 20240115.1");
+}
+
+#[test]
+fn iban() {
+    assert_redacted("IBAN DE89 3704 0044 0532 0130 00 EUR", &["3704"], "[IBAN]");
+    assert_eq!(redact("GB82WEST12345698765432"), "[IBAN]");
+    assert_eq!(redact("nl91abna0417164300"), "[IBAN]");
+    assert_eq!(redact("pay FR1420041010050500013M02606."), "pay [IBAN].");
+    assert!(!redact("DE89 3704 0044 0532 0130 01").contains("[IBAN]")); // checksum
+    assert_untouched("XX89370400440532013000"); // no such country
+    assert_untouched("GB82WEST1234569876543"); // wrong length
+}
+
+#[test]
+fn ip_addresses_only_when_enabled() {
+    let cfg = r#"enable = ["ipv4", "ipv6"]"#;
+    assert_eq!(
+        redact_with(cfg, "client 203.0.113.7 said hi"),
+        "client [IPV4] said hi"
+    );
+    assert_eq!(
+        redact_with(cfg, "http://10.1.2.3:8080/x"),
+        "http://[IPV4]:8080/x"
+    );
+    assert_eq!(redact_with(cfg, "[2001:db8::1]:443"), "[[IPV6]]:443");
+    assert_eq!(
+        redact_with(cfg, "from 2001:0db8:85a3:0000:0000:8a2e:0370:7334"),
+        "from [IPV6]"
+    );
+    assert_eq!(redact_with(cfg, "fe80::1ff:fe23:4567:890a,x"), "[IPV6],x");
+    // version strings, times, C++ paths, MAC addresses
+    for clean in [
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0.0.0 Safari/537.36",
+        "version 1.2.3.4.5",
+        "v1.2.3.4",
+        "at 12:30:45.123",
+        "std::vector<int>",
+        "00:1a:2b:3c:4d:5e",
+        "::1",
+        "999.1.1.1",
+    ] {
+        assert_eq!(redact_with(cfg, clean), clean);
+    }
+    // off by default
+    assert_untouched("client 203.0.113.7 said hi");
+}
+
+#[test]
+fn jwt_and_vendor_tokens() {
+    let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+    assert_eq!(
+        redact(&format!("/cb#id_token={jwt}")),
+        "/cb#id_token=[REDACTED]"
+    );
+    assert_eq!(redact(&format!("jwt {jwt} end")), "jwt [JWT] end");
+    assert_eq!(redact("AKIAIOSFODNN7EXAMPLE"), "[AWS_ACCESS_KEY]");
+    assert_eq!(
+        redact("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        "aws_secret_access_key = [AWS_SECRET_KEY]"
+    );
+    assert_eq!(
+        redact("AWS secret is wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY!"),
+        "AWS secret is [AWS_SECRET_KEY]!"
+    );
+    assert_eq!(
+        redact("ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 pushed"),
+        "[GITHUB_TOKEN] pushed"
+    );
+    assert_eq!(
+        redact("xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"),
+        "[SLACK_TOKEN]"
+    );
+    assert_eq!(
+        redact("https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"),
+        "https://hooks.slack.com/services/[SLACK_TOKEN]"
+    );
+    assert_eq!(
+        redact("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+        "stripe [STRIPE_KEY]"
+    );
+    assert_eq!(
+        redact("?maps=AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"),
+        "?maps=[GOOGLE_API_KEY]"
+    );
+    // hex ids and hashes that look like keys
+    assert_untouched("7d3f1a2b3c4d5e6f");
+    assert_untouched("commit da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    assert_untouched("/assets/app.3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c.js");
+    assert_untouched("AKIAIOSFODNN7EXAMPL"); // one short
+    assert_untouched("sk_live_short");
+    assert_untouched("trace 4bf92f3577b34da6a3ce929d0e0e4736");
+}
+
+#[test]
+fn authorization_and_private_keys() {
+    assert_eq!(
+        redact("Authorization: Bearer abc.def-ghi"),
+        "Authorization: Bearer [CREDENTIALS]"
+    );
+    assert_eq!(
+        redact(r#"{"authorization":"Basic dXNlcjpwYXNz"}"#),
+        r#"{"authorization":"Basic [CREDENTIALS]"}"#
+    );
+    assert_eq!(
+        redact("curl -H 'x: y' bearer Zm9vYmFyYmF6cXV4MTIzNDU2"),
+        "curl -H 'x: y' bearer [CREDENTIALS]"
+    );
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq98K1ZYfJ+L2lC\nq0mLrFAKEKEYDATA==\n-----END RSA PRIVATE KEY-----";
+    assert_eq!(redact(&format!("got {pem} done")), "got [PRIVATE_KEY] done");
+    // the value of `key: ` starts a longer secret: the whole block goes
+    assert_eq!(redact(&format!("key: {pem} done")), "key: [REDACTED] done");
+    assert_eq!(
+        redact("-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASC truncated"),
+        "[PRIVATE_KEY]"
+    );
+    assert_untouched("-----BEGIN CERTIFICATE-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASC");
+    assert_untouched("the basic idea");
+}
+
+#[test]
+fn url_credentials_and_params() {
+    assert_eq!(
+        redact("https://admin:hunter2@db.example.com:5432/x"),
+        "https://[CREDENTIALS]@db.example.com:5432/x"
+    );
+    assert_eq!(
+        redact("postgres://svc:p@ss@w0rd@db/x"),
+        "postgres://[CREDENTIALS]@db/x"
+    );
+    assert_eq!(
+        redact("/a?token=abc123&page=2&api_key=K-9&sig=zz#frag"),
+        "/a?token=[REDACTED]&page=2&api_key=[REDACTED]&sig=[REDACTED]#frag"
+    );
+    assert_eq!(
+        redact("/oauth/cb?code=4%2F0AX4XfWh&state=xyz"),
+        "/oauth/cb?code=[REDACTED]&state=xyz"
+    );
+    // URL-encoded query string nested in a parameter, also encoded twice
+    assert_eq!(
+        redact("/login?next=%2Fcb%3Ftoken%3Dsecret1%26lang%3Den"),
+        "/login?next=%2Fcb%3Ftoken%3D[REDACTED]%26lang%3Den"
+    );
+    assert_eq!(
+        redact("/r?u=%252Fx%253Fpassword%253Dhunter2%2526a%253Db"),
+        "/r?u=%252Fx%253Fpassword%253D[REDACTED]%2526a%253Db"
+    );
+    // form bodies, cookies in free text, JSON and log key/values
+    assert_eq!(
+        redact("username=bob&password=hunter2"),
+        "username=bob&password=[REDACTED]"
+    );
+    assert_eq!(
+        redact("sessionid=s3cr3t; theme=dark"),
+        "sessionid=[REDACTED]; theme=dark"
+    );
+    assert_eq!(
+        redact(r#"{"user":"bob","client_secret":"abc","n":1}"#),
+        r#"{"user":"bob","client_secret":"[REDACTED]","n":1}"#
+    );
+    assert_eq!(
+        redact("login failed password: hunter2"),
+        "login failed password: [REDACTED]"
+    );
+    assert_eq!(redact("X-CSRF-TOKEN=abc"), "X-CSRF-TOKEN=[REDACTED]");
+    // names that merely contain a listed name
+    assert_untouched("/search?country_code=US&keyword=rust&session_count=3x");
+    assert_untouched("/a?monkey=1&tokenizer=bpe");
+    // idempotent
+    assert_untouched("/a?token=[REDACTED]");
+}
+
+#[test]
+fn several_hits_at_edges_and_unicode() {
+    assert_eq!(
+        redact("a@b.com 4111111111111111 c@d.de"),
+        "[EMAIL] [CARD] [EMAIL]"
+    );
+    assert_eq!(redact("ünïcödé ✓ a@b.com ✓"), "ünïcödé ✓ [EMAIL] ✓");
+    assert_eq!(redact("📧x@y.org📧"), "📧[EMAIL]📧");
+    assert_untouched("");
+    assert_untouched("日本語のテキスト 123");
+}
+
+#[test]
+fn custom_detectors() {
+    let cfg = r#"
+        [[custom_detectors]]
+        name = "employee_id"
+        pattern = 'EMP-[0-9]{6}'
+        [[custom_detectors]]
+        name = "ticket"
+        pattern = 'ticket #([0-9]+)'
+        placeholder = "[T]"
+    "#;
+    assert_eq!(
+        redact_with(cfg, "EMP-123456 closed ticket #42 for a@b.com"),
+        "[EMPLOYEE_ID] closed ticket #[T] for [EMAIL]"
+    );
+}
+
+#[test]
+fn detector_selection_and_tokens() {
+    assert_eq!(
+        redact_with(r#"detectors = ["card"]"#, "a@b.com 4111111111111111"),
+        "a@b.com [CARD]"
+    );
+    assert_eq!(
+        redact_with(r#"disable = ["email"]"#, "a@b.com 4111111111111111"),
+        "a@b.com [CARD]"
+    );
+    let cfg = format!(
+        r#"tokenize = ["email"]
+           hmac_key = {{ env = "{KEY_ENV}" }}"#
+    );
+    let a = redact_with(&cfg, "from a@b.com to c@d.com and a@b.com");
+    let parts: Vec<&str> = a.split(' ').collect();
+    assert!(
+        parts[1].starts_with("[EMAIL:") && parts[1].len() == "[EMAIL:]".len() + 32,
+        "{a}"
+    );
+    assert_eq!(parts[1], parts[5], "same input, same token");
+    assert_ne!(parts[1], parts[3]);
+    // deterministic across operator instances
+    assert_eq!(redact_with(&cfg, "a@b.com"), redact_with(&cfg, "a@b.com"));
+}
+
+// ---------------------------------------------------------------------------------------
+// nested columns
+
+fn headers_batch() -> RecordBatch {
+    let mut headers = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    for (k, v) in [
+        ("User-Agent", "curl/8.0"),
+        ("Authorization", "Bearer abc"),
+        ("Cookie", "sid=1; theme=dark"),
+        ("X-Forwarded-For", "x@y.com"),
+    ] {
+        headers.keys().append_value(k);
+        headers.values().append_value(v);
+    }
+    headers.append(true).unwrap();
+    headers.append(false).unwrap();
+    let headers = headers.finish();
+
+    let mut cookies = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    for (k, v) in [
+        ("session", "s3cr3t"),
+        ("__cf_bm", "abc"),
+        ("pref", "a@b.com"),
+    ] {
+        cookies.keys().append_value(k);
+        cookies.values().append_value(v);
+    }
+    cookies.append(true).unwrap();
+    cookies.append(true).unwrap();
+    let cookies = cookies.finish();
+
+    let inner = Arc::new(Field::new("item", DataType::Utf8, true));
+    let logs = ListArray::new(
+        inner.clone(),
+        arrow_buffer::OffsetBuffer::from_lengths([2, 1]),
+        Arc::new(StringArray::from(vec![
+            "user a@b.com logged in",
+            "ok",
+            "card 4111111111111111",
+        ])),
+        None,
+    );
+    let event = StructArray::new(
+        Fields::from(vec![
+            Field::new("message", DataType::Utf8, true),
+            Field::new("status", DataType::Int64, true),
+        ]),
+        vec![
+            Arc::new(StringArray::from(vec!["token=abc", "fine"])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![200, 404])),
+        ],
+        None,
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("RequestHeaders", headers.data_type().clone(), true),
+        Field::new("Cookies", cookies.data_type().clone(), true),
+        Field::new("Logs", DataType::List(inner), true),
+        Field::new("Event", event.data_type().clone(), true),
+        Field::new("RayID", DataType::Utf8, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(headers),
+            Arc::new(cookies),
+            Arc::new(logs),
+            Arc::new(event),
+            Arc::new(StringArray::from(vec![
+                "7d3f1a2b3c4d5e6f",
+                "8e4a2b3c4d5e6f70",
+            ])),
+        ],
+    )
+    .unwrap()
+}
+
+fn map_entries(array: &ArrayRef, row: usize) -> Vec<(String, String)> {
+    let map = array.as_map();
+    let entries = map.value(row);
+    let keys = entries.column(0).as_string::<i32>();
+    let values = entries.column(1).as_string::<i32>();
+    (0..entries.len())
+        .map(|i| (keys.value(i).to_owned(), values.value(i).to_owned()))
+        .collect()
+}
+
+#[test]
+fn maps_structs_and_lists() {
+    let batch = headers_batch();
+    let mut op = build(&RedactConfig::default(), &batch.schema());
+    let out = op.process(batch.clone()).unwrap();
+    assert_eq!(out.schema(), batch.schema());
+    let headers = map_entries(out.column(0), 0);
+    assert_eq!(headers[0].1, "curl/8.0");
+    assert_eq!(headers[1].1, "[REDACTED]");
+    assert_eq!(headers[2].1, "[REDACTED]");
+    assert_eq!(headers[3].1, "[EMAIL]");
+    assert!(out.column(0).is_null(1));
+    let cookies = map_entries(out.column(1), 0);
+    assert_eq!(cookies[0].1, "[REDACTED]");
+    assert_eq!(cookies[1].1, "abc");
+    assert_eq!(cookies[2].1, "[EMAIL]");
+    let logs = out.column(2).as_list::<i32>();
+    let first = logs.value(0);
+    assert_eq!(first.as_string::<i32>().value(0), "user [EMAIL] logged in");
+    assert_eq!(logs.value(1).as_string::<i32>().value(0), "card [CARD]");
+    let event = out.column(3).as_struct();
+    assert_eq!(
+        event.column(0).as_string::<i32>().value(0),
+        "token=[REDACTED]"
+    );
+    // untouched columns are the very same arrays
+    assert!(Arc::ptr_eq(out.column(4), batch.column(4)));
+    assert!(Arc::ptr_eq(
+        event.column(1),
+        batch.column(3).as_struct().column(1)
+    ));
+
+    let metrics = op.metrics();
+    let hits = |rule: &str, field: &str| -> u64 {
+        metrics
+            .iter()
+            .filter(|m| m.name == "redact_hits_total")
+            .filter(|m| m.labels.iter().any(|(k, v)| k == "rule" && v == rule))
+            .filter(|m| m.labels.iter().any(|(k, v)| k == "field" && v == field))
+            .map(|m| m.value)
+            .sum()
+    };
+    assert_eq!(hits("sensitive_key", "RequestHeaders"), 2);
+    assert_eq!(hits("email", "RequestHeaders"), 1);
+    assert_eq!(hits("sensitive_key", "Cookies"), 1);
+    assert_eq!(hits("email", "Logs"), 1);
+    assert_eq!(hits("card", "Logs"), 1);
+    assert_eq!(hits("params", "Event"), 1);
+}
+
+#[test]
+fn unchanged_column_is_reused() {
+    let batch = one_column(&[
+        "/index.html",
+        "/about",
+        "Mozilla/5.0 (X11) Chrome/120.0.0.0",
+    ]);
+    let mut op = build(&RedactConfig::default(), &batch.schema());
+    let out = op.process(batch.clone()).unwrap();
+    assert!(Arc::ptr_eq(out.column(0), batch.column(0)));
+}
+
+#[test]
+fn sliced_and_null_rows() {
+    let batch = one_column(&["a@b.com", "x", "c@d.com", "y", "z"]);
+    let values: ArrayRef = Arc::new(StringArray::from(vec![
+        Some("keep"),
+        None,
+        Some("mail a@b.com"),
+        Some("tail"),
+    ]));
+    let with_nulls = RecordBatch::try_new(batch.schema(), vec![values]).unwrap();
+    for input in [batch.slice(1, 3), with_nulls] {
+        let mut op = build(&RedactConfig::default(), &input.schema());
+        let out = op.process(input.clone()).unwrap();
+        let (a, b) = (
+            input.column(0).as_string::<i32>(),
+            out.column(0).as_string::<i32>(),
+        );
+        assert_eq!(a.len(), b.len());
+        for i in 0..a.len() {
+            assert_eq!(a.is_null(i), b.is_null(i));
+            if a.is_valid(i) && !a.value(i).contains('@') {
+                assert_eq!(a.value(i), b.value(i));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// metric helpers shared by later tests
+
+fn metric(metrics: &[Metric], rule: &str, field: &str) -> u64 {
+    metrics
+        .iter()
+        .filter(|m| m.name == "redact_hits_total")
+        .filter(|m| m.labels.contains(&("rule".to_owned(), rule.to_owned())))
+        .filter(|m| m.labels.contains(&("field".to_owned(), field.to_owned())))
+        .map(|m| m.value)
+        .sum()
+}
+
+#[allow(dead_code)]
+fn _unused(_: HashMap<(), ()>) {}
