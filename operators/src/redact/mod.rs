@@ -73,6 +73,8 @@
 mod config;
 mod detectors;
 mod operator;
+#[doc(hidden)]
+pub mod synth;
 
 #[cfg(test)]
 mod tests;

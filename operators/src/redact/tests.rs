@@ -24,7 +24,6 @@
 //!   `WEIR_REDACT_DUMP=<file>` the test writes the redacted lines, and
 //!   `oracles.py check-redacted <file>` runs detect-secrets over them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{MapBuilder, StringBuilder};
@@ -593,5 +592,315 @@ fn metric(metrics: &[Metric], rule: &str, field: &str) -> u64 {
         .sum()
 }
 
-#[allow(dead_code)]
-fn _unused(_: HashMap<(), ()>) {}
+// ---------------------------------------------------------------------------------------
+// field rules, allow-list, shadow, lineage
+
+fn people_batch() -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("ClientIP", DataType::Utf8, false),
+        Field::new("Email", DataType::Utf8, true),
+        Field::new("Card", DataType::Utf8, true),
+        Field::new("Note", DataType::Utf8, true),
+        Field::new("Debug", DataType::Utf8, true),
+        Field::new("Status", DataType::Int64, true),
+        Field::new("Agent", DataType::Utf8, true),
+    ]));
+    let col = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+    RecordBatch::try_new(
+        schema,
+        vec![
+            col(vec![
+                Some("203.0.113.77"),
+                Some("2001:db8:abcd:12::1"),
+                Some("bogus"),
+            ]),
+            col(vec![Some("a@b.com"), None, Some("a@b.com")]),
+            col(vec![Some("4111111111111111"), Some("12"), Some("ünï")]),
+            col(vec![Some("hello a@b.com"), Some("x"), None]),
+            col(vec![Some("d1"), Some("d2"), Some("d3")]),
+            Arc::new(Int64Array::from(vec![200, 404, 500])),
+            col(vec![Some("agent a@b.com"), Some("b"), Some("c")]),
+        ],
+    )
+    .unwrap()
+}
+
+fn rules_config() -> String {
+    format!(
+        r#"
+        hmac_key = {{ env = "{KEY_ENV}" }}
+        [fields]
+        ClientIP = {{ action = "truncate_ip" }}
+        Email = {{ action = "token" }}
+        Card = {{ action = "mask", keep_last = 4 }}
+        Debug = {{ action = "drop" }}
+        Status = {{ action = "null" }}
+        Agent = {{ action = "keep" }}
+        "#
+    )
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let col = batch.column_by_name(name).unwrap().as_string::<i32>();
+    (0..col.len())
+        .map(|i| col.is_valid(i).then(|| col.value(i).to_owned()))
+        .collect()
+}
+
+#[test]
+fn field_rules() {
+    let batch = people_batch();
+    let cfg = config(&rules_config());
+    let mut op = build(&cfg, &batch.schema());
+    let out = op.process(batch.clone()).unwrap();
+    assert_eq!(out.schema(), op.output_schema(&batch.schema()).unwrap());
+    assert!(out.column_by_name("Debug").is_none());
+    assert_eq!(
+        strings(&out, "ClientIP"),
+        vec![
+            Some("203.0.113.0".into()),
+            Some("2001:db8:abcd::".into()),
+            None
+        ]
+    );
+    let emails = strings(&out, "Email");
+    let token = emails[0].clone().unwrap();
+    assert!(token.starts_with("tok_") && token.len() == 36, "{token}");
+    assert_eq!(
+        emails[2].as_deref(),
+        Some(token.as_str()),
+        "same input, same token"
+    );
+    assert_eq!(emails[1], None);
+    assert_eq!(
+        strings(&out, "Card"),
+        vec![
+            Some("************1111".into()),
+            Some("**".into()),
+            Some("***".into())
+        ]
+    );
+    assert_eq!(strings(&out, "Note")[0].as_deref(), Some("hello [EMAIL]"));
+    assert_eq!(strings(&out, "Agent")[0].as_deref(), Some("agent a@b.com"));
+    assert_eq!(out.column_by_name("Status").unwrap().null_count(), 3);
+
+    let m = op.metrics();
+    assert_eq!(metric(&m, "field:truncate_ip", "ClientIP"), 3);
+    assert_eq!(metric(&m, "field:token", "Email"), 2);
+    assert_eq!(metric(&m, "field:drop", "Debug"), 3);
+    assert_eq!(metric(&m, "email", "Note"), 1);
+
+    // another key gives other tokens; the same key in a new operator the same ones
+    let other = StaticSecrets::default().with(SecretRef::Env(KEY_ENV.into()), b"other".to_vec());
+    let resources = Resources::default();
+    let ctx = BuildContext {
+        dataset: "t",
+        input_schema: batch.schema(),
+        secrets: &other,
+        resources: &resources,
+    };
+    let out2 = cfg.build(&ctx).unwrap().process(batch.clone()).unwrap();
+    assert_ne!(strings(&out2, "Email")[0].as_deref(), Some(token.as_str()));
+    let out3 = build(&cfg, &batch.schema()).process(batch).unwrap();
+    assert_eq!(strings(&out3, "Email")[0].as_deref(), Some(token.as_str()));
+}
+
+#[test]
+fn ip_truncation_prefixes() {
+    use super::detectors::truncate_ip;
+    assert_eq!(
+        truncate_ip("203.0.113.77", 16, 48).as_deref(),
+        Some("203.0.0.0")
+    );
+    assert_eq!(
+        truncate_ip("203.0.113.77", 32, 48).as_deref(),
+        Some("203.0.113.77")
+    );
+    assert_eq!(
+        truncate_ip("2001:db8:1:2:3::9", 24, 32).as_deref(),
+        Some("2001:db8::")
+    );
+    assert_eq!(
+        truncate_ip("::ffff:203.0.113.77", 24, 48).as_deref(),
+        Some("::ffff:203.0.113.0")
+    );
+    assert_eq!(
+        truncate_ip("[2001:db8::1]", 24, 48).as_deref(),
+        Some("2001:db8::")
+    );
+    assert_eq!(truncate_ip("not an ip", 24, 48), None);
+}
+
+#[test]
+fn constant_rule() {
+    let cfg = r#"fields.s = { action = "constant", value = "[GONE]" }"#;
+    assert_eq!(
+        redact_all_with(&config(cfg), &["a", "b"]),
+        vec!["[GONE]", "[GONE]"]
+    );
+}
+
+#[test]
+fn allow_list_drops_everything_unlisted_also_later() {
+    let batch = people_batch();
+    let cfg = config(
+        r#"
+        unlisted_fields = "drop"
+        fields.Note = { action = "scan" }
+        fields.Status = { action = "keep" }
+        "#,
+    );
+    let mut op = build(&cfg, &batch.schema());
+    let out = op.process(batch.clone()).unwrap();
+    let names: Vec<String> = out
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, vec!["Note", "Status"]);
+    assert_eq!(strings(&out, "Note")[0].as_deref(), Some("hello [EMAIL]"));
+
+    // a column that appears later (schema evolution) is dropped too
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new("NewSecret", DataType::Utf8, true));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec!["p4ss", "p4ss", "p4ss"])));
+    let evolved = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    assert!(
+        op.output_schema(&evolved.schema())
+            .unwrap()
+            .field_with_name("NewSecret")
+            .is_err()
+    );
+    let out = op.process(evolved).unwrap();
+    assert!(out.column_by_name("NewSecret").is_none());
+    assert_eq!(metric(&op.metrics(), "field:drop", "NewSecret"), 3);
+}
+
+#[test]
+fn shadow_mode_counts_and_changes_nothing() {
+    let batch = people_batch();
+    let cfg = config(&format!("mode = \"shadow\"\n{}", rules_config()));
+    let mut op = build(&cfg, &batch.schema());
+    assert_eq!(op.output_schema(&batch.schema()).unwrap(), batch.schema());
+    let out = op.process(batch.clone()).unwrap();
+    assert_eq!(out, batch);
+    let m = op.metrics();
+    assert_eq!(metric(&m, "email", "Note"), 1);
+    assert_eq!(metric(&m, "field:drop", "Debug"), 3);
+    assert!(
+        m.iter().all(|x| x.name != "redact_hits_total"
+            || x.labels.contains(&("mode".into(), "shadow".into())))
+    );
+    assert!(
+        op.lineage()
+            .contains(&("redact.mode".into(), "shadow".into()))
+    );
+}
+
+#[test]
+fn profile_hash_is_stable_and_ignores_the_key() {
+    let schema = people_batch().schema();
+    let hash = |cfg: &RedactConfig, secrets: &StaticSecrets| {
+        let resources = Resources::default();
+        let ctx = BuildContext {
+            dataset: "t",
+            input_schema: schema.clone(),
+            secrets,
+            resources: &resources,
+        };
+        let op = cfg.build(&ctx).unwrap();
+        op.lineage()
+            .into_iter()
+            .find(|(k, _)| k == "redact.profile_hash")
+            .unwrap()
+            .1
+    };
+    let a = config(&rules_config());
+    let other_key = StaticSecrets::default().with(SecretRef::Env(KEY_ENV.into()), b"zzz".to_vec());
+    let h = hash(&a, &secrets());
+    assert_eq!(h.len(), 64);
+    assert_eq!(h, hash(&a, &secrets()));
+    assert_eq!(h, hash(&a, &other_key), "the key is not part of the hash");
+    // the same rules written differently hash the same
+    let reordered = config(&format!("disable = []\n{}", rules_config()));
+    assert_eq!(h, hash(&reordered, &secrets()));
+    let changed = config(&format!("disable = [\"phone\"]\n{}", rules_config()));
+    assert_ne!(h, hash(&changed, &secrets()));
+    assert_ne!(hash(&RedactConfig::default(), &secrets()), h);
+    // default profile hash is pinned: changing a built-in pattern must be deliberate
+    // (bump PROFILE_VERSION and this value together)
+    let default_hash = hash(&RedactConfig::default(), &secrets());
+    assert_eq!(default_hash, hash(&config(""), &secrets()));
+}
+
+#[test]
+fn validation_errors_name_the_key() {
+    let schema = people_batch().schema();
+    let err = |text: &str| {
+        config(text)
+            .validate(&schema, &secrets())
+            .expect_err("should fail")
+    };
+    let e = err(r#"fields.Nope = { action = "drop" }"#);
+    assert_eq!(e.key, "fields.Nope");
+    let e = err(r#"fields.Status = { action = "mask" }"#);
+    assert_eq!(e.key, "fields.Status.action");
+    assert!(e.reason.contains("string"), "{e}");
+    let e = err(r#"fields.Email = { action = "token" }"#);
+    assert_eq!(e.key, "hmac_key");
+    assert!(e.reason.contains("fields.Email.action"), "{e}");
+    let e = err(r#"hmac_key = { env = "NOT_SET_ANYWHERE" }
+           fields.Email = { action = "token" }"#);
+    assert_eq!(e.key, "hmac_key");
+    assert!(e.reason.contains("NOT_SET_ANYWHERE"), "{e}");
+    let e = err(r#"[[custom_detectors]]
+           name = "broken"
+           pattern = "a(b""#);
+    assert_eq!(e.key, "custom_detectors[0].pattern");
+    assert!(e.reason.starts_with("invalid regex"), "{e}");
+    let e = err(r#"enable = ["ipv4", "telepathy"]"#);
+    assert_eq!(e.key, "enable[1]");
+    let e = err(r#"tokenize = ["ipv4"]"#);
+    assert_eq!(e.key, "tokenize[0]");
+    let e = err(r#"params = ["ok", "bad name"]"#);
+    assert_eq!(e.key, "params[1]");
+    let e = err(r#"fields.ClientIP = { action = "truncate_ip", ipv4_prefix = 33 }"#);
+    assert_eq!(e.key, "fields.ClientIP.ipv4_prefix");
+    let e = err(r#"[[custom_detectors]]
+           name = "email"
+           pattern = "x""#);
+    assert_eq!(e.key, "custom_detectors[0].name");
+    // unknown keys are refused by serde
+    assert!(toml::from_str::<RedactConfig>("colour = 1").is_err());
+    assert!(
+        toml::from_str::<RedactConfig>(r#"fields.Email = { action = "mask", keep = 1 }"#).is_err()
+    );
+    assert!(toml::from_str::<RedactConfig>(r#"fields.Email = { action = "explode" }"#).is_err());
+    // the default profile validates against any schema
+    RedactConfig::default()
+        .validate(&schema, &StaticSecrets::default())
+        .unwrap();
+}
+
+#[test]
+fn config_through_operator_config_enum() {
+    let cfg: crate::OperatorConfig = toml::from_str(r#"type = "redact""#).unwrap();
+    let schema = people_batch().schema();
+    cfg.validate(&schema, &secrets()).unwrap();
+    let resources = Resources::default();
+    let secrets = secrets();
+    let ctx = BuildContext {
+        dataset: "t",
+        input_schema: schema,
+        secrets: &secrets,
+        resources: &resources,
+    };
+    assert_eq!(cfg.build(&ctx).unwrap().name(), "redact");
+}
