@@ -1071,6 +1071,14 @@ fn check_ipv6(bytes: &[u8], start: usize, mut end: usize) -> Option<(usize, usiz
     if addr.is_unspecified() || addr.is_loopback() || hex_digits < 4 {
         return None;
     }
+    // A zone id (`fe80::1%eth0`) belongs to the address.
+    if bytes.get(end) == Some(&b'%') {
+        let zone = bytes[end + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'.')
+            .count();
+        end += 1 + zone;
+    }
     Some((start, end))
 }
 

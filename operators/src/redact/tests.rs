@@ -904,3 +904,303 @@ fn config_through_operator_config_enum() {
     };
     assert_eq!(cfg.build(&ctx).unwrap().name(), "redact");
 }
+
+// ---------------------------------------------------------------------------------------
+// property test: planted secrets never survive, clean fields stay byte-identical
+
+mod planted {
+    use super::super::synth::{Rng, card, email};
+
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+    /// Returns (text to plant, the part that must not survive).
+    pub fn secret(kind: u8, seed: u64) -> (String, String) {
+        let mut rng = Rng::new(seed);
+        let with = |text: String| (text.clone(), text);
+        match kind % 16 {
+            0 => with(email(&mut rng)),
+            1 => with(card(&mut rng)),
+            2 => {
+                // a valid German IBAN: DE + check digits + 18 digits
+                let bban: String = (0..18)
+                    .map(|_| (b'0' + rng.below(10) as u8) as char)
+                    .collect();
+                let numeric = format!("{bban}131400"); // D=13, E=14, "00"
+                let rem = numeric
+                    .bytes()
+                    .fold(0u32, |r, b| (r * 10 + u32::from(b - b'0')) % 97);
+                with(format!("DE{:02}{bban}", 98 - rem))
+            }
+            3 => with(format!(
+                "{}-{:02}-{:04}",
+                100 + rng.below(500),
+                1 + rng.below(98),
+                1 + rng.below(9998)
+            )),
+            4 => with(format!(
+                "+1 {} 555 {:04}",
+                200 + rng.below(700),
+                rng.below(10_000)
+            )),
+            5 => with(format!(
+                "eyJhbGciOiJIUzI1NiJ9.eyJ{}.{}",
+                rng.chars(ALNUM, 30),
+                rng.chars(ALNUM, 40)
+            )),
+            6 => with(format!("AKIA{}", rng.chars(UPPER, 16))),
+            7 => with(format!("ghp_{}", rng.chars(ALNUM, 36))),
+            8 => with(format!("sk_live_{}", rng.chars(ALNUM, 24))),
+            9 => with(format!("AIza{}", rng.chars(ALNUM, 35))),
+            10 => with(format!(
+                "xoxp-{}-{}",
+                rng.below(1_000_000_000_000),
+                rng.chars(ALNUM, 24)
+            )),
+            11 => {
+                let token = rng.chars(ALNUM, 32);
+                (format!("Authorization: Bearer {token}"), token)
+            }
+            12 => {
+                let password = rng.chars(ALNUM, 12);
+                (
+                    format!("https://deploy:{password}@git.example.com/x"),
+                    password,
+                )
+            }
+            13 => {
+                let value = rng.chars(ALNUM, 20);
+                (format!("/cb?state=1&access_token={value}&x=2"), value)
+            }
+            14 => {
+                let value = rng.chars(ALNUM, 16);
+                (format!("/n?next=%2Fa%3Fpassword%3D{value}%26b%3D1"), value)
+            }
+            _ => {
+                let body = rng.chars(ALNUM, 64);
+                (
+                    format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----"),
+                    body,
+                )
+            }
+        }
+    }
+
+    pub const FILLER: &[&str] = &[
+        "GET",
+        "/api/v1/items/42",
+        "status=200",
+        "Chrome/120.0.0.0",
+        "2024-06-11T10:20:30Z",
+        "SJC",
+        "7d3f1a2b3c4d5e6f",
+        "ok",
+        "cache",
+        "hit",
+        "über",
+        "日本",
+        "v2.14.0.3",
+        "HTTP/2",
+        "q=rust+arrow",
+        "(KHTML, like Gecko)",
+        "1.5ms",
+        "#frag",
+        "ray=8e4a2b3c4d5e6f70",
+    ];
+    pub const SEPARATORS: &[&str] = &[" ", ", ", " | ", "\t", " (", ") ", "; "];
+}
+
+#[derive(Debug, Clone)]
+struct Cell {
+    words: Vec<usize>,
+    plant: Option<(u8, u64, usize, usize)>,
+}
+
+fn cell_strategy() -> impl proptest::strategy::Strategy<Value = Cell> {
+    use proptest::prelude::*;
+    (
+        proptest::collection::vec(0..planted::FILLER.len(), 0..6),
+        proptest::option::weighted(
+            0.4,
+            (
+                0u8..16,
+                any::<u64>(),
+                0usize..7,
+                0..planted::SEPARATORS.len(),
+            ),
+        ),
+    )
+        .prop_map(|(words, plant)| Cell { words, plant })
+}
+
+fn render(cell: &Cell) -> (String, Option<String>) {
+    let mut parts: Vec<String> = cell
+        .words
+        .iter()
+        .map(|&w| planted::FILLER[w].to_owned())
+        .collect();
+    let mut secret = None;
+    if let Some((kind, seed, at, sep)) = cell.plant {
+        let (text, keep_out) = planted::secret(kind, seed);
+        let at = at.min(parts.len());
+        parts.insert(at, text);
+        secret = Some(keep_out);
+        let sep = planted::SEPARATORS[sep];
+        return (parts.join(sep), secret);
+    }
+    (parts.join(" "), secret)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 96, ..Default::default() })]
+
+    #[test]
+    fn planted_secrets_never_survive(rows in proptest::collection::vec(
+        proptest::collection::vec(cell_strategy(), 3), 1..12)) {
+        let rendered: Vec<Vec<(String, Option<String>)>> =
+            rows.iter().map(|r| r.iter().map(render).collect()).collect();
+        let fields: Vec<Field> = (0..3).map(|c| Field::new(format!("c{c}"), DataType::Utf8, true)).collect();
+        let columns: Vec<ArrayRef> = (0..3)
+            .map(|c| Arc::new(StringArray::from(
+                rendered.iter().map(|r| r[c].0.clone()).collect::<Vec<_>>())) as ArrayRef)
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut op = build(&RedactConfig::default(), &batch.schema());
+        let out = op.process(batch).unwrap();
+        for (r, row) in rendered.iter().enumerate() {
+            for (c, (input, secret)) in row.iter().enumerate() {
+                let output = out.column(c).as_string::<i32>().value(r);
+                match secret {
+                    Some(secret) => proptest::prop_assert!(
+                        !output.contains(secret.as_str()),
+                        "secret {:?} survived: {:?} -> {:?}", secret, input, output),
+                    None => proptest::prop_assert_eq!(output, input.as_str()),
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// false positives on clean log-like data
+
+#[test]
+fn clean_http_requests_are_almost_never_changed() {
+    let rows = 20_000;
+    let batch = super::synth::http_requests(rows, 0.0, 7);
+    let mut op = build(&RedactConfig::default(), &batch.schema());
+    let out = op.process(batch.clone()).unwrap();
+    let mut changed = vec![false; rows];
+    let mut examples = Vec::new();
+    for (c, (before, after)) in batch.columns().iter().zip(out.columns()).enumerate() {
+        if Arc::ptr_eq(before, after) {
+            continue;
+        }
+        for (r, flag) in changed.iter_mut().enumerate() {
+            if before.slice(r, 1) != after.slice(r, 1) {
+                *flag = true;
+                if examples.len() < 10 {
+                    examples.push(format!(
+                        "{}: {:?}",
+                        batch.schema().field(c).name(),
+                        before.slice(r, 1)
+                    ));
+                }
+            }
+        }
+    }
+    let n = changed.iter().filter(|c| **c).count();
+    assert!(
+        n * 1000 < rows,
+        "{n} of {rows} clean rows changed, e.g. {examples:#?}"
+    );
+
+    eprintln!("clean rows changed by the default profile: {n} of {rows}");
+}
+
+// ---------------------------------------------------------------------------------------
+// external oracles (see the module docs)
+
+fn testdata(name: &str) -> String {
+    let path = format!("{}/testdata/redact/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Presidio findings Weir deliberately does not cover, with the reason.
+const PRESIDIO_DEVIATIONS: &[(&str, &str)] = &[(
+    "120.0.0.0",
+    "the version in `Chrome/120.0.0.0`: product/version tokens are not IP addresses",
+)];
+
+#[test]
+fn oracle_presidio_findings_are_covered() {
+    let corpus = testdata("corpus.txt");
+    let lines: Vec<&str> = corpus.lines().collect();
+    let findings: serde_json::Value =
+        serde_json::from_str(&testdata("presidio_findings.json")).unwrap();
+    let cfg = config(r#"enable = ["ipv4", "ipv6"]"#);
+    let profile = cfg.compile(&one_column(&[]).schema(), &secrets()).unwrap();
+    let mut cache = profile.scanner.create_cache();
+    let mut missed = Vec::new();
+    let findings = findings["findings"].as_array().unwrap();
+    assert!(
+        findings.len() >= 30,
+        "the committed findings look truncated"
+    );
+    for f in findings {
+        let line = lines[f["line"].as_u64().unwrap() as usize];
+        let (start, end) = (
+            f["start"].as_u64().unwrap() as usize,
+            f["end"].as_u64().unwrap() as usize,
+        );
+        let text = f["text"].as_str().unwrap();
+        assert_eq!(&line[start..end], text, "corpus and findings disagree");
+        if PRESIDIO_DEVIATIONS.iter().any(|(t, _)| *t == text) {
+            continue;
+        }
+        let mut hits = Vec::new();
+        profile.scanner.scan(&mut cache, line, &mut hits);
+        let covered = (start..end).all(|b| hits.iter().any(|h| h.start <= b && b < h.end));
+        if !covered {
+            missed.push(format!(
+                "{} {text:?} in {line:?}: weir hits {hits:?}",
+                f["entity"]
+            ));
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "presidio found what weir did not:\n{}",
+        missed.join("\n")
+    );
+}
+
+#[test]
+fn oracle_detect_secrets_findings_are_redacted() {
+    let corpus = testdata("secrets.txt");
+    let lines: Vec<&str> = corpus.lines().collect();
+    let out = redact_all_with(&RedactConfig::default(), &lines);
+    if let Ok(path) = std::env::var("WEIR_REDACT_DUMP") {
+        std::fs::write(&path, out.join("\n") + "\n").unwrap();
+    }
+    let findings: serde_json::Value =
+        serde_json::from_str(&testdata("detect_secrets_findings.json")).unwrap();
+    let findings = findings["findings"].as_array().unwrap();
+    assert!(
+        findings.len() >= 100,
+        "the committed findings look truncated"
+    );
+    let mut survived = Vec::new();
+    for f in findings {
+        let line = f["line"].as_u64().unwrap() as usize;
+        let secret = f["secret"].as_str().unwrap();
+        if out[line].contains(secret) {
+            survived.push(format!("{} {secret:?}: {:?}", f["type"], out[line]));
+        }
+    }
+    assert!(
+        survived.is_empty(),
+        "detect-secrets findings survived:\n{}",
+        survived.join("\n")
+    );
+}
