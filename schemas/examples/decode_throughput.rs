@@ -1,0 +1,93 @@
+//! Release-mode throughput of the synthetic generator and of `BatchDecoder::decode`.
+//!
+//! `cargo run --release -p weir-schemas --example decode_throughput [records]`
+
+use std::time::Instant;
+
+use weir_schemas::synth::{HttpRequests, WorkersTraceEvents};
+use weir_schemas::{BatchDecoder, DatasetSchema, DecoderOptions, UnknownFields};
+
+const BATCH: usize = 8192;
+
+fn measure(label: &str, dataset: &str, records: &[Vec<u8>], unknown_fields: UnknownFields) {
+    let schema = DatasetSchema::builtin(dataset).expect("built-in schema");
+    let options = DecoderOptions {
+        unknown_fields,
+        ..DecoderOptions::default()
+    };
+    let mut decoder = BatchDecoder::new(&schema, options).expect("decoder");
+    let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let bytes: usize = records.iter().map(Vec::len).sum();
+    // One warm-up pass, then the timed passes.
+    for chunk in slices.chunks(BATCH) {
+        decoder.decode(chunk);
+    }
+    let passes = 3;
+    let started = Instant::now();
+    let mut rows = 0;
+    for _ in 0..passes {
+        for chunk in slices.chunks(BATCH) {
+            let decoded = decoder.decode(chunk);
+            assert!(decoded.rejects.is_empty());
+            rows += decoded.batch.num_rows();
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "decode {label:<34} {:>8.1} MB/s {:>10.0} records/s ({} B avg)",
+        (bytes * passes) as f64 / seconds / 1e6,
+        rows as f64 / seconds,
+        bytes / records.len()
+    );
+}
+
+fn main() {
+    let count: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+
+    let started = Instant::now();
+    let mut generator = HttpRequests::new(1);
+    let mut out = Vec::with_capacity(4096);
+    let mut bytes = 0;
+    for _ in 0..count {
+        out.clear();
+        generator.write_record(&mut out);
+        bytes += out.len();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "generate http_requests (full)            {:>8.1} MB/s {:>10.0} records/s",
+        bytes as f64 / seconds / 1e6,
+        count as f64 / seconds
+    );
+
+    let full: Vec<Vec<u8>> = HttpRequests::new(1).take(count).collect();
+    let compact: Vec<Vec<u8>> = HttpRequests::new(1).compact(true).take(count).collect();
+    let workers: Vec<Vec<u8>> = WorkersTraceEvents::new(1).take(count).collect();
+    measure(
+        "http_requests full",
+        "http_requests",
+        &full,
+        UnknownFields::Drop,
+    );
+    measure(
+        "http_requests compact",
+        "http_requests",
+        &compact,
+        UnknownFields::Drop,
+    );
+    measure(
+        "http_requests full, extra mode",
+        "http_requests",
+        &full,
+        UnknownFields::Extra,
+    );
+    measure(
+        "workers_trace_events (json fields)",
+        "workers_trace_events",
+        &workers,
+        UnknownFields::Drop,
+    );
+}
