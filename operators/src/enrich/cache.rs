@@ -60,9 +60,13 @@ impl Hasher for FxHasher {
     fn write_usize(&mut self, n: usize) {
         self.add(n as u64);
     }
+    /// The multiply leaves the low bits depending only on the low bits of the input (an
+    /// IPv4 address's last octets land in high bits), and hashbrown picks buckets with the
+    /// low bits: fold the high half down before answering.
     #[inline]
     fn finish(&self) -> u64 {
-        self.hash
+        let folded = self.hash ^ (self.hash >> 32);
+        folded.wrapping_mul(SEED) ^ (folded >> 29)
     }
 }
 

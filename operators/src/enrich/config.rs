@@ -296,6 +296,14 @@ impl EnrichConfig {
             }
             check_text_field(input, &format!("{part}.field"), &mmdb.field)?;
             check_cache(&format!("{part}.cache_size"), mmdb.cache_size)?;
+            if let Some(locale) = &mmdb.locale
+                && !super::geo::LOCALES.contains(&locale.as_str())
+            {
+                return Err(ConfigError::new(
+                    format!("{part}.locale"),
+                    format!("must be one of {}", super::geo::LOCALES.join(", ")),
+                ));
+            }
             if part == "asn" && mmdb.locale.is_some() {
                 return Err(ConfigError::new("asn.locale", "only geoip has place names"));
             }

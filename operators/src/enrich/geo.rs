@@ -2,7 +2,6 @@
 //! databases laid out like them (DB-IP lite) or close to them (IPinfo lite, whose
 //! `country` is a plain string and whose ASN is text like `AS15169`).
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Deserialize;
@@ -16,6 +15,8 @@ pub(crate) struct Mmdb {
     /// builds of one product at the same second are the same build.
     pub(crate) version: String,
     pub(crate) database_type: String,
+    /// IPinfo's flat layout rather than MaxMind's nested one.
+    ipinfo: bool,
 }
 
 impl std::fmt::Debug for Mmdb {
@@ -48,9 +49,11 @@ impl Mmdb {
         }
         let database_type = metadata.database_type.clone();
         let version = format!("{}@{}", database_type, metadata.build_epoch);
+        let ipinfo = database_type.to_ascii_lowercase().contains("ipinfo");
         let mmdb = Mmdb {
             version,
             database_type,
+            ipinfo,
             reader,
         };
         let v6 = mmdb.reader.metadata.ip_version == 6;
@@ -59,11 +62,9 @@ impl Mmdb {
             .chain(if v6 { &PROBES_V6[..] } else { &[][..] });
         for probe in probes {
             let ip: IpAddr = probe.parse().expect("probe addresses are valid");
-            mmdb.reader
-                .lookup::<GeoRecord>(ip)
+            mmdb.geo(ip, "en")
                 .map_err(|e| bad(format!("lookup of {ip} fails: {e}")))?;
-            mmdb.reader
-                .lookup::<AsnRecord>(ip)
+            mmdb.asn(ip)
                 .map_err(|e| bad(format!("lookup of {ip} fails: {e}")))?;
         }
         Ok(mmdb)
@@ -71,33 +72,61 @@ impl Mmdb {
 
     /// Geo fields for `ip`; `Ok(None)` when the database has no network containing it.
     pub(crate) fn geo(&self, ip: IpAddr, locale: &str) -> Result<Option<GeoAnswer>, String> {
-        let record = match self.reader.lookup::<GeoRecord>(ip) {
-            Ok(Some(record)) => record,
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
-        };
-        Ok(Some(record.answer(locale)))
+        if self.ipinfo {
+            let Some(record) = self
+                .reader
+                .lookup::<IpinfoRecord>(ip)
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            return Ok(Some(GeoAnswer {
+                country_code: record.country_code.map(str::to_owned),
+                country: record.country.map(str::to_owned),
+                ..GeoAnswer::default()
+            }));
+        }
+        let record = self
+            .reader
+            .lookup::<GeoRecord>(ip)
+            .map_err(|e| e.to_string())?;
+        Ok(record.map(|record| record.answer(locale)))
     }
 
     pub(crate) fn asn(&self, ip: IpAddr) -> Result<Option<AsnAnswer>, String> {
-        let record = match self.reader.lookup::<AsnRecord>(ip) {
-            Ok(Some(record)) => record,
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+        let (number, org) = if self.ipinfo {
+            let Some(record) = self
+                .reader
+                .lookup::<IpinfoRecord>(ip)
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            let number = record.asn.and_then(|text| {
+                let digits = text.strip_prefix("AS").or_else(|| text.strip_prefix("as"));
+                digits.unwrap_or(text).parse().ok()
+            });
+            (number, record.as_name)
+        } else {
+            let Some(record) = self
+                .reader
+                .lookup::<AsnRecord>(ip)
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(None);
+            };
+            (
+                record.autonomous_system_number,
+                record.autonomous_system_organization,
+            )
         };
-        let number = record.autonomous_system_number.or_else(|| {
-            let text = record.asn.as_deref()?;
-            let digits = text
-                .strip_prefix("AS")
-                .or_else(|| text.strip_prefix("as"))
-                .unwrap_or(text);
-            digits.parse().ok()
-        });
-        let org = record.autonomous_system_organization.or(record.as_name);
         if number.is_none() && org.is_none() {
             return Ok(None);
         }
-        Ok(Some(AsnAnswer { number, org }))
+        Ok(Some(AsnAnswer {
+            number,
+            org: org.map(str::to_owned),
+        }))
     }
 }
 
@@ -120,105 +149,126 @@ pub(crate) struct AsnAnswer {
     pub(crate) org: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-struct GeoRecord {
-    #[serde(default)]
-    country: Option<Place>,
-    /// IPinfo lite
-    #[serde(default)]
-    country_code: Option<String>,
-    #[serde(default)]
-    subdivisions: Option<Vec<NamedPlace>>,
-    #[serde(default)]
-    city: Option<Place>,
-    #[serde(default)]
-    postal: Option<Postal>,
-    #[serde(default)]
-    location: Option<Location>,
-}
+/// Locales MaxMind databases carry place names in.
+pub(crate) const LOCALES: [&str; 8] = ["de", "en", "es", "fr", "ja", "pt-BR", "ru", "zh-CN"];
 
-/// GeoIP2 writes places as maps; IPinfo lite writes the country as a plain name.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Place {
-    Named(NamedPlace),
-    Text(String),
+/// GeoIP2 / GeoLite2 / DB-IP layout. Strings borrow from the database and names decode
+/// into fixed fields, so a lookup allocates only for the subdivision list.
+#[derive(Deserialize, Default)]
+struct GeoRecord<'a> {
+    #[serde(borrow, default)]
+    country: Option<Place<'a>>,
+    #[serde(borrow, default)]
+    subdivisions: Option<Vec<Place<'a>>>,
+    #[serde(borrow, default)]
+    city: Option<Place<'a>>,
+    #[serde(borrow, default)]
+    postal: Option<Postal<'a>>,
+    #[serde(borrow, default)]
+    location: Option<Location<'a>>,
 }
 
 #[derive(Deserialize, Default)]
-struct NamedPlace {
-    #[serde(default)]
-    iso_code: Option<String>,
-    #[serde(default)]
-    names: Option<BTreeMap<String, String>>,
+struct Place<'a> {
+    #[serde(borrow, default)]
+    iso_code: Option<&'a str>,
+    #[serde(borrow, default)]
+    names: Option<Names<'a>>,
 }
 
-impl NamedPlace {
+#[derive(Deserialize, Default)]
+struct Names<'a> {
+    #[serde(borrow, default)]
+    de: Option<&'a str>,
+    #[serde(borrow, default)]
+    en: Option<&'a str>,
+    #[serde(borrow, default)]
+    es: Option<&'a str>,
+    #[serde(borrow, default)]
+    fr: Option<&'a str>,
+    #[serde(borrow, default)]
+    ja: Option<&'a str>,
+    #[serde(borrow, default, rename = "pt-BR")]
+    pt_br: Option<&'a str>,
+    #[serde(borrow, default)]
+    ru: Option<&'a str>,
+    #[serde(borrow, default, rename = "zh-CN")]
+    zh_cn: Option<&'a str>,
+}
+
+impl<'a> Place<'a> {
     fn name(&self, locale: &str) -> Option<String> {
-        self.names.as_ref()?.get(locale).cloned()
+        let names = self.names.as_ref()?;
+        let name = match locale {
+            "de" => names.de,
+            "en" => names.en,
+            "es" => names.es,
+            "fr" => names.fr,
+            "ja" => names.ja,
+            "pt-BR" => names.pt_br,
+            "ru" => names.ru,
+            "zh-CN" => names.zh_cn,
+            _ => None,
+        };
+        name.map(str::to_owned)
     }
 }
 
 #[derive(Deserialize)]
-struct Postal {
-    #[serde(default)]
-    code: Option<String>,
+struct Postal<'a> {
+    #[serde(borrow, default)]
+    code: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
-struct Location {
+struct Location<'a> {
     #[serde(default)]
     latitude: Option<f64>,
     #[serde(default)]
     longitude: Option<f64>,
-    #[serde(default)]
-    time_zone: Option<String>,
+    #[serde(borrow, default)]
+    time_zone: Option<&'a str>,
 }
 
-impl GeoRecord {
-    fn answer(self, locale: &str) -> GeoAnswer {
-        let mut answer = GeoAnswer::default();
-        match self.country {
-            Some(Place::Named(place)) => {
-                answer.country = place.name(locale);
-                answer.country_code = place.iso_code;
-            }
-            Some(Place::Text(name)) => answer.country = Some(name),
-            None => {}
+impl GeoRecord<'_> {
+    fn answer(&self, locale: &str) -> GeoAnswer {
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        let country = self.country.as_ref();
+        GeoAnswer {
+            country_code: owned(country.and_then(|c| c.iso_code)),
+            country: country.and_then(|c| c.name(locale)),
+            subdivision: self
+                .subdivisions
+                .as_ref()
+                .and_then(|list| list.first())
+                .and_then(|first| first.name(locale)),
+            city: self.city.as_ref().and_then(|c| c.name(locale)),
+            postal_code: owned(self.postal.as_ref().and_then(|p| p.code)),
+            latitude: self.location.as_ref().and_then(|l| l.latitude),
+            longitude: self.location.as_ref().and_then(|l| l.longitude),
+            time_zone: owned(self.location.as_ref().and_then(|l| l.time_zone)),
         }
-        if answer.country_code.is_none() {
-            answer.country_code = self.country_code;
-        }
-        answer.subdivision = self
-            .subdivisions
-            .as_ref()
-            .and_then(|subdivisions| subdivisions.first())
-            .and_then(|first| first.name(locale));
-        answer.city = match self.city {
-            Some(Place::Named(place)) => place.name(locale),
-            Some(Place::Text(name)) => Some(name),
-            None => None,
-        };
-        answer.postal_code = self.postal.and_then(|postal| postal.code);
-        if let Some(location) = self.location {
-            answer.latitude = location.latitude;
-            answer.longitude = location.longitude;
-            answer.time_zone = location.time_zone;
-        }
-        answer
     }
 }
 
+/// GeoLite2 ASN / DB-IP ASN layout.
 #[derive(Deserialize, Default)]
-struct AsnRecord {
+struct AsnRecord<'a> {
     #[serde(default)]
     autonomous_system_number: Option<u32>,
-    #[serde(default)]
-    autonomous_system_organization: Option<String>,
-    /// IPinfo lite: `AS15169`
-    #[serde(default)]
-    asn: Option<String>,
-    /// IPinfo lite
-    #[serde(default)]
-    as_name: Option<String>,
+    #[serde(borrow, default)]
+    autonomous_system_organization: Option<&'a str>,
+}
+
+/// IPinfo lite: one flat record with both country and ASN, all text (`asn = "AS15169"`).
+#[derive(Deserialize, Default)]
+struct IpinfoRecord<'a> {
+    #[serde(borrow, default)]
+    country: Option<&'a str>,
+    #[serde(borrow, default)]
+    country_code: Option<&'a str>,
+    #[serde(borrow, default)]
+    asn: Option<&'a str>,
+    #[serde(borrow, default)]
+    as_name: Option<&'a str>,
 }

@@ -59,3 +59,9 @@ impl EnrichConfig {
         Ok(Box::new(operator))
     }
 }
+
+/// Compiles the built-in uap-core rules now instead of in the first operator build that
+/// needs them (about a second of CPU); the pipeline may call it at start.
+pub fn warm_up() -> Result<(), String> {
+    ua::extractor().map(|_| ())
+}

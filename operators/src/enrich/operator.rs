@@ -366,20 +366,44 @@ fn arrow_error(error: arrow_schema::ArrowError) -> OperatorError {
     OperatorError::arrow(NAME, error)
 }
 
-/// Looks up the IP of `row`, through the cache.
+/// An IP column cell, parsed once per batch even when geoip and asn both read it.
+#[derive(Clone, Copy)]
+enum Cell {
+    Null,
+    Invalid,
+    Ip(IpAddr),
+}
+
+fn parse_ips(batch: &RecordBatch, field: &str) -> Result<Vec<Cell>, OperatorError> {
+    let text = TextColumn::of(batch, field)?;
+    Ok((0..batch.num_rows())
+        .map(|row| match text.get(row) {
+            None => Cell::Null,
+            Some(value) => value
+                .trim()
+                .parse::<IpAddr>()
+                .map_or(Cell::Invalid, Cell::Ip),
+        })
+        .collect())
+}
+
+/// Looks up one cell, through the cache.
 #[inline]
 fn resolve<T>(
     part: &mut MmdbPart<T>,
-    text: Option<&str>,
+    cell: Cell,
     lookup: impl Fn(&Mmdb, IpAddr) -> Result<Option<T>, String>,
 ) -> Option<Arc<T>> {
-    let Some(text) = text else {
-        part.counts.null += 1;
-        return None;
-    };
-    let Ok(ip) = text.trim().parse::<IpAddr>() else {
-        part.counts.invalid_ip += 1;
-        return None;
+    let ip = match cell {
+        Cell::Null => {
+            part.counts.null += 1;
+            return None;
+        }
+        Cell::Invalid => {
+            part.counts.invalid_ip += 1;
+            return None;
+        }
+        Cell::Ip(ip) => ip,
     };
     let db = &part.db;
     let outcome = part.cache.get_or_insert_with(&ip, || match lookup(db, ip) {
@@ -403,20 +427,16 @@ fn resolve<T>(
     }
 }
 
-fn geo_columns(
-    part: &mut MmdbPart<GeoAnswer>,
-    batch: &RecordBatch,
-) -> Result<Vec<ArrayRef>, OperatorError> {
-    let ips = TextColumn::of(batch, &part.field)?;
-    let rows = batch.num_rows();
+fn geo_columns(part: &mut MmdbPart<GeoAnswer>, ips: &[Cell]) -> Vec<ArrayRef> {
+    let rows = ips.len();
     let mut text: Vec<StringBuilder> = (0..6)
         .map(|_| StringBuilder::with_capacity(rows, rows * 8))
         .collect();
     let mut latitude = Float64Builder::with_capacity(rows);
     let mut longitude = Float64Builder::with_capacity(rows);
     let locale = part.locale.clone();
-    for row in 0..rows {
-        let answer = resolve(part, ips.get(row), |db, ip| db.geo(ip, &locale));
+    for &cell in ips {
+        let answer = resolve(part, cell, |db, ip| db.geo(ip, &locale));
         match answer {
             Some(geo) => {
                 text[0].append_option(geo.country_code.as_deref());
@@ -445,19 +465,15 @@ fn geo_columns(
     text.push(Arc::new(latitude.finish()));
     text.push(Arc::new(longitude.finish()));
     text.push(time_zone);
-    Ok(text)
+    text
 }
 
-fn asn_columns(
-    part: &mut MmdbPart<AsnAnswer>,
-    batch: &RecordBatch,
-) -> Result<Vec<ArrayRef>, OperatorError> {
-    let ips = TextColumn::of(batch, &part.field)?;
-    let rows = batch.num_rows();
+fn asn_columns(part: &mut MmdbPart<AsnAnswer>, ips: &[Cell]) -> Vec<ArrayRef> {
+    let rows = ips.len();
     let mut number = UInt32Builder::with_capacity(rows);
     let mut org = StringBuilder::with_capacity(rows, rows * 16);
-    for row in 0..rows {
-        match resolve(part, ips.get(row), |db, ip| db.asn(ip)) {
+    for &cell in ips {
+        match resolve(part, cell, |db, ip| db.asn(ip)) {
             Some(asn) => {
                 number.append_option(asn.number);
                 org.append_option(asn.org.as_deref());
@@ -468,7 +484,7 @@ fn asn_columns(
             }
         }
     }
-    Ok(vec![Arc::new(number.finish()), Arc::new(org.finish())])
+    vec![Arc::new(number.finish()), Arc::new(org.finish())]
 }
 
 fn ua_columns(part: &mut UaPart, batch: &RecordBatch) -> Result<Vec<ArrayRef>, OperatorError> {
@@ -642,11 +658,18 @@ impl Operator for EnrichOperator {
         }
         let rows = batch.num_rows();
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        let mut parsed: Option<(&str, Vec<Cell>)> = None;
         if let Some(part) = &mut self.geo {
-            columns.extend(geo_columns(part, &batch)?);
+            let ips = parse_ips(&batch, &part.field)?;
+            columns.extend(geo_columns(part, &ips));
+            parsed = Some((part.field.as_str(), ips));
         }
         if let Some(part) = &mut self.asn {
-            columns.extend(asn_columns(part, &batch)?);
+            let ips = match parsed {
+                Some((field, ips)) if field == part.field => ips,
+                _ => parse_ips(&batch, &part.field)?,
+            };
+            columns.extend(asn_columns(part, &ips));
         }
         if let Some(part) = &mut self.ua {
             columns.extend(ua_columns(part, &batch)?);
