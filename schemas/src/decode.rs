@@ -506,12 +506,12 @@ impl BatchDecoder {
                     let is_event_time = position == self.event_time;
                     let text = read.column(*read_index).as_string::<i32>();
                     let mut builder = TimestampNanosecondBuilder::with_capacity(rows);
-                    for row in 0..rows {
+                    for (row, row_error) in row_errors.iter_mut().enumerate() {
                         if text.is_null(row) {
                             builder.append_null();
                             if is_event_time {
                                 any_error = true;
-                                row_errors[row].get_or_insert_with(|| DecodeError {
+                                row_error.get_or_insert_with(|| DecodeError {
                                     kind: DecodeErrorKind::MissingEventTime,
                                     reason: format!("event time field {name} is missing or null"),
                                 });
@@ -529,7 +529,7 @@ impl BatchDecoder {
                                 } else {
                                     DecodeErrorKind::WrongType
                                 };
-                                row_errors[row].get_or_insert_with(|| DecodeError {
+                                row_error.get_or_insert_with(|| DecodeError {
                                     kind,
                                     reason: format!(
                                         "field {name}: {} is not a timestamp",

@@ -206,13 +206,16 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
+/// Receives each unknown key of the top-level object with its raw value.
+type UnknownSink<'a> = &'a mut dyn FnMut(&str, &RawValue);
+
 /// Walks one object, tracking which json-bearing children it saw so that absent ones get a
 /// null and repeated ones are refused (they would break the alignment with arrow-json).
 fn walk_object<'de, A: MapAccess<'de>>(
     object: &ObjectNode,
     state: &mut State,
     map: &mut A,
-    mut unknown: Option<&mut dyn FnMut(&str, &RawValue)>,
+    mut unknown: Option<UnknownSink<'_>>,
 ) -> Result<(), A::Error> {
     let mut seen = vec![false; object.slotted.len()];
     while let Some(Key(key)) = map.next_key::<Key<'de>>()? {

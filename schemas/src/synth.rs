@@ -77,8 +77,8 @@ impl Core {
         meta
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.rng.random_range(0..items.len())]
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.rng.random_range(0..items.len())]
     }
 
     /// An index below `n`, heavily skewed towards small values: the first 1% of the range
@@ -157,7 +157,7 @@ const CLIENTS: u64 = 300_000;
 
 fn write_client_ip(out: &mut Vec<u8>, client: u64, key: u64) {
     let h = mix(client ^ key);
-    if h % 5 == 0 {
+    if h.is_multiple_of(5) {
         let _ = write!(
             out,
             "2001:db8:{:x}:{:x}::{:x}",
@@ -165,7 +165,7 @@ fn write_client_ip(out: &mut Vec<u8>, client: u64, key: u64) {
             (h >> 24) & 0xffff,
             (h >> 40) & 0xffff
         );
-    } else if h % 7 == 0 {
+    } else if h.is_multiple_of(7) {
         let _ = write!(
             out,
             "198.{}.{}.{}",
@@ -471,16 +471,16 @@ impl HttpRequests {
         let ray = meta.id;
         let client = core.skewed(CLIENTS);
         let client_hash = mix(client ^ core.key);
-        let zone = *core.pick(ZONES);
-        let subdomain = *core.pick(SUBDOMAINS);
+        let zone = core.pick(ZONES);
+        let subdomain = core.pick(SUBDOMAINS);
         let method = weighted(core, METHODS);
         let status = weighted(core, STATUSES);
         let (country, region, city) = COUNTRIES[(client_hash % COUNTRIES.len() as u64) as usize];
         let (colo, colo_id) = COLOS[(client_hash >> 5) as usize % COLOS.len()];
         let agent = USER_AGENTS[(client_hash >> 11) as usize % USER_AGENTS.len()];
         let is_bot = agent.contains("bot") || !agent.starts_with("Mozilla");
-        let content_type = *core.pick(CONTENT_TYPES);
-        let cache_status = *core.pick(CACHE_STATUSES);
+        let content_type = core.pick(CONTENT_TYPES);
+        let cache_status = core.pick(CACHE_STATUSES);
         let ttfb = core.skewed(2_000) as i64 + 2;
         let origin_ms = if cache_status == "hit" {
             0
@@ -498,10 +498,10 @@ impl HttpRequests {
         host.push('.');
         host.push_str(zone);
         self.scratch.clear();
-        let path_start = *core.pick(PATHS);
+        let path_start = core.pick(PATHS);
         self.scratch.extend_from_slice(path_start.as_bytes());
         if path_start.ends_with('/') && path_start.len() > 1 {
-            let word = *core.pick(WORDS);
+            let word = core.pick(WORDS);
             let _ = write!(self.scratch, "{word}-{}", core.skewed(50_000));
         } else if path_start.ends_with('.') {
             let _ = write!(
@@ -548,7 +548,7 @@ impl HttpRequests {
                 core.range(30, 100)
             },
         );
-        w.str("BotScoreSrc", *core.pick(BOT_SOURCES));
+        w.str("BotScoreSrc", core.pick(BOT_SOURCES));
         w.raw(
             "BotTags",
             if agent.contains("bot") {
@@ -622,7 +622,7 @@ impl HttpRequests {
         );
         w.str("ClientRequestURI", uri);
         w.str("ClientRequestUserAgent", agent);
-        w.str("ClientSSLCipher", *core.pick(CIPHERS));
+        w.str("ClientSSLCipher", core.pick(CIPHERS));
         w.str(
             "ClientSSLProtocol",
             if core.chance(0.85) {
@@ -933,8 +933,8 @@ impl FirewallEvents {
         let client = core.skewed(CLIENTS);
         let client_hash = mix(client ^ core.key);
         let (country, _, _) = COUNTRIES[(client_hash % COUNTRIES.len() as u64) as usize];
-        let action = *core.pick(&["block", "managed_challenge", "log", "skip", "js_challenge"]);
-        let source = *core.pick(&[
+        let action = core.pick(&["block", "managed_challenge", "log", "skip", "js_challenge"]);
+        let source = core.pick(&[
             "firewallManaged",
             "firewallCustom",
             "ratelimit",
@@ -959,7 +959,7 @@ impl FirewallEvents {
             &format!("{}.{}", core.pick(SUBDOMAINS), core.pick(ZONES)),
         );
         w.str("ClientRequestMethod", weighted(core, METHODS));
-        w.str("ClientRequestPath", *core.pick(PATHS));
+        w.str("ClientRequestPath", core.pick(PATHS));
         w.str("ClientRequestProtocol", "HTTP/2");
         w.str("ClientRequestQuery", "");
         w.str("ClientRequestScheme", "https");
@@ -1117,7 +1117,7 @@ impl DnsLogs {
             core.pick(SUBDOMAINS),
             core.pick(ZONES)
         );
-        w.int("QueryType", *core.pick(&[1, 1, 1, 28, 28, 5, 15, 16, 65]));
+        w.int("QueryType", core.pick(&[1, 1, 1, 28, 28, 5, 15, 16, 65]));
         w.bool("ResponseCached", core.chance(0.7));
         w.int("ResponseCode", if core.chance(0.05) { 3 } else { 0 });
         key(w.out, "SourceIP");
