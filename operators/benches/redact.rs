@@ -18,7 +18,6 @@ use arrow_schema::DataType;
 use weir_operators::config::{BuildContext, StaticSecrets};
 use weir_operators::enrich::Resources;
 use weir_operators::redact::{RedactConfig, synth};
-use weir_operators::Operator;
 
 const ROWS: usize = 8192;
 const BATCHES: usize = 8;
@@ -101,7 +100,9 @@ fn main() {
         secrets: &secrets,
         resources: &resources,
     };
-    let mut op = RedactConfig::default().build(&ctx).expect("default profile builds");
+    let mut op = RedactConfig::default()
+        .build(&ctx)
+        .expect("default profile builds");
 
     let rounds = 5;
     let redact = time(rounds, || {

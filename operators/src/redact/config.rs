@@ -366,7 +366,7 @@ impl RedactConfig {
                 source: custom.pattern.clone(),
                 group,
                 check: detectors::Check::None,
-                gates: vec![detectors::Gate::ALWAYS],
+                gates: vec![detectors::Gate::Always],
                 rescan: false,
             });
         }
@@ -396,7 +396,9 @@ impl RedactConfig {
                     .join("\n")
             })
             .collect();
-        let scanner = Scanner::new(patterns).map_err(|e| {
+        let mut gate_names = params.clone();
+        gate_names.extend(["authorization".to_owned(), "proxy-authorization".to_owned()]);
+        let scanner = Scanner::new(patterns, NameList::new(&gate_names)).map_err(|e| {
             let key = pattern_keys
                 .get(e.index)
                 .cloned()

@@ -6,11 +6,13 @@
 //! fails its check is retried against the other patterns anchored at the same position, so a
 //! Luhn-invalid digit run does not hide an SSN starting at the same byte.
 //!
-//! Before the regex runs, a byte-class pass ([`Summary`]) records which trigger bytes occur
-//! in the string and the longest runs of "token" and "digit-ish" bytes. Each pattern
-//! declares gates that are *necessary* for an accepted hit; a string that satisfies no gate
-//! of any enabled pattern skips the regex entirely. On log data most strings (user agents,
-//! hosts, ray ids, colo codes) stop there.
+//! Before the regex runs, cheap [`Gate`]s decide whether the string can hold a hit at all:
+//! memchr for `@` and `:`, a vectorized digit count (then digit-run lengths), a walk back
+//! from each `=` / `:` / `%3D` to see whether a listed parameter name precedes it, and one
+//! multi-literal prefilter for key formats (`AKIA`, `ghp_`, `eyJ`, ...). Each pattern
+//! declares gates that are *necessary* for an accepted hit; a string that passes no gate of
+//! any enabled pattern skips the regex entirely. On log data most strings (user agents,
+//! hosts, ray ids, colo codes, accept headers) stop there.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -19,132 +21,191 @@ use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input};
 
-/// Byte classes and trigger flags computed per string.
-const C_TOKEN: u8 = 1; // [A-Za-z0-9_+/~-]: bytes of API keys, JWT segments, base64
-const C_DIGITISH: u8 = 2; // digits and the separators phone, card and SSN formats use
-pub(crate) const F_AT: u8 = 4;
-pub(crate) const F_EQ: u8 = 8;
-pub(crate) const F_COLON: u8 = 16;
-pub(crate) const F_SPACE: u8 = 32;
-pub(crate) const F_QUOTE: u8 = 64;
-pub(crate) const F_PCT: u8 = 128;
+/// A necessary condition for a pattern to produce an accepted hit. Each is cheap to test
+/// (memchr, a vectorized digit count, one literal prefilter) and tested lazily.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Custom patterns: nothing is known about them.
+    Always,
+    /// An `@` in the string.
+    At,
+    /// An `@` or an encoded one (`%40`).
+    AtOrEncoded,
+    /// A `:` in the string.
+    Colon,
+    /// A `=`, `:` or `%3D` directly after a name from the parameter list (or
+    /// `authorization`), checked by walking back from each separator.
+    Names,
+    /// One of the key-format literals (`AKIA`, `ghp_`, `eyJ`, `PRIVATE KEY`, ...), found
+    /// by one multi-literal prefilter.
+    Literal,
+    /// At least `digits` ASCII digits in the string and a run of at least `run` bytes of
+    /// `[0-9 -]` (cards, IBANs).
+    CardRun { digits: u16, run: u16 },
+    /// At least `digits` ASCII digits and a run of at least `run` bytes of `[0-9 .()+-]`
+    /// (phones, SSNs, IPv4).
+    PhoneRun { digits: u16, run: u16 },
+}
 
-/// Token runs shorter than this cannot hold any built-in key format; 16-char hex ray ids
-/// stay below it on purpose.
-pub(crate) const LONG_RUN: u16 = 17;
+/// The literals behind [`Gate::Literal`]; every pattern gated by it starts with or contains
+/// one of these exactly (no case folding).
+const TRIGGER_LITERALS: &[&str] = &[
+    "eyJ",
+    "AKIA",
+    "ASIA",
+    "AGPA",
+    "AIDA",
+    "AROA",
+    "AIPA",
+    "ANPA",
+    "ANVA",
+    "ABIA",
+    "ACCA",
+    "A3T",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "xoxa-",
+    "xoxb-",
+    "xoxp-",
+    "xoxo-",
+    "xoxs-",
+    "xoxr-",
+    "hooks.slack.com/services/",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "rk_test_",
+    "AIza",
+    "Bearer",
+    "bearer",
+    "BEARER",
+    "Basic",
+    "basic",
+    "BASIC",
+    "PRIVATE KEY",
+    "aws",
+    "AWS",
+    "Aws",
+];
 
-const fn class_table() -> [u8; 256] {
+/// Strings shorter than this cannot hold a [`Gate::Literal`] pattern.
+const LITERAL_MIN_LEN: usize = 17;
+
+/// Lazily computed facts about one string, shared by all gates.
+struct Features<'a> {
+    bytes: &'a [u8],
+    digits: Option<u16>,
+    runs: Option<(u16, u16)>,
+}
+
+impl<'a> Features<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Features {
+            bytes,
+            digits: None,
+            runs: None,
+        }
+    }
+
+    fn digits(&mut self) -> u16 {
+        *self.digits.get_or_insert_with(|| {
+            // written so that it vectorizes
+            let n = self
+                .bytes
+                .iter()
+                .filter(|b| b.wrapping_sub(b'0') < 10)
+                .count();
+            n.min(u16::MAX as usize) as u16
+        })
+    }
+
+    /// Longest runs of `[0-9 -]` and of `[0-9 .()+-]`.
+    fn runs(&mut self) -> (u16, u16) {
+        let bytes = self.bytes;
+        *self.runs.get_or_insert_with(|| {
+            let (mut card, mut phone) = (0u32, 0u32);
+            let (mut best_card, mut best_phone) = (0u32, 0u32);
+            for &b in bytes {
+                let class = RUN_CLASS[b as usize];
+                card = (card + 1) & (0u32.wrapping_sub(u32::from(class & 1)));
+                phone = (phone + 1) & (0u32.wrapping_sub(u32::from(class >> 1)));
+                best_card = best_card.max(card);
+                best_phone = best_phone.max(phone);
+            }
+            (
+                best_card.min(u16::MAX as u32) as u16,
+                best_phone.min(u16::MAX as u32) as u16,
+            )
+        })
+    }
+}
+
+const fn run_classes() -> [u8; 256] {
     let mut table = [0u8; 256];
     let mut b = 0usize;
     while b < 256 {
         let c = b as u8;
-        let mut v = 0u8;
-        if c.is_ascii_alphanumeric()
-            || c == b'_'
-            || c == b'+'
-            || c == b'/'
-            || c == b'~'
-            || c == b'-'
-        {
-            v |= C_TOKEN;
-        }
-        if c.is_ascii_digit()
-            || c == b' '
-            || c == b'-'
-            || c == b'.'
-            || c == b'('
-            || c == b')'
-            || c == b'+'
-        {
-            v |= C_DIGITISH;
-        }
-        match c {
-            b'@' => v |= F_AT,
-            b'=' => v |= F_EQ,
-            b':' => v |= F_COLON,
-            b' ' | b'\t' | b'\n' | b'\r' => v |= F_SPACE,
-            b'"' | b'\'' => v |= F_QUOTE,
-            b'%' => v |= F_PCT,
-            _ => {}
-        }
-        table[b] = v;
+        let card = c.is_ascii_digit() || c == b' ' || c == b'-';
+        let phone = card || c == b'.' || c == b'(' || c == b')' || c == b'+';
+        table[b] = (card as u8) | ((phone as u8) << 1);
         b += 1;
     }
     table
 }
 
-static CLASS: [u8; 256] = class_table();
+static RUN_CLASS: [u8; 256] = run_classes();
 
-/// What the byte-class pass learned about one string.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Summary {
-    pub flags: u8,
-    pub long_run: u16,
-    pub digit_run: u16,
-}
-
-impl Summary {
-    pub fn of(bytes: &[u8]) -> Summary {
-        let mut flags = 0u8;
-        let (mut token, mut digitish) = (0u32, 0u32);
-        let (mut max_token, mut max_digitish) = (0u32, 0u32);
-        for &b in bytes {
-            let c = CLASS[b as usize];
-            flags |= c;
-            token = (token + 1) * u32::from(c & C_TOKEN);
-            digitish = (digitish + 1) * u32::from((c & C_DIGITISH) >> 1);
-            max_token = max_token.max(token);
-            max_digitish = max_digitish.max(digitish);
+/// Whether some `=`, `:` or `%3D` in `bytes` directly follows a listed name (see
+/// [`Gate::Names`]). A superset of what the `params` and `auth_header` patterns can match.
+fn has_listed_name(bytes: &[u8], names: &NameList) -> bool {
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    let check_before = |mut end: usize, allow_quote: bool| -> bool {
+        while end > 0 && matches!(bytes[end - 1], b' ' | b'\t') {
+            end -= 1;
         }
-        Summary {
-            flags,
-            long_run: max_token.min(u16::MAX as u32) as u16,
-            digit_run: max_digitish.min(u16::MAX as u32) as u16,
+        if allow_quote && end > 0 && matches!(bytes[end - 1], b'"' | b'\'') {
+            end -= 1;
         }
-    }
-}
-
-/// A necessary condition for a pattern to produce an accepted hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Gate {
-    /// All of these trigger flags must be present.
-    pub flags: u8,
-    pub min_digit_run: u16,
-    pub min_long_run: u16,
-}
-
-impl Gate {
-    const fn flags(flags: u8) -> Gate {
-        Gate {
-            flags,
-            min_digit_run: 0,
-            min_long_run: 0,
+        let mut start = end;
+        while start > 0 && is_name(bytes[start - 1]) {
+            start -= 1;
         }
-    }
-    const fn digits(n: u16) -> Gate {
-        Gate {
-            flags: 0,
-            min_digit_run: n,
-            min_long_run: 0,
+        if start == end {
+            return false;
         }
-    }
-    const LONG: Gate = Gate {
-        flags: 0,
-        min_digit_run: 0,
-        min_long_run: LONG_RUN,
+        let run = &bytes[start..end];
+        let encoded = start > 0 && bytes[start - 1] == b'%';
+        let candidates = [
+            Some(run),
+            encoded.then(|| run.get(2..)).flatten(),
+            encoded.then(|| run.get(4..)).flatten(),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .filter(|name| !name.is_empty())
+            .any(|name| std::str::from_utf8(name).is_ok_and(|n| names.matches(n)))
     };
-    pub const ALWAYS: Gate = Gate {
-        flags: 0,
-        min_digit_run: 0,
-        min_long_run: 0,
-    };
-
-    #[inline]
-    pub fn admits(&self, s: &Summary) -> bool {
-        s.flags & self.flags == self.flags
-            && s.digit_run >= self.min_digit_run
-            && s.long_run >= self.min_long_run
+    for at in memchr::memchr3_iter(b'=', b':', b'%', bytes) {
+        let found = match bytes[at] {
+            b'=' => check_before(at, false),
+            b':' => check_before(at, true),
+            _ => {
+                let rest = &bytes[at + 1..];
+                let encoded_eq = rest.len() >= 2 && rest[0] == b'3' && (rest[1] | 0x20) == b'd';
+                let twice = rest.len() >= 4 && rest.starts_with(b"253") && (rest[3] | 0x20) == b'd';
+                (encoded_eq || twice) && check_before(at, false)
+            }
+        };
+        if found {
+            return true;
+        }
     }
+    false
 }
 
 /// The check run on a candidate before it counts as a hit.
@@ -379,20 +440,20 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
                 ),
                 false,
                 Check::Email,
-                &[Gate::flags(F_AT), Gate::flags(F_PCT)],
+                &[Gate::AtOrEncoded],
             )]
         }
         "card" => vec![p(
             r"\b[2-6][0-9](?:[ -]?[0-9]){11,17}\b".into(),
             false,
             Check::Card,
-            &[Gate::digits(13)],
+            &[Gate::CardRun { digits: 13, run: 13 }],
         )],
         "ssn" => vec![p(
             r"\b[0-9]{3}[- .][0-9]{2}[- .][0-9]{4}\b".into(),
             false,
             Check::Ssn,
-            &[Gate::digits(11)],
+            &[Gate::PhoneRun { digits: 9, run: 11 }],
         )],
         "phone" => vec![
             p(
@@ -400,20 +461,20 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
                     .into(),
                 false,
                 Check::PhoneNanp,
-                &[Gate::digits(12)],
+                &[Gate::PhoneRun { digits: 10, run: 12 }],
             ),
             p(
                 r"\+[1-9](?:[ .-]?\(?[0-9]\)?){9,14}\b".into(),
                 false,
                 Check::PhoneIntl,
-                &[Gate::digits(11)],
+                &[Gate::PhoneRun { digits: 10, run: 11 }],
             ),
         ],
         "iban" => vec![p(
             r"(?i)\b[a-z]{2}[0-9]{2}(?: ?[a-z0-9]){11,30}\b".into(),
             false,
             Check::Iban,
-            &[Gate::digits(10)],
+            &[Gate::CardRun { digits: 8, run: 10 }],
         )],
         "ipv4" => {
             let octet = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
@@ -421,67 +482,67 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
                 format!(r"\b{octet}(?:\.{octet}){{3}}\b"),
                 false,
                 Check::Ipv4,
-                &[Gate::digits(7)],
+                &[Gate::PhoneRun { digits: 4, run: 7 }],
             )]
         }
         "ipv6" => vec![p(
             r"[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*".into(),
             false,
             Check::Ipv6,
-            &[Gate::flags(F_COLON)],
+            &[Gate::Colon],
         )],
         "jwt" => vec![p(
             r"\beyJ[A-Za-z0-9_-]{14,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*".into(),
             false,
             Check::None,
-            &[Gate::LONG],
+            &[Gate::Literal],
         )],
         "aws_access_key" => vec![p(
             r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}\b"
                 .into(),
             false,
             Check::None,
-            &[Gate::LONG],
+            &[Gate::Literal],
         )],
         "aws_secret_key" => vec![p(
-            r"(?i)aws.{0,20}?(?:key|pwd|pw|password|pass|token|secret).{0,20}?([A-Za-z0-9/+]{40})"
+            r"(?:aws|AWS|Aws)(?i:.{0,20}?(?:key|pwd|pw|password|pass|token|secret).{0,20}?)([A-Za-z0-9/+]{40})"
                 .into(),
             true,
             Check::TokenEnd,
-            &[Gate::LONG],
+            &[Gate::Literal],
         )],
         "github_token" => vec![p(
             r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})".into(),
             false,
             Check::None,
-            &[Gate::LONG],
+            &[Gate::Literal],
         )],
         "slack_token" => vec![
             p(
                 r"\bxox[abposr]-[A-Za-z0-9-]{12,}".into(),
                 false,
                 Check::None,
-                &[Gate::LONG],
+                &[Gate::Literal],
             ),
             p(
                 r"hooks\.slack\.com/services/(T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+)"
                     .into(),
                 true,
                 Check::None,
-                &[Gate::LONG],
+                &[Gate::Literal],
             ),
         ],
         "stripe_key" => vec![p(
             r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}".into(),
             false,
             Check::None,
-            &[Gate::LONG],
+            &[Gate::Literal],
         )],
         "google_api_key" => vec![p(
             r"\bAIza[0-9A-Za-z_-]{35}".into(),
             false,
             Check::None,
-            &[Gate::LONG],
+            &[Gate::Literal],
         )],
         "auth_header" => vec![
             p(
@@ -489,17 +550,13 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
                     .into(),
                 true,
                 Check::None,
-                &[
-                    Gate::flags(F_EQ),
-                    Gate::flags(F_COLON | F_SPACE),
-                    Gate::flags(F_COLON | F_QUOTE),
-                ],
+                &[Gate::Names],
             ),
             p(
-                r"(?i)\b(?:bearer|basic)\s+([A-Za-z0-9_~+/-]{17}[A-Za-z0-9._~+/=-]*)".into(),
+                r"\b(?:[Bb]earer|BEARER|[Bb]asic|BASIC)\s+([A-Za-z0-9_~+/-]{17}[A-Za-z0-9._~+/=-]*)".into(),
                 true,
                 Check::None,
-                &[Gate::LONG],
+                &[Gate::Literal],
             ),
         ],
         "private_key" => vec![p(
@@ -507,13 +564,13 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
                 .into(),
             false,
             Check::None,
-            &[Gate::LONG],
+            &[Gate::Literal],
         )],
         "url_credentials" => vec![p(
             r"(?i)\b[a-z][a-z0-9+.-]*://([^\s/?#@:]+:[^\s/?#]*)@".into(),
             true,
             Check::None,
-            &[Gate::flags(F_AT)],
+            &[Gate::At],
         )],
         "params" => {
             if params.is_empty() {
@@ -528,12 +585,7 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
                 ),
                 true,
                 Check::Param,
-                &[
-                    Gate::flags(F_EQ),
-                    Gate::flags(F_PCT),
-                    Gate::flags(F_COLON | F_QUOTE),
-                    Gate::flags(F_COLON | F_SPACE),
-                ],
+                &[Gate::Names],
             )]
         }
         _ => Vec::new(),
@@ -556,10 +608,13 @@ pub(crate) struct Scanner {
     /// candidate fails its check. Only touched on candidates.
     singles: Vec<Regex>,
     patterns: Vec<PatternSpec>,
-    /// Gates of all patterns, deduplicated: a string that passes none is not searched.
+    /// Gates of all patterns, deduplicated, cheapest first: a string that passes none is
+    /// not searched.
     gates: Vec<Gate>,
-    /// Strings shorter than this cannot hold a hit (unless a custom pattern is present).
-    min_len: usize,
+    /// Prefilter behind [`Gate::Literal`].
+    literals: Regex,
+    /// Names behind [`Gate::Names`].
+    names: NameList,
 }
 
 /// A compile error of one pattern.
@@ -591,8 +646,19 @@ pub(crate) fn explicit_groups(source: &str) -> usize {
         .unwrap_or(0)
 }
 
+fn gate_cost(gate: &Gate) -> u8 {
+    match gate {
+        Gate::At | Gate::AtOrEncoded | Gate::Colon => 0,
+        Gate::CardRun { .. } | Gate::PhoneRun { .. } => 1,
+        Gate::Names => 2,
+        Gate::Literal => 3,
+        Gate::Always => 4,
+    }
+}
+
 impl Scanner {
-    pub fn new(patterns: Vec<PatternSpec>) -> Result<Scanner, PatternError> {
+    /// `names`: the parameter names plus `authorization`, for [`Gate::Names`].
+    pub fn new(patterns: Vec<PatternSpec>, names: NameList) -> Result<Scanner, PatternError> {
         let mut singles = Vec::with_capacity(patterns.len());
         for (index, spec) in patterns.iter().enumerate() {
             let re = builder().build(&spec.source).map_err(|e| PatternError {
@@ -615,14 +681,43 @@ impl Scanner {
                 gates.push(*g);
             }
         }
-        let min_len = if gates.contains(&Gate::ALWAYS) { 0 } else { 5 };
+        gates.sort_by_key(gate_cost);
+        let literal_sources: Vec<String> =
+            TRIGGER_LITERALS.iter().map(|l| regex_escape(l)).collect();
+        let literals = builder()
+            .configure(Regex::config().which_captures(WhichCaptures::None))
+            .build_many(&literal_sources)
+            .map_err(|e| PatternError {
+                index: usize::MAX,
+                reason: e.to_string(),
+            })?;
         Ok(Scanner {
             combined,
             singles,
             patterns,
             gates,
-            min_len,
+            literals,
+            names,
         })
+    }
+
+    fn admits(&self, gate: &Gate, f: &mut Features<'_>) -> bool {
+        match *gate {
+            Gate::Always => true,
+            Gate::At => memchr::memchr(b'@', f.bytes).is_some(),
+            Gate::AtOrEncoded => {
+                memchr::memchr(b'@', f.bytes).is_some()
+                    || memchr::memmem::find(f.bytes, b"%40").is_some()
+            }
+            Gate::Colon => memchr::memchr(b':', f.bytes).is_some(),
+            Gate::CardRun { digits, run } => f.digits() >= digits && f.runs().0 >= run,
+            Gate::PhoneRun { digits, run } => f.digits() >= digits && f.runs().1 >= run,
+            Gate::Names => has_listed_name(f.bytes, &self.names),
+            Gate::Literal => {
+                f.bytes.len() >= LITERAL_MIN_LEN
+                    && self.literals.is_match(Input::new(f.bytes).earliest(true))
+            }
+        }
     }
 
     pub fn create_cache(&self) -> meta::Cache {
@@ -632,12 +727,12 @@ impl Scanner {
     /// Appends the hits in `hay` to `out`, in order and without overlap. Returns whether
     /// the string was searched at all (false: the byte-class gate ruled it out).
     pub fn scan(&self, cache: &mut meta::Cache, hay: &str, out: &mut Vec<Hit>) -> bool {
-        if hay.len() < self.min_len || self.patterns.is_empty() {
+        if self.patterns.is_empty() {
             return false;
         }
         let bytes = hay.as_bytes();
-        let summary = Summary::of(bytes);
-        if !self.gates.iter().any(|g| g.admits(&summary)) {
+        let mut features = Features::new(bytes);
+        if !self.gates.iter().any(|g| self.admits(g, &mut features)) {
             return false;
         }
         let mut pos = 0;
@@ -655,7 +750,7 @@ impl Scanner {
             // Rejected: give the other patterns a chance at the same start.
             let mut retried = None;
             for (other, spec) in self.patterns.iter().enumerate() {
-                if other == pid || !spec.gates.iter().any(|g| g.admits(&summary)) {
+                if other == pid || !spec.gates.iter().any(|g| self.admits(g, &mut features)) {
                     continue;
                 }
                 let input = Input::new(bytes)
