@@ -1055,3 +1055,49 @@ fn hashed_randomness_marks_nulls_missing() {
     assert_eq!(out.iter().filter(|v| **v == MISSING).count(), 100);
     assert!(out.iter().all(|v| *v == MISSING || *v < MAX_THRESHOLD));
 }
+
+#[test]
+fn group_memory_is_bounded_by_max_groups() {
+    let rows = zipf_rows(20_000, 50, 5, 22);
+    let text = "key = \"RayID\"\ntime_field = \"EdgeStartTimestamp\"\n\
+        budget = { group_by = \"ZoneName\", per_second = 10, max_groups = 4 }";
+    let mut op = operator(text);
+    let rebatched = kept(&run(&mut operator(text), &rows, 999));
+    assert_eq!(kept(&run(&mut op, &rows, 8192)), rebatched);
+    assert!(
+        metric(
+            &op,
+            "sample_overflow_group_rows_total",
+            ("dataset", "http_requests")
+        ) > 0
+    );
+    let state = op.snapshot().unwrap();
+    // Header (31 bytes) plus at most max_groups + 1 (overflow) entries of 24 bytes.
+    assert!(state.len() <= 31 + 5 * 24, "{} bytes", state.len());
+}
+
+#[test]
+fn rule_conditions_cover_null_and_negation() {
+    let mut rows = zipf_rows(2000, 4, 1, 23);
+    for (index, row) in rows.iter_mut().enumerate() {
+        if index % 4 == 0 {
+            row.client_ip = None;
+        }
+    }
+    let text = r#"
+key = "RayID"
+rate = 0.000001
+rules = [
+  { field = "ClientIP", is_null = true, rate = 1.0 },
+  { field = "ZoneName", not_in = ["zone0.example"], lt = "zone2.example", rate = 1.0 },
+]
+"#;
+    let mut op = operator(text);
+    op.all_rates = Some(Vec::new());
+    run(&mut op, &rows, 500);
+    let rates = op.all_rates.take().unwrap();
+    for (row, rate) in rows.iter().zip(rates) {
+        let expected = row.client_ip.is_none() || row.zone == "zone1.example";
+        assert_eq!(rate == 1.0, expected, "{row:?}");
+    }
+}
