@@ -100,9 +100,12 @@ fn main() {
         secrets: &secrets,
         resources: &resources,
     };
-    let mut op = RedactConfig::default()
-        .build(&ctx)
-        .expect("default profile builds");
+    // WEIR_REDACT_BENCH_CONFIG=<toml> measures another profile (e.g. `detectors = []`).
+    let config: RedactConfig = match std::env::var("WEIR_REDACT_BENCH_CONFIG") {
+        Ok(text) => toml::from_str(&text).expect("valid redact config"),
+        Err(_) => RedactConfig::default(),
+    };
+    let mut op = config.build(&ctx).expect("default profile builds");
 
     let rounds = 5;
     let redact = time(rounds, || {

@@ -43,8 +43,19 @@ pub(crate) enum Gate {
     /// `[0-9 -]` (cards, IBANs).
     CardRun { digits: u16, run: u16 },
     /// At least `digits` ASCII digits and a run of at least `run` bytes of `[0-9 .()+-]`
-    /// (phones, SSNs, IPv4).
+    /// (phones, IPv4).
     PhoneRun { digits: u16, run: u16 },
+    /// At least `digits` ASCII digits and a run of at least `run` bytes of `[0-9 ]`
+    /// (IBANs: the check insists on it).
+    IbanRun { digits: u16, run: u16 },
+    /// SSNs: 9 digits, a run of 11 bytes of `[0-9 .()+-]` and 4 digits in a row.
+    SsnRun,
+    /// North American phone numbers: 10 digits, a run of 12 bytes of `[0-9 .()+-]` and 4
+    /// digits in a row (the last group).
+    NanpRun,
+    /// International phone numbers: a `+`, 10 digits and a run of 11 bytes of
+    /// `[0-9 .()+-]`.
+    PlusRun,
 }
 
 /// The literals behind [`Gate::Literal`]; every pattern gated by it starts with or contains
@@ -95,17 +106,26 @@ const TRIGGER_LITERALS: &[&str] = &[
 /// Strings shorter than this cannot hold a [`Gate::Literal`] pattern.
 const LITERAL_MIN_LEN: usize = 17;
 
+/// Bits of a string's hint (see [`Scanner::column_hints`]).
+const HINT_VALID: u8 = 1;
+const HINT_AT: u8 = 2;
+const HINT_SEP: u8 = 4;
+const HINT_COLON: u8 = 8;
+const HINT_LITERAL: u8 = 16;
+
 /// Lazily computed facts about one string, shared by all gates.
 struct Features<'a> {
     bytes: &'a [u8],
+    hint: u8,
     digits: Option<u16>,
-    runs: Option<(u16, u16)>,
+    runs: Option<Runs>,
 }
 
 impl<'a> Features<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    fn new(bytes: &'a [u8], hint: u8) -> Self {
         Features {
             bytes,
+            hint,
             digits: None,
             runs: None,
         }
@@ -123,25 +143,36 @@ impl<'a> Features<'a> {
         })
     }
 
-    /// Longest runs of `[0-9 -]` and of `[0-9 .()+-]`.
-    fn runs(&mut self) -> (u16, u16) {
+    /// Longest runs of `[0-9 -]`, `[0-9 .()+-]`, `[0-9 ]` and `[0-9]`.
+    fn runs(&mut self) -> Runs {
         let bytes = self.bytes;
         *self.runs.get_or_insert_with(|| {
-            let (mut card, mut phone) = (0u32, 0u32);
-            let (mut best_card, mut best_phone) = (0u32, 0u32);
+            let mut run = [0u32; 4];
+            let mut best = [0u32; 4];
             for &b in bytes {
                 let class = RUN_CLASS[b as usize];
-                card = (card + 1) & (0u32.wrapping_sub(u32::from(class & 1)));
-                phone = (phone + 1) & (0u32.wrapping_sub(u32::from(class >> 1)));
-                best_card = best_card.max(card);
-                best_phone = best_phone.max(phone);
+                for k in 0..4 {
+                    run[k] = (run[k] + 1) & 0u32.wrapping_sub(u32::from((class >> k) & 1));
+                    best[k] = best[k].max(run[k]);
+                }
             }
-            (
-                best_card.min(u16::MAX as u32) as u16,
-                best_phone.min(u16::MAX as u32) as u16,
-            )
+            let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
+            Runs {
+                card: clamp(best[0]),
+                phone: clamp(best[1]),
+                iban: clamp(best[2]),
+                digits: clamp(best[3]),
+            }
         })
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Runs {
+    card: u16,
+    phone: u16,
+    iban: u16,
+    digits: u16,
 }
 
 const fn run_classes() -> [u8; 256] {
@@ -149,9 +180,11 @@ const fn run_classes() -> [u8; 256] {
     let mut b = 0usize;
     while b < 256 {
         let c = b as u8;
-        let card = c.is_ascii_digit() || c == b' ' || c == b'-';
+        let digit = c.is_ascii_digit();
+        let card = digit || c == b' ' || c == b'-';
         let phone = card || c == b'.' || c == b'(' || c == b')' || c == b'+';
-        table[b] = (card as u8) | ((phone as u8) << 1);
+        let iban = digit || c == b' ';
+        table[b] = (card as u8) | ((phone as u8) << 1) | ((iban as u8) << 2) | ((digit as u8) << 3);
         b += 1;
     }
     table
@@ -453,7 +486,7 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
             r"\b[0-9]{3}[- .][0-9]{2}[- .][0-9]{4}\b".into(),
             false,
             Check::Ssn,
-            &[Gate::PhoneRun { digits: 9, run: 11 }],
+            &[Gate::SsnRun],
         )],
         "phone" => vec![
             p(
@@ -461,20 +494,20 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
                     .into(),
                 false,
                 Check::PhoneNanp,
-                &[Gate::PhoneRun { digits: 10, run: 12 }],
+                &[Gate::NanpRun],
             ),
             p(
                 r"\+[1-9](?:[ .-]?\(?[0-9]\)?){9,14}\b".into(),
                 false,
                 Check::PhoneIntl,
-                &[Gate::PhoneRun { digits: 10, run: 11 }],
+                &[Gate::PlusRun],
             ),
         ],
         "iban" => vec![p(
             r"(?i)\b[a-z]{2}[0-9]{2}(?: ?[a-z0-9]){11,30}\b".into(),
             false,
             Check::Iban,
-            &[Gate::CardRun { digits: 8, run: 10 }],
+            &[Gate::IbanRun { digits: 8, run: 10 }],
         )],
         "ipv4" => {
             let octet = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
@@ -512,7 +545,7 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
             &[Gate::Literal],
         )],
         "github_token" => vec![p(
-            r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})".into(),
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{36}[A-Za-z0-9]*|github_pat_[A-Za-z0-9_]{22}[A-Za-z0-9_]*)".into(),
             false,
             Check::None,
             &[Gate::Literal],
@@ -560,7 +593,7 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
             ),
         ],
         "private_key" => vec![p(
-            r"-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----(?:[^-]|-[^-]){0,200}?[A-Za-z0-9+/=]{17}(?:[^-]|-[^-])*(?:-----END[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----)?"
+            r"-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----(?:[^-]|-[^-])*(?:-----END[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----)?"
                 .into(),
             false,
             Check::None,
@@ -615,6 +648,7 @@ pub(crate) struct Scanner {
     literals: Regex,
     /// Names behind [`Gate::Names`].
     names: NameList,
+    encoded_at: memchr::memmem::Finder<'static>,
 }
 
 /// A compile error of one pattern.
@@ -648,10 +682,14 @@ pub(crate) fn explicit_groups(source: &str) -> usize {
 
 fn gate_cost(gate: &Gate) -> u8 {
     match gate {
-        Gate::At | Gate::AtOrEncoded | Gate::Colon => 0,
-        Gate::CardRun { .. } | Gate::PhoneRun { .. } => 1,
+        Gate::At | Gate::AtOrEncoded | Gate::Colon | Gate::Literal => 0,
+        Gate::CardRun { .. }
+        | Gate::PhoneRun { .. }
+        | Gate::IbanRun { .. }
+        | Gate::SsnRun
+        | Gate::NanpRun
+        | Gate::PlusRun => 1,
         Gate::Names => 2,
-        Gate::Literal => 3,
         Gate::Always => 4,
     }
 }
@@ -669,7 +707,11 @@ impl Scanner {
         }
         let sources: Vec<&str> = patterns.iter().map(|p| p.source.as_str()).collect();
         let combined = builder()
-            .configure(Regex::config().which_captures(WhichCaptures::Implicit))
+            .configure(
+                Regex::config()
+                    .which_captures(WhichCaptures::Implicit)
+                    .hybrid_cache_capacity(16 << 20),
+            )
             .build_many(&sources)
             .map_err(|e| PatternError {
                 index: usize::MAX,
@@ -685,7 +727,7 @@ impl Scanner {
         let literal_sources: Vec<String> =
             TRIGGER_LITERALS.iter().map(|l| regex_escape(l)).collect();
         let literals = builder()
-            .configure(Regex::config().which_captures(WhichCaptures::None))
+            .configure(Regex::config().which_captures(WhichCaptures::Implicit))
             .build_many(&literal_sources)
             .map_err(|e| PatternError {
                 index: usize::MAX,
@@ -698,23 +740,99 @@ impl Scanner {
             gates,
             literals,
             names,
+            encoded_at: memchr::memmem::Finder::new(b"%40"),
         })
+    }
+
+    /// Per-row trigger bits for a whole column, found by passes over the column's value
+    /// buffer (memchr, one multi-literal search) instead of one call per string. A match
+    /// that straddles two rows marks a row that cannot match: harmless, the gate is only a
+    /// superset.
+    pub fn column_hints<O: arrow_array::OffsetSizeTrait>(
+        &self,
+        data: &[u8],
+        offsets: &[O],
+    ) -> Vec<u8> {
+        let rows = offsets.len().saturating_sub(1);
+        let mut hints = vec![HINT_VALID; rows];
+        if rows == 0 {
+            return hints;
+        }
+        let base = offsets[0].as_usize();
+        let end = offsets[rows].as_usize();
+        let data = &data[base..end];
+        let mark = |hints: &mut Vec<u8>, positions: &mut dyn Iterator<Item = usize>, bit: u8| {
+            let mut row = 0usize;
+            for pos in positions {
+                let pos = pos + base;
+                while row + 1 < rows && offsets[row + 1].as_usize() <= pos {
+                    row += 1;
+                }
+                hints[row] |= bit;
+            }
+        };
+        mark(&mut hints, &mut memchr::memchr_iter(b'@', data), HINT_AT);
+        mark(&mut hints, &mut self.encoded_at.find_iter(data), HINT_AT);
+        let mut colons = Vec::new();
+        let mut seps = memchr::memchr3_iter(b'=', b':', b'%', data).inspect(|&p| {
+            if data[p] == b':' {
+                colons.push(p);
+            }
+        });
+        mark(&mut hints, &mut seps, HINT_SEP);
+        mark(&mut hints, &mut colons.into_iter(), HINT_COLON);
+        let mut literals = self.literals.find_iter(Input::new(data)).map(|m| m.start());
+        mark(&mut hints, &mut literals, HINT_LITERAL);
+        hints
+    }
+
+    fn string_hint(&self, bytes: &[u8]) -> u8 {
+        let mut hint = HINT_VALID;
+        if memchr::memchr(b'@', bytes).is_some() || self.encoded_at.find(bytes).is_some() {
+            hint |= HINT_AT;
+        }
+        if let Some(p) = memchr::memchr3(b'=', b':', b'%', bytes) {
+            hint |= HINT_SEP;
+            if bytes[p] == b':' || memchr::memchr(b':', bytes).is_some() {
+                hint |= HINT_COLON;
+            }
+        }
+        if bytes.len() >= LITERAL_MIN_LEN
+            && self.literals.is_match(Input::new(bytes).earliest(true))
+        {
+            hint |= HINT_LITERAL;
+        }
+        hint
     }
 
     fn admits(&self, gate: &Gate, f: &mut Features<'_>) -> bool {
         match *gate {
             Gate::Always => true,
-            Gate::At => memchr::memchr(b'@', f.bytes).is_some(),
-            Gate::AtOrEncoded => {
-                memchr::memchr(b'@', f.bytes).is_some()
-                    || memchr::memmem::find(f.bytes, b"%40").is_some()
+            Gate::At => f.hint & HINT_AT != 0 && memchr::memchr(b'@', f.bytes).is_some(),
+            Gate::AtOrEncoded => f.hint & HINT_AT != 0,
+            Gate::Colon => f.hint & HINT_COLON != 0,
+            Gate::CardRun { digits, run } => f.digits() >= digits && f.runs().card >= run,
+            Gate::PhoneRun { digits, run } => f.digits() >= digits && f.runs().phone >= run,
+            Gate::IbanRun { digits, run } => f.digits() >= digits && f.runs().iban >= run,
+            Gate::NanpRun => {
+                f.digits() >= 10 && {
+                    let runs = f.runs();
+                    runs.phone >= 12 && runs.digits >= 4
+                }
             }
-            Gate::Colon => memchr::memchr(b':', f.bytes).is_some(),
-            Gate::CardRun { digits, run } => f.digits() >= digits && f.runs().0 >= run,
-            Gate::PhoneRun { digits, run } => f.digits() >= digits && f.runs().1 >= run,
-            Gate::Names => has_listed_name(f.bytes, &self.names),
+            Gate::PlusRun => {
+                f.digits() >= 10 && f.runs().phone >= 11 && memchr::memchr(b'+', f.bytes).is_some()
+            }
+            Gate::SsnRun => {
+                f.digits() >= 9 && {
+                    let runs = f.runs();
+                    runs.phone >= 11 && runs.digits >= 4
+                }
+            }
+            Gate::Names => f.hint & HINT_SEP != 0 && has_listed_name(f.bytes, &self.names),
             Gate::Literal => {
-                f.bytes.len() >= LITERAL_MIN_LEN
+                f.hint & HINT_LITERAL != 0
+                    && f.bytes.len() >= LITERAL_MIN_LEN
                     && self.literals.is_match(Input::new(f.bytes).earliest(true))
             }
         }
@@ -727,11 +845,28 @@ impl Scanner {
     /// Appends the hits in `hay` to `out`, in order and without overlap. Returns whether
     /// the string was searched at all (false: the byte-class gate ruled it out).
     pub fn scan(&self, cache: &mut meta::Cache, hay: &str, out: &mut Vec<Hit>) -> bool {
+        self.scan_hinted(cache, hay, 0, out)
+    }
+
+    /// [`Scanner::scan`] with the string's bits from [`Scanner::column_hints`] (0: compute
+    /// them here).
+    pub fn scan_hinted(
+        &self,
+        cache: &mut meta::Cache,
+        hay: &str,
+        hint: u8,
+        out: &mut Vec<Hit>,
+    ) -> bool {
         if self.patterns.is_empty() {
             return false;
         }
         let bytes = hay.as_bytes();
-        let mut features = Features::new(bytes);
+        let hint = if hint & HINT_VALID == 0 {
+            self.string_hint(bytes)
+        } else {
+            hint
+        };
+        let mut features = Features::new(bytes, hint);
         if !self.gates.iter().any(|g| self.admits(g, &mut features)) {
             return false;
         }

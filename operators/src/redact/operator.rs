@@ -174,11 +174,15 @@ impl RedactOperator {
     }
 
     /// Rewrites one string; returns `None` when nothing in it matched.
-    fn redact_str(&mut self, value: &str, counts: &mut Counts) -> Option<String> {
+    fn redact_str(&mut self, value: &str, hint: u8, counts: &mut Counts) -> Option<String> {
         self.strings_total += 1;
         let mut hits = std::mem::take(&mut self.scratch);
         hits.clear();
-        if self.profile.scanner.scan(&mut self.cache, value, &mut hits) {
+        if self
+            .profile
+            .scanner
+            .scan_hinted(&mut self.cache, value, hint, &mut hits)
+        {
             self.strings_searched += 1;
         }
         if hits.is_empty() {
@@ -212,6 +216,7 @@ impl RedactOperator {
         // First row of the pending run of unchanged rows not yet copied into `out`.
         let mut run_start = 0usize;
         let key_slot = counts.hits.len() - 1;
+        let hints = self.profile.scanner.column_hints(data, offsets);
         for i in 0..array.len() {
             if array.is_null(i) {
                 continue;
@@ -220,7 +225,7 @@ impl RedactOperator {
                 counts.hits[key_slot] += 1;
                 Some(self.profile.key_placeholder.clone())
             } else {
-                self.redact_str(array.value(i), counts)
+                self.redact_str(array.value(i), hints[i], counts)
             };
             let Some(new) = replaced else { continue };
             let (values, new_offsets) = out.get_or_insert_with(|| {
@@ -268,7 +273,7 @@ impl RedactOperator {
             if sensitive.is_some_and(|s| s[i]) {
                 counts.hits[key_slot] += 1;
                 rewritten.push((i, self.profile.key_placeholder.clone()));
-            } else if let Some(new) = self.redact_str(array.value(i), counts) {
+            } else if let Some(new) = self.redact_str(array.value(i), 0, counts) {
                 rewritten.push((i, new));
             }
         }

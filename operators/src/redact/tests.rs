@@ -1204,3 +1204,41 @@ fn oracle_detect_secrets_findings_are_redacted() {
         survived.join("\n")
     );
 }
+
+#[test]
+#[ignore]
+fn diag_gate_pass_rates() {
+    let batch = super::synth::http_requests(4000, 0.02, 3);
+    let profile = RedactConfig::default()
+        .compile(&batch.schema(), &secrets())
+        .unwrap();
+    let mut cache = profile.scanner.create_cache();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let arrays: Vec<ArrayRef> = match column.data_type() {
+            DataType::Utf8 => vec![column.clone()],
+            DataType::Map(_, _) => vec![column.as_map().values().clone()],
+            _ => vec![],
+        };
+        for a in arrays {
+            let s = a.as_string::<i32>();
+            let mut searched = 0;
+            let mut example = None;
+            for i in 0..s.len() {
+                let mut hits = Vec::new();
+                if profile.scanner.scan(&mut cache, s.value(i), &mut hits) {
+                    searched += 1;
+                    if hits.is_empty() && example.is_none() {
+                        example = Some(s.value(i).to_owned());
+                    }
+                }
+            }
+            eprintln!(
+                "{:30} {:5}/{:5} {:?}",
+                field.name(),
+                searched,
+                s.len(),
+                example
+            );
+        }
+    }
+}
