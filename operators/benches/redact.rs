@@ -152,7 +152,7 @@ fn main() {
         redact / copy
     );
     println!(
-        "strings searched by the regex after the byte-class gate: {searched} of {total} ({:.1}%)",
+        "strings searched by the regex after the trigger gates: {searched} of {total} ({:.1}%)",
         100.0 * searched as f64 / total.max(1) as f64
     );
 }
