@@ -7,9 +7,9 @@
 //!                                      └─ scan (default): every string, also inside
 //!                                         struct / list / map columns
 //!                                              │
-//!   trigger gates (per column: memchr,  ─────────┤ most strings stop here, unchanged
-//!   one literal search; per string:              │
-//!   digit runs, listed names)                    │
+//!   trigger gates (per column: memchr,  ────────┤ most strings stop here, unchanged
+//!   one literal search; per string:             │
+//!   digit runs, listed names)                   │
 //!                                              ▼
 //!           one multi-pattern regex, leftmost-first ─▶ candidate ─▶ check
 //!           (email, card, iban, jwt, keys, params, …)   (Luhn, mod 97, SSN ranges,
