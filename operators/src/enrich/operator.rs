@@ -1,7 +1,6 @@
 //! The runtime enrich operator: one per (dataset, partition) chain, holding its own caches
 //! and a handle on the shared [`Resources`].
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -26,6 +25,8 @@ use crate::error::OperatorError;
 use crate::{Metric, Operator};
 
 const NAME: &str = "enrich";
+/// Distinct `enrich_version` values kept for [`Operator::lineage`].
+const MAX_VERSIONS_SEEN: usize = 16;
 
 /// Result of one IP lookup, as remembered by the cache.
 enum Outcome<T> {
@@ -102,7 +103,8 @@ pub(crate) struct EnrichOperator {
     lookups: Vec<LookupPart>,
     derived: Vec<DerivePart>,
     version: Arc<str>,
-    versions_seen: BTreeSet<Arc<str>>,
+    /// Oldest first.
+    versions_seen: Vec<Arc<str>>,
     rows: u64,
     generations_seen: u64,
 }
@@ -250,7 +252,7 @@ impl EnrichOperator {
             lookups,
             derived,
             version: Arc::from(""),
-            versions_seen: BTreeSet::new(),
+            versions_seen: Vec::new(),
             rows: 0,
             generations_seen: 0,
         };
@@ -686,8 +688,12 @@ impl Operator for EnrichOperator {
             versions.append_value(version);
         }
         columns.push(Arc::new(versions.finish()));
-        if !self.versions_seen.contains(version) {
-            self.versions_seen.insert(self.version.clone());
+        if !self.versions_seen.iter().any(|seen| &**seen == version) {
+            // bounded: a long-running operator reloads many times; lineage keeps the newest
+            if self.versions_seen.len() >= MAX_VERSIONS_SEEN {
+                self.versions_seen.remove(0);
+            }
+            self.versions_seen.push(self.version.clone());
         }
         self.rows += rows as u64;
         let schema = self.output_schema(&batch.schema())?;
