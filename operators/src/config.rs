@@ -19,11 +19,11 @@ use std::fmt;
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 
+use crate::Operator;
 use crate::enrich::{EnrichConfig, Resources};
 use crate::error::{ConfigError, OperatorError};
 use crate::redact::RedactConfig;
 use crate::sample::SampleConfig;
-use crate::Operator;
 
 /// One entry of a dataset's `[[datasets.operators]]` list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,7 +46,11 @@ impl OperatorConfig {
 
     /// Checks the config against the schema the operator will receive, without I/O
     /// (reading environment variables is allowed; files are not).
-    pub fn validate(&self, input: &SchemaRef, secrets: &dyn SecretSource) -> Result<(), ConfigError> {
+    pub fn validate(
+        &self,
+        input: &SchemaRef,
+        secrets: &dyn SecretSource,
+    ) -> Result<(), ConfigError> {
         match self {
             OperatorConfig::Sample(c) => c.validate(input),
             OperatorConfig::Redact(c) => c.validate(input, secrets),

@@ -1,1 +1,155 @@
-fn main() {}
+//! The `weir` command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use weir_pipeline::config::Config;
+use weir_pipeline::query::Format;
+use weir_pipeline::runner::{self, EnvSecrets, RunOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Kafka firehoses → sample / redact / enrich → Parquet on object storage, exactly once; SQL over the lake"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline (the service). SIGTERM commits in-flight work and exits 0.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Give up if the broker is unreachable for this long at start.
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        connect_timeout: std::time::Duration,
+        /// Honour WEIR_FAILPOINT (crash points for tests).
+        #[arg(long, hide = true)]
+        enable_failpoints: bool,
+    },
+    /// Zero-setup demo: in-process Kafka, generated traffic, a local lake, some SQL.
+    Demo {
+        /// Where the demo lake goes (default: a fresh temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// How many events to generate.
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+    },
+    /// Run SQL over the committed lake.
+    Query {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// The SQL statement.
+        sql: String,
+    },
+    /// Validate a config without touching Kafka or storage.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("WEIR_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .thread_name("weir")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run {
+            config,
+            connect_timeout,
+            enable_failpoints,
+        } => {
+            if enable_failpoints {
+                weir_pipeline::failpoint::arm_from_env().map_err(anyhow::Error::msg)?;
+            }
+            let config = Config::load(&config)?;
+            let opts = RunOptions {
+                connect_timeout: Some(connect_timeout),
+            };
+            runner::run(config, opts, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Demo { dir, events } => weir_pipeline::demo::run(dir, events).await,
+        Command::Query {
+            config,
+            format,
+            sql,
+        } => {
+            let config = Config::load(&config)?;
+            let resources = weir_pipeline::reference::load(&config).map_err(anyhow::Error::msg)?;
+            let datasets = runner::prepare(&config, &EnvSecrets, &resources)?;
+            let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
+                .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+            let ctx = weir_pipeline::query::session(store, &datasets).await?;
+            let batches = weir_pipeline::query::run(&ctx, &sql).await?;
+            print!("{}", weir_pipeline::query::render(&batches, format)?);
+            if format == Format::Table {
+                println!();
+            }
+            Ok(())
+        }
+        Command::CheckConfig { config } => {
+            let path = config.display().to_string();
+            let config = Config::load(&config)?;
+            let resolved = config.validate(&EnvSecrets)?;
+            println!(
+                "{path}: ok ({} dataset{})",
+                resolved.len(),
+                if resolved.len() == 1 { "" } else { "s" }
+            );
+            for r in resolved {
+                println!(
+                    "  {} <- {} (schema {}, {} fields, {} operators)",
+                    r.config.name,
+                    r.config.topic,
+                    r.schema.name,
+                    r.input_schema.fields().len(),
+                    r.config.operators.len()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

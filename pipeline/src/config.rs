@@ -1,0 +1,605 @@
+//! `weir.toml`: parsing, `${ENV}` interpolation and validation without I/O.
+//!
+//! Every key, its default and its meaning is documented in the README's config reference;
+//! the doc comments here are the source of truth for it. Unknown keys are refused
+//! (`deny_unknown_fields`) so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use weir_operators::OperatorConfig;
+use weir_schemas::{DatasetSchema, UnknownFields};
+
+/// A config problem, naming the key at fault.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config: environment variable {name} referenced as ${{{name}}} is not set")]
+    MissingEnv { name: String },
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("config key {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub commit: CommitConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub parquet: ParquetConfig,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub datasets: Vec<DatasetConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`: comma-separated `host:port` list. Required.
+    pub brokers: String,
+    /// Consumer group id. Default `weir`.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Where a partition with no ledger history starts: `earliest` (default) or `latest`.
+    #[serde(default)]
+    pub start_from: StartFrom,
+    /// Passed to librdkafka as is (e.g. `"security.protocol" = "SASL_SSL"`). Weir's own
+    /// settings (`group.id`, `enable.auto.commit`, `partition.assignment.strategy`, ...) win.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_group_id() -> String {
+    "weir".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Lake root: `file:///path` (default `file://./weir-lake`), a plain path, `memory://`,
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`.
+    #[serde(default = "default_storage_url")]
+    pub url: String,
+    /// object_store's own option keys (`aws_endpoint`, `aws_allow_http`, `aws_region`,
+    /// `aws_access_key_id`, `aws_secret_access_key`, `google_service_account`, ...). For
+    /// `s3://` the standard `AWS_*` environment variables fill any key not given here.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Files at least this large are uploaded in parts (multipart). Default `8MiB`.
+    #[serde(default = "default_multipart_threshold", deserialize_with = "de_bytes")]
+    pub multipart_threshold: u64,
+}
+
+fn default_multipart_threshold() -> u64 {
+    8 << 20
+}
+
+fn default_storage_url() -> String {
+    "file://./weir-lake".to_owned()
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: default_storage_url(),
+            options: BTreeMap::new(),
+            multipart_threshold: default_multipart_threshold(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitConfig {
+    /// Longest time between ledger commits of a partition: the bound on produce→queryable
+    /// latency. Default `10s`.
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// A partition commits early once its open files hold this many (compressed) bytes.
+    /// Bounds memory per partition. Default `64MiB`.
+    #[serde(default = "default_commit_max_bytes", deserialize_with = "de_bytes")]
+    pub max_bytes: u64,
+    /// Every this many ledger entries a checkpoint is written. Default 100.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+}
+
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_commit_max_bytes() -> u64 {
+    64 << 20
+}
+fn default_checkpoint_every() -> u64 {
+    100
+}
+
+impl Default for CommitConfig {
+    fn default() -> Self {
+        CommitConfig {
+            interval: default_commit_interval(),
+            max_bytes: default_commit_max_bytes(),
+            checkpoint_every: default_checkpoint_every(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Records per decoded batch. Default 8192.
+    #[serde(default = "default_batch_rows")]
+    pub max_rows: usize,
+    /// Longest wait to fill a batch. Default `100ms`.
+    #[serde(default = "default_batch_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+fn default_batch_rows() -> usize {
+    8192
+}
+fn default_batch_wait() -> Duration {
+    Duration::from_millis(100)
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: default_batch_rows(),
+            max_wait: default_batch_wait(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetConfig {
+    /// zstd level 1..=22. Default 3.
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// Rows per row group. Default 131072.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+}
+
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_row_group_rows() -> usize {
+    128 * 1024
+}
+
+impl Default for ParquetConfig {
+    fn default() -> Self {
+        ParquetConfig {
+            zstd_level: default_zstd_level(),
+            row_group_rows: default_row_group_rows(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Also produce each dead letter to this Kafka topic (at least once). The lake copy
+    /// under `_weir/dead_letter/` is always written, exactly once, with the data commit.
+    #[serde(default)]
+    pub kafka_topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// On SIGTERM, how long the in-flight commit may take before it is abandoned.
+    /// Default `30s`.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` for `GET /metrics` (Prometheus text) and `GET /healthz`. Off by default.
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Table name and lake folder. `[a-z0-9_]+`. Required.
+    pub name: String,
+    /// Kafka topic. Required.
+    pub topic: String,
+    /// Built-in schema name or a path to a schema file. Default: the dataset name.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// JSON fields the schema does not name: `drop` (default) or `extra` (one `_extra`
+    /// JSON column).
+    #[serde(default)]
+    pub unknown_fields: UnknownFields,
+    /// Records larger than this go to dead letters. Default `1MiB`.
+    #[serde(default = "default_max_record_bytes", deserialize_with = "de_bytes")]
+    pub max_record_bytes: u64,
+    /// The operator chain, in order.
+    #[serde(default)]
+    pub operators: Vec<OperatorConfig>,
+}
+
+fn default_max_record_bytes() -> u64 {
+    1 << 20
+}
+
+/// Accepts `1048576`, `"1048576"`, `"512KiB"`, `"64MiB"`, `"1GiB"`, `"10MB"`.
+fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Int(n) => Ok(n),
+        Raw::Text(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte size (e.g. 64MiB)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => 1 << 30,
+        other => return Err(format!("unknown byte unit {other:?} in {text:?}")),
+    };
+    Ok(n * mult)
+}
+
+/// Replaces `${NAME}` with the environment variable's value. `$${` escapes a literal `${`.
+pub fn interpolate_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("${") {
+        if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| ConfigError::Parse("unterminated ${ in config".to_owned()))?;
+        let name = &after[..end];
+        let value = env(name).ok_or_else(|| ConfigError::MissingEnv {
+            name: name.to_owned(),
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A dataset with its schema resolved.
+#[derive(Debug, Clone)]
+pub struct ResolvedDataset {
+    pub config: DatasetConfig,
+    pub schema: DatasetSchema,
+    /// Arrow schema the decoder produces.
+    pub input_schema: SchemaRef,
+}
+
+impl Config {
+    pub fn storage_multipart_threshold(&self) -> usize {
+        self.storage.multipart_threshold as usize
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let text = interpolate_env(text, &|name| std::env::var(name).ok())?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// Checks everything that can be checked without touching the network or the store.
+    /// Returns the datasets with their schemas resolved.
+    pub fn validate(
+        &self,
+        secrets: &dyn weir_operators::SecretSource,
+    ) -> Result<Vec<ResolvedDataset>, ConfigError> {
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(invalid("kafka.brokers", "must not be empty"));
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "must not be empty"));
+        }
+        for key in [
+            "enable.auto.commit",
+            "group.id",
+            "bootstrap.servers",
+            "enable.auto.offset.store",
+        ] {
+            if self.kafka.properties.contains_key(key) {
+                return Err(invalid(
+                    format!("kafka.properties.\"{key}\""),
+                    "is managed by weir (offsets are committed after the ledger); remove it",
+                ));
+            }
+        }
+        crate::store::StoreUrl::parse(&self.storage.url)
+            .map_err(|reason| invalid("storage.url", reason))?;
+        if self.commit.interval < Duration::from_millis(100) {
+            return Err(invalid("commit.interval", "must be at least 100ms"));
+        }
+        if self.commit.max_bytes < (1 << 20) {
+            return Err(invalid("commit.max_bytes", "must be at least 1MiB"));
+        }
+        if self.commit.checkpoint_every == 0 {
+            return Err(invalid("commit.checkpoint_every", "must be at least 1"));
+        }
+        if self.batch.max_rows == 0 || self.batch.max_rows > 1 << 20 {
+            return Err(invalid("batch.max_rows", "must be between 1 and 1048576"));
+        }
+        if !(1..=22).contains(&self.parquet.zstd_level) {
+            return Err(invalid("parquet.zstd_level", "must be between 1 and 22"));
+        }
+        if self.parquet.row_group_rows < 1024 {
+            return Err(invalid("parquet.row_group_rows", "must be at least 1024"));
+        }
+        if self.datasets.is_empty() {
+            return Err(invalid(
+                "datasets",
+                "at least one [[datasets]] entry is required",
+            ));
+        }
+        let mut resolved = Vec::with_capacity(self.datasets.len());
+        let mut names = std::collections::HashSet::new();
+        let mut topics = std::collections::HashSet::new();
+        for (i, ds) in self.datasets.iter().enumerate() {
+            let key = |k: &str| format!("datasets[{i}].{k}");
+            if ds.name.is_empty()
+                || !ds
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} must match [a-z0-9_]+", ds.name),
+                ));
+            }
+            if ds.name == "dead_letter" {
+                return Err(invalid(
+                    key("name"),
+                    "dead_letter is reserved for the dead-letter table",
+                ));
+            }
+            if !names.insert(ds.name.clone()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("dataset {} is defined twice", ds.name),
+                ));
+            }
+            if ds.topic.is_empty() {
+                return Err(invalid(key("topic"), "must not be empty"));
+            }
+            if !topics.insert(ds.topic.clone()) {
+                return Err(invalid(
+                    key("topic"),
+                    format!("topic {} is used by two datasets", ds.topic),
+                ));
+            }
+            if ds.max_record_bytes == 0 {
+                return Err(invalid(key("max_record_bytes"), "must be positive"));
+            }
+            let schema_ref = ds.schema.clone().unwrap_or_else(|| ds.name.clone());
+            let schema = DatasetSchema::resolve(&schema_ref)
+                .map_err(|e| invalid(key("schema"), e.to_string()))?;
+            let mut input_schema = schema.arrow_schema(ds.unknown_fields);
+            for (j, op) in ds.operators.iter().enumerate() {
+                op.validate(&input_schema, secrets).map_err(|e| {
+                    invalid(format!("datasets[{i}].operators[{j}].{}", e.key), e.reason)
+                })?;
+                input_schema = next_schema(op, &input_schema)
+                    .map_err(|reason| invalid(format!("datasets[{i}].operators[{j}]"), reason))?;
+            }
+            resolved.push(ResolvedDataset {
+                config: ds.clone(),
+                input_schema: schema.arrow_schema(ds.unknown_fields),
+                schema,
+            });
+        }
+        Ok(resolved)
+    }
+
+    /// A stable hash of the config with secrets left out, recorded in Parquet footers.
+    pub fn hash(&self) -> String {
+        let mut redacted = self.clone();
+        redacted
+            .storage
+            .options
+            .retain(|k, _| !k.contains("secret") && !k.contains("key") && !k.contains("token"));
+        redacted
+            .kafka
+            .properties
+            .retain(|k, _| !k.contains("password") && !k.contains("secret"));
+        let json = serde_json::to_vec(&redacted).unwrap_or_default();
+        hex::encode(&Sha256::digest(&json)[..8])
+    }
+}
+
+/// Schema after `op`, for validating the operators that follow it. Building an operator
+/// needs resources (mmdb files) that `check-config` must not read, so validation threads
+/// the input schema through unchanged when the operator cannot be built without I/O.
+fn next_schema(op: &OperatorConfig, input: &SchemaRef) -> Result<SchemaRef, String> {
+    let secrets = weir_operators::config::StaticSecrets::default();
+    let resources = weir_operators::enrich::Resources::default();
+    let ctx = weir_operators::BuildContext {
+        dataset: "check",
+        input_schema: input.clone(),
+        secrets: &secrets,
+        resources: &resources,
+    };
+    match op.build(&ctx) {
+        Ok(built) => built.output_schema(input).map_err(|e| e.to_string()),
+        Err(_) => Ok(input.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> String {
+        r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+[[datasets]]
+name = "http_requests"
+topic = "cf.http_requests"
+"#
+        .to_owned()
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::parse(&minimal()).unwrap();
+        assert_eq!(c.kafka.group_id, "weir");
+        assert_eq!(c.commit.interval, Duration::from_secs(10));
+        assert_eq!(c.batch.max_rows, 8192);
+        assert_eq!(c.storage.url, "file://./weir-lake");
+        assert_eq!(c.datasets[0].max_record_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = minimal() + "\n[commit]\nintervall = \"5s\"\n";
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("intervall"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let text = minimal().replace("[kafka]", "[commit]\ninterval = \"soon\"\n[kafka]");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("interval"), "{err}");
+    }
+
+    #[test]
+    fn managed_kafka_property_refused() {
+        let text = minimal().replace(
+            "[[datasets]]",
+            "[kafka.properties]\n\"enable.auto.commit\" = \"true\"\n[[datasets]]",
+        );
+        let c = Config::parse(&text).unwrap();
+        let err = c
+            .validate(&weir_operators::config::StaticSecrets::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kafka.properties.\"enable.auto.commit\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_interpolation() {
+        let env = |n: &str| (n == "BROKER").then(|| "b:1".to_owned());
+        assert_eq!(
+            interpolate_env("x=${BROKER};$${LIT}", &env).unwrap(),
+            "x=b:1;${LIT}"
+        );
+        let err = interpolate_env("${NOPE}", &env).unwrap_err().to_string();
+        assert!(err.contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_bytes("123").unwrap(), 123);
+        assert!(parse_bytes("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn bad_dataset_name_and_duplicate_topic() {
+        let text = minimal().replace("name = \"http_requests\"", "name = \"Http\"");
+        let c = Config::parse(&text).unwrap();
+        let err = c
+            .validate(&weir_operators::config::StaticSecrets::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("datasets[0].name"), "{err}");
+    }
+}

@@ -1,0 +1,55 @@
+//! Named crash points for the exactly-once tests.
+//!
+//! Off unless `weir run --enable-failpoints` is given (the flag is hidden from `--help`).
+//! Then `WEIR_FAILPOINT=<name>[:<n>]` makes the process abort (as abruptly as `kill -9`:
+//! no destructors, no flush) the n-th time (default 1st) execution reaches that point.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static ARMED: OnceLock<(String, u64)> = OnceLock::new();
+static HITS: AtomicU64 = AtomicU64::new(0);
+
+/// The points a test can name.
+pub const POINTS: &[&str] = &[
+    "mid-batch",
+    "after-upload",
+    "during-multipart",
+    "after-ledger",
+    "orphan-cleanup",
+];
+
+/// Reads `WEIR_FAILPOINT`. Called once at start when failpoints are enabled.
+pub fn arm_from_env() -> Result<(), String> {
+    let Ok(spec) = std::env::var("WEIR_FAILPOINT") else {
+        return Ok(());
+    };
+    let (name, nth) = match spec.split_once(':') {
+        Some((n, k)) => (
+            n.to_owned(),
+            k.parse::<u64>()
+                .map_err(|_| format!("WEIR_FAILPOINT: bad count in {spec:?}"))?,
+        ),
+        None => (spec.clone(), 1),
+    };
+    if !POINTS.contains(&name.as_str()) {
+        return Err(format!(
+            "WEIR_FAILPOINT: unknown point {name:?} (known: {})",
+            POINTS.join(", ")
+        ));
+    }
+    tracing::warn!(point = %name, nth, "failpoint armed: this process will abort there");
+    let _ = ARMED.set((name, nth.max(1)));
+    Ok(())
+}
+
+/// Aborts the process if `name` is armed and this is its n-th hit.
+pub fn hit(name: &str) {
+    if let Some((armed, nth)) = ARMED.get()
+        && armed == name
+        && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+    {
+        eprintln!("weir: failpoint {name} reached, aborting");
+        std::process::abort();
+    }
+}

@@ -1,0 +1,788 @@
+//! The ledger: Weir's commit log, and the only thing that makes a file part of the table.
+//!
+//! One ledger stream exists per (dataset, topic, partition), so writers of different
+//! partitions never contend for the same object name. Within a stream:
+//!
+//! ```text
+//! _weir/ledger/<dataset>/<topic>/<partition>/
+//!     epochs/<epoch>.json           one per ownership: claimed create-if-absent on assignment
+//!     pending/<seq>-e<epoch>.json   intent: the files a commit attempt is about to upload
+//!     entries/<seq>.json            THE commit: files + offset range + operator state + epoch
+//!     checkpoints/<seq>.json        every N entries: all files named up to <seq>
+//!     _last_checkpoint              hint: seq of the newest checkpoint (overwritten)
+//! ```
+//!
+//! A commit of partition p by a writer holding epoch E, after reading entry N:
+//!
+//! ```text
+//!  1. put pending/<N+1>-e<E>        (names the files below; so a crash leaves no unknown file)
+//!  2. upload data + dead-letter files (names carry first offset, N+1 and E: never reused)
+//!  3. put entries/<N+1> if absent  ──▶ ok: committed, the files are part of the table
+//!        │                         └─▶ exists: another writer committed N+1 first (we are a
+//!        │                              zombie, or it was): delete our files, re-read the tail
+//!  4. delete pending/<N+1>-e<E>     (best effort; recovery removes leftovers)
+//!  5. commit p's Kafka group offset (only for lag metrics; never read back)
+//! ```
+//!
+//! Entry N+1 always starts at entry N's `next_offset`: an entry is written only by a writer
+//! that has read entry N, and entry names are created exactly once. So the entries of a
+//! stream tile the partition's offsets without gap or overlap, whoever wrote them.
+//!
+//! Invariants this module keeps (design.md):
+//! * **The ledger is the commit point (2).** A data file is in the table iff an entry names
+//!   it; queries read the set of named files, never a directory listing.
+//! * **Fencing (3).** Entries are created with `PutMode::Create`. Two writers cannot both
+//!   create entry N+1; the loser deletes its files. A writer that sees an entry with a
+//!   higher epoch than its own knows it lost the partition and stops.
+//! * **Resume from the ledger.** A partition resumes at its newest entry's `next_offset`,
+//!   with that entry's operator state; Kafka's committed offset is never read.
+//! * **Clean for plain readers (5).** Recovery deletes the files of every intent that no
+//!   entry committed, before the new owner consumes anything.
+//!
+//! A conditional put that fails with a transient error may still have landed; the retry then
+//! finds the entry present, reads it back, and treats it as its own when it is byte-equal.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tracing::{debug, info, warn};
+use weir_operators::chain::ChainState;
+
+use crate::store::retry;
+
+/// Format version of entries and checkpoints written by this build.
+pub const LEDGER_VERSION: u32 = 1;
+const ATTEMPTS: u32 = 8;
+
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    #[error(
+        "ledger {stream}: entry {seq} was committed by another writer (epoch {theirs}, ours {ours})"
+    )]
+    Fenced {
+        stream: String,
+        seq: u64,
+        ours: u64,
+        theirs: u64,
+    },
+    #[error("ledger {stream}: object store: {source}")]
+    Store {
+        stream: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("ledger {stream}: corrupt object {path}: {reason}")]
+    Corrupt {
+        stream: String,
+        path: String,
+        reason: String,
+    },
+    #[error(
+        "ledger {stream}: entry version {version} is newer than this build understands ({LEDGER_VERSION})"
+    )]
+    TooNew { stream: String, version: u32 },
+}
+
+impl LedgerError {
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, LedgerError::Fenced { .. })
+    }
+}
+
+/// A file an entry names, relative to the lake root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileRef {
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// One operator's snapshot, base64 in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    pub position: usize,
+    pub operator: String,
+    pub state: String,
+}
+
+/// A committed ledger entry (`entries/<seq>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub version: u32,
+    pub seq: u64,
+    pub epoch: u64,
+    pub dataset: String,
+    pub topic: String,
+    pub partition: i32,
+    /// First Kafka offset this entry covers (the previous entry's `next_offset`).
+    pub start_offset: i64,
+    /// Where the partition resumes: one past the last offset covered.
+    pub next_offset: i64,
+    /// Kafka records consumed in `[start_offset, next_offset)`.
+    pub records: u64,
+    /// Rows written to `files` (after sampling).
+    pub rows: u64,
+    /// Records sent to dead letters.
+    pub dead_lettered: u64,
+    pub files: Vec<FileRef>,
+    pub dead_letters: Vec<FileRef>,
+    #[serde(default)]
+    pub operator_state: Vec<OperatorState>,
+    pub config_hash: String,
+    pub weir_version: String,
+}
+
+impl Entry {
+    pub fn chain_state(&self) -> Result<ChainState, String> {
+        let mut operators = Vec::with_capacity(self.operator_state.len());
+        for s in &self.operator_state {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&s.state)
+                .map_err(|e| format!("operator state of {}: {e}", s.operator))?;
+            operators.push((s.position, s.operator.clone(), bytes));
+        }
+        Ok(ChainState { operators })
+    }
+
+    pub fn encode_state(state: &ChainState) -> Vec<OperatorState> {
+        state
+            .operators
+            .iter()
+            .map(|(position, operator, bytes)| OperatorState {
+                position: *position,
+                operator: operator.clone(),
+                state: base64::engine::general_purpose::STANDARD.encode(bytes),
+            })
+            .collect()
+    }
+}
+
+/// `pending/<seq>-e<epoch>.json`: what a commit attempt is about to upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub version: u32,
+    pub seq: u64,
+    pub epoch: u64,
+    pub paths: Vec<String>,
+}
+
+/// `checkpoints/<seq>.json`: every file named by entries `..=seq`, and entry `seq` itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub version: u32,
+    pub seq: u64,
+    pub files: Vec<FileRef>,
+    pub dead_letters: Vec<FileRef>,
+    pub last: Entry,
+}
+
+/// What recovery found: the newest entry (if any), for resuming.
+#[derive(Debug, Clone, Default)]
+pub struct Tail {
+    pub last: Option<Entry>,
+}
+
+impl Tail {
+    pub fn next_seq(&self) -> u64 {
+        self.last.as_ref().map_or(1, |e| e.seq + 1)
+    }
+    pub fn next_offset(&self) -> Option<i64> {
+        self.last.as_ref().map(|e| e.next_offset)
+    }
+}
+
+/// The ledger stream of one (dataset, topic, partition).
+#[derive(Debug, Clone)]
+pub struct PartitionLedger {
+    store: Arc<dyn ObjectStore>,
+    dataset: String,
+    topic: String,
+    partition: i32,
+    root: String,
+}
+
+fn seq_name(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
+pub fn ledger_root(dataset: &str) -> String {
+    format!("_weir/ledger/{dataset}")
+}
+
+impl PartitionLedger {
+    pub fn new(store: Arc<dyn ObjectStore>, dataset: &str, topic: &str, partition: i32) -> Self {
+        PartitionLedger {
+            store,
+            dataset: dataset.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+            root: format!("{}/{topic}/{partition}", ledger_root(dataset)),
+        }
+    }
+
+    pub fn stream(&self) -> String {
+        format!("{}/{}/{}", self.dataset, self.topic, self.partition)
+    }
+
+    fn err(&self, source: object_store::Error) -> LedgerError {
+        LedgerError::Store {
+            stream: self.stream(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, path: &Path, reason: impl ToString) -> LedgerError {
+        LedgerError::Corrupt {
+            stream: self.stream(),
+            path: path.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn entry_path(&self, seq: u64) -> Path {
+        Path::from(format!("{}/entries/{}.json", self.root, seq_name(seq)))
+    }
+
+    fn intent_path(&self, seq: u64, epoch: u64) -> Path {
+        Path::from(format!(
+            "{}/pending/{}-e{epoch:010}.json",
+            self.root,
+            seq_name(seq)
+        ))
+    }
+
+    fn checkpoint_path(&self, seq: u64) -> Path {
+        Path::from(format!("{}/checkpoints/{}.json", self.root, seq_name(seq)))
+    }
+
+    fn hint_path(&self) -> Path {
+        Path::from(format!("{}/_last_checkpoint", self.root))
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &Path,
+    ) -> Result<Option<T>, LedgerError> {
+        let store = self.store.clone();
+        let got = retry("ledger get", ATTEMPTS, || {
+            let store = store.clone();
+            let path = path.clone();
+            async move {
+                match store.get(&path).await {
+                    Ok(r) => r.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await
+        .map_err(|e| self.err(e))?;
+        match got {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| self.corrupt(path, e)),
+        }
+    }
+
+    /// Lists the file names (last path segment) under `dir`, after `offset` if given.
+    async fn list_names(&self, dir: &str, after: Option<&str>) -> Result<Vec<String>, LedgerError> {
+        let prefix = Path::from(format!("{}/{dir}", self.root));
+        let store = self.store.clone();
+        let after = after.map(|a| Path::from(format!("{}/{dir}/{a}", self.root)));
+        let metas: Vec<_> = retry("ledger list", ATTEMPTS, || {
+            let store = store.clone();
+            let prefix = prefix.clone();
+            let after = after.clone();
+            async move {
+                match after {
+                    Some(after) => {
+                        store
+                            .list_with_offset(Some(&prefix), &after)
+                            .try_collect::<Vec<_>>()
+                            .await
+                    }
+                    None => store.list(Some(&prefix)).try_collect::<Vec<_>>().await,
+                }
+            }
+        })
+        .await
+        .map_err(|e| self.err(e))?;
+        let mut names: Vec<String> = metas
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Claims a new epoch for this writer: one higher than any claimed before.
+    pub async fn claim_epoch(&self, owner: &str) -> Result<u64, LedgerError> {
+        let names = self.list_names("epochs", None).await?;
+        let mut epoch = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        loop {
+            let path = Path::from(format!("{}/epochs/{}.json", self.root, seq_name(epoch)));
+            let body =
+                serde_json::json!({ "version": LEDGER_VERSION, "epoch": epoch, "owner": owner });
+            match self
+                .put_create(&path, serde_json::to_vec(&body).expect("json"))
+                .await
+            {
+                Ok(()) => return Ok(epoch),
+                Err(PutCreate::Exists) => epoch += 1,
+                Err(PutCreate::Store(e)) => return Err(self.err(e)),
+            }
+        }
+    }
+
+    async fn put_create(&self, path: &Path, body: Vec<u8>) -> Result<(), PutCreate> {
+        let body = bytes::Bytes::from(body);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self
+                .store
+                .put_opts(path, PutPayload::from(body.clone()), opts)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(object_store::Error::AlreadyExists { .. }) => {
+                    // After a lost response, an earlier attempt of ours may be what is there.
+                    if attempt > 1 && self.read_raw(path).await.as_ref() == Some(&body) {
+                        return Ok(());
+                    }
+                    return Err(PutCreate::Exists);
+                }
+                Err(e) if attempt < ATTEMPTS && crate::store::is_transient(&e) => {
+                    let delay = std::time::Duration::from_millis(100 << attempt.min(6));
+                    warn!(path = %path, attempt, error = %e, "conditional put failed, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(PutCreate::Store(e)),
+            }
+        }
+    }
+
+    async fn read_raw(&self, path: &Path) -> Option<bytes::Bytes> {
+        self.store.get(path).await.ok()?.bytes().await.ok()
+    }
+
+    /// Reads the newest entry, starting from the newest checkpoint.
+    pub async fn tail(&self) -> Result<Tail, LedgerError> {
+        let checkpoint = self.latest_checkpoint().await?;
+        let start = checkpoint.as_ref().map(|c| c.seq);
+        let after = start.map(|s| format!("{}.json", seq_name(s)));
+        let names = self.list_names("entries", after.as_deref()).await?;
+        let newest = names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
+            .max();
+        let last = match (newest, checkpoint) {
+            (Some(seq), _) => {
+                let path = self.entry_path(seq);
+                let entry: Entry = self
+                    .get_json(&path)
+                    .await?
+                    .ok_or_else(|| self.corrupt(&path, "listed but missing"))?;
+                if entry.version > LEDGER_VERSION {
+                    return Err(LedgerError::TooNew {
+                        stream: self.stream(),
+                        version: entry.version,
+                    });
+                }
+                Some(entry)
+            }
+            (None, Some(c)) => Some(c.last),
+            (None, None) => None,
+        };
+        Ok(Tail { last })
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, LedgerError> {
+        let hinted: Option<u64> = match self.get_json::<serde_json::Value>(&self.hint_path()).await
+        {
+            Ok(Some(v)) => v.get("seq").and_then(|s| s.as_u64()),
+            _ => None,
+        };
+        let seq = match hinted {
+            Some(seq) => Some(seq),
+            None => self
+                .list_names("checkpoints", None)
+                .await?
+                .iter()
+                .filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
+                .max(),
+        };
+        match seq {
+            None => Ok(None),
+            Some(seq) => self.get_json(&self.checkpoint_path(seq)).await,
+        }
+    }
+
+    /// Records what a commit attempt will upload (step 1).
+    pub async fn write_intent(
+        &self,
+        seq: u64,
+        epoch: u64,
+        paths: &[String],
+    ) -> Result<(), LedgerError> {
+        let intent = Intent {
+            version: LEDGER_VERSION,
+            seq,
+            epoch,
+            paths: paths.to_vec(),
+        };
+        let body = serde_json::to_vec(&intent).expect("json");
+        let store = self.store.clone();
+        let path = self.intent_path(seq, epoch);
+        retry("ledger intent", ATTEMPTS, || {
+            let store = store.clone();
+            let path = path.clone();
+            let body = body.clone();
+            async move { store.put(&path, PutPayload::from(body)).await }
+        })
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Creates `entries/<seq>` (step 3). `Fenced` when another writer got there first.
+    pub async fn commit(&self, entry: &Entry) -> Result<(), LedgerError> {
+        let path = self.entry_path(entry.seq);
+        let body = serde_json::to_vec_pretty(entry).expect("json");
+        match self.put_create(&path, body).await {
+            Ok(()) => {
+                debug!(stream = %self.stream(), seq = entry.seq, next_offset = entry.next_offset, "ledger entry committed");
+                Ok(())
+            }
+            Err(PutCreate::Exists) => {
+                let theirs = self
+                    .get_json::<Entry>(&path)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or(0, |e| e.epoch);
+                Err(LedgerError::Fenced {
+                    stream: self.stream(),
+                    seq: entry.seq,
+                    ours: entry.epoch,
+                    theirs,
+                })
+            }
+            Err(PutCreate::Store(e)) => Err(self.err(e)),
+        }
+    }
+
+    /// Deletes an intent after its commit (step 4); failures are left to recovery.
+    pub async fn clear_intent(&self, seq: u64, epoch: u64) {
+        if let Err(e) = self.store.delete(&self.intent_path(seq, epoch)).await {
+            debug!(stream = %self.stream(), seq, error = %e, "could not delete intent; recovery will");
+        }
+    }
+
+    /// Deletes `paths` (files of a failed or fenced attempt).
+    pub async fn delete_files(&self, paths: &[String]) -> Result<(), LedgerError> {
+        for p in paths {
+            let store = self.store.clone();
+            let path = Path::from(p.as_str());
+            retry("delete orphan", ATTEMPTS, || {
+                let store = store.clone();
+                let path = path.clone();
+                async move {
+                    match store.delete(&path).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the files of every intent that no entry committed, then the intents.
+    /// Returns how many files were deleted.
+    pub async fn clean_orphans(&self, tail: &Tail) -> Result<usize, LedgerError> {
+        let mut deleted = 0;
+        for name in self.list_names("pending", None).await? {
+            let path = Path::from(format!("{}/pending/{name}", self.root));
+            let Some(intent) = self.get_json::<Intent>(&path).await? else {
+                continue;
+            };
+            let committed: HashSet<String> = match &tail.last {
+                Some(last) if intent.seq <= last.seq => {
+                    match self.get_json::<Entry>(&self.entry_path(intent.seq)).await? {
+                        Some(e) => e
+                            .files
+                            .iter()
+                            .chain(&e.dead_letters)
+                            .map(|f| f.path.clone())
+                            .collect(),
+                        None => HashSet::new(),
+                    }
+                }
+                _ => HashSet::new(),
+            };
+            let orphans: Vec<String> = intent
+                .paths
+                .iter()
+                .filter(|p| !committed.contains(*p))
+                .cloned()
+                .collect();
+            if !orphans.is_empty() {
+                crate::failpoint::hit("orphan-cleanup");
+                info!(stream = %self.stream(), seq = intent.seq, epoch = intent.epoch, files = orphans.len(), "removing files of an uncommitted attempt");
+                self.delete_files(&orphans).await?;
+                deleted += orphans.len();
+            }
+            let _ = self.store.delete(&path).await;
+        }
+        Ok(deleted)
+    }
+
+    /// Writes a checkpoint at `entry.seq` folding in every entry since the previous one.
+    pub async fn checkpoint(&self, entry: &Entry) -> Result<(), LedgerError> {
+        let previous = self.latest_checkpoint().await?;
+        let (mut files, mut dead_letters, from) = match previous {
+            Some(c) if c.seq < entry.seq => (c.files, c.dead_letters, c.seq + 1),
+            Some(_) => return Ok(()),
+            None => (Vec::new(), Vec::new(), 1),
+        };
+        for seq in from..=entry.seq {
+            let path = self.entry_path(seq);
+            let e: Entry = self
+                .get_json(&path)
+                .await?
+                .ok_or_else(|| self.corrupt(&path, "entry missing below a newer one"))?;
+            files.extend(e.files);
+            dead_letters.extend(e.dead_letters);
+        }
+        let checkpoint = Checkpoint {
+            version: LEDGER_VERSION,
+            seq: entry.seq,
+            files,
+            dead_letters,
+            last: entry.clone(),
+        };
+        match self
+            .put_create(
+                &self.checkpoint_path(entry.seq),
+                serde_json::to_vec(&checkpoint).expect("json"),
+            )
+            .await
+        {
+            Ok(()) | Err(PutCreate::Exists) => {}
+            Err(PutCreate::Store(e)) => return Err(self.err(e)),
+        }
+        let hint = serde_json::json!({ "seq": entry.seq });
+        let _ = self
+            .store
+            .put(
+                &self.hint_path(),
+                PutPayload::from(serde_json::to_vec(&hint).expect("json")),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Every file named by this stream's entries: (data files, dead-letter files).
+    pub async fn committed_files(&self) -> Result<(Vec<FileRef>, Vec<FileRef>), LedgerError> {
+        let checkpoint = self.latest_checkpoint().await?;
+        let (mut files, mut dead, after) = match checkpoint {
+            Some(c) => (
+                c.files,
+                c.dead_letters,
+                Some(format!("{}.json", seq_name(c.seq))),
+            ),
+            None => (Vec::new(), Vec::new(), None),
+        };
+        for name in self.list_names("entries", after.as_deref()).await? {
+            let path = Path::from(format!("{}/entries/{name}", self.root));
+            if let Some(e) = self.get_json::<Entry>(&path).await? {
+                files.extend(e.files);
+                dead.extend(e.dead_letters);
+            }
+        }
+        Ok((files, dead))
+    }
+}
+
+enum PutCreate {
+    Exists,
+    Store(object_store::Error),
+}
+
+/// Every (topic, partition) stream that has a ledger for `dataset`.
+pub async fn streams(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+) -> Result<Vec<PartitionLedger>, object_store::Error> {
+    let root = Path::from(ledger_root(dataset));
+    let topics = store.list_with_delimiter(Some(&root)).await?;
+    let mut out = Vec::new();
+    for topic_dir in topics.common_prefixes {
+        let Some(topic) = topic_dir.filename().map(str::to_owned) else {
+            continue;
+        };
+        let parts = store.list_with_delimiter(Some(&topic_dir)).await?;
+        for part_dir in parts.common_prefixes {
+            if let Some(p) = part_dir.filename().and_then(|p| p.parse::<i32>().ok()) {
+                out.push(PartitionLedger::new(store.clone(), dataset, &topic, p));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn entry(seq: u64, epoch: u64, start: i64, next: i64, files: &[&str]) -> Entry {
+        Entry {
+            version: LEDGER_VERSION,
+            seq,
+            epoch,
+            dataset: "ds".into(),
+            topic: "t".into(),
+            partition: 0,
+            start_offset: start,
+            next_offset: next,
+            records: (next - start) as u64,
+            rows: 1,
+            dead_lettered: 0,
+            files: files
+                .iter()
+                .map(|p| FileRef {
+                    path: (*p).into(),
+                    rows: 1,
+                    bytes: 1,
+                })
+                .collect(),
+            dead_letters: vec![],
+            operator_state: vec![],
+            config_hash: "h".into(),
+            weir_version: "test".into(),
+        }
+    }
+
+    fn ledger() -> (Arc<dyn ObjectStore>, PartitionLedger) {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let l = PartitionLedger::new(store.clone(), "ds", "t", 0);
+        (store, l)
+    }
+
+    #[tokio::test]
+    async fn empty_ledger_has_no_tail() {
+        let (_, l) = ledger();
+        let tail = l.tail().await.unwrap();
+        assert!(tail.last.is_none());
+        assert_eq!(tail.next_seq(), 1);
+    }
+
+    #[tokio::test]
+    async fn epochs_increase_and_never_repeat() {
+        let (_, l) = ledger();
+        assert_eq!(l.claim_epoch("a").await.unwrap(), 1);
+        assert_eq!(l.claim_epoch("b").await.unwrap(), 2);
+        let l2 = l.clone();
+        assert_eq!(l2.claim_epoch("c").await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn second_writer_of_same_seq_is_fenced() {
+        let (_, l) = ledger();
+        l.commit(&entry(1, 1, 0, 10, &["a.parquet"])).await.unwrap();
+        let err = l
+            .commit(&entry(1, 2, 0, 12, &["b.parquet"]))
+            .await
+            .unwrap_err();
+        match err {
+            LedgerError::Fenced {
+                seq, ours, theirs, ..
+            } => assert_eq!((seq, ours, theirs), (1, 2, 1)),
+            other => panic!("{other}"),
+        }
+        let tail = l.tail().await.unwrap();
+        assert_eq!(tail.last.unwrap().next_offset, 10);
+    }
+
+    #[tokio::test]
+    async fn tail_and_files_through_checkpoints() {
+        let (_, l) = ledger();
+        let mut start = 0;
+        for seq in 1..=7 {
+            let e = entry(seq, 1, start, start + 5, &[&format!("f{seq}.parquet")]);
+            l.commit(&e).await.unwrap();
+            if seq % 3 == 0 {
+                l.checkpoint(&e).await.unwrap();
+            }
+            start += 5;
+        }
+        let tail = l.tail().await.unwrap();
+        assert_eq!(tail.last.as_ref().unwrap().seq, 7);
+        assert_eq!(tail.next_offset(), Some(35));
+        let (files, _) = l.committed_files().await.unwrap();
+        let mut names: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            (1..=7).map(|i| format!("f{i}.parquet")).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn orphans_of_uncommitted_and_fenced_attempts_are_removed() {
+        let (store, l) = ledger();
+        for p in ["won.parquet", "lost.parquet", "crashed.parquet"] {
+            store
+                .put(&Path::from(p), PutPayload::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        l.write_intent(1, 1, &["won.parquet".into()]).await.unwrap();
+        l.write_intent(1, 2, &["lost.parquet".into()])
+            .await
+            .unwrap();
+        l.commit(&entry(1, 1, 0, 5, &["won.parquet"]))
+            .await
+            .unwrap();
+        l.write_intent(2, 1, &["crashed.parquet".into()])
+            .await
+            .unwrap();
+        let tail = l.tail().await.unwrap();
+        let deleted = l.clean_orphans(&tail).await.unwrap();
+        assert_eq!(deleted, 2);
+        assert!(store.head(&Path::from("won.parquet")).await.is_ok());
+        assert!(store.head(&Path::from("lost.parquet")).await.is_err());
+        assert!(store.head(&Path::from("crashed.parquet")).await.is_err());
+        assert!(l.list_names("pending", None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn state_round_trips() {
+        let state = ChainState {
+            operators: vec![(1, "sample".into(), vec![0, 1, 255])],
+        };
+        let mut e = entry(1, 1, 0, 1, &[]);
+        e.operator_state = Entry::encode_state(&state);
+        assert_eq!(e.chain_state().unwrap(), state);
+    }
+}

@@ -1,0 +1,36 @@
+//! Weir: observability firehoses from Kafka, through sampling, redaction and enrichment,
+//! into Parquet on object storage, queryable with SQL — exactly once.
+//!
+//! ```text
+//!  Kafka partitions ──▶ source::kafka  (consumer group, cooperative-sticky; one worker per
+//!                       │               partition, resumed from the ledger on assignment)
+//!                       ▼
+//!                    worker  ── decode (weir_schemas: NDJSON → Arrow; bad record → dead letter)
+//!                       │    ── operator chain (weir_operators: sample ▶ redact ▶ enrich …)
+//!                       │    ── sink::parquet (zstd, Hive date=/hour= of event time)
+//!                       ▼
+//!                    ledger ── ONE create-if-absent entry per commit = the commit point
+//!                       │       (files, offset range, operator state, writer epoch)
+//!                       ▼
+//!                    Kafka group offset (after the ledger; lag metrics only)
+//!
+//!  query  ── DataFusion over the files the ledger names (store::CommittedView)
+//! ```
+//!
+//! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
+//! [`worker`], [`sink::parquet`], [`sink::dead_letter`], [`ledger`], [`query`], [`runner`]
+//! (`weir run`), [`demo`] (`weir demo`), [`metrics`], [`failpoint`] (test crash points).
+
+pub mod config;
+pub mod demo;
+pub mod failpoint;
+pub mod ledger;
+pub mod metrics;
+pub mod query;
+pub mod reference;
+pub mod runner;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod store;
+pub mod worker;

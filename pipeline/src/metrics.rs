@@ -1,0 +1,44 @@
+//! `GET /metrics` (Prometheus text) and `GET /healthz` on `metrics.listen`.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::runtime::Shared;
+
+pub async fn serve(addr: &str, shared: Arc<Shared>) -> Result<tokio::task::JoinHandle<()>, String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("metrics.listen {addr}: {e}"))?;
+    info!(addr, "metrics and health endpoint listening");
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let path = req.split_whitespace().nth(1).unwrap_or("/");
+                let (status, body) = match path {
+                    "/metrics" => ("200 OK", shared.metrics.render()),
+                    "/healthz" if shared.metrics.store_healthy() => ("200 OK", "ok\n".to_owned()),
+                    "/healthz" => (
+                        "503 Service Unavailable",
+                        "object store failing\n".to_owned(),
+                    ),
+                    _ => ("404 Not Found", "not found\n".to_owned()),
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    }))
+}

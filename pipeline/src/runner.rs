@@ -1,0 +1,196 @@
+//! `weir run`: wires config, store, Kafka source and workers together, and shuts down
+//! cleanly.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use tracing::{error, info};
+use weir_operators::config::SecretRef;
+use weir_operators::{Chain, SecretSource};
+
+use crate::config::Config;
+use crate::runtime::{DatasetRuntime, Shared};
+use crate::source::kafka;
+use crate::worker::Stop;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("storage.url: {0}")]
+    Store(String),
+    #[error("dataset {dataset}: {reason}")]
+    Dataset { dataset: String, reason: String },
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Secrets from the process environment and files.
+#[derive(Debug, Default)]
+pub struct EnvSecrets;
+
+impl SecretSource for EnvSecrets {
+    fn resolve(&self, secret: &SecretRef) -> Result<Vec<u8>, String> {
+        match secret {
+            SecretRef::Env(name) => std::env::var(name)
+                .map(String::into_bytes)
+                .map_err(|_| format!("environment variable {name} is not set")),
+            SecretRef::File(path) => std::fs::read(path)
+                .map(|mut b| {
+                    while b.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                        b.pop();
+                    }
+                    b
+                })
+                .map_err(|e| format!("cannot read {path}: {e}")),
+        }
+    }
+}
+
+/// Options of `weir run` that are not config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// How long to keep retrying an unreachable broker at start.
+    pub connect_timeout: Option<Duration>,
+}
+
+/// Builds the per-dataset runtime (resolves schemas, builds each chain once to learn its
+/// output schema).
+pub fn prepare(
+    config: &Config,
+    secrets: &dyn SecretSource,
+    resources: &weir_operators::enrich::Resources,
+) -> Result<Vec<Arc<DatasetRuntime>>, RunError> {
+    let resolved = config.validate(secrets)?;
+    let mut out = Vec::new();
+    for r in resolved {
+        let chain = Chain::build(
+            &r.config.operators,
+            &r.config.name,
+            r.input_schema.clone(),
+            secrets,
+            resources,
+        )
+        .map_err(|e| RunError::Dataset {
+            dataset: r.config.name.clone(),
+            reason: e.to_string(),
+        })?;
+        if chain
+            .output_schema()
+            .index_of(&r.schema.event_time)
+            .is_err()
+        {
+            return Err(RunError::Dataset {
+                dataset: r.config.name.clone(),
+                reason: format!(
+                    "the operator chain removes the event time column {}",
+                    r.schema.event_time
+                ),
+            });
+        }
+        out.push(Arc::new(DatasetRuntime {
+            name: r.config.name.clone(),
+            topic: r.config.topic.clone(),
+            operators: r.config.operators.clone(),
+            output_schema: chain.output_schema().clone(),
+            resolved: r,
+        }));
+    }
+    Ok(out)
+}
+
+/// Runs the pipeline until `shutdown` resolves (or a fatal error).
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
+    let resources = Arc::new(crate::reference::load(&config).map_err(RunError::Fatal)?);
+    let datasets = prepare(&config, secrets.as_ref(), &resources)?;
+    let store = crate::store::open(&config.storage.url, &config.storage.options)
+        .map_err(RunError::Store)?;
+    let by_topic: HashMap<String, Arc<DatasetRuntime>> = datasets
+        .iter()
+        .map(|d| (d.topic.clone(), d.clone()))
+        .collect();
+    let topics: Vec<String> = datasets.iter().map(|d| d.topic.clone()).collect();
+    let (shared, mut fatal_rx) = Shared::new(config.clone(), store, by_topic, secrets, resources);
+    info!(
+        storage = %config.storage.url,
+        brokers = %config.kafka.brokers,
+        group = %config.kafka.group_id,
+        datasets = ?datasets.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        config_hash = %shared.config_hash,
+        "weir starting"
+    );
+    let consumer =
+        kafka::build_consumer(shared.clone()).map_err(|e| RunError::Kafka(e.to_string()))?;
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    kafka::wait_for_broker(
+        &consumer,
+        &topic_refs,
+        opts.connect_timeout.unwrap_or(Duration::from_secs(120)),
+    )
+    .await
+    .map_err(RunError::Kafka)?;
+    consumer
+        .subscribe(&topic_refs)
+        .map_err(|e| RunError::Kafka(e.to_string()))?;
+    let metrics_server = match &config.metrics.listen {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, shared.clone())
+                .await
+                .map_err(RunError::Fatal)?,
+        ),
+        None => None,
+    };
+    tokio::pin!(shutdown);
+    let result = loop {
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!("shutdown requested: committing open work");
+                break Ok(());
+            }
+            reason = fatal_rx.recv() => {
+                let reason = reason.unwrap_or_else(|| "internal channel closed".to_owned());
+                error!(reason = %reason, "fatal error, stopping");
+                break Err(RunError::Fatal(reason));
+            }
+            msg = consumer.recv() => {
+                match msg {
+                    Ok(m) => {
+                        let reason = format!("record {}/{}@{} arrived on the main queue, outside its partition worker", m.topic(), m.partition(), m.offset());
+                        error!(reason = %reason, "internal error");
+                        break Err(RunError::Fatal(reason));
+                    }
+                    Err(e) => {
+                        shared.metrics.kafka_errors.inc();
+                        tracing::warn!(error = %e, "kafka consumer error");
+                    }
+                }
+            }
+        }
+    };
+    let how = if result.is_ok() {
+        Stop::Shutdown
+    } else {
+        Stop::Revoke
+    };
+    consumer.context().stop_all(how).await;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    tokio::task::block_in_place(|| {
+        let _ = consumer.unsubscribe();
+        drop(consumer);
+    });
+    info!("weir stopped");
+    result
+}

@@ -1,0 +1,337 @@
+//! The Kafka source: one consumer in a consumer group (cooperative-sticky), one worker per
+//! assigned partition.
+//!
+//! ```text
+//!               rebalance callback (poll thread)
+//!  assign(p) ──▶ claim epoch, read ledger tail, remove orphans   (object store, blocking)
+//!            ──▶ split p's queue off the consumer, spawn worker p
+//!            ──▶ incremental_assign(p @ ledger.next_offset)       (Kafka's offset never read)
+//!  revoke(p) ──▶ stop worker p (it abandons its open commit), wait, incremental_unassign(p)
+//! ```
+//!
+//! Each worker reads its own partition queue. When a worker is busy (slow store, big
+//! batch) it stops reading; librdkafka stops fetching that partition once
+//! `queued.max.messages.kbytes` is buffered. That is the backpressure: nothing in Weir
+//! buffers more than one batch per partition plus its open commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::StartFrom;
+use crate::runtime::Shared;
+use crate::worker::{Stop, Worker};
+
+pub type WeirConsumer = StreamConsumer<WeirContext>;
+
+struct Running {
+    stop: watch::Sender<Stop>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+/// The consumer's context: owns the partition workers and runs the rebalance protocol.
+pub struct WeirContext {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    consumer: OnceLock<Weak<WeirConsumer>>,
+    workers: Mutex<HashMap<(String, i32), Running>>,
+}
+
+impl ClientContext for WeirContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => error!(facility = fac, "librdkafka: {log_message}"),
+            RDKafkaLogLevel::Warning => warn!(facility = fac, "librdkafka: {log_message}"),
+            _ => tracing::debug!(facility = fac, "librdkafka: {log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.shared.metrics.kafka_errors.inc();
+        warn!(error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for WeirContext {
+    fn rebalance(
+        &self,
+        base: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let partitions = partitions_of(tpl);
+                info!(partitions = ?partitions, "partitions assigned");
+                if let Err(e) = self.on_assign(tpl, &partitions) {
+                    error!(error = %e, "cannot resume assigned partitions from the ledger; exiting");
+                    self.shared.fatal(format!("resume failed: {e}"));
+                    return;
+                }
+                let res = if matches!(
+                    base.rebalance_protocol(),
+                    rdkafka::consumer::RebalanceProtocol::Cooperative
+                ) {
+                    base.incremental_assign(tpl)
+                } else {
+                    base.assign(tpl)
+                };
+                if let Err(e) = res {
+                    self.shared.fatal(format!("assign failed: {e}"));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let partitions = partitions_of(tpl);
+                let lost = base.assignment_lost();
+                info!(partitions = ?partitions, lost, "partitions revoked");
+                self.stop_workers(&partitions, Stop::Revoke);
+                let res = if matches!(
+                    base.rebalance_protocol(),
+                    rdkafka::consumer::RebalanceProtocol::Cooperative
+                ) {
+                    base.incremental_unassign(tpl)
+                } else {
+                    base.unassign()
+                };
+                if let Err(e) = res {
+                    warn!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                warn!(error = ?other, "rebalance error");
+                let _ = base.unassign();
+            }
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            // Only lag metrics depend on it: the ledger is the resume position.
+            warn!(error = %e, "kafka group offset commit failed");
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+impl WeirContext {
+    pub fn new(shared: Arc<Shared>, runtime: tokio::runtime::Handle) -> Self {
+        WeirContext {
+            shared,
+            runtime,
+            consumer: OnceLock::new(),
+            workers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn on_assign(
+        &self,
+        tpl: &mut TopicPartitionList,
+        partitions: &[(String, i32)],
+    ) -> Result<(), String> {
+        let consumer = self
+            .consumer
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or("consumer is gone")?;
+        let shared = self.shared.clone();
+        let handle = self.runtime.clone();
+        let partitions_owned = partitions.to_vec();
+        // The rebalance callback runs on the thread polling the consumer, inside the
+        // runtime; recovery needs the object store, so block this thread on it.
+        let recovered = tokio::task::block_in_place(move || {
+            handle.block_on(async move {
+                let futs = partitions_owned
+                    .iter()
+                    .map(|(topic, p)| Worker::recover(shared.clone(), topic.clone(), *p));
+                futures::future::join_all(futs).await
+            })
+        });
+        for ((topic, partition), rec) in partitions.iter().zip(recovered) {
+            let recovery = rec.map_err(|e| format!("{topic}/{partition}: {e}"))?;
+            let offset = match recovery.tail.next_offset() {
+                Some(o) => Offset::Offset(o),
+                None => match self.shared.config.kafka.start_from {
+                    StartFrom::Earliest => Offset::Beginning,
+                    StartFrom::Latest => Offset::End,
+                },
+            };
+            tpl.set_partition_offset(topic, *partition, offset)
+                .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+            let queue = consumer
+                .split_partition_queue(topic, *partition)
+                .ok_or_else(|| format!("{topic}/{partition}: cannot split partition queue"))?;
+            let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+            info!(topic = %topic, partition, epoch = recovery.epoch, resume = ?offset, "partition resumes from the ledger");
+            let worker = Worker::new(self.shared.clone(), recovery, consumer.clone())
+                .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+            let join = self.runtime.spawn(worker.run(queue, stop_rx));
+            let old = self.workers.lock().expect("workers lock").insert(
+                (topic.clone(), *partition),
+                Running {
+                    stop: stop_tx,
+                    join,
+                },
+            );
+            if let Some(old) = old {
+                let _ = old.stop.send(Stop::Revoke);
+            }
+        }
+        Ok(())
+    }
+
+    /// Signals the workers of `partitions` and waits (bounded) for them to finish.
+    fn stop_workers(&self, partitions: &[(String, i32)], how: Stop) {
+        let running: Vec<Running> = {
+            let mut workers = self.workers.lock().expect("workers lock");
+            partitions
+                .iter()
+                .filter_map(|k| workers.remove(k))
+                .collect()
+        };
+        if running.is_empty() {
+            return;
+        }
+        for r in &running {
+            let _ = r.stop.send(how);
+        }
+        let timeout = self.shared.config.shutdown.timeout;
+        let handle = self.runtime.clone();
+        tokio::task::block_in_place(move || {
+            handle.block_on(async move {
+                for r in running {
+                    if tokio::time::timeout(timeout, r.join).await.is_err() {
+                        warn!("partition worker did not stop in time; abandoning it");
+                    }
+                }
+            })
+        });
+    }
+
+    /// Stops every worker (graceful shutdown: each commits what it has).
+    pub async fn stop_all(&self, how: Stop) {
+        let running: Vec<Running> = {
+            let mut workers = self.workers.lock().expect("workers lock");
+            workers.drain().map(|(_, r)| r).collect()
+        };
+        for r in &running {
+            let _ = r.stop.send(how);
+        }
+        let timeout = self.shared.config.shutdown.timeout;
+        for r in running {
+            if tokio::time::timeout(timeout, r.join).await.is_err() {
+                warn!(timeout = ?timeout, "partition worker did not finish its commit in time; abandoning it");
+            }
+        }
+    }
+}
+
+/// Builds the consumer with Weir's settings layered over `kafka.properties`.
+pub fn build_consumer(shared: Arc<Shared>) -> Result<Arc<WeirConsumer>, KafkaError> {
+    let cfg = &shared.config.kafka;
+    let mut client = ClientConfig::new();
+    client
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.max.bytes", "16777216")
+        .set("session.timeout.ms", "30000")
+        .set("max.poll.interval.ms", "300000");
+    for (k, v) in &cfg.properties {
+        client.set(k, v);
+    }
+    client
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set(
+            "auto.offset.reset",
+            match cfg.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        );
+    if !cfg.properties.contains_key("partition.assignment.strategy") {
+        client.set("partition.assignment.strategy", "cooperative-sticky");
+    }
+    client.set_log_level(RDKafkaLogLevel::Warning);
+    let ctx = WeirContext::new(shared, tokio::runtime::Handle::current());
+    let consumer: Arc<WeirConsumer> = Arc::new(client.create_with_context(ctx)?);
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+    Ok(consumer)
+}
+
+/// Waits until `consumer` has fetched metadata for `topics`, with backoff, so a wrong
+/// broker address fails with a clear message instead of a silent idle consumer.
+pub async fn wait_for_broker(
+    consumer: &WeirConsumer,
+    topics: &[&str],
+    give_up_after: Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + give_up_after;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let res =
+            tokio::task::block_in_place(|| consumer.fetch_metadata(None, Duration::from_secs(5)));
+        match res {
+            Ok(md) => {
+                let missing: Vec<&str> = topics
+                    .iter()
+                    .filter(|t| {
+                        !md.topics()
+                            .iter()
+                            .any(|mt| mt.name() == **t && mt.error().is_none())
+                    })
+                    .copied()
+                    .collect();
+                if missing.is_empty() {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "topics not found on the broker: {}",
+                        missing.join(", ")
+                    ));
+                }
+                warn!(missing = ?missing, "topics not found yet, retrying");
+            }
+            Err(e) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!("broker unreachable: {e}"));
+                }
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker unreachable, retrying");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+impl WeirContext {
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+pub use rdkafka::message::Message as KafkaMessage;

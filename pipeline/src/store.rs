@@ -1,0 +1,285 @@
+//! The lake's object store: opening it from `storage.url`, retrying transient faults, and
+//! the committed-files-only view that `weir query` reads through.
+//!
+//! Every store is wrapped so that its root is the lake root: paths inside Weir are always
+//! relative (`http_requests/date=2026-11-22/hour=05/…parquet`, `_weir/ledger/…`).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{BoxStream, StreamExt};
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as OsResult,
+};
+use tracing::warn;
+
+/// A parsed `storage.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Local(std::path::PathBuf),
+    Memory,
+    Remote { url: url::Url, prefix: String },
+}
+
+impl StoreUrl {
+    pub fn parse(text: &str) -> Result<StoreUrl, String> {
+        if let Some(rest) = text.strip_prefix("file://") {
+            if rest.is_empty() {
+                return Err("file:// needs a path (file:///var/lib/weir or file://./lake)".into());
+            }
+            return Ok(StoreUrl::Local(rest.into()));
+        }
+        if text == "memory://" || text == "memory:///" {
+            return Ok(StoreUrl::Memory);
+        }
+        if !text.contains("://") {
+            if text.is_empty() {
+                return Err("must not be empty".into());
+            }
+            return Ok(StoreUrl::Local(text.into()));
+        }
+        let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+        match url.scheme() {
+            "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "http" | "https" => {}
+            other => {
+                return Err(format!(
+                    "unsupported scheme {other}:// (use file://, memory://, s3://, gs:// or az://)"
+                ));
+            }
+        }
+        if url.host_str().unwrap_or("").is_empty() {
+            return Err(format!("{text:?} has no bucket"));
+        }
+        let prefix = url.path().trim_matches('/').to_owned();
+        Ok(StoreUrl::Remote { url, prefix })
+    }
+}
+
+/// Opens the lake root. Creates a local directory if needed.
+pub fn open(
+    text: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<Arc<dyn ObjectStore>, String> {
+    match StoreUrl::parse(text)? {
+        StoreUrl::Memory => Ok(Arc::new(object_store::memory::InMemory::new())),
+        StoreUrl::Local(path) => {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
+                .map_err(|e| e.to_string())?
+                .with_automatic_cleanup(true);
+            Ok(Arc::new(fs))
+        }
+        StoreUrl::Remote { url, prefix } => {
+            let store: Box<dyn ObjectStore> = match url.scheme() {
+                "s3" | "s3a" => {
+                    let mut b =
+                        object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
+                    for (k, v) in options {
+                        let key = k
+                            .parse::<object_store::aws::AmazonS3ConfigKey>()
+                            .map_err(|e| format!("storage.options.{k}: {e}"))?;
+                        b = b.with_config(key, v);
+                    }
+                    Box::new(b.build().map_err(|e| e.to_string())?)
+                }
+                "gs" => {
+                    let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                        .with_url(url.as_str());
+                    for (k, v) in options {
+                        let key = k
+                            .parse::<object_store::gcp::GoogleConfigKey>()
+                            .map_err(|e| format!("storage.options.{k}: {e}"))?;
+                        b = b.with_config(key, v);
+                    }
+                    Box::new(b.build().map_err(|e| e.to_string())?)
+                }
+                "az" | "abfs" | "abfss" => {
+                    let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                        .with_url(url.as_str());
+                    for (k, v) in options {
+                        let key = k
+                            .parse::<object_store::azure::AzureConfigKey>()
+                            .map_err(|e| format!("storage.options.{k}: {e}"))?;
+                        b = b.with_config(key, v);
+                    }
+                    Box::new(b.build().map_err(|e| e.to_string())?)
+                }
+                _ => {
+                    let (store, _) = object_store::parse_url_opts(&url, options.iter())
+                        .map_err(|e| e.to_string())?;
+                    store
+                }
+            };
+            if prefix.is_empty() {
+                Ok(Arc::from(store))
+            } else {
+                Ok(Arc::new(PrefixStore::new(store, prefix.as_str())))
+            }
+        }
+    }
+}
+
+/// Whether an error is worth retrying (network, 5xx, timeouts) rather than a verdict
+/// (not found, already exists, precondition failed, bad credentials).
+pub fn is_transient(err: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    match err {
+        E::NotFound { .. }
+        | E::AlreadyExists { .. }
+        | E::Precondition { .. }
+        | E::NotModified { .. }
+        | E::NotImplemented { .. }
+        | E::InvalidPath { .. }
+        | E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::UnknownConfigurationKey { .. }
+        | E::NotSupported { .. } => false,
+        _ => true,
+    }
+}
+
+/// Retries `op` on transient errors with exponential backoff and jitter, up to `attempts`
+/// tries (the last error is returned). The jitter is seeded from `what`, never from the
+/// clock: retry timing does not influence any data.
+pub async fn retry<T, F, Fut>(what: &str, attempts: u32, mut op: F) -> OsResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = OsResult<T>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut jitter_state: u64 = what.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < attempts && is_transient(&e) => {
+                jitter_state = jitter_state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let jitter = Duration::from_millis(
+                    (jitter_state >> 33) % (delay.as_millis() as u64 / 2 + 1),
+                );
+                warn!(operation = what, attempt, error = %e, retry_in_ms = (delay + jitter).as_millis() as u64, "object store call failed, retrying");
+                tokio::time::sleep(delay + jitter).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A read-only view of the lake that lists only files a ledger entry names, so DataFusion's
+/// listing tables (and their Hive partition pruning) never see an uncommitted file.
+#[derive(Debug)]
+pub struct CommittedView {
+    inner: Arc<dyn ObjectStore>,
+    committed: HashSet<Path>,
+}
+
+impl CommittedView {
+    pub fn new(inner: Arc<dyn ObjectStore>, committed: HashSet<Path>) -> Self {
+        CommittedView { inner, committed }
+    }
+}
+
+impl fmt::Display for CommittedView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CommittedView({})", self.inner)
+    }
+}
+
+fn read_only() -> object_store::Error {
+    object_store::Error::NotSupported {
+        source: "the committed view of the lake is read only".into(),
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CommittedView {
+    async fn put_opts(&self, _: &Path, _: PutPayload, _: PutOptions) -> OsResult<PutResult> {
+        Err(read_only())
+    }
+    async fn put_multipart_opts(
+        &self,
+        _: &Path,
+        _: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        Err(read_only())
+    }
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> OsResult<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+    fn delete_stream(
+        &self,
+        _: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        futures::stream::once(async { Err(read_only()) }).boxed()
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let committed = self.committed.clone();
+        self.inner
+            .list(prefix)
+            .filter(move |m| {
+                let keep = match m {
+                    Ok(meta) => committed.contains(&meta.location),
+                    Err(_) => true,
+                };
+                futures::future::ready(keep)
+            })
+            .boxed()
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        let mut result = self.inner.list_with_delimiter(prefix).await?;
+        result
+            .objects
+            .retain(|m| self.committed.contains(&m.location));
+        Ok(result)
+    }
+    async fn copy_opts(&self, _: &Path, _: &Path, _: CopyOptions) -> OsResult<()> {
+        Err(read_only())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(
+            StoreUrl::parse("file:///tmp/x").unwrap(),
+            StoreUrl::Local("/tmp/x".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("./lake").unwrap(),
+            StoreUrl::Local("./lake".into())
+        );
+        assert_eq!(StoreUrl::parse("memory://").unwrap(), StoreUrl::Memory);
+        match StoreUrl::parse("s3://bucket/a/b/").unwrap() {
+            StoreUrl::Remote { prefix, .. } => assert_eq!(prefix, "a/b"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            StoreUrl::parse("ftp://x/y")
+                .unwrap_err()
+                .contains("unsupported scheme")
+        );
+        assert!(StoreUrl::parse("s3:///nobucket").is_err());
+    }
+}

@@ -1,0 +1,707 @@
+//! A partition worker: everything between one Kafka partition and its ledger stream.
+//!
+//! ```text
+//!  partition queue ─▶ batch (≤ batch.max_rows or batch.max_wait)
+//!                     ─▶ decode (bad records → dead letters)
+//!                     ─▶ operator chain
+//!                     ─▶ PartitionWriter (open Parquet per Hive hour, in memory)
+//!  every commit.interval, or when open files reach commit.max_bytes, or on SIGTERM:
+//!                     ─▶ intent ─▶ upload files ─▶ ledger entry ─▶ Kafka group offset
+//! ```
+//!
+//! A worker owns its chain, its open files and its position; nothing is shared with other
+//! partitions. While a commit is retrying against a failing store the worker does not read
+//! its queue, so Kafka fetching stops for that partition (backpressure).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use rdkafka::Message;
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+use weir_operators::Chain;
+use weir_schemas::{BatchDecoder, DecoderOptions};
+
+use crate::failpoint;
+use crate::ledger::{Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger, Tail};
+use crate::runtime::{DatasetRuntime, Shared};
+use crate::sink::dead_letter::{DeadLetter, DeadLetterBuffer};
+use crate::sink::parquet::{ClosedFile, PartitionWriter, file_name};
+use crate::source::kafka::{WeirConsumer, WeirContext};
+
+/// What the source asks of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Running,
+    /// The partition was revoked: abandon the open commit (the next owner redoes it).
+    Revoke,
+    /// Graceful shutdown: commit what is open, then stop.
+    Shutdown,
+}
+
+/// A partition's ledger state, read on assignment before consuming.
+#[derive(Debug)]
+pub struct Recovery {
+    pub dataset: Arc<DatasetRuntime>,
+    pub topic: String,
+    pub partition: i32,
+    pub ledger: PartitionLedger,
+    pub epoch: u64,
+    pub tail: Tail,
+}
+
+struct Pending {
+    offset: i64,
+    timestamp: Option<i64>,
+    payload: Vec<u8>,
+}
+
+pub struct Worker {
+    shared: Arc<Shared>,
+    ds: Arc<DatasetRuntime>,
+    topic: String,
+    partition: i32,
+    ledger: PartitionLedger,
+    epoch: u64,
+    tail: Tail,
+    consumer: Arc<WeirConsumer>,
+    decoder: BatchDecoder,
+    chain: Chain,
+    writer: PartitionWriter,
+    dead: DeadLetterBuffer,
+    batch: Vec<Pending>,
+    batch_bytes: usize,
+    /// One past the last offset consumed (None before the first record when the ledger
+    /// is empty).
+    next_offset: Option<i64>,
+    /// First offset of the open commit.
+    commit_start: Option<i64>,
+    commit_records: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("building the operator chain: {0}")]
+    Chain(String),
+    #[error("writing parquet: {0}")]
+    Write(#[from] crate::sink::parquet::WriteError),
+    #[error("this writer lost the partition to a newer one (epoch {theirs} > {ours})")]
+    Superseded { ours: u64, theirs: u64 },
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+enum CommitOutcome {
+    Committed,
+    Nothing,
+    /// Another writer committed the same sequence number; state reset to the ledger.
+    Fenced,
+}
+
+impl Worker {
+    /// Claims an epoch, reads the ledger tail and removes orphans of earlier attempts.
+    pub async fn recover(
+        shared: Arc<Shared>,
+        topic: String,
+        partition: i32,
+    ) -> Result<Recovery, LedgerError> {
+        let dataset = shared
+            .datasets
+            .get(&topic)
+            .cloned()
+            .expect("assigned a topic weir did not subscribe to");
+        let ledger = PartitionLedger::new(shared.store.clone(), &dataset.name, &topic, partition);
+        let epoch = ledger.claim_epoch(&shared.owner).await?;
+        let tail = ledger.tail().await?;
+        let removed = ledger.clean_orphans(&tail).await?;
+        if removed > 0 {
+            shared.metrics.add(
+                "orphans_removed_total",
+                &[("dataset", &dataset.name)],
+                removed as u64,
+            );
+        }
+        Ok(Recovery {
+            dataset,
+            topic,
+            partition,
+            ledger,
+            epoch,
+            tail,
+        })
+    }
+
+    pub fn new(
+        shared: Arc<Shared>,
+        rec: Recovery,
+        consumer: Arc<WeirConsumer>,
+    ) -> Result<Worker, WorkerError> {
+        let ds = rec.dataset.clone();
+        let decoder = BatchDecoder::new(
+            &ds.resolved.schema,
+            DecoderOptions {
+                unknown_fields: ds.resolved.config.unknown_fields,
+                max_record_bytes: ds.resolved.config.max_record_bytes as usize,
+            },
+        )
+        .map_err(|e| WorkerError::Chain(e.to_string()))?;
+        let chain = build_chain(&shared, &ds, &rec.tail)?;
+        let writer = new_writer(&shared, &ds, &chain)?;
+        let next_offset = rec.tail.next_offset();
+        Ok(Worker {
+            shared,
+            ds,
+            topic: rec.topic,
+            partition: rec.partition,
+            ledger: rec.ledger,
+            epoch: rec.epoch,
+            tail: rec.tail,
+            consumer,
+            decoder,
+            chain,
+            writer,
+            dead: DeadLetterBuffer::default(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            next_offset,
+            commit_start: next_offset,
+            commit_records: 0,
+        })
+    }
+
+    fn labels(&self) -> [(&str, &str); 1] {
+        [("dataset", self.ds.name.as_str())]
+    }
+
+    pub async fn run(
+        mut self,
+        queue: StreamPartitionQueue<WeirContext>,
+        mut stop: watch::Receiver<Stop>,
+    ) {
+        let cfg = self.shared.config.clone();
+        let mut commit_deadline = Instant::now() + cfg.commit.interval;
+        let mut batch_deadline: Option<Instant> = None;
+        loop {
+            let how = *stop.borrow();
+            match how {
+                Stop::Running => {}
+                Stop::Revoke => {
+                    self.abandon();
+                    info!(topic = %self.topic, partition = self.partition, "worker stopped: partition revoked, open commit abandoned");
+                    return;
+                }
+                Stop::Shutdown => {
+                    let res = self.flush_batch().and_then(|()| Ok(()));
+                    if let Err(e) = res {
+                        error!(topic = %self.topic, partition = self.partition, error = %e, "batch failed during shutdown");
+                    } else if let Err(e) = self.commit_until_done(&mut stop, true).await {
+                        error!(topic = %self.topic, partition = self.partition, error = %e, "final commit failed");
+                    }
+                    info!(topic = %self.topic, partition = self.partition, "worker stopped: shutdown");
+                    return;
+                }
+            }
+            let sleep_until = match batch_deadline {
+                Some(b) => b.min(commit_deadline),
+                None => commit_deadline,
+            };
+            tokio::select! {
+                biased;
+                _ = stop.changed() => continue,
+                msg = queue.recv() => {
+                    match msg {
+                        Ok(m) => {
+                            let offset = m.offset();
+                            if self.next_offset.is_some_and(|n| offset < n) {
+                                debug!(offset, "skipping a record below the resume position");
+                                continue;
+                            }
+                            let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
+                            let timestamp = m.timestamp().to_millis();
+                            drop(m);
+                            if self.commit_start.is_none() {
+                                self.commit_start = Some(offset);
+                            }
+                            self.next_offset = Some(offset + 1);
+                            self.commit_records += 1;
+                            self.batch_bytes += payload.len();
+                            self.batch.push(Pending { offset, timestamp, payload });
+                            if batch_deadline.is_none() {
+                                batch_deadline = Some(Instant::now() + cfg.batch.max_wait);
+                            }
+                            if self.batch.len() >= cfg.batch.max_rows || self.batch_bytes >= 32 << 20 {
+                                batch_deadline = None;
+                                if let Err(e) = self.flush_batch() {
+                                    self.fail(e);
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            self.shared.metrics.kafka_errors.inc();
+                            warn!(topic = %self.topic, partition = self.partition, error = %e, "partition fetch error");
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(sleep_until) => {
+                    if batch_deadline.is_some_and(|b| Instant::now() >= b) {
+                        batch_deadline = None;
+                        if let Err(e) = self.flush_batch() {
+                            self.fail(e);
+                            return;
+                        }
+                    }
+                    if Instant::now() >= commit_deadline {
+                        batch_deadline = None;
+                        if let Err(e) = self.flush_batch() {
+                            self.fail(e);
+                            return;
+                        }
+                        match self.commit_until_done(&mut stop, false).await {
+                            Ok(()) => {}
+                            Err(e) => {
+                                self.fail(e);
+                                return;
+                            }
+                        }
+                        commit_deadline = Instant::now() + cfg.commit.interval;
+                    }
+                }
+            }
+            if self.writer.buffered_bytes() + self.dead.buffered_bytes()
+                >= cfg.commit.max_bytes as usize
+            {
+                if let Err(e) = self.flush_batch() {
+                    self.fail(e);
+                    return;
+                }
+                if let Err(e) = self.commit_until_done(&mut stop, false).await {
+                    self.fail(e);
+                    return;
+                }
+                commit_deadline = Instant::now() + cfg.commit.interval;
+            }
+        }
+    }
+
+    fn fail(&self, e: WorkerError) {
+        match e {
+            WorkerError::Superseded { .. } => {
+                warn!(topic = %self.topic, partition = self.partition, error = %e, "worker stopped");
+            }
+            other => {
+                error!(topic = %self.topic, partition = self.partition, error = %other, "partition worker failed");
+                self.shared
+                    .fatal(format!("{}/{}: {other}", self.topic, self.partition));
+            }
+        }
+    }
+
+    fn abandon(&mut self) {
+        self.batch.clear();
+        self.batch_bytes = 0;
+        self.writer.discard();
+        self.dead.discard();
+    }
+
+    /// Decodes, transforms and buffers the pending batch.
+    fn flush_batch(&mut self) -> Result<(), WorkerError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        tokio::task::block_in_place(|| self.process(batch))
+    }
+
+    fn process(&mut self, batch: Vec<Pending>) -> Result<(), WorkerError> {
+        let records: Vec<&[u8]> = batch.iter().map(|p| p.payload.as_slice()).collect();
+        let decoded = self.decoder.decode(&records);
+        drop(records);
+        let n = batch.len();
+        let rejected = decoded.rejects.len();
+        self.shared
+            .metrics
+            .add("records_total", &self.labels(), n as u64);
+        let mut accepted = vec![true; n];
+        for r in &decoded.rejects {
+            accepted[r.index] = false;
+            let p = &batch[r.index];
+            self.dead.push(DeadLetter {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: p.offset,
+                kafka_timestamp: p.timestamp,
+                stage: "decode".to_owned(),
+                error_kind: r.error.kind.as_str().to_owned(),
+                error: r.error.reason.clone(),
+                raw: p.payload.clone(),
+            });
+        }
+        if rejected > 0 {
+            let ds = self.ds.name.clone();
+            self.shared.metrics.add(
+                "dead_letters_total",
+                &[("dataset", &ds), ("stage", "decode")],
+                rejected as u64,
+            );
+        }
+        failpoint::hit("mid-batch");
+        match self.chain.process(decoded.batch) {
+            Ok(out) => {
+                self.write(&out)?;
+            }
+            Err(e) => {
+                warn!(topic = %self.topic, partition = self.partition, stage = %e.stage, error = %e.error, records = n - rejected, "operator failed; batch goes to dead letters");
+                for (i, p) in batch.iter().enumerate() {
+                    if accepted[i] {
+                        self.dead.push(DeadLetter {
+                            topic: self.topic.clone(),
+                            partition: self.partition,
+                            offset: p.offset,
+                            kafka_timestamp: p.timestamp,
+                            stage: e.stage.clone(),
+                            error_kind: "operator_error".to_owned(),
+                            error: e.error.to_string(),
+                            raw: p.payload.clone(),
+                        });
+                    }
+                }
+                let ds = self.ds.name.clone();
+                self.shared.metrics.add(
+                    "dead_letters_total",
+                    &[("dataset", &ds), ("stage", &e.stage)],
+                    (n - rejected) as u64,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), WorkerError> {
+        self.writer.write(batch)?;
+        self.shared
+            .metrics
+            .add("rows_total", &self.labels(), batch.num_rows() as u64);
+        Ok(())
+    }
+
+    /// Commits, retrying store failures until it succeeds, the partition is revoked, or
+    /// (on shutdown) the shutdown timeout passes.
+    async fn commit_until_done(
+        &mut self,
+        stop: &mut watch::Receiver<Stop>,
+        final_commit: bool,
+    ) -> Result<(), WorkerError> {
+        let mut prepared: Option<Prepared> = None;
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match self.commit(&mut prepared).await {
+                Ok(CommitOutcome::Committed | CommitOutcome::Nothing | CommitOutcome::Fenced) => {
+                    self.shared.metrics.set_store_healthy(true);
+                    return Ok(());
+                }
+                Err(WorkerError::Ledger(LedgerError::Store { source, .. })) => {
+                    self.shared.metrics.store_errors.inc();
+                    self.shared.metrics.set_store_healthy(false);
+                    warn!(topic = %self.topic, partition = self.partition, error = %source, retry_in_ms = delay.as_millis() as u64, "commit failed, not consuming until the store answers");
+                }
+                Err(e) => return Err(e),
+            }
+            if !final_commit && *stop.borrow() == Stop::Revoke {
+                self.abandon();
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed(), if !final_commit => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        prepared: &mut Option<Prepared>,
+    ) -> Result<CommitOutcome, WorkerError> {
+        if prepared.is_none() {
+            if self.commit_records == 0 {
+                return Ok(CommitOutcome::Nothing);
+            }
+            *prepared = Some(self.prepare()?);
+        }
+        let p = prepared.as_ref().expect("prepared");
+        self.ledger
+            .write_intent(p.entry.seq, self.epoch, &p.paths)
+            .await?;
+        upload(&self.shared, &self.ledger, &p.files).await?;
+        failpoint::hit("after-upload");
+        match self.ledger.commit(&p.entry).await {
+            Ok(()) => {}
+            Err(LedgerError::Fenced { theirs, .. }) => {
+                let p = prepared.take().expect("prepared");
+                self.shared.metrics.commit_conflicts.inc();
+                warn!(topic = %self.topic, partition = self.partition, seq = p.entry.seq, ours = self.epoch, theirs, "ledger entry already written by another writer; dropping our files");
+                self.ledger.delete_files(&p.paths).await?;
+                self.ledger.clear_intent(p.entry.seq, self.epoch).await;
+                self.reset_to_ledger().await?;
+                return Ok(CommitOutcome::Fenced);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        failpoint::hit("after-ledger");
+        let p = prepared.take().expect("prepared");
+        let entry = p.entry;
+        self.ledger.clear_intent(entry.seq, self.epoch).await;
+        let labels = self.labels();
+        self.shared.metrics.add("commits_total", &labels, 1);
+        self.shared.metrics.add(
+            "bytes_written_total",
+            &labels,
+            p.files.iter().map(|f| f.bytes.len() as u64).sum(),
+        );
+        self.shared.metrics.set_gauge(
+            "committed_offset",
+            &[
+                ("topic", &self.topic),
+                ("partition", &self.partition.to_string()),
+            ],
+            entry.next_offset,
+        );
+        info!(topic = %self.topic, partition = self.partition, seq = entry.seq, offsets = %format!("{}..{}", entry.start_offset, entry.next_offset), rows = entry.rows, dead_letters = entry.dead_lettered, files = entry.files.len(), "committed");
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(
+                &self.topic,
+                self.partition,
+                Offset::Offset(entry.next_offset),
+            )
+            .is_ok()
+            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+        {
+            debug!(error = %e, "kafka group offset commit not sent");
+        }
+        let every = self.shared.config.commit.checkpoint_every;
+        if entry.seq % every == 0
+            && let Err(e) = self.ledger.checkpoint(&entry).await
+        {
+            warn!(error = %e, "checkpoint failed; the next one will cover it");
+        }
+        self.commit_start = Some(entry.next_offset);
+        self.commit_records = 0;
+        self.tail = Tail { last: Some(entry) };
+        Ok(CommitOutcome::Committed)
+    }
+
+    /// Closes the open files and builds the entry that will name them.
+    fn prepare(&mut self) -> Result<Prepared, WorkerError> {
+        let seq = self.tail.next_seq();
+        let start = self.commit_start.expect("records were consumed");
+        let next = self.next_offset.expect("records were consumed");
+        let file = file_name(&self.topic, self.partition, start, seq, self.epoch);
+        let lineage = vec![
+            ("weir.kafka.topic".to_owned(), self.topic.clone()),
+            (
+                "weir.kafka.partition".to_owned(),
+                self.partition.to_string(),
+            ),
+            ("weir.kafka.offsets".to_owned(), format!("{start}..{next}")),
+            ("weir.ledger.seq".to_owned(), seq.to_string()),
+            ("weir.ledger.epoch".to_owned(), self.epoch.to_string()),
+        ];
+        let (data, dead) = tokio::task::block_in_place(|| {
+            let data = self.writer.close(&file, &lineage)?;
+            let dead = self.dead.close(&self.ds.name, &file)?;
+            Ok::<_, WorkerError>((data, dead))
+        })?;
+        let rows = data.iter().map(|f| f.rows).sum();
+        let dead_lettered = dead.as_ref().map_or(0, |f| f.rows);
+        let to_ref = |f: &ClosedFile| FileRef {
+            path: f.path.clone(),
+            rows: f.rows,
+            bytes: f.bytes.len() as u64,
+        };
+        let entry = Entry {
+            version: LEDGER_VERSION,
+            seq,
+            epoch: self.epoch,
+            dataset: self.ds.name.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            start_offset: start,
+            next_offset: next,
+            records: self.commit_records,
+            rows,
+            dead_lettered,
+            files: data.iter().map(to_ref).collect(),
+            dead_letters: dead.iter().map(to_ref).collect(),
+            operator_state: Entry::encode_state(&self.chain.snapshot()),
+            config_hash: self.shared.config_hash.clone(),
+            weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let mut files = data;
+        files.extend(dead);
+        let paths = files.iter().map(|f| f.path.clone()).collect();
+        Ok(Prepared {
+            entry,
+            files,
+            paths,
+        })
+    }
+
+    /// After losing a commit race: drop everything open, reload state from the ledger and
+    /// seek the partition back to the ledger's position.
+    async fn reset_to_ledger(&mut self) -> Result<(), WorkerError> {
+        self.abandon();
+        let tail = self.ledger.tail().await?;
+        if let Some(last) = &tail.last
+            && last.epoch > self.epoch
+        {
+            return Err(WorkerError::Superseded {
+                ours: self.epoch,
+                theirs: last.epoch,
+            });
+        }
+        self.chain = build_chain(&self.shared, &self.ds, &tail)?;
+        let next = tail.next_offset();
+        self.tail = tail;
+        self.next_offset = next;
+        self.commit_start = next;
+        self.commit_records = 0;
+        if let Some(offset) = next {
+            let consumer = self.consumer.clone();
+            let topic = self.topic.clone();
+            let partition = self.partition;
+            tokio::task::block_in_place(|| {
+                consumer.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(10),
+                )
+            })
+            .map_err(|e| WorkerError::Kafka(format!("seek to {offset}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+async fn upload(
+    shared: &Shared,
+    ledger: &PartitionLedger,
+    files: &[ClosedFile],
+) -> Result<(), WorkerError> {
+    let threshold = shared.config.storage_multipart_threshold();
+    let store = shared.store.clone();
+    let results = futures::stream::iter(files.iter().map(|f| {
+        let store = store.clone();
+        async move {
+            let path = Path::from(f.path.as_str());
+            if f.bytes.len() < threshold {
+                crate::store::retry("upload", 8, || {
+                    let store = store.clone();
+                    let path = path.clone();
+                    let payload = PutPayload::from(f.bytes.clone());
+                    async move { store.put(&path, payload).await.map(|_| ()) }
+                })
+                .await
+            } else {
+                crate::store::retry("multipart upload", 8, || {
+                    multipart(store.clone(), path.clone(), f.bytes.clone())
+                })
+                .await
+            }
+        }
+    }))
+    .buffer_unordered(4)
+    .collect::<Vec<_>>()
+    .await;
+    for r in results {
+        r.map_err(|source| LedgerError::Store {
+            stream: ledger.stream(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+struct Prepared {
+    entry: Entry,
+    files: Vec<ClosedFile>,
+    paths: Vec<String>,
+}
+
+async fn multipart(
+    store: Arc<dyn object_store::ObjectStore>,
+    path: Path,
+    bytes: Bytes,
+) -> object_store::Result<()> {
+    const PART: usize = 8 << 20;
+    let upload = store.put_multipart(&path).await?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
+    let first = bytes.len().min(PART);
+    writer.put(bytes.slice(..first));
+    writer.wait_for_capacity(0).await?;
+    failpoint::hit("during-multipart");
+    if first < bytes.len() {
+        writer.put(bytes.slice(first..));
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+fn build_chain(shared: &Shared, ds: &DatasetRuntime, tail: &Tail) -> Result<Chain, WorkerError> {
+    let mut chain = Chain::build(
+        &ds.operators,
+        &ds.name,
+        ds.resolved.input_schema.clone(),
+        shared.secrets.as_ref(),
+        &shared.resources,
+    )
+    .map_err(|e| WorkerError::Chain(e.to_string()))?;
+    if let Some(last) = &tail.last {
+        let state = last.chain_state().map_err(WorkerError::Chain)?;
+        chain.restore(&state).map_err(|e| {
+            WorkerError::Chain(format!(
+                "restoring operator state of entry {}: {e}",
+                last.seq
+            ))
+        })?;
+    }
+    Ok(chain)
+}
+
+fn new_writer(
+    shared: &Shared,
+    ds: &DatasetRuntime,
+    chain: &Chain,
+) -> Result<PartitionWriter, WorkerError> {
+    let mut lineage = vec![
+        (
+            "weir.version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+        ("weir.dataset".to_owned(), ds.name.clone()),
+        ("weir.schema".to_owned(), ds.resolved.schema.name.clone()),
+        ("weir.config_hash".to_owned(), shared.config_hash.clone()),
+    ];
+    lineage.extend(chain.lineage());
+    Ok(PartitionWriter::new(
+        &ds.name,
+        chain.output_schema().clone(),
+        &ds.resolved.schema.event_time,
+        &shared.config.parquet,
+        lineage,
+    )?)
+}
