@@ -81,7 +81,7 @@ type = "redact"
         .create()
         .context("creating the demo producer")?;
     let started = Instant::now();
-    let mut generator = HttpRequests::new(7);
+    let mut generator = HttpRequests::new(7).compact(true);
     let mut produced = vec![0i64; PARTITIONS as usize];
     let ledgers: Vec<PartitionLedger> = (0..PARTITIONS)
         .map(|p| PartitionLedger::new(store.clone(), "http_requests", TOPIC, p))

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use rdkafka::Message;
@@ -219,17 +218,13 @@ impl Worker {
             tokio::select! {
                 biased;
                 _ = stop.changed() => continue,
-                msg = queue.recv() => {
+                msg = next_record(&queue) => {
                     match msg {
-                        Ok(m) => {
-                            let offset = m.offset();
+                        Ok(Pending { offset, timestamp, payload }) => {
                             if self.next_offset.is_some_and(|n| offset < n) {
                                 debug!(offset, "skipping a record below the resume position");
                                 continue;
                             }
-                            let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
-                            let timestamp = m.timestamp().to_millis();
-                            drop(m);
                             if self.commit_start.is_none() {
                                 self.commit_start = Some(offset);
                             }
@@ -597,36 +592,57 @@ impl Worker {
     }
 }
 
+/// Receives one record and copies out what the worker keeps, so that no borrowed message
+/// lives in the worker's future.
+async fn next_record(
+    queue: &StreamPartitionQueue<WeirContext>,
+) -> rdkafka::error::KafkaResult<Pending> {
+    let m = queue.recv().await?;
+    Ok(Pending {
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis(),
+        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    })
+}
+
 async fn upload(
     shared: &Shared,
     ledger: &PartitionLedger,
     files: &[ClosedFile],
 ) -> Result<(), WorkerError> {
     let threshold = shared.config.storage_multipart_threshold();
-    let store = shared.store.clone();
-    let results = futures::stream::iter(files.iter().map(|f| {
-        let store = store.clone();
-        async move {
-            let path = Path::from(f.path.as_str());
-            if f.bytes.len() < threshold {
-                crate::store::retry("upload", 8, || {
+    // Owned tasks (not a borrowed stream of futures): the worker future must stay `Send`.
+    let mut tasks = tokio::task::JoinSet::new();
+    for f in files {
+        let store = shared.store.clone();
+        let path = Path::from(f.path.as_str());
+        let bytes = f.bytes.clone();
+        tasks.spawn(async move {
+            if bytes.len() < threshold {
+                crate::store::retry("upload", 8, move || {
                     let store = store.clone();
                     let path = path.clone();
-                    let payload = PutPayload::from(f.bytes.clone());
+                    let payload = PutPayload::from(bytes.clone());
                     async move { store.put(&path, payload).await.map(|_| ()) }
                 })
                 .await
             } else {
-                crate::store::retry("multipart upload", 8, || {
-                    multipart(store.clone(), path.clone(), f.bytes.clone())
+                crate::store::retry("multipart upload", 8, move || {
+                    multipart(store.clone(), path.clone(), bytes.clone())
                 })
                 .await
             }
-        }
-    }))
-    .buffer_unordered(4)
-    .collect::<Vec<_>>()
-    .await;
+        });
+    }
+    let mut results = Vec::with_capacity(files.len());
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined.unwrap_or_else(|e| {
+            Err(object_store::Error::Generic {
+                store: "upload",
+                source: Box::new(e),
+            })
+        }));
+    }
     for r in results {
         r.map_err(|source| LedgerError::Store {
             stream: ledger.stream(),

@@ -1,1 +1,11 @@
+//! End-to-end tests: `weir run` as a child process against a Kafka-protocol broker in a
+//! process of its own and s3s-fs on 127.0.0.1, checked with `weir query` and with pyarrow /
+//! DuckDB reading the Hive layout directly. `bash .ci/run` installs the servers and readers.
 
+mod harness;
+
+mod backbone;
+mod crash;
+mod fencing;
+mod operators;
+mod tansu;

@@ -1,0 +1,158 @@
+//! The spine: Kafka → decode → Parquet on S3 → ledger → SQL, with dead letters, SIGTERM and
+//! resume from the ledger.
+
+use std::time::Duration;
+
+use weir_schemas::synth::HttpRequests;
+
+use crate::harness::{MockKafka, World, flush, produce_http, producer, send};
+
+pub const TOPIC: &str = "cf.http_requests";
+
+pub fn dataset_toml(operators: &str) -> String {
+    format!(
+        r#"[[datasets]]
+name = "http_requests"
+topic = "{TOPIC}"
+schema = "http_requests"
+max_record_bytes = "64KiB"
+{operators}
+"#
+    )
+}
+
+/// One record of each kind of bad input, with the dead-letter `error_kind` it must get.
+pub fn malformed() -> Vec<(Vec<u8>, &'static str)> {
+    let mut oversized = b"{\"RayID\": \"".to_vec();
+    oversized.extend(std::iter::repeat_n(b'a', 100 * 1024));
+    oversized.extend(b"\"}");
+    vec![
+        (b"{\"RayID\": \"not closed\"".to_vec(), "invalid_json"),
+        (
+            b"{\"EdgeStartTimestamp\": 1714521600, \"EdgeResponseStatus\": \"two hundred\"}"
+                .to_vec(),
+            "wrong_type",
+        ),
+        (b"\xff\xfe{\"RayID\": 1}".to_vec(), "invalid_utf8"),
+        (Vec::new(), "empty"),
+        (oversized, "too_large"),
+    ]
+}
+
+#[test]
+fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 4)]);
+    let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(""));
+
+    // Good records with the bad ones in between, all in partition 0 so their offsets are known.
+    let mut generator = HttpRequests::new(11).compact(true);
+    let mut ids = produce_http(&kafka.bootstrap, TOPIC, 4, 300, &mut generator);
+    let p = producer(&kafka.bootstrap);
+    let bad = malformed();
+    for (payload, _) in &bad {
+        send(&p, TOPIC, 0, payload);
+    }
+    flush(&p);
+    ids.extend(produce_http(&kafka.bootstrap, TOPIC, 4, 50, &mut generator));
+
+    let mut weir = world.weir_run(&config, "weir-1.log", &[]);
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut weir],
+    );
+    assert_eq!(got, ids.len(), "rows landed\n{}", world.log("weir-1.log"));
+    let dead = world.wait_rows(
+        &config,
+        "dead_letter",
+        bad.len(),
+        Duration::from_secs(30),
+        &mut [&mut weir],
+    );
+    assert_eq!(dead, bad.len(), "dead letters");
+
+    // SIGTERM: commit what is in flight, exit 0.
+    weir.signal("TERM");
+    let status = weir
+        .wait_timeout(Duration::from_secs(40))
+        .expect("weir exits after SIGTERM");
+    assert!(status.success(), "exit status {status}\n{}", world.log("weir-1.log"));
+
+    world.assert_exactly_once_sql(&config, "http_requests", &ids);
+    world.assert_exactly_once_pyarrow("http_requests", &ids);
+
+    // Dead letters keep their bytes and where they came from.
+    let rows = world.query(
+        &config,
+        "SELECT \"partition\", \"offset\", stage, error_kind, raw_bytes, length(raw) FROM dead_letter ORDER BY \"offset\"",
+    );
+    assert_eq!(rows.len(), bad.len(), "{rows:?}");
+    for (i, ((payload, kind), row)) in bad.iter().zip(&rows).enumerate() {
+        let cols: Vec<&str> = row.split(',').collect();
+        assert_eq!(cols[0], "0", "partition of dead letter {i}: {row}");
+        assert_eq!(cols[1], (300 + i).to_string(), "offset of dead letter {i}: {row}");
+        assert_eq!(cols[2], "decode", "stage of dead letter {i}: {row}");
+        assert_eq!(cols[3], *kind, "kind of dead letter {i}: {row}");
+        assert_eq!(cols[4], payload.len().to_string(), "byte count: {row}");
+        assert_eq!(cols[5], payload.len().to_string(), "raw bytes kept: {row}");
+    }
+
+    // DuckDB reads the Hive layout directly, with partition pruning columns.
+    let duck = world.duckdb(
+        "SELECT count(*), count(DISTINCT RayID), min(date) IS NOT NULL FROM read_parquet('http_requests/*/*/*.parquet', hive_partitioning=true)",
+    );
+    assert_eq!(duck, vec![format!("{0},{0},True", ids.len())]);
+
+    // Partition columns prune: an hour that does not exist yields nothing.
+    let none = world.query(
+        &config,
+        "SELECT count(*) FROM http_requests WHERE date = '1999-01-01'",
+    );
+    assert_eq!(none, vec!["0".to_string()]);
+
+    // Restart: resumes from the ledger, nothing read twice.
+    ids.extend(produce_http(&kafka.bootstrap, TOPIC, 4, 100, &mut generator));
+    let mut weir = world.weir_run(&config, "weir-2.log", &[]);
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut weir],
+    );
+    assert_eq!(got, ids.len(), "rows after restart\n{}", world.log("weir-2.log"));
+    weir.signal("TERM");
+    assert!(weir.wait_timeout(Duration::from_secs(40)).expect("exit").success());
+    world.assert_exactly_once_sql(&config, "http_requests", &ids);
+    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    let dead = world.query(&config, "SELECT count(*) FROM dead_letter");
+    assert_eq!(dead, vec![bad.len().to_string()], "dead letters once");
+}
+
+#[test]
+fn bad_config_is_refused_naming_the_key() {
+    let world = World::new();
+    let config = world.config(
+        "bad.toml",
+        "127.0.0.1:9",
+        &dataset_toml("[[datasets.operators]]\ntype = \"sample\"\nkey = \"RayID\"\nrate = 1.5\n"),
+    );
+    let out = std::process::Command::new(crate::harness::weir_bin())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("datasets[0].operators[0]"), "{err}");
+    assert!(err.contains("rate"), "{err}");
+
+    // `weir run` refuses the same config before touching Kafka or storage.
+    let mut weir = world.weir_run(&config, "bad.log", &[]);
+    let status = weir.wait_timeout(Duration::from_secs(20)).expect("exits");
+    assert!(!status.success());
+    assert!(world.log("bad.log").contains("rate"), "{}", world.log("bad.log"));
+}

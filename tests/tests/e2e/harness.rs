@@ -1,0 +1,526 @@
+//! Real processes for the end-to-end tests: an S3 server (s3s-fs), a Kafka-protocol broker
+//! (librdkafka's mock cluster in `weir-mock-kafka`, or tansu), `weir run` children, and the
+//! external readers (pyarrow, DuckDB) from the venv that `.ci/install` builds.
+//!
+//! Everything listens on 127.0.0.1 only. Each test gets its own servers and directories, so
+//! tests can run in parallel.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use weir_schemas::synth::HttpRequests;
+
+pub const BUCKET: &str = "weir";
+pub const ACCESS_KEY: &str = "weirtest";
+pub const SECRET_KEY: &str = "weirtestsecret";
+
+/// Where `.ci/install` put s3s-fs and the Python venv.
+pub fn cache_dir() -> PathBuf {
+    match std::env::var_os("WEIR_CACHE") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/weir"),
+    }
+}
+
+fn require(path: PathBuf, what: &str) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{what} not found at {}: run `bash .ci/install` (or the README's test command) first",
+        path.display()
+    );
+    path
+}
+
+pub fn python() -> PathBuf {
+    require(cache_dir().join("venv/bin/python"), "the test venv")
+}
+
+/// The `weir` binary of this build. `cargo test --workspace` builds it (the pipeline crate
+/// has an integration test, which makes cargo build its binary next to ours).
+pub fn weir_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    require(
+        dir.join("weir"),
+        "the weir binary (build it with `cargo build --bin weir` or run `cargo test --workspace`)",
+    )
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{sig} {}", self.name);
+    }
+
+    /// Waits for the process to exit; `None` if it is still running at the deadline.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+/// s3s-fs serving `root`; each directory in it is a bucket, each object a plain file, so
+/// `root/<bucket>/<prefix>/<dataset>/date=…/hour=…/*.parquet` is the Hive layout on disk.
+pub struct S3Server {
+    pub root: PathBuf,
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl S3Server {
+    pub fn start(root: &Path) -> S3Server {
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let bin = require(cache_dir().join("cargo/bin/s3s-fs"), "s3s-fs");
+        let port = free_port();
+        let log = std::fs::File::create(root.with_extension("log")).unwrap();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting s3s-fs");
+        wait_listening(port, "s3s-fs");
+        S3Server {
+            root: root.to_path_buf(),
+            port,
+            _proc: Proc {
+                child,
+                name: "s3s-fs".into(),
+            },
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The `[storage]` section pointing at this server, lake under `prefix`.
+    pub fn storage_toml(&self, prefix: &str) -> String {
+        format!(
+            r#"[storage]
+url = "s3://{BUCKET}/{prefix}"
+[storage.options]
+aws_endpoint = "{}"
+aws_allow_http = "true"
+aws_region = "us-east-1"
+aws_access_key_id = "{ACCESS_KEY}"
+aws_secret_access_key = "{SECRET_KEY}"
+"#,
+            self.endpoint()
+        )
+    }
+
+    /// The lake on disk, as a plain reader sees it.
+    pub fn lake_dir(&self, prefix: &str) -> PathBuf {
+        self.root.join(BUCKET).join(prefix)
+    }
+}
+
+/// librdkafka's mock cluster in its own process.
+pub struct MockKafka {
+    pub bootstrap: String,
+    stdin: ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    _proc: Proc,
+}
+
+impl MockKafka {
+    pub fn start(topics: &[(&str, i32)]) -> MockKafka {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-mock-kafka"));
+        for (t, p) in topics {
+            cmd.arg("--topic").arg(format!("{t}:{p}"));
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting weir-mock-kafka");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("mock kafka bootstrap line");
+        let bootstrap = line
+            .trim()
+            .strip_prefix("bootstrap=")
+            .unwrap_or_else(|| panic!("unexpected mock kafka output {line:?}"))
+            .to_string();
+        MockKafka {
+            bootstrap,
+            stdin,
+            stdout,
+            _proc: Proc {
+                child,
+                name: "weir-mock-kafka".into(),
+            },
+        }
+    }
+
+    pub fn command(&mut self, cmd: &str) {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ok", "mock kafka command {cmd:?}");
+    }
+}
+
+pub fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer")
+}
+
+/// Sends `payload` to `topic`/`partition`, waiting out a full local queue.
+pub fn send(producer: &BaseProducer, topic: &str, partition: i32, payload: &[u8]) {
+    loop {
+        match producer.send(
+            BaseRecord::<(), [u8]>::to(topic)
+                .partition(partition)
+                .payload(payload),
+        ) {
+            Ok(()) => break,
+            Err((e, _)) => {
+                assert!(
+                    matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ),
+                    "produce: {e}"
+                );
+                producer.poll(Duration::from_millis(20));
+            }
+        }
+    }
+    producer.poll(Duration::ZERO);
+}
+
+pub fn flush(producer: &BaseProducer) {
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Produces `per_partition` synthetic http_requests records to each partition
+/// (compact records, ~2 KB each, unique RayIDs). Returns the RayIDs produced.
+pub fn produce_http(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+    generator: &mut HttpRequests,
+) -> Vec<String> {
+    let p = producer(bootstrap);
+    let mut ids = Vec::new();
+    let mut buf = Vec::with_capacity(4096);
+    for i in 0..per_partition * partitions as usize {
+        buf.clear();
+        let meta = generator.write_record(&mut buf);
+        ids.push(weir_schemas::synth::ray_id_hex(meta.id));
+        send(&p, topic, (i % partitions as usize) as i32, &buf);
+    }
+    flush(&p);
+    ids
+}
+
+/// A test's world: a temp dir, an S3 server, a broker, and configs for `weir`.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub s3: S3Server,
+    pub prefix: String,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::Builder::new()
+            .prefix("weir-e2e-")
+            .tempdir()
+            .unwrap();
+        let s3 = S3Server::start(&dir.path().join("s3"));
+        World {
+            dir,
+            s3,
+            prefix: "lake".into(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a config with the given `[kafka]` brokers, this world's storage, short commit
+    /// intervals, and the given extra TOML (datasets, operators) appended.
+    pub fn config(&self, name: &str, brokers: &str, extra: &str) -> PathBuf {
+        self.config_with(name, brokers, "", extra)
+    }
+
+    /// Like [`World::config`], with extra keys for the `[storage]` section.
+    pub fn config_with(&self, name: &str, brokers: &str, storage_extra: &str, extra: &str) -> PathBuf {
+        let text = format!(
+            r#"[kafka]
+brokers = "{brokers}"
+group_id = "weir-e2e"
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+"topic.metadata.refresh.interval.ms" = "1000"
+{storage}{storage_extra}
+[commit]
+interval = "1s"
+[batch]
+max_rows = 512
+max_wait = "50ms"
+[shutdown]
+timeout = "20s"
+{extra}
+"#,
+            storage = self.s3.storage_toml(&self.prefix)
+        );
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.s3.lake_dir(&self.prefix)
+    }
+
+    /// Starts `weir run` with failpoints enabled and `env` set; its stderr goes to a log file.
+    pub fn weir_run(&self, config: &Path, log_name: &str, env: &[(&str, &str)]) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(log_name))
+            .unwrap();
+        let mut cmd = Command::new(weir_bin());
+        cmd.args(["run", "--enable-failpoints", "--connect-timeout", "60s", "--config"])
+            .arg(config)
+            .env("WEIR_LOG", "info,weir_pipeline=debug")
+            .env_remove("WEIR_FAILPOINT")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proc {
+            child: cmd.spawn().expect("starting weir run"),
+            name: format!("weir run ({log_name})"),
+        }
+    }
+
+    pub fn log(&self, log_name: &str) -> String {
+        std::fs::read_to_string(self.path(log_name)).unwrap_or_default()
+    }
+
+    /// `weir query --format csv`: the rows without the header, as lines.
+    pub fn query(&self, config: &Path, sql: &str) -> Vec<String> {
+        let out = Command::new(weir_bin())
+            .args(["query", "--format", "csv", "--config"])
+            .arg(config)
+            .arg(sql)
+            .env("WEIR_LOG", "warn")
+            .output()
+            .expect("weir query");
+        assert!(
+            out.status.success(),
+            "weir query {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines().skip(1).map(str::to_owned).collect()
+    }
+
+    /// Polls `SELECT count(*)` over `table` until it reaches `want` or `limit` passes,
+    /// failing early if `weir` exits. Returns the last count.
+    pub fn wait_rows(
+        &self,
+        config: &Path,
+        table: &str,
+        want: usize,
+        limit: Duration,
+        weir: &mut [&mut Proc],
+    ) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got: usize = self.query(config, &format!("SELECT count(*) FROM {table}"))[0]
+                .parse()
+                .unwrap();
+            if got >= want || Instant::now() > deadline {
+                return got;
+            }
+            for w in weir.iter_mut() {
+                if let Some(status) = w.child.try_wait().unwrap() {
+                    panic!("{} exited early with {status}", w.name);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Exactly-once check through `weir query`: every id once, no other ids.
+    pub fn assert_exactly_once_sql(&self, config: &Path, table: &str, ids: &[String]) {
+        let rows = self.query(
+            config,
+            &format!("SELECT \"RayID\", count(*) FROM {table} GROUP BY 1 ORDER BY 1"),
+        );
+        check_ids(
+            "weir query",
+            rows.iter().map(|l| {
+                let (id, n) = l.split_once(',').unwrap();
+                (id.to_string(), n.parse::<usize>().unwrap())
+            }),
+            ids,
+        );
+    }
+
+    /// Exactly-once check through pyarrow reading the Hive layout on the S3 server's disk,
+    /// the way a plain reader would (no ledger).
+    pub fn assert_exactly_once_pyarrow(&self, dataset: &str, ids: &[String]) {
+        let script = r#"
+import sys, collections
+import pyarrow.dataset as ds
+d = ds.dataset(sys.argv[1], format="parquet", partitioning="hive")
+t = d.to_table(columns=["RayID"])
+for k, n in sorted(collections.Counter(t.column("RayID").to_pylist()).items()):
+    print(f"{k},{n}")
+"#;
+        let out = Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .arg(self.lake_dir().join(dataset))
+            .output()
+            .expect("python");
+        assert!(
+            out.status.success(),
+            "pyarrow read failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        check_ids(
+            "pyarrow",
+            text.lines().map(|l| {
+                let (id, n) = l.split_once(',').unwrap();
+                (id.to_string(), n.parse::<usize>().unwrap())
+            }),
+            ids,
+        );
+    }
+
+    /// Runs DuckDB over the Hive layout and returns its CSV rows (no header).
+    pub fn duckdb(&self, sql: &str) -> Vec<String> {
+        let script = r#"
+import sys, duckdb
+con = duckdb.connect()
+con.execute("SET threads=1")
+for row in con.execute(sys.argv[1]).fetchall():
+    print(",".join("" if v is None else str(v) for v in row))
+"#;
+        let out = Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .arg(sql)
+            .current_dir(self.lake_dir())
+            .output()
+            .expect("python");
+        assert!(
+            out.status.success(),
+            "duckdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn check_ids(reader: &str, got: impl Iterator<Item = (String, usize)>, want: &[String]) {
+    let mut want: Vec<&String> = want.iter().collect();
+    want.sort();
+    want.dedup();
+    let mut dups = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (id, n) in got {
+        if n != 1 {
+            dups.push((id.clone(), n));
+        }
+        seen.insert(id);
+    }
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|id| !seen.contains(id.as_str()))
+        .take(10)
+        .collect();
+    let extra: Vec<_> = seen
+        .iter()
+        .filter(|id| want.binary_search(id).is_err())
+        .take(10)
+        .collect();
+    assert!(
+        dups.is_empty() && missing.is_empty() && extra.is_empty(),
+        "{reader}: {} ids duplicated (first {:?}), {} missing (first {:?}), unexpected {:?}",
+        dups.len(),
+        dups.iter().take(5).collect::<Vec<_>>(),
+        want.len().saturating_sub(seen.len().min(want.len())),
+        missing,
+        extra
+    );
+    assert_eq!(seen.len(), want.len(), "{reader}: distinct ids");
+}

@@ -1,0 +1,1 @@
+//! Operators end to end (filled in below).

@@ -1,0 +1,1 @@
+//! Second broker implementation smoke test.
