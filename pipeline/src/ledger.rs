@@ -136,6 +136,11 @@ pub struct Entry {
     pub operator_state: Vec<OperatorState>,
     pub config_hash: String,
     pub weir_version: String,
+    /// A takeover entry: written by a new owner before it deletes the files of another
+    /// writer's uncommitted attempt, so that attempt can never be committed afterwards.
+    /// Covers no records; `next_offset` is the previous entry's (or -1 when there is none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takeover: bool,
 }
 
 impl Entry {
@@ -193,7 +198,10 @@ impl Tail {
         self.last.as_ref().map_or(1, |e| e.seq + 1)
     }
     pub fn next_offset(&self) -> Option<i64> {
-        self.last.as_ref().map(|e| e.next_offset)
+        self.last
+            .as_ref()
+            .map(|e| e.next_offset)
+            .filter(|&o| o >= 0)
     }
 }
 
@@ -517,28 +525,82 @@ impl PartitionLedger {
     }
 
     /// Removes the files of every intent that no entry committed, then the intents.
-    /// Returns how many files were deleted.
-    pub async fn clean_orphans(&self, tail: &Tail) -> Result<usize, LedgerError> {
-        let mut deleted = 0;
+    /// Returns the tail to resume from and how many files were deleted.
+    ///
+    /// An intent past the tail may belong to a writer that is only paused: it could still
+    /// create that entry after we delete its files. So before deleting anything past the
+    /// tail, the new owner takes the next sequence number itself with a takeover entry
+    /// (create-if-absent); from then on no older attempt can commit. If the other writer
+    /// wins that race, its entry is real and recovery starts over from the new tail.
+    pub async fn clean_orphans(
+        &self,
+        mut tail: Tail,
+        epoch: u64,
+    ) -> Result<(Tail, usize), LedgerError> {
+        let mut intents = Vec::new();
         for name in self.list_names("pending", None).await? {
             let path = Path::from(format!("{}/pending/{name}", self.root));
-            let Some(intent) = self.get_json::<Intent>(&path).await? else {
-                continue;
+            if let Some(intent) = self.get_json::<Intent>(&path).await? {
+                intents.push((path, intent));
+            }
+        }
+        let last_seq = tail.last.as_ref().map_or(0, |e| e.seq);
+        if intents
+            .iter()
+            .any(|(_, i)| i.seq > last_seq && i.epoch < epoch)
+        {
+            let previous = tail.last.as_ref();
+            let next_offset = previous.map_or(-1, |e| e.next_offset);
+            let takeover = Entry {
+                version: LEDGER_VERSION,
+                seq: last_seq + 1,
+                epoch,
+                dataset: self.dataset.clone(),
+                topic: self.topic.clone(),
+                partition: self.partition,
+                start_offset: next_offset,
+                next_offset,
+                records: 0,
+                rows: 0,
+                dead_lettered: 0,
+                files: Vec::new(),
+                dead_letters: Vec::new(),
+                operator_state: previous.map(|e| e.operator_state.clone()).unwrap_or_default(),
+                config_hash: previous.map(|e| e.config_hash.clone()).unwrap_or_default(),
+                weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+                takeover: true,
             };
-            let committed: HashSet<String> = match &tail.last {
-                Some(last) if intent.seq <= last.seq => {
-                    match self.get_json::<Entry>(&self.entry_path(intent.seq)).await? {
-                        Some(e) => e
-                            .files
-                            .iter()
-                            .chain(&e.dead_letters)
-                            .map(|f| f.path.clone())
-                            .collect(),
-                        None => HashSet::new(),
-                    }
+            match self.commit(&takeover).await {
+                Ok(()) => {
+                    info!(stream = %self.stream(), seq = takeover.seq, epoch, "takeover entry written before removing another writer's uncommitted files");
+                    tail.last = Some(takeover);
                 }
-                _ => HashSet::new(),
-            };
+                Err(LedgerError::Fenced { .. }) => {
+                    // The other writer committed after all: its files are real.
+                    let tail = self.tail().await?;
+                    return Box::pin(self.clean_orphans(tail, epoch)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let last_seq = tail.last.as_ref().map_or(0, |e| e.seq);
+        let mut deleted = 0;
+        for (path, intent) in intents {
+            if intent.seq > last_seq {
+                // Our own epoch never has intents at recovery; a newer epoch's intent means
+                // we are already superseded: leave it to its owner.
+                continue;
+            }
+            let committed: HashSet<String> =
+                match self.get_json::<Entry>(&self.entry_path(intent.seq)).await? {
+                    Some(e) => e
+                        .files
+                        .iter()
+                        .chain(&e.dead_letters)
+                        .map(|f| f.path.clone())
+                        .collect(),
+                    None => HashSet::new(),
+                };
             let orphans: Vec<String> = intent
                 .paths
                 .iter()
@@ -553,7 +615,7 @@ impl PartitionLedger {
             }
             let _ = self.store.delete(&path).await;
         }
-        Ok(deleted)
+        Ok((tail, deleted))
     }
 
     /// Writes a checkpoint at `entry.seq` folding in every entry since the previous one.
@@ -680,6 +742,7 @@ mod tests {
             operator_state: vec![],
             config_hash: "h".into(),
             weir_version: "test".into(),
+            takeover: false,
         }
     }
 
@@ -768,12 +831,44 @@ mod tests {
             .await
             .unwrap();
         let tail = l.tail().await.unwrap();
-        let deleted = l.clean_orphans(&tail).await.unwrap();
+        let (tail, deleted) = l.clean_orphans(tail, 3).await.unwrap();
         assert_eq!(deleted, 2);
         assert!(store.head(&Path::from("won.parquet")).await.is_ok());
         assert!(store.head(&Path::from("lost.parquet")).await.is_err());
         assert!(store.head(&Path::from("crashed.parquet")).await.is_err());
         assert!(l.list_names("pending", None).await.unwrap().is_empty());
+        // The crashed attempt was past the tail: a takeover entry now holds its seq, so
+        // the (possibly only paused) writer of epoch 1 can never commit it.
+        let last = tail.last.unwrap();
+        assert!(last.takeover);
+        assert_eq!((last.seq, last.epoch, last.next_offset), (2, 3, 5));
+        assert_eq!(tail_of(&l).await.next_offset(), Some(5));
+        assert!(matches!(
+            l.commit(&entry(2, 1, 5, 9, &["crashed.parquet"])).await,
+            Err(LedgerError::Fenced { .. })
+        ));
+    }
+
+    async fn tail_of(l: &PartitionLedger) -> Tail {
+        l.tail().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn takeover_before_any_entry_keeps_no_resume_point() {
+        let (store, l) = ledger();
+        store
+            .put(&Path::from("early.parquet"), PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        l.write_intent(1, 1, &["early.parquet".into()]).await.unwrap();
+        let (tail, deleted) = l.clean_orphans(Tail::default(), 2).await.unwrap();
+        assert_eq!(deleted, 1);
+        assert_eq!(tail.next_seq(), 2);
+        assert_eq!(tail.next_offset(), None);
+        assert!(matches!(
+            l.commit(&entry(1, 1, 0, 4, &["early.parquet"])).await,
+            Err(LedgerError::Fenced { .. })
+        ));
     }
 
     #[tokio::test]

@@ -57,9 +57,9 @@ enum Command {
     },
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -72,7 +72,11 @@ fn init_logging() {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging();
+    // The demo and queries print results on stdout; keep their logs to warnings by default.
+    init_logging(match cli.command {
+        Command::Run { .. } => "info",
+        _ => "warn",
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()

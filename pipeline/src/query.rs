@@ -56,9 +56,12 @@ pub async fn session(
             committed.extend(files.into_iter().chain(dead).map(|f| Path::from(f.path)));
         }
     }
-    let config = SessionConfig::new()
+    // Logpush field names are CamelCase: keep identifiers as written, so that
+    // `SELECT EdgeResponseStatus FROM http_requests` works without quotes.
+    let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(2);
+    config.options_mut().sql_parser.enable_ident_normalization = false;
     let ctx = SessionContext::new_with_config(config);
     let url = url::Url::parse(LAKE_URL).expect("static url");
     ctx.register_object_store(&url, Arc::new(CommittedView::new(store, committed)));

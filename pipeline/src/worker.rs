@@ -123,7 +123,7 @@ impl Worker {
         let ledger = PartitionLedger::new(shared.store.clone(), &dataset.name, &topic, partition);
         let epoch = ledger.claim_epoch(&shared.owner).await?;
         let tail = ledger.tail().await?;
-        let removed = ledger.clean_orphans(&tail).await?;
+        let (tail, removed) = ledger.clean_orphans(tail, epoch).await?;
         if removed > 0 {
             shared.metrics.add(
                 "orphans_removed_total",
@@ -544,6 +544,7 @@ impl Worker {
             operator_state: Entry::encode_state(&self.chain.snapshot()),
             config_hash: self.shared.config_hash.clone(),
             weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+            takeover: false,
         };
         let mut files = data;
         files.extend(dead);

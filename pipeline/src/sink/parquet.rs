@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn hive_dirs_and_names() {
         // 2026-11-22T05:00:00Z
-        let bucket = 1_795_237_200 / 3600;
+        let bucket = 1_795_323_600 / 3600;
         assert_eq!(hive_dir(bucket), "date=2026-11-22/hour=05");
         assert_eq!(
             file_name("cf.http", 3, 42, 7, 2),
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn splits_by_hour_and_keeps_lineage() {
         let h = 3_600_000_000_000i64;
-        let base = 1_795_237_200_000_000_000i64;
+        let base = 1_795_323_600_000_000_000i64;
         let batch = RecordBatch::try_new(
             schema(),
             vec![

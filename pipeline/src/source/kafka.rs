@@ -219,13 +219,7 @@ impl WeirContext {
         let timeout = self.shared.config.shutdown.timeout;
         let handle = self.runtime.clone();
         tokio::task::block_in_place(move || {
-            handle.block_on(async move {
-                for r in running {
-                    if tokio::time::timeout(timeout, r.join).await.is_err() {
-                        warn!("partition worker did not stop in time; abandoning it");
-                    }
-                }
-            })
+            handle.block_on(join_all_within(running, timeout))
         });
     }
 
@@ -238,11 +232,20 @@ impl WeirContext {
         for r in &running {
             let _ = r.stop.send(how);
         }
-        let timeout = self.shared.config.shutdown.timeout;
-        for r in running {
-            if tokio::time::timeout(timeout, r.join).await.is_err() {
-                warn!(timeout = ?timeout, "partition worker did not finish its commit in time; abandoning it");
-            }
+        join_all_within(running, self.shared.config.shutdown.timeout).await;
+    }
+}
+
+/// Waits for stopped workers, all against one deadline (not one timeout each). A worker
+/// still running at the deadline is aborted: whatever it had not committed stays
+/// uncommitted, and the partition's next owner removes its files (the takeover entry keeps
+/// it from committing later).
+async fn join_all_within(running: Vec<Running>, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for mut r in running {
+        if tokio::time::timeout_at(deadline, &mut r.join).await.is_err() {
+            r.join.abort();
+            warn!(timeout = ?timeout, "partition worker did not finish within shutdown.timeout; aborted, its open commit is abandoned");
         }
     }
 }
