@@ -58,7 +58,31 @@ pub struct Config {
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
+    pub reference: ReferenceConfig,
+    #[serde(default)]
     pub datasets: Vec<DatasetConfig>,
+}
+
+/// Reference data of the enrich operators (mmdb databases, lookup tables).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceConfig {
+    /// How often changed reference files are looked for and swapped in; `0s` turns
+    /// reloading off. Default `60s`.
+    #[serde(default = "default_reload_interval", with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+fn default_reload_interval() -> Duration {
+    crate::reference::DEFAULT_RELOAD_INTERVAL
+}
+
+impl Default for ReferenceConfig {
+    fn default() -> Self {
+        ReferenceConfig {
+            reload_interval: default_reload_interval(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

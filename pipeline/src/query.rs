@@ -44,6 +44,8 @@ pub enum QueryError {
 
 const LAKE_URL: &str = "weir://lake/";
 
+const DEAD_LETTER_URL: &str = "weir-dead-letter://lake/";
+
 /// Builds a session with every dataset and `dead_letter` registered.
 pub async fn session(
     store: Arc<dyn ObjectStore>,
@@ -62,9 +64,22 @@ pub async fn session(
         .with_information_schema(true)
         .with_target_partitions(2);
     config.options_mut().sql_parser.enable_ident_normalization = false;
+    // Dead letters sit one directory down (`_weir/dead_letter/<dataset>/`).
+    config.options_mut().execution.listing_table_ignore_subdirectory = false;
     let ctx = SessionContext::new_with_config(config);
     let url = url::Url::parse(LAKE_URL).expect("static url");
-    ctx.register_object_store(&url, Arc::new(CommittedView::new(store, committed)));
+    let view: Arc<dyn ObjectStore> = Arc::new(CommittedView::new(store, committed));
+    ctx.register_object_store(&url, view.clone());
+    // DataFusion's listing skips path segments starting with `_` (Hive's hidden-file
+    // convention), so dead letters get a root of their own at `_weir/dead_letter/`.
+    let dead_url = url::Url::parse(DEAD_LETTER_URL).expect("static url");
+    ctx.register_object_store(
+        &dead_url,
+        Arc::new(object_store::prefix::PrefixStore::new(
+            view,
+            "_weir/dead_letter",
+        )),
+    );
     for ds in datasets {
         let table_url = ListingTableUrl::parse(format!("{LAKE_URL}{}/", ds.name))?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
@@ -75,7 +90,7 @@ pub async fn session(
             ]);
         register(&ctx, &ds.name, table_url, options, ds.output_schema.clone())?;
     }
-    let table_url = ListingTableUrl::parse(format!("{LAKE_URL}_weir/dead_letter/"))?;
+    let table_url = ListingTableUrl::parse(DEAD_LETTER_URL)?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     register(

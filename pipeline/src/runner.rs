@@ -112,7 +112,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
-    let resources = Arc::new(crate::reference::load(&config).map_err(RunError::Fatal)?);
+    let resources = Arc::new(crate::reference::load(&config).await.map_err(RunError::Fatal)?);
     let datasets = prepare(&config, secrets.as_ref(), &resources)?;
     let store = crate::store::open(&config.storage.url, &config.storage.options)
         .map_err(RunError::Store)?;
@@ -122,6 +122,7 @@ pub async fn run(
         .collect();
     let topics: Vec<String> = datasets.iter().map(|d| d.topic.clone()).collect();
     let (shared, mut fatal_rx) = Shared::new(config.clone(), store, by_topic, secrets, resources);
+    let reloader = crate::reference::spawn_reloader(Arc::new(config.clone()), shared.resources.clone());
     info!(
         storage = %config.storage.url,
         brokers = %config.kafka.brokers,
@@ -186,6 +187,9 @@ pub async fn run(
     consumer.context().stop_all(how).await;
     if let Some(server) = metrics_server {
         server.abort();
+    }
+    if let Some(reloader) = reloader {
+        reloader.abort();
     }
     tokio::task::block_in_place(|| {
         let _ = consumer.unsubscribe();

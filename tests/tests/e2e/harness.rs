@@ -149,10 +149,11 @@ impl S3Server {
     }
 
     /// The `[storage]` section pointing at this server, lake under `prefix`.
-    pub fn storage_toml(&self, prefix: &str) -> String {
+    pub fn storage_toml(&self, prefix: &str, extra: &str) -> String {
         format!(
             r#"[storage]
 url = "s3://{BUCKET}/{prefix}"
+{extra}
 [storage.options]
 aws_endpoint = "{}"
 aws_allow_http = "true"
@@ -319,7 +320,7 @@ group_id = "weir-e2e"
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
 "topic.metadata.refresh.interval.ms" = "1000"
-{storage}{storage_extra}
+{storage}
 [commit]
 interval = "1s"
 [batch]
@@ -329,7 +330,7 @@ max_wait = "50ms"
 timeout = "20s"
 {extra}
 "#,
-            storage = self.s3.storage_toml(&self.prefix)
+            storage = self.s3.storage_toml(&self.prefix, storage_extra)
         );
         let path = self.path(name);
         std::fs::write(&path, text).unwrap();
@@ -523,4 +524,63 @@ fn check_ids(reader: &str, got: impl Iterator<Item = (String, usize)>, want: &[S
         extra
     );
     assert_eq!(seen.len(), want.len(), "{reader}: distinct ids");
+}
+
+impl World {
+    /// Where each partition's ledger says it resumes, read from the S3 server's disk.
+    pub fn ledger_next_offset(&self, dataset: &str, topic: &str, partition: i32) -> Option<i64> {
+        let dir = self
+            .lake_dir()
+            .join("_weir/ledger")
+            .join(dataset)
+            .join(topic)
+            .join(partition.to_string())
+            .join("entries");
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        names.sort();
+        let text = std::fs::read_to_string(
+            self.lake_dir()
+                .join("_weir/ledger")
+                .join(dataset)
+                .join(topic)
+                .join(partition.to_string())
+                .join("entries")
+                .join(names.last()?),
+        )
+        .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["next_offset"].as_i64().filter(|o| *o >= 0)
+    }
+
+    /// Waits until every partition's ledger has reached `want[p]` (all produced records
+    /// consumed and committed, whatever the operators kept).
+    pub fn wait_consumed(
+        &self,
+        dataset: &str,
+        topic: &str,
+        want: &[i64],
+        limit: Duration,
+        weir: &mut Proc,
+    ) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let done = want
+                .iter()
+                .enumerate()
+                .all(|(p, w)| self.ledger_next_offset(dataset, topic, p as i32).unwrap_or(0) >= *w);
+            if done {
+                return;
+            }
+            if let Some(status) = weir.child.try_wait().unwrap() {
+                panic!("{} exited early with {status}", weir.name);
+            }
+            assert!(Instant::now() < deadline, "ledger did not reach {want:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
