@@ -2,12 +2,19 @@
 //!
 //! Off unless `weir run --enable-failpoints` is given (the flag is hidden from `--help`).
 //! Then `WEIR_FAILPOINT=<name>[:<n>]` makes the process abort (as abruptly as `kill -9`:
-//! no destructors, no flush) the n-th time (default 1st) execution reaches that point.
+//! no destructors, no flush) the n-th time (default 1st) execution reaches that point,
+//! and `WEIR_STORE_FAULTS` wraps the lake's store in [`crate::faulty_store::FaultyStore`].
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static ARMED: OnceLock<(String, u64)> = OnceLock::new();
+static STORE_FAULTS: OnceLock<crate::faulty_store::FaultSpec> = OnceLock::new();
+
+/// The store faults `WEIR_STORE_FAULTS` asked for, when failpoints are enabled.
+pub fn store_faults() -> Option<crate::faulty_store::FaultSpec> {
+    STORE_FAULTS.get().copied()
+}
 static HITS: AtomicU64 = AtomicU64::new(0);
 
 /// The points a test can name.
@@ -21,6 +28,11 @@ pub const POINTS: &[&str] = &[
 
 /// Reads `WEIR_FAILPOINT`. Called once at start when failpoints are enabled.
 pub fn arm_from_env() -> Result<(), String> {
+    if let Ok(faults) = std::env::var("WEIR_STORE_FAULTS") {
+        let spec = crate::faulty_store::FaultSpec::parse(&faults)?;
+        tracing::warn!(rate = spec.rate, seed = spec.seed, "object store fault injection on");
+        let _ = STORE_FAULTS.set(spec);
+    }
     let Ok(spec) = std::env::var("WEIR_FAILPOINT") else {
         return Ok(());
     };

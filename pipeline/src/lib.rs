@@ -19,11 +19,13 @@
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
 //! [`worker`], [`sink::parquet`], [`sink::dead_letter`], [`ledger`], [`query`], [`runner`]
-//! (`weir run`), [`demo`] (`weir demo`), [`metrics`], [`failpoint`] (test crash points).
+//! (`weir run`), [`demo`] (`weir demo`), [`metrics`], [`reference`] (enrich reference data
+//! and its reloads), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 
 pub mod config;
 pub mod demo;
 pub mod failpoint;
+pub mod faulty_store;
 pub mod ledger;
 pub mod metrics;
 pub mod query;

@@ -114,8 +114,11 @@ pub async fn run(
     let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
     let resources = Arc::new(crate::reference::load(&config).await.map_err(RunError::Fatal)?);
     let datasets = prepare(&config, secrets.as_ref(), &resources)?;
-    let store = crate::store::open(&config.storage.url, &config.storage.options)
+    let mut store = crate::store::open(&config.storage.url, &config.storage.options)
         .map_err(RunError::Store)?;
+    if let Some(faults) = crate::failpoint::store_faults() {
+        store = Arc::new(crate::faulty_store::FaultyStore::new(store, faults));
+    }
     let by_topic: HashMap<String, Arc<DatasetRuntime>> = datasets
         .iter()
         .map(|d| (d.topic.clone(), d.clone()))

@@ -135,11 +135,13 @@ impl Metrics {
             }
             out.push_str(&format!("weir_{name}{} {v}\n", labels(l)));
         }
+        let mut last = String::new();
         for ((name, l), v) in self.gauges.lock().expect("metrics lock").iter() {
-            out.push_str(&format!(
-                "# TYPE weir_{name} gauge\nweir_{name}{} {v}\n",
-                labels(l)
-            ));
+            if *name != last {
+                out.push_str(&format!("# TYPE weir_{name} gauge\n"));
+                last = name.clone();
+            }
+            out.push_str(&format!("weir_{name}{} {v}\n", labels(l)));
         }
         out
     }

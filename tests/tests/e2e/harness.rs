@@ -115,33 +115,49 @@ impl Proc {
 pub struct S3Server {
     pub root: PathBuf,
     pub port: u16,
-    _proc: Proc,
+    proc: Option<Proc>,
 }
 
 impl S3Server {
     pub fn start(root: &Path) -> S3Server {
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let mut server = S3Server {
+            root: root.to_path_buf(),
+            port: free_port(),
+            proc: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Kills the server (an outage: connections refused until [`S3Server::restart`]).
+    pub fn stop(&mut self) {
+        self.proc = None;
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn restart(&mut self) {
+        self.proc = None;
         let bin = require(cache_dir().join("cargo/bin/s3s-fs"), "s3s-fs");
-        let port = free_port();
-        let log = std::fs::File::create(root.with_extension("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.with_extension("log"))
+            .unwrap();
         let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(root)
+            .arg(&self.root)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("starting s3s-fs");
-        wait_listening(port, "s3s-fs");
-        S3Server {
-            root: root.to_path_buf(),
-            port,
-            _proc: Proc {
-                child,
-                name: "s3s-fs".into(),
-            },
-        }
+        self.proc = Some(Proc {
+            child,
+            name: "s3s-fs".into(),
+        });
+        wait_listening(self.port, "s3s-fs");
     }
 
     pub fn endpoint(&self) -> String {
@@ -583,4 +599,15 @@ impl World {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// `GET path` on 127.0.0.1:port; the status code, or `None` when nothing answers.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::Read;
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(sock, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    sock.read_to_string(&mut text).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
 }

@@ -6,6 +6,7 @@ mod harness;
 
 mod backbone;
 mod crash;
+mod faults;
 mod fencing;
 mod operators;
 mod tansu;

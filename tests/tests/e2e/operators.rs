@@ -228,7 +228,7 @@ reload_interval = "300ms"
     let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(&ops));
     let mut weir = world.weir_run(&config, "weir.log", &[]);
     let mut counts = vec![0i64; PARTITIONS as usize];
-    let mut phase = |seed: u64, counts: &mut Vec<i64>, weir: &mut crate::harness::Proc| {
+    let phase = |seed: u64, counts: &mut Vec<i64>, weir: &mut crate::harness::Proc| {
         let recs = records(seed, 60);
         for (c, m) in counts.iter_mut().zip(produce(&kafka.bootstrap, &recs)) {
             *c += m;

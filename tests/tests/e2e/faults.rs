@@ -1,0 +1,117 @@
+//! Store and broker faults: injected store errors (refused calls, lost responses, timeouts,
+//! on puts, multipart parts and completions, gets and lists), a store that goes away and
+//! comes back, and a broker outage. Every record lands exactly once.
+
+use std::time::{Duration, Instant};
+
+use weir_schemas::synth::HttpRequests;
+
+use crate::backbone::{TOPIC, dataset_toml};
+use crate::harness::{MockKafka, World, free_port, http_status, produce_http};
+
+const PARTITIONS: i32 = 4;
+
+#[test]
+fn injected_store_faults_are_retried_and_the_table_stays_exact() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
+    // Multipart for every file, so parts and completions get faults too.
+    let config = world.config_with(
+        "weir.toml",
+        &kafka.bootstrap,
+        "multipart_threshold = \"1KiB\"",
+        &dataset_toml(""),
+    );
+    let mut generator = HttpRequests::new(31).compact(true);
+    let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 200, &mut generator);
+    let faults = [("WEIR_STORE_FAULTS", "rate=0.15,seed=3,delay=200ms")];
+    let mut weir = world.weir_run(&config, "weir.log", &faults);
+    std::thread::sleep(Duration::from_secs(3));
+    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
+    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(240), &mut [&mut weir]);
+    assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
+    assert!(
+        world.log("weir.log").contains("injected fault"),
+        "no fault was injected:\n{}",
+        world.log("weir.log")
+    );
+    weir.signal("TERM");
+    assert!(weir.wait_timeout(Duration::from_secs(60)).expect("exit").success());
+    world.assert_exactly_once_sql(&config, "http_requests", &ids);
+    world.assert_exactly_once_pyarrow("http_requests", &ids);
+}
+
+#[test]
+fn store_outage_stops_consumption_reports_unhealthy_and_recovers() {
+    let mut world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
+    let metrics = free_port();
+    let config = world.config(
+        "weir.toml",
+        &kafka.bootstrap,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}", dataset_toml("")),
+    );
+    let mut generator = HttpRequests::new(32).compact(true);
+    let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator);
+    let mut weir = world.weir_run(&config, "weir.log", &[]);
+    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(120), &mut [&mut weir]);
+    assert_eq!(got, ids.len());
+    assert_eq!(http_status(metrics, "/healthz"), Some(200));
+
+    world.s3.stop();
+    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while http_status(metrics, "/healthz") != Some(503) {
+        assert!(Instant::now() < deadline, "never reported unhealthy\n{}", world.log("weir.log"));
+        assert!(weir.running(), "weir gave up during the outage\n{}", world.log("weir.log"));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(weir.running(), "weir exited during the outage");
+
+    world.s3.restart();
+    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(180), &mut [&mut weir]);
+    assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(metrics, "/healthz") != Some(200) {
+        assert!(Instant::now() < deadline, "never healthy again");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let text = metrics_text(metrics);
+    assert!(text.contains("weir_store_errors_total"), "{text}");
+    weir.signal("TERM");
+    assert!(weir.wait_timeout(Duration::from_secs(60)).expect("exit").success());
+    world.assert_exactly_once_sql(&config, "http_requests", &ids);
+    world.assert_exactly_once_pyarrow("http_requests", &ids);
+}
+
+fn metrics_text(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(sock, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    sock.read_to_string(&mut text).unwrap();
+    text
+}
+
+#[test]
+fn broker_outage_then_exactly_once() {
+    let world = World::new();
+    let mut kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
+    let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(""));
+    let mut generator = HttpRequests::new(33).compact(true);
+    let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 150, &mut generator);
+    let mut weir = world.weir_run(&config, "weir.log", &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    kafka.command("down");
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(weir.running(), "weir exited while the broker was down\n{}", world.log("weir.log"));
+    kafka.command("up");
+    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 150, &mut generator));
+    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(180), &mut [&mut weir]);
+    assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
+    weir.signal("TERM");
+    assert!(weir.wait_timeout(Duration::from_secs(60)).expect("exit").success());
+    world.assert_exactly_once_sql(&config, "http_requests", &ids);
+    world.assert_exactly_once_pyarrow("http_requests", &ids);
+}
