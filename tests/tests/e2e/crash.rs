@@ -6,8 +6,8 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use weir_schemas::synth::HttpRequests;
 
-use crate::backbone::{TOPIC, dataset_toml};
-use crate::harness::{MockKafka, World, produce_http};
+use crate::backbone::{TOPIC, dataset_toml, malformed};
+use crate::harness::{MockKafka, World, flush, produce_http, producer, send};
 
 const PARTITIONS: i32 = 4;
 
@@ -19,6 +19,14 @@ fn crash_then_recover(name: &str, storage_extra: &str, points: &[&str]) {
     let config = world.config_with("weir.toml", &kafka.bootstrap, storage_extra, &dataset_toml(""));
     let mut generator = HttpRequests::new(name.len() as u64).compact(true);
     let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 300, &mut generator);
+    // Bad records in partition 1, between good ones: dead letters must also land once.
+    let bad = malformed();
+    let p = producer(&kafka.bootstrap);
+    for (payload, _) in &bad {
+        send(&p, TOPIC, 1, payload);
+    }
+    flush(&p);
+    drop(p);
     for (i, point) in points.iter().enumerate() {
         let log = format!("weir-crash-{i}.log");
         let mut weir = world.weir_run(&config, &log, &[("WEIR_FAILPOINT", point)]);
@@ -46,6 +54,16 @@ fn crash_then_recover(name: &str, storage_extra: &str, points: &[&str]) {
     assert!(status.success(), "{name}: {status}");
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
+    let dead = world.query(
+        &config,
+        "SELECT \"partition\", \"offset\", error_kind, count(*) FROM dead_letter GROUP BY 1, 2, 3 ORDER BY 2",
+    );
+    let want: Vec<String> = bad
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| format!("1,{},{kind},1", 300 + i))
+        .collect();
+    assert_eq!(dead, want, "{name}: each dead letter exactly once");
 }
 
 #[test]
