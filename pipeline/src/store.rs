@@ -45,7 +45,12 @@ impl StoreUrl {
         }
         let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
         match url.scheme() {
-            "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "http" | "https" => {}
+            "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => {}
+            "http" | "https" => {
+                return Err(format!(
+                    "{text:?}: plain HTTP stores cannot write create-if-absent, which the ledger needs (use s3://, gs://, az:// or file://; for an S3-compatible server set storage.options.aws_endpoint)"
+                ));
+            }
             other => {
                 return Err(format!(
                     "unsupported scheme {other}:// (use file://, memory://, s3://, gs:// or az://)"
