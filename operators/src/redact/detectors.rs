@@ -117,15 +117,18 @@ const HINT_LITERAL: u8 = 16;
 struct Features<'a> {
     bytes: &'a [u8],
     hint: u8,
+    /// Runs shorter than this are never asked about (see [`Scanner::run_floor`]).
+    floor: usize,
     digits: Option<u16>,
     runs: Option<Runs>,
 }
 
 impl<'a> Features<'a> {
-    fn new(bytes: &'a [u8], hint: u8) -> Self {
+    fn new(bytes: &'a [u8], hint: u8, floor: usize) -> Self {
         Features {
             bytes,
             hint,
+            floor,
             digits: None,
             runs: None,
         }
@@ -143,36 +146,102 @@ impl<'a> Features<'a> {
         })
     }
 
-    /// Longest runs of `[0-9 -]`, `[0-9 .()+-]`, `[0-9 ]` and `[0-9]`.
     fn runs(&mut self) -> Runs {
-        let bytes = self.bytes;
-        *self.runs.get_or_insert_with(|| {
-            let mut run = [0u32; 4];
-            let mut best = [0u32; 4];
-            for &b in bytes {
-                let class = RUN_CLASS[b as usize];
-                for k in 0..4 {
-                    run[k] = (run[k] + 1) & 0u32.wrapping_sub(u32::from((class >> k) & 1));
-                    best[k] = best[k].max(run[k]);
-                }
-            }
-            let clamp = |v: u32| v.min(u32::from(u16::MAX)) as u16;
-            Runs {
-                card: clamp(best[0]),
-                phone: clamp(best[1]),
-                iban: clamp(best[2]),
-                digits: clamp(best[3]),
-            }
-        })
+        let (bytes, floor) = (self.bytes, self.floor);
+        *self.runs.get_or_insert_with(|| long_runs(bytes, floor))
+    }
+
+    /// Whether the string holds a run of at least `len` bytes of `[0-9]`.
+    fn digit_run(&self, len: usize) -> bool {
+        has_run(self.bytes, DIGIT, len)
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Longest runs of `[0-9 -]`, `[0-9 .()+-]` and `[0-9 ]`, exact for lengths of at least
+/// `floor` (a shorter longest run may be reported as 0).
+#[derive(Debug, Clone, Copy, Default)]
 struct Runs {
-    card: u16,
-    phone: u16,
-    iban: u16,
-    digits: u16,
+    card: usize,
+    phone: usize,
+    iban: usize,
+}
+
+/// [`Runs`] of `bytes`. The card and IBAN classes are subsets of the phone class, so each
+/// of their runs lies inside a phone run at least as long; only the phone runs of at least
+/// `floor` bytes (found by probing every `floor`-th byte) are measured further.
+fn long_runs(bytes: &[u8], floor: usize) -> Runs {
+    let step = floor.max(1);
+    let phone = |b: u8| RUN_CLASS[usize::from(b)] & PHONE != 0;
+    let mut runs = Runs::default();
+    // Invariant: every phone run of `step` bytes or more not yet seen starts at or after
+    // `probe + 1 - step`.
+    let mut probe = step - 1;
+    while probe < bytes.len() {
+        if !phone(bytes[probe]) {
+            probe += step;
+            continue;
+        }
+        let mut start = probe;
+        while start > 0 && phone(bytes[start - 1]) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < bytes.len() && phone(bytes[end]) {
+            end += 1;
+        }
+        if end - start >= floor {
+            runs.phone = runs.phone.max(end - start);
+            let (mut card, mut iban) = (0usize, 0usize);
+            for &b in &bytes[start..end] {
+                let class = RUN_CLASS[usize::from(b)];
+                card = if class & CARD != 0 { card + 1 } else { 0 };
+                iban = if class & IBAN != 0 { iban + 1 } else { 0 };
+                runs.card = runs.card.max(card);
+                runs.iban = runs.iban.max(iban);
+            }
+        }
+        probe = end + step;
+    }
+    runs
+}
+
+/// Bits of [`RUN_CLASS`]: `[0-9 -]`, `[0-9 .()+-]`, `[0-9 ]` and `[0-9]`.
+const CARD: u8 = 1;
+const PHONE: u8 = 2;
+const IBAN: u8 = 4;
+const DIGIT: u8 = 8;
+
+/// Whether `bytes` holds a run of at least `len` bytes that all have bit `class` in
+/// [`RUN_CLASS`]. Looks only at every `len`-th byte (each such run covers one of them)
+/// and measures the run around the bytes that are in the class, so long text without
+/// digits costs a few probes instead of a pass over every byte.
+fn has_run(bytes: &[u8], class: u8, len: usize) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let in_class = |b: u8| RUN_CLASS[usize::from(b)] & class != 0;
+    // Invariant: every qualifying run not yet seen starts at or after `probe + 1 - len`.
+    let mut probe = len - 1;
+    while probe < bytes.len() {
+        if !in_class(bytes[probe]) {
+            probe += len;
+            continue;
+        }
+        let mut start = probe;
+        while start > 0 && in_class(bytes[start - 1]) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < bytes.len() && end - start < len && in_class(bytes[end]) {
+            end += 1;
+        }
+        if end - start >= len {
+            return true;
+        }
+        // `bytes[end]` ends the run: the next one starts at `end + 1` or later.
+        probe = end + len;
+    }
+    false
 }
 
 const fn run_classes() -> [u8; 256] {
@@ -203,12 +272,12 @@ fn has_listed_name(bytes: &[u8], names: &NameList) -> bool {
         if allow_quote && end > 0 && matches!(bytes[end - 1], b'"' | b'\'') {
             end -= 1;
         }
-        let mut start = end;
+        if end == 0 || !is_name(bytes[end - 1]) || !names.may_end_with(bytes[end - 1]) {
+            return false;
+        }
+        let mut start = end - 1;
         while start > 0 && is_name(bytes[start - 1]) {
             start -= 1;
-        }
-        if start == end {
-            return false;
         }
         let run = &bytes[start..end];
         let encoded = start > 0 && bytes[start - 1] == b'%';
@@ -221,7 +290,7 @@ fn has_listed_name(bytes: &[u8], names: &NameList) -> bool {
             .into_iter()
             .flatten()
             .filter(|name| !name.is_empty())
-            .any(|name| std::str::from_utf8(name).is_ok_and(|n| names.matches(n)))
+            .any(|name| names.matches_bytes(name))
     };
     for at in memchr::memchr3_iter(b'=', b':', b'%', bytes) {
         let found = match bytes[at] {
@@ -382,35 +451,76 @@ pub(crate) struct PatternSpec {
 pub(crate) struct NameList {
     exact: Vec<String>,
     suffixes: Vec<String>,
+    /// Entries by their last byte (all entries are lowercase): `(entry, is_suffix)`. A
+    /// name can only match an entry that ends with its own lowercased last byte.
+    by_last: Vec<Vec<(Box<[u8]>, bool)>>,
+    /// Whether the list holds the empty name (it has no last byte).
+    empty: bool,
 }
 
 impl NameList {
     /// `names` must already be validated by [`valid_name`].
     pub fn new<S: AsRef<str>>(names: &[S]) -> NameList {
-        let mut list = NameList::default();
+        let mut list = NameList {
+            by_last: vec![Vec::new(); 256],
+            ..NameList::default()
+        };
         for name in names {
             let name = name.as_ref().to_ascii_lowercase();
-            match name.strip_prefix('*') {
-                Some(suffix) => list.suffixes.push(suffix.to_owned()),
-                None => list.exact.push(name),
+            let (entry, is_suffix) = match name.strip_prefix('*') {
+                Some(suffix) => {
+                    list.suffixes.push(suffix.to_owned());
+                    (suffix.to_owned(), true)
+                }
+                None => {
+                    list.exact.push(name.clone());
+                    (name, false)
+                }
+            };
+            match entry.as_bytes().last() {
+                Some(&last) => list.by_last[usize::from(last)]
+                    .push((entry.into_bytes().into_boxed_slice(), is_suffix)),
+                // `*` alone matches every non-empty name
+                None if is_suffix => {
+                    for bucket in &mut list.by_last {
+                        bucket.push((Box::default(), true));
+                    }
+                }
+                None => list.empty = true,
             }
         }
         list
     }
 
+    /// Whether `name` is listed, ASCII case-insensitively (exact, or longer than a `*`
+    /// suffix and ending with it).
     pub fn matches(&self, name: &str) -> bool {
-        let lower;
-        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = name.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            name
+        self.matches_bytes(name.as_bytes())
+    }
+
+    pub fn matches_bytes(&self, name: &[u8]) -> bool {
+        let Some(&last) = name.last() else {
+            return self.empty;
         };
-        self.exact.iter().any(|e| e == name)
-            || self
-                .suffixes
-                .iter()
-                .any(|s| name.len() > s.len() && name.ends_with(s.as_str()))
+        let Some(bucket) = self.by_last.get(usize::from(last.to_ascii_lowercase())) else {
+            return false;
+        };
+        bucket.iter().any(|(entry, is_suffix)| {
+            if *is_suffix {
+                name.len() > entry.len()
+                    && name[name.len() - entry.len()..].eq_ignore_ascii_case(entry)
+            } else {
+                name.len() == entry.len() && name.eq_ignore_ascii_case(entry)
+            }
+        })
+    }
+
+    /// Whether some entry ends with `byte` (lowercased): a name whose last byte fails
+    /// this cannot match.
+    fn may_end_with(&self, byte: u8) -> bool {
+        self.by_last
+            .get(usize::from(byte.to_ascii_lowercase()))
+            .is_some_and(|bucket| !bucket.is_empty())
     }
 
     fn alternation(&self) -> String {
@@ -641,9 +751,17 @@ pub(crate) struct Scanner {
     /// candidate fails its check. Only touched on candidates.
     singles: Vec<Regex>,
     patterns: Vec<PatternSpec>,
-    /// Gates of all patterns, deduplicated, cheapest first: a string that passes none is
-    /// not searched.
-    gates: Vec<Gate>,
+    /// Gates of all patterns, deduplicated, split by what they look at: a string that
+    /// passes none is not searched. `hint_gates` start from the column hint bits (cheapest
+    /// first); `run_gates` need a run of at least `run_floor` bytes of `[0-9 .()+-]`
+    /// (every class they measure is a subset of it), which is probed first.
+    hint_gates: Vec<Gate>,
+    /// Hint bits of which every hint gate needs at least one.
+    hint_bits: u8,
+    run_gates: Vec<Gate>,
+    run_floor: usize,
+    /// A custom pattern is enabled: every string is searched.
+    always: bool,
     /// Prefilter behind [`Gate::Literal`].
     literals: Regex,
     /// Names behind [`Gate::Names`].
@@ -694,6 +812,40 @@ fn gate_cost(gate: &Gate) -> u8 {
     }
 }
 
+/// The shortest run of `[0-9 .()+-]` a run gate needs (`None`: not a run gate).
+fn run_length(gate: &Gate) -> Option<usize> {
+    match *gate {
+        Gate::CardRun { run, .. } | Gate::PhoneRun { run, .. } | Gate::IbanRun { run, .. } => {
+            Some(usize::from(run))
+        }
+        Gate::SsnRun | Gate::PlusRun => Some(11),
+        Gate::NanpRun => Some(12),
+        Gate::Always
+        | Gate::At
+        | Gate::AtOrEncoded
+        | Gate::Colon
+        | Gate::Names
+        | Gate::Literal => None,
+    }
+}
+
+/// The hint bit a hint gate needs (0 for run gates).
+fn hint_bit(gate: &Gate) -> u8 {
+    match gate {
+        Gate::At | Gate::AtOrEncoded => HINT_AT,
+        Gate::Colon => HINT_COLON,
+        Gate::Names => HINT_SEP,
+        Gate::Literal => HINT_LITERAL,
+        Gate::Always => u8::MAX,
+        Gate::CardRun { .. }
+        | Gate::PhoneRun { .. }
+        | Gate::IbanRun { .. }
+        | Gate::SsnRun
+        | Gate::NanpRun
+        | Gate::PlusRun => 0,
+    }
+}
+
 impl Scanner {
     /// `names`: the parameter names plus `authorization`, for [`Gate::Names`].
     pub fn new(patterns: Vec<PatternSpec>, names: NameList) -> Result<Scanner, PatternError> {
@@ -724,6 +876,13 @@ impl Scanner {
             }
         }
         gates.sort_by_key(gate_cost);
+        let always = gates.contains(&Gate::Always);
+        let (run_gates, hint_gates): (Vec<Gate>, Vec<Gate>) = gates
+            .into_iter()
+            .filter(|g| *g != Gate::Always)
+            .partition(|g| run_length(g).is_some());
+        let hint_bits = hint_gates.iter().fold(0, |bits, g| bits | hint_bit(g));
+        let run_floor = run_gates.iter().filter_map(run_length).min().unwrap_or(0);
         let literal_sources: Vec<String> =
             TRIGGER_LITERALS.iter().map(|l| regex_escape(l)).collect();
         let literals = builder()
@@ -737,7 +896,11 @@ impl Scanner {
             combined,
             singles,
             patterns,
-            gates,
+            hint_gates,
+            hint_bits,
+            run_gates,
+            run_floor,
+            always,
             literals,
             names,
             encoded_at: memchr::memmem::Finder::new(b"%40"),
@@ -805,30 +968,40 @@ impl Scanner {
         hint
     }
 
+    /// Whether any gate of any pattern admits the string.
+    fn admitted(&self, f: &mut Features<'_>) -> bool {
+        if self.always {
+            return true;
+        }
+        if f.hint & self.hint_bits != 0 && self.hint_gates.iter().any(|g| self.admits(g, f)) {
+            return true;
+        }
+        !self.run_gates.is_empty()
+            && f.bytes.len() >= self.run_floor
+            && f.runs().phone >= self.run_floor
+            && self.run_gates.iter().any(|g| self.admits(g, f))
+    }
+
     fn admits(&self, gate: &Gate, f: &mut Features<'_>) -> bool {
         match *gate {
             Gate::Always => true,
             Gate::At => f.hint & HINT_AT != 0 && memchr::memchr(b'@', f.bytes).is_some(),
             Gate::AtOrEncoded => f.hint & HINT_AT != 0,
             Gate::Colon => f.hint & HINT_COLON != 0,
-            Gate::CardRun { digits, run } => f.digits() >= digits && f.runs().card >= run,
-            Gate::PhoneRun { digits, run } => f.digits() >= digits && f.runs().phone >= run,
-            Gate::IbanRun { digits, run } => f.digits() >= digits && f.runs().iban >= run,
-            Gate::NanpRun => {
-                f.digits() >= 10 && {
-                    let runs = f.runs();
-                    runs.phone >= 12 && runs.digits >= 4
-                }
+            Gate::CardRun { digits, run } => {
+                f.runs().card >= usize::from(run) && f.digits() >= digits
             }
+            Gate::PhoneRun { digits, run } => {
+                f.runs().phone >= usize::from(run) && f.digits() >= digits
+            }
+            Gate::IbanRun { digits, run } => {
+                f.runs().iban >= usize::from(run) && f.digits() >= digits
+            }
+            Gate::NanpRun => f.runs().phone >= 12 && f.digits() >= 10 && f.digit_run(4),
             Gate::PlusRun => {
-                f.digits() >= 10 && f.runs().phone >= 11 && memchr::memchr(b'+', f.bytes).is_some()
+                f.runs().phone >= 11 && f.digits() >= 10 && memchr::memchr(b'+', f.bytes).is_some()
             }
-            Gate::SsnRun => {
-                f.digits() >= 9 && {
-                    let runs = f.runs();
-                    runs.phone >= 11 && runs.digits >= 4
-                }
-            }
+            Gate::SsnRun => f.runs().phone >= 11 && f.digits() >= 9 && f.digit_run(4),
             Gate::Names => f.hint & HINT_SEP != 0 && has_listed_name(f.bytes, &self.names),
             Gate::Literal => {
                 f.hint & HINT_LITERAL != 0
@@ -866,8 +1039,8 @@ impl Scanner {
         } else {
             hint
         };
-        let mut features = Features::new(bytes, hint);
-        if !self.gates.iter().any(|g| self.admits(g, &mut features)) {
+        let mut features = Features::new(bytes, hint, self.run_floor);
+        if !self.admitted(&mut features) {
             return false;
         }
         let mut pos = 0;

@@ -173,16 +173,24 @@ impl RedactOperator {
         }
     }
 
-    /// Rewrites one string; returns `None` when nothing in it matched.
-    fn redact_str(&mut self, value: &str, hint: u8, counts: &mut Counts) -> Option<String> {
+    /// Rewrites one string; returns `None` when nothing in it matched. `hint`: the
+    /// string's bits from [`Scanner::column_hints`](super::detectors::Scanner::column_hints),
+    /// if the column was hinted.
+    fn redact_str(
+        &mut self,
+        value: &str,
+        hint: Option<u8>,
+        counts: &mut Counts,
+    ) -> Option<String> {
         self.strings_total += 1;
         let mut hits = std::mem::take(&mut self.scratch);
         hits.clear();
-        if self
-            .profile
-            .scanner
-            .scan_hinted(&mut self.cache, value, hint, &mut hits)
-        {
+        let scanner = &self.profile.scanner;
+        let searched = match hint {
+            Some(hint) => scanner.scan_hinted(&mut self.cache, value, hint, &mut hits),
+            None => scanner.scan(&mut self.cache, value, &mut hits),
+        };
+        if searched {
             self.strings_searched += 1;
         }
         if hits.is_empty() {
@@ -225,7 +233,7 @@ impl RedactOperator {
                 counts.hits[key_slot] += 1;
                 Some(self.profile.key_placeholder.clone())
             } else {
-                self.redact_str(array.value(i), hints[i], counts)
+                self.redact_str(array.value(i), Some(hints[i]), counts)
             };
             let Some(new) = replaced else { continue };
             let (values, new_offsets) = out.get_or_insert_with(|| {
@@ -273,7 +281,7 @@ impl RedactOperator {
             if sensitive.is_some_and(|s| s[i]) {
                 counts.hits[key_slot] += 1;
                 rewritten.push((i, self.profile.key_placeholder.clone()));
-            } else if let Some(new) = self.redact_str(array.value(i), 0, counts) {
+            } else if let Some(new) = self.redact_str(array.value(i), None, counts) {
                 rewritten.push((i, new));
             }
         }
