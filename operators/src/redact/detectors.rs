@@ -968,6 +968,17 @@ impl Scanner {
         hint
     }
 
+    /// Whether a string of `len` bytes with column hint `hint` can pass any gate at all;
+    /// `false` means [`Scanner::scan_hinted`] would not search it. Costs two compares, so
+    /// callers can skip most strings without setting up a scan.
+    #[inline]
+    pub fn may_admit(&self, hint: u8, len: usize) -> bool {
+        self.always
+            || hint & HINT_VALID == 0
+            || hint & self.hint_bits != 0
+            || (!self.run_gates.is_empty() && len >= self.run_floor)
+    }
+
     /// Whether any gate of any pattern admits the string.
     fn admitted(&self, f: &mut Features<'_>) -> bool {
         if self.always {

@@ -224,7 +224,9 @@ impl RedactOperator {
         // First row of the pending run of unchanged rows not yet copied into `out`.
         let mut run_start = 0usize;
         let key_slot = counts.hits.len() - 1;
-        let hints = self.profile.scanner.column_hints(data, offsets);
+        let profile = Arc::clone(&self.profile);
+        let scanner = &profile.scanner;
+        let hints = scanner.column_hints(data, offsets);
         for i in 0..array.len() {
             if array.is_null(i) {
                 continue;
@@ -232,6 +234,11 @@ impl RedactOperator {
             let replaced = if sensitive.is_some_and(|s| s[i]) {
                 counts.hits[key_slot] += 1;
                 Some(self.profile.key_placeholder.clone())
+            } else if !scanner.may_admit(hints[i], offsets[i + 1].as_usize() - offsets[i].as_usize())
+            {
+                // no gate can pass: what `redact_str` would conclude, without the set-up
+                self.strings_total += 1;
+                None
             } else {
                 self.redact_str(array.value(i), Some(hints[i]), counts)
             };
