@@ -934,18 +934,22 @@ impl Scanner {
                 hints[row] |= bit;
             }
         };
-        mark(&mut hints, &mut memchr::memchr_iter(b'@', data), HINT_AT);
-        mark(&mut hints, &mut self.encoded_at.find_iter(data), HINT_AT);
-        let mut colons = Vec::new();
-        let mut seps = memchr::memchr3_iter(b'=', b':', b'%', data).inspect(|&p| {
-            if data[p] == b':' {
-                colons.push(p);
-            }
-        });
-        mark(&mut hints, &mut seps, HINT_SEP);
-        mark(&mut hints, &mut colons.into_iter(), HINT_COLON);
-        let mut literals = self.literals.find_iter(Input::new(data)).map(|m| m.start());
-        mark(&mut hints, &mut literals, HINT_LITERAL);
+        // Only the bits some gate of this profile looks at.
+        let wanted = self.hint_bits;
+        if wanted & HINT_AT != 0 {
+            mark(&mut hints, &mut memchr::memchr_iter(b'@', data), HINT_AT);
+            mark(&mut hints, &mut self.encoded_at.find_iter(data), HINT_AT);
+        }
+        if wanted & HINT_SEP != 0 {
+            mark(&mut hints, &mut memchr::memchr3_iter(b'=', b':', b'%', data), HINT_SEP);
+        }
+        if wanted & HINT_COLON != 0 {
+            mark(&mut hints, &mut memchr::memchr_iter(b':', data), HINT_COLON);
+        }
+        if wanted & HINT_LITERAL != 0 {
+            let mut literals = self.literals.find_iter(Input::new(data)).map(|m| m.start());
+            mark(&mut hints, &mut literals, HINT_LITERAL);
+        }
         hints
     }
 
