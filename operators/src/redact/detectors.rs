@@ -7,12 +7,17 @@
 //! Luhn-invalid digit run does not hide an SSN starting at the same byte.
 //!
 //! Before the regex runs, cheap [`Gate`]s decide whether the string can hold a hit at all:
-//! memchr for `@` and `:`, a vectorized digit count (then digit-run lengths), a walk back
-//! from each `=` / `:` / `%3D` to see whether a listed parameter name precedes it, and one
-//! multi-literal prefilter for key formats (`AKIA`, `ghp_`, `eyJ`, ...). Each pattern
-//! declares gates that are *necessary* for an accepted hit; a string that passes no gate of
-//! any enabled pattern skips the regex entirely. On log data most strings (user agents,
-//! hosts, ray ids, colo codes, accept headers) stop there.
+//! memchr for `@` and `:`, a walk back from each `=` / `:` / `%3D` to see whether a listed
+//! parameter name precedes it (names bucketed by their last byte), one multi-literal
+//! prefilter for key formats (`AKIA`, `ghp_`, `eyJ`, ...), and for the number-shaped
+//! detectors the lengths of digit runs: phone-class runs (`[0-9 .()+-]`) long enough for
+//! any run gate are found by probing every n-th byte, and only they are measured further,
+//! then a vectorized digit count. Each pattern declares gates that are *necessary* for an
+//! accepted hit; a string that passes no gate of any enabled pattern skips the regex
+//! entirely. The column-wide part (memchr and the literal search over a column's value
+//! buffer, [`Scanner::column_hints`]) lets [`Scanner::may_admit`] rule out most short
+//! strings with two compares. On log data most strings (hosts, colo codes, methods,
+//! accept headers) stop there.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
