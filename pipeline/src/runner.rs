@@ -124,7 +124,16 @@ pub async fn run(
         .map(|d| (d.topic.clone(), d.clone()))
         .collect();
     let topics: Vec<String> = datasets.iter().map(|d| d.topic.clone()).collect();
-    let (shared, mut fatal_rx) = Shared::new(config.clone(), store, by_topic, secrets, resources);
+    let dead_letter_topic = crate::sink::dead_letter_topic::DeadLetterTopic::from_config(&config)
+        .map_err(RunError::Fatal)?;
+    let (shared, mut fatal_rx) = Shared::new(
+        config.clone(),
+        store,
+        by_topic,
+        secrets,
+        resources,
+        dead_letter_topic,
+    );
     let reloader = crate::reference::spawn_reloader(Arc::new(config.clone()), shared.resources.clone());
     info!(
         storage = %config.storage.url,

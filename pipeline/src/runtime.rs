@@ -159,6 +159,8 @@ pub struct Shared {
     pub secrets: Arc<dyn SecretSource>,
     pub resources: Arc<weir_operators::enrich::Resources>,
     pub metrics: Metrics,
+    /// `dead_letter.kafka_topic`, when set.
+    pub dead_letter_topic: Option<crate::sink::dead_letter_topic::DeadLetterTopic>,
     fatal_tx: mpsc::UnboundedSender<String>,
 }
 
@@ -178,6 +180,7 @@ impl Shared {
         datasets: HashMap<String, Arc<DatasetRuntime>>,
         secrets: Arc<dyn SecretSource>,
         resources: Arc<weir_operators::enrich::Resources>,
+        dead_letter_topic: Option<crate::sink::dead_letter_topic::DeadLetterTopic>,
     ) -> (Arc<Shared>, mpsc::UnboundedReceiver<String>) {
         let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
@@ -190,6 +193,7 @@ impl Shared {
             secrets,
             resources,
             metrics: Metrics::default(),
+            dead_letter_topic,
             fatal_tx,
         };
         shared.metrics.set_store_healthy(true);

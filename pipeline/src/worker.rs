@@ -99,6 +99,8 @@ pub enum WorkerError {
     Superseded { ours: u64, theirs: u64 },
     #[error("kafka: {0}")]
     Kafka(String),
+    #[error("dead-letter topic: {0}")]
+    DeadLetterTopic(String),
 }
 
 enum CommitOutcome {
@@ -412,6 +414,10 @@ impl Worker {
                     self.shared.metrics.set_store_healthy(false);
                     warn!(topic = %self.topic, partition = self.partition, error = %source, retry_in_ms = delay.as_millis() as u64, "commit failed, not consuming until the store answers");
                 }
+                Err(WorkerError::DeadLetterTopic(reason)) => {
+                    self.shared.metrics.kafka_errors.inc();
+                    warn!(topic = %self.topic, partition = self.partition, error = %reason, retry_in_ms = delay.as_millis() as u64, "commit waits for the dead-letter topic");
+                }
                 Err(e) => return Err(e),
             }
             if !final_commit && *stop.borrow() == Stop::Revoke {
@@ -441,6 +447,17 @@ impl Worker {
             .write_intent(p.entry.seq, self.epoch, &p.paths)
             .await?;
         upload(&self.shared, &self.ledger, &p.files).await?;
+        if let Some(dlt) = &self.shared.dead_letter_topic
+            && !p.to_topic.is_empty()
+        {
+            dlt.send(&self.ds.name, &p.to_topic)
+                .await
+                .map_err(WorkerError::DeadLetterTopic)?;
+            if let Some(p) = prepared.as_mut() {
+                p.to_topic.clear();
+            }
+        }
+        let p = prepared.as_ref().expect("prepared");
         failpoint::hit("after-upload");
         match self.ledger.commit(&p.entry).await {
             Ok(()) => {}
@@ -515,6 +532,11 @@ impl Worker {
             ("weir.ledger.seq".to_owned(), seq.to_string()),
             ("weir.ledger.epoch".to_owned(), self.epoch.to_string()),
         ];
+        let to_topic = if self.shared.dead_letter_topic.is_some() {
+            self.dead.letters().to_vec()
+        } else {
+            Vec::new()
+        };
         let (data, dead) = tokio::task::block_in_place(|| {
             let data = self.writer.close(&file, &lineage)?;
             let dead = self.dead.close(&self.ds.name, &file)?;
@@ -553,6 +575,7 @@ impl Worker {
             entry,
             files,
             paths,
+            to_topic,
         })
     }
 
@@ -657,6 +680,9 @@ struct Prepared {
     entry: Entry,
     files: Vec<ClosedFile>,
     paths: Vec<String>,
+    /// Dead letters still to produce to `dead_letter.kafka_topic` (emptied once sent, so a
+    /// retried commit does not send them again).
+    to_topic: Vec<DeadLetter>,
 }
 
 async fn multipart(

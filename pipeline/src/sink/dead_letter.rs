@@ -72,6 +72,11 @@ impl DeadLetterBuffer {
         self.letters.len()
     }
 
+    /// The letters of the open commit, in arrival order.
+    pub fn letters(&self) -> &[DeadLetter] {
+        &self.letters
+    }
+
     pub fn is_empty(&self) -> bool {
         self.letters.is_empty()
     }

@@ -8,6 +8,53 @@ use weir_schemas::synth::HttpRequests;
 use crate::harness::{MockKafka, World, flush, produce_http, producer, send};
 
 pub const TOPIC: &str = "cf.http_requests";
+const DEAD_TOPIC: &str = "weir.dead_letters";
+
+/// Reads `want` messages from the start of `topic` (partition 0): (key, payload, headers).
+fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+) -> Vec<(String, Vec<u8>, std::collections::BTreeMap<String, String>)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-e2e-dead-letter-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < want && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                m.payload().unwrap_or_default().to_vec(),
+                headers,
+            ));
+        }
+    }
+    out
+}
 
 pub fn dataset_toml(operators: &str) -> String {
     format!(
@@ -46,8 +93,12 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
     let world = World::new();
-    let kafka = MockKafka::start(&[(TOPIC, 4)]);
-    let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(""));
+    let kafka = MockKafka::start(&[(TOPIC, 4), (DEAD_TOPIC, 1)]);
+    let config = world.config(
+        "weir.toml",
+        &kafka.bootstrap,
+        &format!("[dead_letter]\nkafka_topic = \"{DEAD_TOPIC}\"\n{}", dataset_toml("")),
+    );
 
     // Good records with the bad ones in between, all in partition 0 so their offsets are known.
     let mut generator = HttpRequests::new(11).compact(true);
@@ -102,6 +153,22 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
         assert_eq!(cols[3], *kind, "kind of dead letter {i}: {row}");
         assert_eq!(cols[4], payload.len().to_string(), "byte count: {row}");
         assert_eq!(cols[5], hex(payload), "raw bytes kept: {row}");
+    }
+
+    // The Kafka copy of the dead letters: original bytes as payload, origin in key and headers.
+    let copies = read_topic(&kafka.bootstrap, DEAD_TOPIC, bad.len());
+    let mut keys: Vec<&String> = copies.iter().map(|c| &c.0).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), bad.len(), "{copies:?}");
+    for (i, (payload, kind)) in bad.iter().enumerate() {
+        let key = format!("{TOPIC}/0/{}", 300 + i);
+        let copy = copies
+            .iter()
+            .find(|c| c.0 == key)
+            .unwrap_or_else(|| panic!("no dead-letter message {key}"));
+        assert_eq!(&copy.1, payload, "{key} payload");
+        assert_eq!(copy.2.get("weir.error_kind").map(String::as_str), Some(*kind));
+        assert_eq!(copy.2.get("weir.stage").map(String::as_str), Some("decode"));
     }
 
     // DuckDB reads the Hive layout directly, with partition pruning columns.
