@@ -1,7 +1,8 @@
 //! A fault-injecting [`ObjectStore`] wrapper for the exactly-once tests.
 //!
 //! Only reachable through `weir run --enable-failpoints` with
-//! `WEIR_STORE_FAULTS=rate=<0..1>[,seed=<n>][,delay=<duration>]`. At the given rate, each
+//! `WEIR_STORE_FAULTS=rate=<0..1>[,seed=<n>][,delay=<duration>][,slow=<duration>]`.
+//! `slow` adds that latency to every call (a slow store, nothing fails). At the given rate, each
 //! call (put, multipart part, multipart completion, get, head, list) fails in one of three
 //! ways, chosen by a seeded generator, never the clock:
 //!
@@ -28,6 +29,7 @@ pub struct FaultSpec {
     pub rate: f64,
     pub seed: u64,
     pub delay: Duration,
+    pub slow: Duration,
 }
 
 impl FaultSpec {
@@ -36,6 +38,7 @@ impl FaultSpec {
             rate: 0.0,
             seed: 0,
             delay: Duration::from_secs(2),
+            slow: Duration::ZERO,
         };
         for part in text.split(',').filter(|p| !p.is_empty()) {
             let (k, v) = part
@@ -53,6 +56,10 @@ impl FaultSpec {
                     spec.seed = v
                         .parse()
                         .map_err(|_| format!("WEIR_STORE_FAULTS: seed {v:?}"))?
+                }
+                "slow" => {
+                    spec.slow = humantime::parse_duration(v)
+                        .map_err(|e| format!("WEIR_STORE_FAULTS: slow {v:?}: {e}"))?
                 }
                 "delay" => {
                     spec.delay = humantime::parse_duration(v)
@@ -140,6 +147,9 @@ async fn with_fault<T>(
     what: &str,
     call: impl std::future::Future<Output = OsResult<T>>,
 ) -> OsResult<T> {
+    if !dice.spec.slow.is_zero() {
+        tokio::time::sleep(dice.spec.slow).await;
+    }
     match dice.roll() {
         Fault::None => call.await,
         Fault::Refused => Err(injected(what)),
@@ -248,6 +258,7 @@ mod tests {
                     rate: 0.25,
                     seed,
                     delay: Duration::ZERO,
+                    slow: Duration::ZERO,
                 },
                 calls: AtomicU64::new(0),
             };

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo build --release -p weir-pipeline -p weir-tests
 //! $CARGO_TARGET_DIR/release/weir-bench [--events 1000000] [--partitions 2] [--dir DIR]
+//!                                      [--slow-store 200ms]
 //! ```
 //!
 //! 1. generates `--events` compact http_requests records (~2 KB each) into `events.ndjson`;
@@ -19,6 +20,10 @@
 //! Each measured program runs as a child; CPU seconds (user + system, all threads) and
 //! peak RSS come from `wait4`'s rusage, so "per core" means per CPU-second whatever the
 //! thread count. Needs the venv from `.ci/install` (DuckDB and tansu).
+//!
+//! `--slow-store D` adds latency D to every object-store call Weir makes (through its
+//! test-only fault injector), to show that memory stays bounded when the store, not the
+//! CPU, is the bottleneck: consumption waits, nothing piles up.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -143,7 +148,11 @@ fn main() -> Result<()> {
         println!("(no venv at {}: skipping DuckDB)", python.display());
     }
 
-    let (usage, out) = weir(&dir, &input, events, partitions)?;
+    let slow: Option<String> = args
+        .iter()
+        .position(|a| a == "--slow-store")
+        .and_then(|i| args.get(i + 1).cloned());
+    let (usage, out) = weir(&dir, &input, events, partitions, slow.as_deref())?;
     rows.push(("weir: kafka -> decode -> parquet", usage, out));
 
     println!(
@@ -254,7 +263,13 @@ impl Drop for Kill {
     }
 }
 
-fn weir(dir: &Path, input: &Path, events: usize, partitions: i32) -> Result<(Usage, u64)> {
+fn weir(
+    dir: &Path,
+    input: &Path,
+    events: usize,
+    partitions: i32,
+    slow: Option<&str>,
+) -> Result<(Usage, u64)> {
     const TOPIC: &str = "bench.http_requests";
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let url = format!("tcp://127.0.0.1:{port}");
@@ -322,9 +337,13 @@ fn weir(dir: &Path, input: &Path, events: usize, partitions: i32) -> Result<(Usa
         .join("weir");
     let log = std::fs::File::create(dir.join("weir.log"))?;
     let started = Instant::now();
-    let mut child = Command::new(&weir_bin)
-        .args(["run", "--config"])
-        .arg(&config)
+    let mut cmd = Command::new(&weir_bin);
+    cmd.args(["run", "--config"]).arg(&config);
+    if let Some(slow) = slow {
+        cmd.arg("--enable-failpoints")
+            .env("WEIR_STORE_FAULTS", format!("rate=0,slow={slow}"));
+    }
+    let mut child = cmd
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
