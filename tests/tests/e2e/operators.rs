@@ -207,14 +207,17 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 #[test]
-fn lookup_table_reloads_under_a_running_pipeline_and_refuses_a_bad_file() {
+fn mmdb_and_lookup_table_reload_under_a_running_pipeline_and_bad_files_are_refused() {
     let world = World::new();
     let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
     let lookup = world.path("zones.csv");
     std::fs::write(&lookup, "ZoneName,team\na.example,alpha\nb.example,beta\n").unwrap();
+    let city = world.path("city.mmdb");
+    std::fs::copy(maxmind("GeoIP2-City-Test.mmdb"), &city).unwrap();
     let ops = format!(
         r#"[[datasets.operators]]
 type = "enrich"
+geoip = {{ database = "{}", field = "ClientIP" }}
 [[datasets.operators.lookup]]
 path = "{}"
 key = ["ZoneName"]
@@ -223,6 +226,7 @@ columns = ["team"]
 [reference]
 reload_interval = "300ms"
 "#,
+        city.display(),
         lookup.display()
     );
     let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(&ops));
@@ -238,14 +242,17 @@ reload_interval = "300ms"
     };
     let first = phase(1, &mut counts, &mut weir);
 
-    // A new version of the table: rows from now on see it.
+    // New versions of the table and the database: rows from now on see them.
     std::fs::write(&lookup, "ZoneName,team\na.example,apex\nb.example,beta\nc.example,gamma\n").unwrap();
-    wait_for_log(&world, "weir.log", "reference data reloaded", 1);
+    std::fs::copy(maxmind("GeoLite2-City-Test.mmdb"), world.path("city.mmdb.new")).unwrap();
+    std::fs::rename(world.path("city.mmdb.new"), &city).unwrap();
+    wait_for_log(&world, "weir.log", "reference data reloaded", 2);
     let second = phase(2, &mut counts, &mut weir);
 
     // A bad replacement (duplicate keys) is refused; the previous version stays.
     std::fs::write(&lookup, "ZoneName,team\na.example,x\na.example,y\n").unwrap();
-    wait_for_log(&world, "weir.log", "reference data reload refused", 1);
+    std::fs::write(&city, b"this is not a maxmind database").unwrap();
+    wait_for_log(&world, "weir.log", "reference data reload refused", 2);
     let third = phase(3, &mut counts, &mut weir);
     weir.signal("TERM");
     assert!(weir.wait_timeout(Duration::from_secs(40)).expect("exit").success());
@@ -258,6 +265,23 @@ reload_interval = "300ms"
     // `weir query` builds the chain to learn the table's schema, so it needs valid
     // reference data too: put the good version back before asking.
     std::fs::write(&lookup, "ZoneName,team\na.example,apex\nb.example,beta\nc.example,gamma\n").unwrap();
+    std::fs::copy(maxmind("GeoLite2-City-Test.mmdb"), &city).unwrap();
+    let databases = |ids: &[String]| {
+        let list = ids
+            .iter()
+            .map(|i| format!("'{i}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        world.query(
+            &config,
+            &format!(
+                "SELECT DISTINCT CASE WHEN enrich_version LIKE '%GeoLite2-City@%' THEN 'geolite' WHEN enrich_version LIKE '%GeoIP2-City@%' THEN 'geoip2' ELSE enrich_version END FROM http_requests WHERE RayID IN ({list})"
+            ),
+        )
+    };
+    assert_eq!(databases(&first), ["geoip2"]);
+    assert_eq!(databases(&second), ["geolite"]);
+    assert_eq!(databases(&third), ["geolite"], "the corrupt database was refused");
     let teams = |ids: &[String]| {
         let list = ids
             .iter()
