@@ -4,7 +4,8 @@
 //! ```text
 //! cargo build --release -p weir-pipeline -p weir-tests
 //! $CARGO_TARGET_DIR/release/weir-bench [--events 1000000] [--partitions 2] [--dir DIR]
-//!                                      [--slow-store 200ms]
+//!                                      [--slow-store 200ms] [--weir-only]
+//!                                      [--extra-config '[parquet]\nrow_group_rows = 32768']
 //! ```
 //!
 //! 1. generates `--events` compact http_requests records (~2 KB each) into `events.ndjson`;
@@ -116,43 +117,46 @@ fn main() -> Result<()> {
 
     let mut rows = Vec::new();
     let exe = std::env::current_exe()?;
+    let weir_only = args.iter().any(|a| a == "--weir-only");
+    let extra_config: String = arg(&args, "--extra-config", String::new()).replace("\\n", "\n");
     let started = Instant::now();
-    let mut child = Command::new(&exe)
-        .args(["floor"])
-        .arg(&input)
-        .arg(dir.join("floor.parquet"))
-        .spawn()?;
-    let (status, usage) = watch(&mut child, started, || false)?;
-    if !status.is_some_and(|s| s.success()) {
-        bail!("floor failed ({status:?})");
-    }
-    rows.push(("floor: arrow-json + parquet", usage, file_size(&dir.join("floor.parquet"))));
-
-    let python = cache_dir().join("venv/bin/python");
-    if python.exists() {
-        let out = dir.join("duckdb.parquet");
-        let script = "import sys, duckdb\ncon = duckdb.connect()\ncon.execute('SET threads=1')\ncon.execute(\"COPY (SELECT * FROM read_ndjson_auto(?)) TO '\" + sys.argv[2] + \"' (FORMAT parquet, COMPRESSION zstd)\", [sys.argv[1]])\n";
-        let started = Instant::now();
-        let mut child = Command::new(&python)
-            .arg("-c")
-            .arg(script)
+    if !weir_only {
+        let mut child = Command::new(&exe)
+            .args(["floor"])
             .arg(&input)
-            .arg(&out)
+            .arg(dir.join("floor.parquet"))
             .spawn()?;
         let (status, usage) = watch(&mut child, started, || false)?;
         if !status.is_some_and(|s| s.success()) {
-            bail!("duckdb failed ({status:?})");
+            bail!("floor failed ({status:?})");
         }
-        rows.push(("duckdb (threads=1)", usage, file_size(&out)));
-    } else {
-        println!("(no venv at {}: skipping DuckDB)", python.display());
-    }
+        rows.push(("floor: arrow-json + parquet", usage, file_size(&dir.join("floor.parquet"))));
 
+        let python = cache_dir().join("venv/bin/python");
+        if python.exists() {
+            let out = dir.join("duckdb.parquet");
+            let script = "import sys, duckdb\ncon = duckdb.connect()\ncon.execute('SET threads=1')\ncon.execute(\"COPY (SELECT * FROM read_ndjson_auto(?)) TO '\" + sys.argv[2] + \"' (FORMAT parquet, COMPRESSION zstd)\", [sys.argv[1]])\n";
+            let started = Instant::now();
+            let mut child = Command::new(&python)
+                .arg("-c")
+                .arg(script)
+                .arg(&input)
+                .arg(&out)
+                .spawn()?;
+            let (status, usage) = watch(&mut child, started, || false)?;
+            if !status.is_some_and(|s| s.success()) {
+                bail!("duckdb failed ({status:?})");
+            }
+            rows.push(("duckdb (threads=1)", usage, file_size(&out)));
+        } else {
+            println!("(no venv at {}: skipping DuckDB)", python.display());
+        }
+    }
     let slow: Option<String> = args
         .iter()
         .position(|a| a == "--slow-store")
         .and_then(|i| args.get(i + 1).cloned());
-    let (usage, out) = weir(&dir, &input, events, partitions, slow.as_deref())?;
+    let (usage, out) = weir(&dir, &input, events, partitions, slow.as_deref(), &extra_config)?;
     rows.push(("weir: kafka -> decode -> parquet", usage, out));
 
     println!(
@@ -269,6 +273,7 @@ fn weir(
     events: usize,
     partitions: i32,
     slow: Option<&str>,
+    extra_config: &str,
 ) -> Result<(Usage, u64)> {
     const TOPIC: &str = "bench.http_requests";
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -327,7 +332,7 @@ fn weir(
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nbrokers = \"{bootstrap}\"\ngroup_id = \"weir-bench\"\n[storage]\nurl = \"file://{}\"\n[[datasets]]\nname = \"http_requests\"\ntopic = \"{TOPIC}\"\nschema = \"http_requests\"\n",
+            "[kafka]\nbrokers = \"{bootstrap}\"\ngroup_id = \"weir-bench\"\n[storage]\nurl = \"file://{}\"\n[[datasets]]\nname = \"http_requests\"\ntopic = \"{TOPIC}\"\nschema = \"http_requests\"\n{extra_config}\n",
             lake.display()
         ),
     )?;
