@@ -8,6 +8,12 @@ use weir_pipeline::config::Config;
 use weir_pipeline::query::Format;
 use weir_pipeline::runner::{self, EnvSecrets, RunOptions};
 
+/// mimalloc instead of glibc's malloc: with tokio's and librdkafka's threads, glibc's
+/// per-thread arenas kept ~1.7x more resident memory while draining a backlog (930 MiB vs
+/// 547 MiB with `MALLOC_ARENA_MAX=2`, same run), above the 512 MiB budget.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "weir",

@@ -94,10 +94,14 @@ fn hex(bytes: &[u8]) -> String {
 fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
     let world = World::new();
     let kafka = MockKafka::start(&[(TOPIC, 4), (DEAD_TOPIC, 1)]);
+    let metrics = crate::harness::free_port();
     let config = world.config(
         "weir.toml",
         &kafka.bootstrap,
-        &format!("[dead_letter]\nkafka_topic = \"{DEAD_TOPIC}\"\n{}", dataset_toml("")),
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n[dead_letter]\nkafka_topic = \"{DEAD_TOPIC}\"\n{}",
+            dataset_toml("")
+        ),
     );
 
     // Good records with the bad ones in between, all in partition 0 so their offsets are known.
@@ -128,6 +132,15 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
         &mut [&mut weir],
     );
     assert_eq!(dead, bad.len(), "dead letters");
+
+    // The dead-letter counter agrees with the table.
+    let text = crate::harness::http_get(metrics, "/metrics").unwrap_or_default();
+    let counted: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("weir_dead_letters_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(counted, bad.len() as u64, "metrics:\n{text}");
 
     // SIGTERM: commit what is in flight, exit 0.
     weir.signal("TERM");

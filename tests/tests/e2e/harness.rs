@@ -611,3 +611,14 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     sock.read_to_string(&mut text).ok()?;
     text.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// `GET path` on 127.0.0.1:port: the response body, or `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(sock, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    sock.read_to_string(&mut text).ok()?;
+    Some(text.split_once("\r\n\r\n")?.1.to_owned())
+}
