@@ -11,7 +11,7 @@ use weir_schemas::synth::HttpRequests;
 use crate::backbone::{TOPIC, dataset_toml};
 use crate::harness::{Proc, World, cache_dir, free_port, produce_http};
 
-fn tansu_bin() -> PathBuf {
+pub fn tansu_bin() -> PathBuf {
     let lib = cache_dir().join("venv/lib");
     let python = std::fs::read_dir(&lib)
         .expect("the test venv (run .ci/install)")
