@@ -39,6 +39,19 @@
 //! * **Clean for plain readers (5).** Recovery deletes the files of every intent that no
 //!   entry committed, before the new owner consumes anything.
 //!
+//! Recovery by a new owner holding epoch F, when the tail is entry N:
+//!
+//! ```text
+//!  a. put epochs/<F> if absent       (F greater than every earlier claim)
+//!  b. read the tail: entry N
+//!  c. an intent pending/<N+1>-e<E>, E < F, exists? Its writer may only be paused, and
+//!     could still create entries/<N+1> after we delete its files. So first:
+//!     put entries/<N+1> if absent, as a takeover entry (no records, next_offset of N)
+//!        ├─▶ ok: N+1 is ours; no older attempt can ever commit; the tail is now N+1
+//!        └─▶ exists: that writer committed after all; its files are real: back to b.
+//!  d. delete the files of every intent no entry names, then the intents
+//! ```
+//!
 //! A conditional put that fails with a transient error may still have landed; the retry then
 //! finds the entry present, reads it back, and treats it as its own when it is byte-equal.
 
