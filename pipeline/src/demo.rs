@@ -159,7 +159,9 @@ type = "redact"
     pipeline.await??;
     println!("  everything committed after {:.1?}\n", started.elapsed());
 
-    let resources = crate::reference::load(&config).await.map_err(anyhow::Error::msg)?;
+    let resources = crate::reference::load(&config)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let datasets = runner::prepare(&config, &EnvSecrets, &resources)?;
     let ctx = crate::query::session(store, &datasets).await?;
     for (title, sql) in [

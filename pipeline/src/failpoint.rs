@@ -30,7 +30,11 @@ pub const POINTS: &[&str] = &[
 pub fn arm_from_env() -> Result<(), String> {
     if let Ok(faults) = std::env::var("WEIR_STORE_FAULTS") {
         let spec = crate::faulty_store::FaultSpec::parse(&faults)?;
-        tracing::warn!(rate = spec.rate, seed = spec.seed, "object store fault injection on");
+        tracing::warn!(
+            rate = spec.rate,
+            seed = spec.seed,
+            "object store fault injection on"
+        );
         let _ = STORE_FAULTS.set(spec);
     }
     let Ok(spec) = std::env::var("WEIR_FAILPOINT") else {

@@ -166,8 +166,18 @@ async fn with_fault<T>(
 
 #[async_trait::async_trait]
 impl ObjectStore for FaultyStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> OsResult<PutResult> {
-        with_fault(&self.dice, "put", self.inner.put_opts(location, payload, opts)).await
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
+        with_fault(
+            &self.dice,
+            "put",
+            self.inner.put_opts(location, payload, opts),
+        )
+        .await
     }
 
     async fn put_multipart_opts(
@@ -245,7 +255,10 @@ mod tests {
     #[test]
     fn spec_parses_and_refuses_nonsense() {
         let s = FaultSpec::parse("rate=0.2,seed=7,delay=50ms").unwrap();
-        assert_eq!((s.rate, s.seed, s.delay), (0.2, 7, Duration::from_millis(50)));
+        assert_eq!(
+            (s.rate, s.seed, s.delay),
+            (0.2, 7, Duration::from_millis(50))
+        );
         assert!(FaultSpec::parse("rate=2").is_err());
         assert!(FaultSpec::parse("speed=1").is_err());
     }

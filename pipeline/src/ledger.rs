@@ -578,7 +578,9 @@ impl PartitionLedger {
                 dead_lettered: 0,
                 files: Vec::new(),
                 dead_letters: Vec::new(),
-                operator_state: previous.map(|e| e.operator_state.clone()).unwrap_or_default(),
+                operator_state: previous
+                    .map(|e| e.operator_state.clone())
+                    .unwrap_or_default(),
                 config_hash: previous.map(|e| e.config_hash.clone()).unwrap_or_default(),
                 weir_version: env!("CARGO_PKG_VERSION").to_owned(),
                 takeover: true,
@@ -873,7 +875,9 @@ mod tests {
             .put(&Path::from("early.parquet"), PutPayload::from_static(b"x"))
             .await
             .unwrap();
-        l.write_intent(1, 1, &["early.parquet".into()]).await.unwrap();
+        l.write_intent(1, 1, &["early.parquet".into()])
+            .await
+            .unwrap();
         let (tail, deleted) = l.clean_orphans(Tail::default(), 2).await.unwrap();
         assert_eq!(deleted, 1);
         assert_eq!(tail.next_seq(), 2);

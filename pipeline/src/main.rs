@@ -116,7 +116,9 @@ async fn async_main(cli: Cli) -> Result<()> {
             sql,
         } => {
             let config = Config::load(&config)?;
-            let resources = weir_pipeline::reference::load(&config).await.map_err(anyhow::Error::msg)?;
+            let resources = weir_pipeline::reference::load(&config)
+                .await
+                .map_err(anyhow::Error::msg)?;
             let datasets = runner::prepare(&config, &EnvSecrets, &resources)?;
             let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
                 .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;

@@ -65,7 +65,10 @@ pub async fn session(
         .with_target_partitions(2);
     config.options_mut().sql_parser.enable_ident_normalization = false;
     // Dead letters sit one directory down (`_weir/dead_letter/<dataset>/`).
-    config.options_mut().execution.listing_table_ignore_subdirectory = false;
+    config
+        .options_mut()
+        .execution
+        .listing_table_ignore_subdirectory = false;
     let ctx = SessionContext::new_with_config(config);
     let url = url::Url::parse(LAKE_URL).expect("static url");
     let view: Arc<dyn ObjectStore> = Arc::new(CommittedView::new(store, committed));

@@ -112,7 +112,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
-    let resources = Arc::new(crate::reference::load(&config).await.map_err(RunError::Fatal)?);
+    let resources = Arc::new(
+        crate::reference::load(&config)
+            .await
+            .map_err(RunError::Fatal)?,
+    );
     let datasets = prepare(&config, secrets.as_ref(), &resources)?;
     let mut store = crate::store::open(&config.storage.url, &config.storage.options)
         .map_err(RunError::Store)?;
@@ -134,7 +138,8 @@ pub async fn run(
         resources,
         dead_letter_topic,
     );
-    let reloader = crate::reference::spawn_reloader(Arc::new(config.clone()), shared.resources.clone());
+    let reloader =
+        crate::reference::spawn_reloader(Arc::new(config.clone()), shared.resources.clone());
     info!(
         storage = %config.storage.url,
         brokers = %config.kafka.brokers,

@@ -67,7 +67,10 @@ fn example_configs_pass_check_config() {
         assert!(stdout.contains(": ok ("), "{stdout}");
         checked += 1;
     }
-    assert!(checked >= 4, "expected an example per built-in dataset, found {checked}");
+    assert!(
+        checked >= 4,
+        "expected an example per built-in dataset, found {checked}"
+    );
 }
 
 #[test]
@@ -79,7 +82,10 @@ fn verbs_exist() {
     }
     let out = weir().args(["query", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("--format") && help.contains("--config"), "{help}");
+    assert!(
+        help.contains("--format") && help.contains("--config"),
+        "{help}"
+    );
 }
 
 #[test]

@@ -825,12 +825,9 @@ fn run_length(gate: &Gate) -> Option<usize> {
         }
         Gate::SsnRun | Gate::PlusRun => Some(11),
         Gate::NanpRun => Some(12),
-        Gate::Always
-        | Gate::At
-        | Gate::AtOrEncoded
-        | Gate::Colon
-        | Gate::Names
-        | Gate::Literal => None,
+        Gate::Always | Gate::At | Gate::AtOrEncoded | Gate::Colon | Gate::Names | Gate::Literal => {
+            None
+        }
     }
 }
 
@@ -946,7 +943,11 @@ impl Scanner {
             mark(&mut hints, &mut self.encoded_at.find_iter(data), HINT_AT);
         }
         if wanted & HINT_SEP != 0 {
-            mark(&mut hints, &mut memchr::memchr3_iter(b'=', b':', b'%', data), HINT_SEP);
+            mark(
+                &mut hints,
+                &mut memchr::memchr3_iter(b'=', b':', b'%', data),
+                HINT_SEP,
+            );
         }
         if wanted & HINT_COLON != 0 {
             mark(&mut hints, &mut memchr::memchr_iter(b':', data), HINT_COLON);

@@ -176,12 +176,7 @@ impl RedactOperator {
     /// Rewrites one string; returns `None` when nothing in it matched. `hint`: the
     /// string's bits from [`Scanner::column_hints`](super::detectors::Scanner::column_hints),
     /// if the column was hinted.
-    fn redact_str(
-        &mut self,
-        value: &str,
-        hint: Option<u8>,
-        counts: &mut Counts,
-    ) -> Option<String> {
+    fn redact_str(&mut self, value: &str, hint: Option<u8>, counts: &mut Counts) -> Option<String> {
         self.strings_total += 1;
         let mut hits = std::mem::take(&mut self.scratch);
         hits.clear();
@@ -234,7 +229,8 @@ impl RedactOperator {
             let replaced = if sensitive.is_some_and(|s| s[i]) {
                 counts.hits[key_slot] += 1;
                 Some(self.profile.key_placeholder.clone())
-            } else if !scanner.may_admit(hints[i], offsets[i + 1].as_usize() - offsets[i].as_usize())
+            } else if !scanner
+                .may_admit(hints[i], offsets[i + 1].as_usize() - offsets[i].as_usize())
             {
                 // no gate can pass: what `redact_str` would conclude, without the set-up
                 self.strings_total += 1;

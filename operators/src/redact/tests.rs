@@ -1204,4 +1204,3 @@ fn oracle_detect_secrets_findings_are_redacted() {
         survived.join("\n")
     );
 }
-

@@ -40,7 +40,11 @@ impl DeadLetterTopic {
         // The connection settings (security, TLS, SASL) the consumer uses; the consumer-only
         // keys among them make librdkafka log a warning and are otherwise ignored.
         for (k, v) in &config.kafka.properties {
-            if k.starts_with("security.") || k.starts_with("ssl.") || k.starts_with("sasl.") || k == "client.id" {
+            if k.starts_with("security.")
+                || k.starts_with("ssl.")
+                || k.starts_with("sasl.")
+                || k == "client.id"
+            {
                 client.set(k, v);
             }
         }
@@ -67,13 +71,34 @@ impl DeadLetterTopic {
             let partition = l.partition.to_string();
             let offset = l.offset.to_string();
             let headers = OwnedHeaders::new()
-                .insert(Header { key: "weir.dataset", value: Some(dataset) })
-                .insert(Header { key: "weir.topic", value: Some(l.topic.as_str()) })
-                .insert(Header { key: "weir.partition", value: Some(partition.as_str()) })
-                .insert(Header { key: "weir.offset", value: Some(offset.as_str()) })
-                .insert(Header { key: "weir.stage", value: Some(l.stage.as_str()) })
-                .insert(Header { key: "weir.error_kind", value: Some(l.error_kind.as_str()) })
-                .insert(Header { key: "weir.error", value: Some(l.error.as_str()) });
+                .insert(Header {
+                    key: "weir.dataset",
+                    value: Some(dataset),
+                })
+                .insert(Header {
+                    key: "weir.topic",
+                    value: Some(l.topic.as_str()),
+                })
+                .insert(Header {
+                    key: "weir.partition",
+                    value: Some(partition.as_str()),
+                })
+                .insert(Header {
+                    key: "weir.offset",
+                    value: Some(offset.as_str()),
+                })
+                .insert(Header {
+                    key: "weir.stage",
+                    value: Some(l.stage.as_str()),
+                })
+                .insert(Header {
+                    key: "weir.error_kind",
+                    value: Some(l.error_kind.as_str()),
+                })
+                .insert(Header {
+                    key: "weir.error",
+                    value: Some(l.error.as_str()),
+                });
             let mut record = FutureRecord::to(&self.topic)
                 .key(&key)
                 .payload(l.raw.as_slice())
@@ -97,7 +122,11 @@ impl DeadLetterTopic {
             };
             pending.push(delivery);
         }
-        for (i, delivery) in futures::future::join_all(pending).await.into_iter().enumerate() {
+        for (i, delivery) in futures::future::join_all(pending)
+            .await
+            .into_iter()
+            .enumerate()
+        {
             let letter = &letters[i];
             let failed = |e: String| {
                 format!(

@@ -218,9 +218,7 @@ impl WeirContext {
         }
         let timeout = self.shared.config.shutdown.timeout;
         let handle = self.runtime.clone();
-        tokio::task::block_in_place(move || {
-            handle.block_on(join_all_within(running, timeout))
-        });
+        tokio::task::block_in_place(move || handle.block_on(join_all_within(running, timeout)));
     }
 
     /// Stops every worker (graceful shutdown: each commits what it has).
@@ -243,7 +241,10 @@ impl WeirContext {
 async fn join_all_within(running: Vec<Running>, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
     for mut r in running {
-        if tokio::time::timeout_at(deadline, &mut r.join).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut r.join)
+            .await
+            .is_err()
+        {
             r.join.abort();
             warn!(timeout = ?timeout, "partition worker did not finish within shutdown.timeout; aborted, its open commit is abandoned");
         }

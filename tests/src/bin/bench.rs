@@ -63,17 +63,35 @@ fn sample(pid: u32) -> Option<(f64, f64)> {
 
 /// Polls `child` every 20 ms until it exits (or `until` says stop), returning the last
 /// usage seen. Misses at most the final 20 ms of a run.
-fn watch(child: &mut Child, started: Instant, mut until: impl FnMut() -> bool) -> Result<(Option<std::process::ExitStatus>, Usage)> {
+fn watch(
+    child: &mut Child,
+    started: Instant,
+    mut until: impl FnMut() -> bool,
+) -> Result<(Option<std::process::ExitStatus>, Usage)> {
     let mut last = (0.0, 0.0);
     loop {
         if let Some(status) = child.try_wait()? {
-            return Ok((Some(status), Usage { wall: started.elapsed().as_secs_f64(), cpu: last.0, max_rss_mib: last.1 }));
+            return Ok((
+                Some(status),
+                Usage {
+                    wall: started.elapsed().as_secs_f64(),
+                    cpu: last.0,
+                    max_rss_mib: last.1,
+                },
+            ));
         }
         if let Some(s) = sample(child.id()) {
             last = s;
         }
         if until() {
-            return Ok((None, Usage { wall: started.elapsed().as_secs_f64(), cpu: last.0, max_rss_mib: last.1 }));
+            return Ok((
+                None,
+                Usage {
+                    wall: started.elapsed().as_secs_f64(),
+                    cpu: last.0,
+                    max_rss_mib: last.1,
+                },
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -130,7 +148,11 @@ fn main() -> Result<()> {
         if !status.is_some_and(|s| s.success()) {
             bail!("floor failed ({status:?})");
         }
-        rows.push(("floor: arrow-json + parquet", usage, file_size(&dir.join("floor.parquet"))));
+        rows.push((
+            "floor: arrow-json + parquet",
+            usage,
+            file_size(&dir.join("floor.parquet")),
+        ));
 
         let python = cache_dir().join("venv/bin/python");
         if python.exists() {
@@ -156,7 +178,14 @@ fn main() -> Result<()> {
         .iter()
         .position(|a| a == "--slow-store")
         .and_then(|i| args.get(i + 1).cloned());
-    let (usage, out) = weir(&dir, &input, events, partitions, slow.as_deref(), &extra_config)?;
+    let (usage, out) = weir(
+        &dir,
+        &input,
+        events,
+        partitions,
+        slow.as_deref(),
+        &extra_config,
+    )?;
     rows.push(("weir: kafka -> decode -> parquet", usage, out));
 
     println!(
@@ -180,10 +209,16 @@ fn main() -> Result<()> {
             .map(|r| events as f64 / r.1.cpu)
     };
     if let (Some(w), Some(f)) = (per("weir"), per("floor")) {
-        println!("\nweir / floor throughput per core: {:.2}x (target: floor within 1.25x, i.e. >= 0.80)", w / f);
+        println!(
+            "\nweir / floor throughput per core: {:.2}x (target: floor within 1.25x, i.e. >= 0.80)",
+            w / f
+        );
     }
     if let (Some(w), Some(d)) = (per("weir"), per("duckdb")) {
-        println!("weir / duckdb throughput per core: {:.2}x (goal: 1.5x)", w / d);
+        println!(
+            "weir / duckdb throughput per core: {:.2}x (goal: 1.5x)",
+            w / d
+        );
     }
     Ok(())
 }
@@ -234,7 +269,10 @@ fn floor(input: &Path, output: &Path) -> Result<()> {
     let reader = arrow_json::ReaderBuilder::new(Arc::clone(&schema))
         .with_batch_size(8192)
         .with_coerce_primitive(true)
-        .build(BufReader::with_capacity(1 << 20, std::fs::File::open(input)?))?;
+        .build(BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(input)?,
+        ))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_max_row_group_row_count(Some(131_072))
@@ -276,12 +314,20 @@ fn weir(
     extra_config: &str,
 ) -> Result<(Usage, u64)> {
     const TOPIC: &str = "bench.http_requests";
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let url = format!("tcp://127.0.0.1:{port}");
     let tansu = tansu_bin()?;
     let _broker = Kill(
         Command::new(&tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -289,7 +335,15 @@ fn weir(
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !Command::new(&tansu)
-        .args(["topic", "create", TOPIC, "--partitions", &partitions.to_string(), "--broker", &url])
+        .args([
+            "topic",
+            "create",
+            TOPIC,
+            "--partitions",
+            &partitions.to_string(),
+            "--broker",
+            &url,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()?
@@ -309,13 +363,23 @@ fn weir(
         .create()?;
     let started = Instant::now();
     let mut counts = vec![0i64; partitions as usize];
-    for (i, line) in BufReader::new(std::fs::File::open(input)?).split(b'\n').enumerate() {
+    for (i, line) in BufReader::new(std::fs::File::open(input)?)
+        .split(b'\n')
+        .enumerate()
+    {
         let line = line?;
         let p = (i % partitions as usize) as i32;
         loop {
-            match producer.send(BaseRecord::<(), [u8]>::to(TOPIC).partition(p).payload(&line)) {
+            match producer.send(
+                BaseRecord::<(), [u8]>::to(TOPIC)
+                    .partition(p)
+                    .payload(&line),
+            ) {
                 Ok(()) => break,
-                Err((e, _)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                Err((e, _))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
                     producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => bail!("produce: {e}"),
@@ -325,7 +389,10 @@ fn weir(
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(600))?;
-    println!("produced the backlog into tansu in {:.1?}", started.elapsed());
+    println!(
+        "produced the backlog into tansu in {:.1?}",
+        started.elapsed()
+    );
 
     let lake = dir.join("lake");
     let config = dir.join("weir.toml");
@@ -360,20 +427,30 @@ fn weir(
         // The ledger is read every 100 ms; usage is taken just before SIGTERM, so the
         // figures cover draining the backlog, not the shutdown.
         polls % 5 == 0
-            && ((0..partitions).all(|p| next_offset(&lake, TOPIC, p).unwrap_or(0) >= counts[p as usize])
+            && ((0..partitions)
+                .all(|p| next_offset(&lake, TOPIC, p).unwrap_or(0) >= counts[p as usize])
                 || Instant::now() > deadline)
     })?;
     if let Some(status) = status {
-        bail!("weir run exited early with {status}; see {}", dir.join("weir.log").display());
+        bail!(
+            "weir run exited early with {status}; see {}",
+            dir.join("weir.log").display()
+        );
     }
     let drained = started.elapsed();
     if Instant::now() > deadline {
         bail!("weir did not drain the backlog in an hour");
     }
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()?;
     let status = child.wait()?;
     if !status.success() {
-        bail!("weir run exited with {status} after SIGTERM; see {}", dir.join("weir.log").display());
+        bail!(
+            "weir run exited with {status} after SIGTERM; see {}",
+            dir.join("weir.log").display()
+        );
     }
     println!("weir drained {events} events in {drained:.1?}");
     Ok((usage, dir_parquet_bytes(&lake.join("http_requests"))))

@@ -147,7 +147,11 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
     let status = weir
         .wait_timeout(Duration::from_secs(40))
         .expect("weir exits after SIGTERM");
-    assert!(status.success(), "exit status {status}\n{}", world.log("weir-1.log"));
+    assert!(
+        status.success(),
+        "exit status {status}\n{}",
+        world.log("weir-1.log")
+    );
 
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
@@ -161,7 +165,11 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
     for (i, ((payload, kind), row)) in bad.iter().zip(&rows).enumerate() {
         let cols: Vec<&str> = row.split(',').collect();
         assert_eq!(cols[0], "0", "partition of dead letter {i}: {row}");
-        assert_eq!(cols[1], (300 + i).to_string(), "offset of dead letter {i}: {row}");
+        assert_eq!(
+            cols[1],
+            (300 + i).to_string(),
+            "offset of dead letter {i}: {row}"
+        );
         assert_eq!(cols[2], "decode", "stage of dead letter {i}: {row}");
         assert_eq!(cols[3], *kind, "kind of dead letter {i}: {row}");
         assert_eq!(cols[4], payload.len().to_string(), "byte count: {row}");
@@ -180,7 +188,10 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
             .find(|c| c.0 == key)
             .unwrap_or_else(|| panic!("no dead-letter message {key}"));
         assert_eq!(&copy.1, payload, "{key} payload");
-        assert_eq!(copy.2.get("weir.error_kind").map(String::as_str), Some(*kind));
+        assert_eq!(
+            copy.2.get("weir.error_kind").map(String::as_str),
+            Some(*kind)
+        );
         assert_eq!(copy.2.get("weir.stage").map(String::as_str), Some("decode"));
     }
 
@@ -198,7 +209,13 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
     assert_eq!(none, vec!["0".to_string()]);
 
     // Restart: resumes from the ledger, nothing read twice.
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, 4, 100, &mut generator));
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        4,
+        100,
+        &mut generator,
+    ));
     let mut weir = world.weir_run(&config, "weir-2.log", &[]);
     let got = world.wait_rows(
         &config,
@@ -207,9 +224,18 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
         Duration::from_secs(120),
         &mut [&mut weir],
     );
-    assert_eq!(got, ids.len(), "rows after restart\n{}", world.log("weir-2.log"));
+    assert_eq!(
+        got,
+        ids.len(),
+        "rows after restart\n{}",
+        world.log("weir-2.log")
+    );
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(40)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(40))
+            .expect("exit")
+            .success()
+    );
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
     let dead = world.query(&config, "SELECT count(*) FROM dead_letter");
@@ -238,5 +264,9 @@ fn bad_config_is_refused_naming_the_key() {
     let mut weir = world.weir_run(&config, "bad.log", &[]);
     let status = weir.wait_timeout(Duration::from_secs(20)).expect("exits");
     assert!(!status.success());
-    assert!(world.log("bad.log").contains("rate"), "{}", world.log("bad.log"));
+    assert!(
+        world.log("bad.log").contains("rate"),
+        "{}",
+        world.log("bad.log")
+    );
 }

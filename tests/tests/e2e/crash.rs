@@ -16,7 +16,12 @@ const PARTITIONS: i32 = 4;
 fn crash_then_recover(name: &str, storage_extra: &str, points: &[&str]) {
     let world = World::new();
     let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
-    let config = world.config_with("weir.toml", &kafka.bootstrap, storage_extra, &dataset_toml(""));
+    let config = world.config_with(
+        "weir.toml",
+        &kafka.bootstrap,
+        storage_extra,
+        &dataset_toml(""),
+    );
     let mut generator = HttpRequests::new(name.len() as u64).compact(true);
     let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 300, &mut generator);
     // Bad records in partition 1, between good ones: dead letters must also land once.
@@ -32,13 +37,24 @@ fn crash_then_recover(name: &str, storage_extra: &str, points: &[&str]) {
         let mut weir = world.weir_run(&config, &log, &[("WEIR_FAILPOINT", point)]);
         let status = weir
             .wait_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|| panic!("{name}: failpoint {point} never reached\n{}", world.log(&log)));
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name}: failpoint {point} never reached\n{}",
+                    world.log(&log)
+                )
+            });
         assert!(
             !status.success() && world.log(&log).contains("failpoint"),
             "{name}: weir should have aborted at {point}, got {status}\n{}",
             world.log(&log)
         );
-        ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 50, &mut generator));
+        ids.extend(produce_http(
+            &kafka.bootstrap,
+            TOPIC,
+            PARTITIONS,
+            50,
+            &mut generator,
+        ));
     }
     let mut weir = world.weir_run(&config, "weir-final.log", &[]);
     let got = world.wait_rows(
@@ -48,7 +64,12 @@ fn crash_then_recover(name: &str, storage_extra: &str, points: &[&str]) {
         Duration::from_secs(180),
         &mut [&mut weir],
     );
-    assert_eq!(got, ids.len(), "{name}: rows\n{}", world.log("weir-final.log"));
+    assert_eq!(
+        got,
+        ids.len(),
+        "{name}: rows\n{}",
+        world.log("weir-final.log")
+    );
     weir.signal("TERM");
     let status = weir.wait_timeout(Duration::from_secs(40)).expect("exit");
     assert!(status.success(), "{name}: {status}");
@@ -73,11 +94,7 @@ fn crash_mid_batch() {
 
 #[test]
 fn crash_after_upload_before_ledger_then_during_orphan_cleanup() {
-    crash_then_recover(
-        "after-upload",
-        "",
-        &["after-upload:2", "orphan-cleanup:1"],
-    );
+    crash_then_recover("after-upload", "", &["after-upload:2", "orphan-cleanup:1"]);
 }
 
 #[test]
@@ -110,11 +127,21 @@ fn random_kills() {
     let mut generator = HttpRequests::new(99).compact(true);
     let mut ids = Vec::new();
     for i in 0..kills {
-        ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 60, &mut generator));
+        ids.extend(produce_http(
+            &kafka.bootstrap,
+            TOPIC,
+            PARTITIONS,
+            60,
+            &mut generator,
+        ));
         let log = format!("weir-{i}.log");
         let mut weir = world.weir_run(&config, &log, &[]);
         std::thread::sleep(Duration::from_millis(rng.random_range(500..6_000)));
-        assert!(weir.running(), "weir exited on its own\n{}", world.log(&log));
+        assert!(
+            weir.running(),
+            "weir exited on its own\n{}",
+            world.log(&log)
+        );
         weir.signal("KILL");
         weir.wait_timeout(Duration::from_secs(10)).expect("killed");
     }
@@ -128,7 +155,11 @@ fn random_kills() {
     );
     assert_eq!(got, ids.len(), "rows\n{}", world.log("weir-final.log"));
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(40)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(40))
+            .expect("exit")
+            .success()
+    );
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
 }

@@ -27,8 +27,20 @@ fn injected_store_faults_are_retried_and_the_table_stays_exact() {
     let faults = [("WEIR_STORE_FAULTS", "rate=0.15,seed=3,delay=200ms")];
     let mut weir = world.weir_run(&config, "weir.log", &faults);
     std::thread::sleep(Duration::from_secs(3));
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(240), &mut [&mut weir]);
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        100,
+        &mut generator,
+    ));
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(240),
+        &mut [&mut weir],
+    );
     assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
     assert!(
         world.log("weir.log").contains("injected fault"),
@@ -36,7 +48,11 @@ fn injected_store_faults_are_retried_and_the_table_stays_exact() {
         world.log("weir.log")
     );
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(60)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(60))
+            .expect("exit")
+            .success()
+    );
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
 }
@@ -49,28 +65,57 @@ fn store_outage_stops_consumption_reports_unhealthy_and_recovers() {
     let config = world.config(
         "weir.toml",
         &kafka.bootstrap,
-        &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}", dataset_toml("")),
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}",
+            dataset_toml("")
+        ),
     );
     let mut generator = HttpRequests::new(32).compact(true);
     let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator);
     let mut weir = world.weir_run(&config, "weir.log", &[]);
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(120), &mut [&mut weir]);
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut weir],
+    );
     assert_eq!(got, ids.len());
     assert_eq!(http_status(metrics, "/healthz"), Some(200));
 
     world.s3.stop();
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        100,
+        &mut generator,
+    ));
     let deadline = Instant::now() + Duration::from_secs(90);
     while http_status(metrics, "/healthz") != Some(503) {
-        assert!(Instant::now() < deadline, "never reported unhealthy\n{}", world.log("weir.log"));
-        assert!(weir.running(), "weir gave up during the outage\n{}", world.log("weir.log"));
+        assert!(
+            Instant::now() < deadline,
+            "never reported unhealthy\n{}",
+            world.log("weir.log")
+        );
+        assert!(
+            weir.running(),
+            "weir gave up during the outage\n{}",
+            world.log("weir.log")
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     std::thread::sleep(Duration::from_secs(3));
     assert!(weir.running(), "weir exited during the outage");
 
     world.s3.restart();
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(180), &mut [&mut weir]);
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(180),
+        &mut [&mut weir],
+    );
     assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_status(metrics, "/healthz") != Some(200) {
@@ -80,7 +125,11 @@ fn store_outage_stops_consumption_reports_unhealthy_and_recovers() {
     let text = metrics_text(metrics);
     assert!(text.contains("weir_store_errors_total"), "{text}");
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(60)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(60))
+            .expect("exit")
+            .success()
+    );
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
 }
@@ -105,13 +154,33 @@ fn broker_outage_then_exactly_once() {
     std::thread::sleep(Duration::from_secs(3));
     kafka.command("down");
     std::thread::sleep(Duration::from_secs(8));
-    assert!(weir.running(), "weir exited while the broker was down\n{}", world.log("weir.log"));
+    assert!(
+        weir.running(),
+        "weir exited while the broker was down\n{}",
+        world.log("weir.log")
+    );
     kafka.command("up");
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 150, &mut generator));
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(180), &mut [&mut weir]);
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        150,
+        &mut generator,
+    ));
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(180),
+        &mut [&mut weir],
+    );
     assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(60)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(60))
+            .expect("exit")
+            .success()
+    );
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
 }
@@ -129,7 +198,13 @@ fn broker_process_restart_with_tansu() {
         let log = std::fs::File::create(world.path(log)).unwrap();
         crate::harness::Proc {
             child: Command::new(crate::tansu::tansu_bin())
-                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
                 .args(["--storage-engine", "s3://tansu/"])
                 .env("AWS_ACCESS_KEY_ID", crate::harness::ACCESS_KEY)
                 .env("AWS_SECRET_ACCESS_KEY", crate::harness::SECRET_KEY)
@@ -148,7 +223,15 @@ fn broker_process_restart_with_tansu() {
     let mut tansu = start_tansu("tansu-1.log");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !Command::new(crate::tansu::tansu_bin())
-        .args(["topic", "create", TOPIC, "--partitions", "2", "--broker", &url])
+        .args([
+            "topic",
+            "create",
+            TOPIC,
+            "--partitions",
+            "2",
+            "--broker",
+            &url,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -163,21 +246,43 @@ fn broker_process_restart_with_tansu() {
     let mut generator = HttpRequests::new(34).compact(true);
     let mut ids = produce_http(&bootstrap, TOPIC, 2, 150, &mut generator);
     let mut weir = world.weir_run(&config, "weir.log", &[]);
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(120), &mut [&mut weir]);
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut weir],
+    );
     assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
 
     // Kill the broker process, keep it down a while, start a new one on the same port.
     tansu.signal("KILL");
-    tansu.wait_timeout(Duration::from_secs(10)).expect("tansu killed");
+    tansu
+        .wait_timeout(Duration::from_secs(10))
+        .expect("tansu killed");
     std::thread::sleep(Duration::from_secs(5));
-    assert!(weir.running(), "weir exited while the broker was gone\n{}", world.log("weir.log"));
+    assert!(
+        weir.running(),
+        "weir exited while the broker was gone\n{}",
+        world.log("weir.log")
+    );
     let _tansu = start_tansu("tansu-2.log");
     std::thread::sleep(Duration::from_secs(1));
     ids.extend(produce_http(&bootstrap, TOPIC, 2, 150, &mut generator));
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(180), &mut [&mut weir]);
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(180),
+        &mut [&mut weir],
+    );
     assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(60)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(60))
+            .expect("exit")
+            .success()
+    );
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
 }

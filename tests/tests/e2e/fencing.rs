@@ -20,24 +20,66 @@ fn paused_owner_is_fenced_after_its_partitions_move() {
     let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 200, &mut generator);
 
     let mut a = world.weir_run(&config, "a.log", &[]);
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(120), &mut [&mut a]);
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut a],
+    );
     assert_eq!(got, ids.len(), "{}", world.log("a.log"));
 
     // A is frozen holding uncommitted rows; B takes over once A's session times out.
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        100,
+        &mut generator,
+    ));
     std::thread::sleep(Duration::from_millis(400));
     a.signal("STOP");
     let mut b = world.weir_run(&config, "b.log", &[]);
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(120), &mut [&mut b]);
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        100,
+        &mut generator,
+    ));
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut b],
+    );
     assert_eq!(got, ids.len(), "b took over\n{}", world.log("b.log"));
 
     // A wakes up believing it still owns everything: its commits must be refused.
     a.signal("CONT");
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        100,
+        &mut generator,
+    ));
     std::thread::sleep(Duration::from_secs(8));
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(120), &mut [&mut b]);
-    assert_eq!(got, ids.len(), "after the zombie woke\n{}\n{}", world.log("a.log"), world.log("b.log"));
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut b],
+    );
+    assert_eq!(
+        got,
+        ids.len(),
+        "after the zombie woke\n{}\n{}",
+        world.log("a.log"),
+        world.log("b.log")
+    );
     for w in [&mut a, &mut b] {
         if w.running() {
             w.signal("TERM");
@@ -59,18 +101,52 @@ fn members_join_and_leave_mid_stream() {
     let mut a = world.weir_run(&config, "a.log", &[]);
     std::thread::sleep(Duration::from_secs(2));
     let mut b = world.weir_run(&config, "b.log", &[]);
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        100,
+        &mut generator,
+    ));
     let mut c = world.weir_run(&config, "c.log", &[]);
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        100,
+        &mut generator,
+    ));
     std::thread::sleep(Duration::from_secs(3));
     // B leaves cleanly, C leaves by dying; their partitions move back to A.
     b.signal("TERM");
-    assert!(b.wait_timeout(Duration::from_secs(40)).expect("b exits").success());
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
+    assert!(
+        b.wait_timeout(Duration::from_secs(40))
+            .expect("b exits")
+            .success()
+    );
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        100,
+        &mut generator,
+    ));
     c.signal("KILL");
     c.wait_timeout(Duration::from_secs(10)).expect("c killed");
-    ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator));
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(180), &mut [&mut a]);
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        100,
+        &mut generator,
+    ));
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(180),
+        &mut [&mut a],
+    );
     assert_eq!(
         got,
         ids.len(),
@@ -80,7 +156,11 @@ fn members_join_and_leave_mid_stream() {
         world.log("c.log")
     );
     a.signal("TERM");
-    assert!(a.wait_timeout(Duration::from_secs(40)).expect("a exits").success());
+    assert!(
+        a.wait_timeout(Duration::from_secs(40))
+            .expect("a exits")
+            .success()
+    );
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
 }

@@ -210,7 +210,9 @@ impl MockKafka {
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        stdout.read_line(&mut line).expect("mock kafka bootstrap line");
+        stdout
+            .read_line(&mut line)
+            .expect("mock kafka bootstrap line");
         let bootstrap = line
             .trim()
             .strip_prefix("bootstrap=")
@@ -327,7 +329,13 @@ impl World {
     }
 
     /// Like [`World::config`], with extra keys for the `[storage]` section.
-    pub fn config_with(&self, name: &str, brokers: &str, storage_extra: &str, extra: &str) -> PathBuf {
+    pub fn config_with(
+        &self,
+        name: &str,
+        brokers: &str,
+        storage_extra: &str,
+        extra: &str,
+    ) -> PathBuf {
         let text = format!(
             r#"[kafka]
 brokers = "{brokers}"
@@ -365,13 +373,19 @@ timeout = "20s"
             .open(self.path(log_name))
             .unwrap();
         let mut cmd = Command::new(weir_bin());
-        cmd.args(["run", "--enable-failpoints", "--connect-timeout", "60s", "--config"])
-            .arg(config)
-            .env("WEIR_LOG", "info,weir_pipeline=debug")
-            .env_remove("WEIR_FAILPOINT")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        cmd.args([
+            "run",
+            "--enable-failpoints",
+            "--connect-timeout",
+            "60s",
+            "--config",
+        ])
+        .arg(config)
+        .env("WEIR_LOG", "info,weir_pipeline=debug")
+        .env_remove("WEIR_FAILPOINT")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -585,10 +599,11 @@ impl World {
     ) {
         let deadline = Instant::now() + limit;
         loop {
-            let done = want
-                .iter()
-                .enumerate()
-                .all(|(p, w)| self.ledger_next_offset(dataset, topic, p as i32).unwrap_or(0) >= *w);
+            let done = want.iter().enumerate().all(|(p, w)| {
+                self.ledger_next_offset(dataset, topic, p as i32)
+                    .unwrap_or(0)
+                    >= *w
+            });
             if done {
                 return;
             }
@@ -606,7 +621,11 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     use std::io::Read;
     let mut sock = TcpStream::connect(("127.0.0.1", port)).ok()?;
     sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(sock, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").ok()?;
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     sock.read_to_string(&mut text).ok()?;
     text.split_whitespace().nth(1)?.parse().ok()
@@ -617,7 +636,11 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::Read;
     let mut sock = TcpStream::connect(("127.0.0.1", port)).ok()?;
     sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(sock, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").ok()?;
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     sock.read_to_string(&mut text).ok()?;
     Some(text.split_once("\r\n\r\n")?.1.to_owned())

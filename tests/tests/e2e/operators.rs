@@ -95,12 +95,22 @@ fn run_chain(recs: &[(String, i32, Vec<u8>)], crash: bool) -> (World, PathBuf) {
     let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
     let lookup = world.path("zones.csv");
     std::fs::write(&lookup, "ZoneName,team\na.example,alpha\nb.example,beta\n").unwrap();
-    let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(&chain_toml(&lookup)));
+    let config = world.config(
+        "weir.toml",
+        &kafka.bootstrap,
+        &dataset_toml(&chain_toml(&lookup)),
+    );
     let half = recs.len() / 2;
     let mut counts = produce(&kafka.bootstrap, &recs[..half]);
     if crash {
-        let mut weir = world.weir_run(&config, "crash.log", &[("WEIR_FAILPOINT", "after-ledger:2")]);
-        let status = weir.wait_timeout(Duration::from_secs(120)).expect("failpoint reached");
+        let mut weir = world.weir_run(
+            &config,
+            "crash.log",
+            &[("WEIR_FAILPOINT", "after-ledger:2")],
+        );
+        let status = weir
+            .wait_timeout(Duration::from_secs(120))
+            .expect("failpoint reached");
         assert!(!status.success(), "{}", world.log("crash.log"));
     }
     let more = produce(&kafka.bootstrap, &recs[half..]);
@@ -108,9 +118,19 @@ fn run_chain(recs: &[(String, i32, Vec<u8>)], crash: bool) -> (World, PathBuf) {
         *c += m;
     }
     let mut weir = world.weir_run(&config, "weir.log", &[]);
-    world.wait_consumed("http_requests", TOPIC, &counts, Duration::from_secs(180), &mut weir);
+    world.wait_consumed(
+        "http_requests",
+        TOPIC,
+        &counts,
+        Duration::from_secs(180),
+        &mut weir,
+    );
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(40)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(40))
+            .expect("exit")
+            .success()
+    );
     drop(kafka);
     (world, config)
 }
@@ -127,7 +147,10 @@ fn sample_enrich_redact_end_to_end_and_same_sample_after_a_crash() {
     );
     let cols: Vec<&str> = rows[0].split(',').collect();
     let kept: f64 = cols[0].parse().unwrap();
-    assert!((500.0..=700.0).contains(&kept), "kept {kept} of 1200 at p=0.5");
+    assert!(
+        (500.0..=700.0).contains(&kept),
+        "kept {kept} of 1200 at p=0.5"
+    );
     assert_eq!((cols[1], cols[2]), ("0.5", "0.5"));
     let estimate: f64 = cols[3].parse().unwrap();
     assert!((estimate - 2.0 * kept).abs() < 1e-6);
@@ -186,7 +209,10 @@ fn sample_enrich_redact_end_to_end_and_same_sample_after_a_crash() {
     let mut dedup = ours.clone();
     dedup.dedup();
     assert_eq!(dedup.len(), ours.len(), "a row landed twice");
-    assert_eq!(ours, theirs, "the kept set differs from an uninterrupted run");
+    assert_eq!(
+        ours, theirs,
+        "the kept set differs from an uninterrupted run"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -237,14 +263,28 @@ reload_interval = "300ms"
         for (c, m) in counts.iter_mut().zip(produce(&kafka.bootstrap, &recs)) {
             *c += m;
         }
-        world.wait_consumed("http_requests", TOPIC, counts, Duration::from_secs(120), weir);
+        world.wait_consumed(
+            "http_requests",
+            TOPIC,
+            counts,
+            Duration::from_secs(120),
+            weir,
+        );
         recs.into_iter().map(|r| r.0).collect::<Vec<_>>()
     };
     let first = phase(1, &mut counts, &mut weir);
 
     // New versions of the table and the database: rows from now on see them.
-    std::fs::write(&lookup, "ZoneName,team\na.example,apex\nb.example,beta\nc.example,gamma\n").unwrap();
-    std::fs::copy(maxmind("GeoLite2-City-Test.mmdb"), world.path("city.mmdb.new")).unwrap();
+    std::fs::write(
+        &lookup,
+        "ZoneName,team\na.example,apex\nb.example,beta\nc.example,gamma\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        maxmind("GeoLite2-City-Test.mmdb"),
+        world.path("city.mmdb.new"),
+    )
+    .unwrap();
     std::fs::rename(world.path("city.mmdb.new"), &city).unwrap();
     wait_for_log(&world, "weir.log", "reference data reloaded", 2);
     let second = phase(2, &mut counts, &mut weir);
@@ -255,7 +295,11 @@ reload_interval = "300ms"
     wait_for_log(&world, "weir.log", "reference data reload refused", 2);
     let third = phase(3, &mut counts, &mut weir);
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(40)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(40))
+            .expect("exit")
+            .success()
+    );
     assert!(
         world.log("weir.log").contains("duplicate") || world.log("weir.log").contains("twice"),
         "the refusal names the problem:\n{}",
@@ -264,7 +308,11 @@ reload_interval = "300ms"
 
     // `weir query` builds the chain to learn the table's schema, so it needs valid
     // reference data too: put the good version back before asking.
-    std::fs::write(&lookup, "ZoneName,team\na.example,apex\nb.example,beta\nc.example,gamma\n").unwrap();
+    std::fs::write(
+        &lookup,
+        "ZoneName,team\na.example,apex\nb.example,beta\nc.example,gamma\n",
+    )
+    .unwrap();
     std::fs::copy(maxmind("GeoLite2-City-Test.mmdb"), &city).unwrap();
     let databases = |ids: &[String]| {
         let list = ids
@@ -281,7 +329,11 @@ reload_interval = "300ms"
     };
     assert_eq!(databases(&first), ["geoip2"]);
     assert_eq!(databases(&second), ["geolite"]);
-    assert_eq!(databases(&third), ["geolite"], "the corrupt database was refused");
+    assert_eq!(
+        databases(&third),
+        ["geolite"],
+        "the corrupt database was refused"
+    );
     let teams = |ids: &[String]| {
         let list = ids
             .iter()
@@ -295,9 +347,18 @@ reload_interval = "300ms"
             ),
         )
     };
-    assert_eq!(teams(&first), ["a.example,alpha,1", "b.example,beta,1", "c.example,,1"]);
-    assert_eq!(teams(&second), ["a.example,apex,1", "b.example,beta,1", "c.example,gamma,1"]);
-    assert_eq!(teams(&third), ["a.example,apex,1", "b.example,beta,1", "c.example,gamma,1"]);
+    assert_eq!(
+        teams(&first),
+        ["a.example,alpha,1", "b.example,beta,1", "c.example,,1"]
+    );
+    assert_eq!(
+        teams(&second),
+        ["a.example,apex,1", "b.example,beta,1", "c.example,gamma,1"]
+    );
+    assert_eq!(
+        teams(&third),
+        ["a.example,apex,1", "b.example,beta,1", "c.example,gamma,1"]
+    );
     let versions = world.query(
         &config,
         "SELECT count(DISTINCT enrich_version) FROM http_requests",

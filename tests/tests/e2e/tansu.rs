@@ -30,7 +30,13 @@ fn lands_exactly_once_through_tansu() {
     let url = format!("tcp://127.0.0.1:{port}");
     let log = std::fs::File::create(world.path("tansu.log")).unwrap();
     let child = Command::new(tansu_bin())
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
         .args(["--storage-engine", "memory://tansu/"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -44,7 +50,15 @@ fn lands_exactly_once_through_tansu() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let status = Command::new(tansu_bin())
-            .args(["topic", "create", TOPIC, "--partitions", "2", "--broker", &url])
+            .args([
+                "topic",
+                "create",
+                TOPIC,
+                "--partitions",
+                "2",
+                "--broker",
+                &url,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -52,7 +66,10 @@ fn lands_exactly_once_through_tansu() {
         if status.success() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "tansu topic create failed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tansu topic create failed"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let bootstrap = format!("127.0.0.1:{port}");
@@ -60,17 +77,37 @@ fn lands_exactly_once_through_tansu() {
     let mut generator = HttpRequests::new(3).compact(true);
     let mut ids = produce_http(&bootstrap, TOPIC, 2, 150, &mut generator);
     let mut weir = world.weir_run(&config, "weir.log", &[]);
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(120), &mut [&mut weir]);
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut weir],
+    );
     assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(40)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(40))
+            .expect("exit")
+            .success()
+    );
     // Resume after a restart, against tansu's committed state and our ledger.
     ids.extend(produce_http(&bootstrap, TOPIC, 2, 50, &mut generator));
     let mut weir = world.weir_run(&config, "weir-2.log", &[]);
-    let got = world.wait_rows(&config, "http_requests", ids.len(), Duration::from_secs(120), &mut [&mut weir]);
+    let got = world.wait_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut weir],
+    );
     assert_eq!(got, ids.len(), "{}", world.log("weir-2.log"));
     weir.signal("TERM");
-    assert!(weir.wait_timeout(Duration::from_secs(40)).expect("exit").success());
+    assert!(
+        weir.wait_timeout(Duration::from_secs(40))
+            .expect("exit")
+            .success()
+    );
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
 }
