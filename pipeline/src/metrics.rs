@@ -20,9 +20,22 @@ pub async fn serve(addr: &str, shared: Arc<Shared>) -> Result<tokio::task::JoinH
             };
             let shared = shared.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
+                // Read the whole request head (it may arrive in several segments): closing
+                // with unread bytes would reset the connection instead of ending it.
+                let mut buf = Vec::with_capacity(1024);
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                    match tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        sock.read(&mut chunk),
+                    )
+                    .await
+                    {
+                        Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => break,
+                    }
+                }
+                let req = String::from_utf8_lossy(&buf);
                 let path = req.split_whitespace().nth(1).unwrap_or("/");
                 let (status, body) = match path {
                     "/metrics" => ("200 OK", shared.metrics.render()),
@@ -38,6 +51,7 @@ pub async fn serve(addr: &str, shared: Arc<Shared>) -> Result<tokio::task::JoinH
                     body.len()
                 );
                 let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
             });
         }
     }))

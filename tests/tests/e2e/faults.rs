@@ -137,7 +137,8 @@ fn store_outage_stops_consumption_reports_unhealthy_and_recovers() {
 fn metrics_text(port: u16) -> String {
     use std::io::{Read, Write};
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(sock, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
     let mut text = String::new();
     sock.read_to_string(&mut text).unwrap();
     text
