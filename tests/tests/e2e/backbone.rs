@@ -153,8 +153,7 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
         world.log("weir-1.log")
     );
 
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    world.assert_exactly_once(&config, &ids);
 
     // Dead letters keep their bytes and where they came from.
     let rows = world.query(
@@ -230,14 +229,8 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
         "rows after restart\n{}",
         world.log("weir-2.log")
     );
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(40))
-            .expect("exit")
-            .success()
-    );
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    weir.terminate();
+    world.assert_exactly_once(&config, &ids);
     let dead = world.query(&config, "SELECT count(*) FROM dead_letter");
     assert_eq!(dead, vec![bad.len().to_string()], "dead letters once");
 }

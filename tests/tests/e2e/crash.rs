@@ -73,8 +73,7 @@ fn crash_then_recover(name: &str, storage_extra: &str, points: &[&str]) {
     weir.signal("TERM");
     let status = weir.wait_timeout(Duration::from_secs(40)).expect("exit");
     assert!(status.success(), "{name}: {status}");
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    world.assert_exactly_once(&config, &ids);
     let dead = world.query(
         &config,
         "SELECT \"partition\", \"offset\", error_kind, count(*) FROM dead_letter GROUP BY 1, 2, 3 ORDER BY 2",
@@ -154,12 +153,6 @@ fn random_kills() {
         &mut [&mut weir],
     );
     assert_eq!(got, ids.len(), "rows\n{}", world.log("weir-final.log"));
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(40))
-            .expect("exit")
-            .success()
-    );
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    weir.terminate();
+    world.assert_exactly_once(&config, &ids);
 }

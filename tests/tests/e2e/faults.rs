@@ -47,14 +47,8 @@ fn injected_store_faults_are_retried_and_the_table_stays_exact() {
         "no fault was injected:\n{}",
         world.log("weir.log")
     );
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(60))
-            .expect("exit")
-            .success()
-    );
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    weir.terminate();
+    world.assert_exactly_once(&config, &ids);
 }
 
 #[test]
@@ -124,14 +118,8 @@ fn store_outage_stops_consumption_reports_unhealthy_and_recovers() {
     }
     let text = metrics_text(metrics);
     assert!(text.contains("weir_store_errors_total"), "{text}");
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(60))
-            .expect("exit")
-            .success()
-    );
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    weir.terminate();
+    world.assert_exactly_once(&config, &ids);
 }
 
 fn metrics_text(port: u16) -> String {
@@ -176,72 +164,20 @@ fn broker_outage_then_exactly_once() {
         &mut [&mut weir],
     );
     assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(60))
-            .expect("exit")
-            .success()
-    );
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    weir.terminate();
+    world.assert_exactly_once(&config, &ids);
 }
 
 /// A real broker process restart: tansu keeps its log in the S3 server (its `s3://`
 /// storage engine), so killing and restarting the process loses nothing but connections.
 #[test]
 fn broker_process_restart_with_tansu() {
-    use std::process::{Command, Stdio};
+    use crate::tansu::{create_topic, start_tansu};
     let world = World::new();
     std::fs::create_dir_all(world.s3.root.join("tansu")).unwrap();
     let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let start_tansu = |log: &str| {
-        let log = std::fs::File::create(world.path(log)).unwrap();
-        crate::harness::Proc {
-            child: Command::new(crate::tansu::tansu_bin())
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
-                .args(["--storage-engine", "s3://tansu/"])
-                .env("AWS_ACCESS_KEY_ID", crate::harness::ACCESS_KEY)
-                .env("AWS_SECRET_ACCESS_KEY", crate::harness::SECRET_KEY)
-                .env("AWS_ENDPOINT", world.s3.endpoint())
-                .env("AWS_ALLOW_HTTP", "true")
-                .env("AWS_DEFAULT_REGION", "us-east-1")
-                .env("AWS_REGION", "us-east-1")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("starting tansu"),
-            name: "tansu".into(),
-        }
-    };
-    let mut tansu = start_tansu("tansu-1.log");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !Command::new(crate::tansu::tansu_bin())
-        .args([
-            "topic",
-            "create",
-            TOPIC,
-            "--partitions",
-            "2",
-            "--broker",
-            &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(Instant::now() < deadline, "tansu topic create failed");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut tansu = start_tansu(&world, port, "s3://tansu/", "tansu-1.log");
+    create_topic(port, TOPIC, 2);
     let bootstrap = format!("127.0.0.1:{port}");
     let config = world.config("weir.toml", &bootstrap, &dataset_toml(""));
     let mut generator = HttpRequests::new(34).compact(true);
@@ -267,7 +203,7 @@ fn broker_process_restart_with_tansu() {
         "weir exited while the broker was gone\n{}",
         world.log("weir.log")
     );
-    let _tansu = start_tansu("tansu-2.log");
+    let _tansu = start_tansu(&world, port, "s3://tansu/", "tansu-2.log");
     std::thread::sleep(Duration::from_secs(1));
     ids.extend(produce_http(&bootstrap, TOPIC, 2, 150, &mut generator));
     let got = world.wait_rows(
@@ -278,12 +214,6 @@ fn broker_process_restart_with_tansu() {
         &mut [&mut weir],
     );
     assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(60))
-            .expect("exit")
-            .success()
-    );
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    weir.terminate();
+    world.assert_exactly_once(&config, &ids);
 }

@@ -86,8 +86,7 @@ fn paused_owner_is_fenced_after_its_partitions_move() {
             w.wait_timeout(Duration::from_secs(40)).expect("exit");
         }
     }
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    world.assert_exactly_once(&config, &ids);
 }
 
 #[test]
@@ -118,12 +117,7 @@ fn members_join_and_leave_mid_stream() {
     ));
     std::thread::sleep(Duration::from_secs(3));
     // B leaves cleanly, C leaves by dying; their partitions move back to A.
-    b.signal("TERM");
-    assert!(
-        b.wait_timeout(Duration::from_secs(40))
-            .expect("b exits")
-            .success()
-    );
+    b.terminate();
     ids.extend(produce_http(
         &kafka.bootstrap,
         TOPIC,
@@ -155,12 +149,6 @@ fn members_join_and_leave_mid_stream() {
         world.log("b.log"),
         world.log("c.log")
     );
-    a.signal("TERM");
-    assert!(
-        a.wait_timeout(Duration::from_secs(40))
-            .expect("a exits")
-            .success()
-    );
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    a.terminate();
+    world.assert_exactly_once(&config, &ids);
 }

@@ -105,6 +105,19 @@ impl Proc {
         }
     }
 
+    /// SIGTERM, then the process must exit 0 within a minute (Weir commits what it holds).
+    pub fn terminate(&mut self) {
+        self.signal("TERM");
+        let status = self
+            .wait_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{} did not exit within 60s of SIGTERM", self.name));
+        assert!(
+            status.success(),
+            "{} exited with {status} after SIGTERM",
+            self.name
+        );
+    }
+
     pub fn running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }
@@ -442,6 +455,13 @@ timeout = "20s"
             }
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+
+    /// Every id in `http_requests` exactly once, through `weir query` and through pyarrow
+    /// reading the files directly.
+    pub fn assert_exactly_once(&self, config: &Path, ids: &[String]) {
+        self.assert_exactly_once_sql(config, "http_requests", ids);
+        self.assert_exactly_once_pyarrow("http_requests", ids);
     }
 
     /// Exactly-once check through `weir query`: every id once, no other ids.

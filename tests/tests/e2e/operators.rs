@@ -125,12 +125,7 @@ fn run_chain(recs: &[(String, i32, Vec<u8>)], crash: bool) -> (World, PathBuf) {
         Duration::from_secs(180),
         &mut weir,
     );
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(40))
-            .expect("exit")
-            .success()
-    );
+    weir.terminate();
     drop(kafka);
     (world, config)
 }
@@ -294,12 +289,7 @@ reload_interval = "300ms"
     std::fs::write(&city, b"this is not a maxmind database").unwrap();
     wait_for_log(&world, "weir.log", "reference data reload refused", 2);
     let third = phase(3, &mut counts, &mut weir);
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(40))
-            .expect("exit")
-            .success()
-    );
+    weir.terminate();
     assert!(
         world.log("weir.log").contains("duplicate") || world.log("weir.log").contains("twice"),
         "the refusal names the problem:\n{}",

@@ -23,12 +23,11 @@ pub fn tansu_bin() -> PathBuf {
     bin
 }
 
-#[test]
-fn lands_exactly_once_through_tansu() {
-    let world = World::new();
-    let port = free_port();
+/// A tansu broker listening on `port`, its log in `storage` (`memory://tansu/`, or
+/// `s3://tansu/` on the world's S3 server, which survives a restart of the process).
+pub fn start_tansu(world: &World, port: u16, storage: &str, log: &str) -> Proc {
     let url = format!("tcp://127.0.0.1:{port}");
-    let log = std::fs::File::create(world.path("tansu.log")).unwrap();
+    let log = std::fs::File::create(world.path(log)).unwrap();
     let child = Command::new(tansu_bin())
         .args([
             "broker",
@@ -37,41 +36,51 @@ fn lands_exactly_once_through_tansu() {
             "--advertised-listener-url",
             &url,
         ])
-        .args(["--storage-engine", "memory://tansu/"])
+        .args(["--storage-engine", storage])
+        .env("AWS_ACCESS_KEY_ID", crate::harness::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", crate::harness::SECRET_KEY)
+        .env("AWS_ENDPOINT", world.s3.endpoint())
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_REGION", "us-east-1")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
         .expect("starting tansu");
-    let _tansu = Proc {
+    Proc {
         child,
         name: "tansu".into(),
-    };
+    }
+}
+
+/// Creates `topic` once the broker on `port` answers.
+pub fn create_topic(port: u16, topic: &str, partitions: i32) {
+    let url = format!("tcp://127.0.0.1:{port}");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = Command::new(tansu_bin())
-            .args([
-                "topic",
-                "create",
-                TOPIC,
-                "--partitions",
-                "2",
-                "--broker",
-                &url,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        if status.success() {
-            break;
-        }
+    while !Command::new(tansu_bin())
+        .args(["topic", "create", topic, "--broker", &url])
+        .args(["--partitions", &partitions.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
         assert!(
             std::time::Instant::now() < deadline,
-            "tansu topic create failed"
+            "tansu topic create {topic} failed"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn lands_exactly_once_through_tansu() {
+    let world = World::new();
+    let port = free_port();
+    let _tansu = start_tansu(&world, port, "memory://tansu/", "tansu.log");
+    create_topic(port, TOPIC, 2);
     let bootstrap = format!("127.0.0.1:{port}");
     let config = world.config("weir.toml", &bootstrap, &dataset_toml(""));
     let mut generator = HttpRequests::new(3).compact(true);
@@ -85,12 +94,7 @@ fn lands_exactly_once_through_tansu() {
         &mut [&mut weir],
     );
     assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(40))
-            .expect("exit")
-            .success()
-    );
+    weir.terminate();
     // Resume after a restart, against tansu's committed state and our ledger.
     ids.extend(produce_http(&bootstrap, TOPIC, 2, 50, &mut generator));
     let mut weir = world.weir_run(&config, "weir-2.log", &[]);
@@ -102,12 +106,6 @@ fn lands_exactly_once_through_tansu() {
         &mut [&mut weir],
     );
     assert_eq!(got, ids.len(), "{}", world.log("weir-2.log"));
-    weir.signal("TERM");
-    assert!(
-        weir.wait_timeout(Duration::from_secs(40))
-            .expect("exit")
-            .success()
-    );
-    world.assert_exactly_once_sql(&config, "http_requests", &ids);
-    world.assert_exactly_once_pyarrow("http_requests", &ids);
+    weir.terminate();
+    world.assert_exactly_once(&config, &ids);
 }
