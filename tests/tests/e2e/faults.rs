@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use weir_schemas::synth::HttpRequests;
 
 use crate::backbone::{TOPIC, dataset_toml};
-use crate::harness::{MockKafka, World, free_port, http_status, produce_http};
+use crate::harness::{MockKafka, World, free_port, http_get, produce_http};
 
 const PARTITIONS: i32 = 4;
 
@@ -34,14 +34,13 @@ fn injected_store_faults_are_retried_and_the_table_stays_exact() {
         100,
         &mut generator,
     ));
-    let got = world.wait_rows(
+    world.expect_rows(
         &config,
         "http_requests",
         ids.len(),
         Duration::from_secs(240),
         &mut [&mut weir],
     );
-    assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
     assert!(
         world.log("weir.log").contains("injected fault"),
         "no fault was injected:\n{}",
@@ -67,15 +66,14 @@ fn store_outage_stops_consumption_reports_unhealthy_and_recovers() {
     let mut generator = HttpRequests::new(32).compact(true);
     let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 100, &mut generator);
     let mut weir = world.weir_run(&config, "weir.log", &[]);
-    let got = world.wait_rows(
+    world.expect_rows(
         &config,
         "http_requests",
         ids.len(),
         Duration::from_secs(120),
         &mut [&mut weir],
     );
-    assert_eq!(got, ids.len());
-    assert_eq!(http_status(metrics, "/healthz"), Some(200));
+    assert_eq!(http_get(metrics, "/healthz").map(|r| r.0), Some(200));
 
     world.s3.stop();
     ids.extend(produce_http(
@@ -86,7 +84,7 @@ fn store_outage_stops_consumption_reports_unhealthy_and_recovers() {
         &mut generator,
     ));
     let deadline = Instant::now() + Duration::from_secs(90);
-    while http_status(metrics, "/healthz") != Some(503) {
+    while http_get(metrics, "/healthz").map(|r| r.0) != Some(503) {
         assert!(
             Instant::now() < deadline,
             "never reported unhealthy\n{}",
@@ -103,33 +101,22 @@ fn store_outage_stops_consumption_reports_unhealthy_and_recovers() {
     assert!(weir.running(), "weir exited during the outage");
 
     world.s3.restart();
-    let got = world.wait_rows(
+    world.expect_rows(
         &config,
         "http_requests",
         ids.len(),
         Duration::from_secs(180),
         &mut [&mut weir],
     );
-    assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while http_status(metrics, "/healthz") != Some(200) {
+    while http_get(metrics, "/healthz").map(|r| r.0) != Some(200) {
         assert!(Instant::now() < deadline, "never healthy again");
         std::thread::sleep(Duration::from_millis(250));
     }
-    let text = metrics_text(metrics);
+    let text = http_get(metrics, "/metrics").expect("metrics answer").1;
     assert!(text.contains("weir_store_errors_total"), "{text}");
     weir.terminate();
     world.assert_exactly_once(&config, &ids);
-}
-
-fn metrics_text(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    sock.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    sock.read_to_string(&mut text).unwrap();
-    text
 }
 
 #[test]
@@ -156,14 +143,13 @@ fn broker_outage_then_exactly_once() {
         150,
         &mut generator,
     ));
-    let got = world.wait_rows(
+    world.expect_rows(
         &config,
         "http_requests",
         ids.len(),
         Duration::from_secs(180),
         &mut [&mut weir],
     );
-    assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
     weir.terminate();
     world.assert_exactly_once(&config, &ids);
 }
@@ -183,14 +169,13 @@ fn broker_process_restart_with_tansu() {
     let mut generator = HttpRequests::new(34).compact(true);
     let mut ids = produce_http(&bootstrap, TOPIC, 2, 150, &mut generator);
     let mut weir = world.weir_run(&config, "weir.log", &[]);
-    let got = world.wait_rows(
+    world.expect_rows(
         &config,
         "http_requests",
         ids.len(),
         Duration::from_secs(120),
         &mut [&mut weir],
     );
-    assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
 
     // Kill the broker process, keep it down a while, start a new one on the same port.
     tansu.signal("KILL");
@@ -206,14 +191,13 @@ fn broker_process_restart_with_tansu() {
     let _tansu = start_tansu(&world, port, "s3://tansu/", "tansu-2.log");
     std::thread::sleep(Duration::from_secs(1));
     ids.extend(produce_http(&bootstrap, TOPIC, 2, 150, &mut generator));
-    let got = world.wait_rows(
+    world.expect_rows(
         &config,
         "http_requests",
         ids.len(),
         Duration::from_secs(180),
         &mut [&mut weir],
     );
-    assert_eq!(got, ids.len(), "{}", world.log("weir.log"));
     weir.terminate();
     world.assert_exactly_once(&config, &ids);
 }

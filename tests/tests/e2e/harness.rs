@@ -72,6 +72,8 @@ fn wait_listening(port: u16, what: &str) {
 pub struct Proc {
     pub child: Child,
     pub name: String,
+    /// Where its output goes, shown when a test fails.
+    pub log: Option<PathBuf>,
 }
 
 impl Drop for Proc {
@@ -169,6 +171,7 @@ impl S3Server {
         self.proc = Some(Proc {
             child,
             name: "s3s-fs".into(),
+            log: Some(self.root.with_extension("log")),
         });
         wait_listening(self.port, "s3s-fs");
     }
@@ -238,6 +241,7 @@ impl MockKafka {
             _proc: Proc {
                 child,
                 name: "weir-mock-kafka".into(),
+                log: None,
             },
         }
     }
@@ -405,6 +409,7 @@ timeout = "20s"
         Proc {
             child: cmd.spawn().expect("starting weir run"),
             name: format!("weir run ({log_name})"),
+            log: Some(self.path(log_name)),
         }
     }
 
@@ -462,6 +467,29 @@ timeout = "20s"
     pub fn assert_exactly_once(&self, config: &Path, ids: &[String]) {
         self.assert_exactly_once_sql(config, "http_requests", ids);
         self.assert_exactly_once_pyarrow("http_requests", ids);
+    }
+
+    /// Like [`World::wait_rows`], and the count must be exactly `want`; on failure the
+    /// logs of `weir` are shown.
+    pub fn expect_rows(
+        &self,
+        config: &Path,
+        table: &str,
+        want: usize,
+        limit: Duration,
+        weir: &mut [&mut Proc],
+    ) {
+        let got = self.wait_rows(config, table, want, limit, weir);
+        if got != want {
+            let logs: Vec<String> = weir
+                .iter()
+                .filter_map(|w| {
+                    let text = std::fs::read_to_string(w.log.as_ref()?).ok()?;
+                    Some(format!("--- {}\n{text}", w.name))
+                })
+                .collect();
+            panic!("{table}: {got} rows, want {want}\n{}", logs.join("\n"));
+        }
     }
 
     /// Exactly-once check through `weir query`: every id once, no other ids.
@@ -636,32 +664,15 @@ impl World {
     }
 }
 
-/// `GET path` on 127.0.0.1:port; the status code, or `None` when nothing answers.
-pub fn http_status(port: u16, path: &str) -> Option<u16> {
+/// `GET path` on 127.0.0.1:port: the status code and body, or `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::Read;
     let mut sock = TcpStream::connect(("127.0.0.1", port)).ok()?;
     sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        sock,
-        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n");
+    sock.write_all(request.as_bytes()).ok()?;
     let mut text = String::new();
     sock.read_to_string(&mut text).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// `GET path` on 127.0.0.1:port: the response body, or `None` when nothing answers.
-pub fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::Read;
-    let mut sock = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        sock,
-        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    sock.read_to_string(&mut text).ok()?;
-    Some(text.split_once("\r\n\r\n")?.1.to_owned())
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text.split_once("\r\n\r\n")?.1.to_owned()))
 }
