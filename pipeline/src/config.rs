@@ -60,7 +60,32 @@ pub struct Config {
     #[serde(default)]
     pub reference: ReferenceConfig,
     #[serde(default)]
+    pub memory: MemoryConfig,
+    #[serde(default)]
     pub datasets: Vec<DatasetConfig>,
+}
+
+/// The memory weir plans its buffers around.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Resident memory the process stays under. Weir sizes the Kafka prefetch queues and
+    /// commits a partition early when the open files of all partitions would pass their
+    /// share; see `memory::Budget`. Default `512MiB`.
+    #[serde(default = "default_memory_limit", deserialize_with = "de_bytes")]
+    pub limit: u64,
+}
+
+fn default_memory_limit() -> u64 {
+    512 << 20
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            limit: default_memory_limit(),
+        }
+    }
 }
 
 /// Reference data of the enrich operators (mmdb databases, lookup tables).
@@ -428,6 +453,9 @@ impl Config {
         }
         if self.commit.max_bytes < (1 << 20) {
             return Err(invalid("commit.max_bytes", "must be at least 1MiB"));
+        }
+        if self.memory.limit < (128 << 20) {
+            return Err(invalid("memory.limit", "must be at least 128MiB"));
         }
         if self.commit.checkpoint_every == 0 {
             return Err(invalid("commit.checkpoint_every", "must be at least 1"));

@@ -19,7 +19,7 @@
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
 //! [`worker`], [`sink::parquet`], [`sink::dead_letter`], [`ledger`], [`query`], [`runner`]
-//! (`weir run`), [`demo`] (`weir demo`), [`metrics`], [`reference`] (enrich reference data
+//! (`weir run`), [`demo`] (`weir demo`), [`memory`] (how `memory.limit` is shared), [`metrics`], [`reference`] (enrich reference data
 //! and its reloads), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 
 pub mod config;
@@ -27,6 +27,7 @@ pub mod demo;
 pub mod failpoint;
 pub mod faulty_store;
 pub mod ledger;
+pub mod memory;
 pub mod metrics;
 pub mod query;
 pub mod reference;

@@ -159,6 +159,8 @@ pub struct Shared {
     pub secrets: Arc<dyn SecretSource>,
     pub resources: Arc<weir_operators::enrich::Resources>,
     pub metrics: Metrics,
+    /// How `memory.limit` is shared between workers.
+    pub budget: Arc<crate::memory::Budget>,
     /// `dead_letter.kafka_topic`, when set.
     pub dead_letter_topic: Option<crate::sink::dead_letter_topic::DeadLetterTopic>,
     fatal_tx: mpsc::UnboundedSender<String>,
@@ -185,6 +187,7 @@ impl Shared {
         let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
         let shared = Shared {
+            budget: crate::memory::Budget::new(config.memory.limit),
             config_hash: config.hash(),
             config,
             owner: format!("{host}/{}", std::process::id()),

@@ -85,6 +85,10 @@ pub struct Worker {
     /// First offset of the open commit.
     commit_start: Option<i64>,
     commit_records: u64,
+    /// This worker's part of the memory budget: what its open files hold.
+    lease: crate::memory::Lease,
+    /// Operator counters already added to the process metrics, by (name, labels).
+    exported: std::collections::HashMap<(String, Vec<(String, String)>), u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,7 +165,6 @@ impl Worker {
         let writer = new_writer(&shared, &ds, &chain)?;
         let next_offset = rec.tail.next_offset();
         Ok(Worker {
-            shared,
             ds,
             topic: rec.topic,
             partition: rec.partition,
@@ -178,6 +181,9 @@ impl Worker {
             next_offset,
             commit_start: next_offset,
             commit_records: 0,
+            lease: shared.budget.lease(),
+            exported: Default::default(),
+            shared,
         })
     }
 
@@ -237,7 +243,9 @@ impl Worker {
                             if batch_deadline.is_none() {
                                 batch_deadline = Some(Instant::now() + cfg.batch.max_wait);
                             }
-                            if self.batch.len() >= cfg.batch.max_rows || self.batch_bytes >= 32 << 20 {
+                            if self.batch.len() >= cfg.batch.max_rows
+                                || self.batch_bytes >= self.shared.budget.batch_bytes()
+                            {
                                 batch_deadline = None;
                                 if let Err(e) = self.flush_batch() {
                                     self.fail(e);
@@ -278,7 +286,9 @@ impl Worker {
             }
             if self.writer.buffered_bytes() + self.dead.buffered_bytes()
                 >= cfg.commit.max_bytes as usize
+                || self.lease.over()
             {
+                debug!(topic = %self.topic, partition = self.partition, open_bytes = self.lease.held(), all_open_bytes = self.shared.budget.used(), "committing early: open files reached their size or memory share");
                 if let Err(e) = self.flush_batch() {
                     self.fail(e);
                     return;
@@ -310,6 +320,7 @@ impl Worker {
         self.batch_bytes = 0;
         self.writer.discard();
         self.dead.discard();
+        self.account();
     }
 
     /// Decodes, transforms and buffers the pending batch.
@@ -319,7 +330,15 @@ impl Worker {
         }
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
-        tokio::task::block_in_place(|| self.process(batch))
+        let res = tokio::task::block_in_place(|| self.process(batch));
+        self.account();
+        res
+    }
+
+    /// Tells the budget what the open files hold now.
+    fn account(&mut self) {
+        self.lease
+            .set(self.writer.memory_bytes() + self.dead.buffered_bytes());
     }
 
     fn process(&mut self, batch: Vec<Pending>) -> Result<(), WorkerError> {
@@ -355,7 +374,9 @@ impl Worker {
             );
         }
         failpoint::hit("mid-batch");
-        match self.chain.process(decoded.batch) {
+        let processed = self.chain.process(decoded.batch);
+        self.export_operator_metrics();
+        match processed {
             Ok(out) => {
                 self.write(&out)?;
             }
@@ -386,6 +407,28 @@ impl Worker {
         Ok(())
     }
 
+    /// Adds what the operators counted since the last call to the process metrics
+    /// (`/metrics`), labelled with the dataset if the operator did not: redaction hits per rule and field, sample
+    /// decisions, enrichment cache hits.
+    fn export_operator_metrics(&mut self) {
+        for m in self.chain.metrics() {
+            let key = (m.name, m.labels);
+            let seen = self.exported.entry(key.clone()).or_default();
+            if m.value > *seen {
+                let mut labels: Vec<(&str, &str)> = key
+                    .1
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                if !labels.iter().any(|(k, _)| *k == "dataset") {
+                    labels.insert(0, ("dataset", self.ds.name.as_str()));
+                }
+                self.shared.metrics.add(&key.0, &labels, m.value - *seen);
+                *seen = m.value;
+            }
+        }
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<(), WorkerError> {
         self.writer.write(batch)?;
         self.shared
@@ -406,6 +449,8 @@ impl Worker {
         loop {
             match self.commit(&mut prepared).await {
                 Ok(CommitOutcome::Committed | CommitOutcome::Nothing | CommitOutcome::Fenced) => {
+                    // The closed files were held (and counted) until they were uploaded.
+                    self.account();
                     self.shared.metrics.set_store_healthy(true);
                     return Ok(());
                 }
@@ -593,6 +638,7 @@ impl Worker {
             });
         }
         self.chain = build_chain(&self.shared, &self.ds, &tail)?;
+        self.exported.clear();
         let next = tail.next_offset();
         self.tail = tail;
         self.next_offset = next;

@@ -48,7 +48,7 @@ use crate::timestamp::parse_instant;
 use crate::{SchemaError, UnknownFields};
 
 /// Records arrow-json buffers before a flush; larger inputs are decoded in chunks.
-const CHUNK_ROWS: usize = 8192;
+const CHUNK_ROWS: usize = 2048;
 
 /// How a [`BatchDecoder`] treats its input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

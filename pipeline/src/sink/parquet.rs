@@ -24,6 +24,12 @@ use crate::config::ParquetConfig;
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
+/// Memory an open file holds per leaf column beyond what the writer reports: each column
+/// chunk has its own zstd compression and (unused) decompression context. Measured with
+/// heaptrack on http_requests (112 leaf columns) at zstd level 3: about 83 MiB over two
+/// open files, so ~370 KiB per column.
+const CODEC_BYTES_PER_COLUMN: usize = 384 << 10;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("event time column {0} is missing from the operator chain's output")]
@@ -53,6 +59,8 @@ pub struct PartitionWriter {
     schema: SchemaRef,
     event_time_index: usize,
     props: WriterProperties,
+    /// Leaf columns of the Parquet schema (one column chunk writer each).
+    leaf_columns: usize,
     open: BTreeMap<HourBucket, (ArrowWriter<Vec<u8>>, u64)>,
 }
 
@@ -114,11 +122,15 @@ impl PartitionWriter {
                     .collect(),
             ))
             .build();
+        let leaf_columns = parquet::arrow::ArrowSchemaConverter::new()
+            .convert(&schema)?
+            .num_columns();
         Ok(PartitionWriter {
             dataset: dataset.to_owned(),
             schema,
             event_time_index,
             props,
+            leaf_columns,
             open: BTreeMap::new(),
         })
     }
@@ -180,6 +192,17 @@ impl PartitionWriter {
         self.open
             .values()
             .map(|(w, _)| w.bytes_written() + w.in_progress_size())
+            .sum()
+    }
+
+    /// Memory held by open files: the encoded row groups (the whole allocation), the open
+    /// row group's pages, dictionaries and unencoded values, and the codecs' contexts.
+    pub fn memory_bytes(&self) -> usize {
+        self.open
+            .values()
+            .map(|(w, _)| {
+                w.inner().capacity() + w.memory_size() + self.leaf_columns * CODEC_BYTES_PER_COLUMN
+            })
             .sum()
     }
 

@@ -255,9 +255,12 @@ async fn join_all_within(running: Vec<Running>, timeout: Duration) {
 pub fn build_consumer(shared: Arc<Shared>) -> Result<Arc<WeirConsumer>, KafkaError> {
     let cfg = &shared.config.kafka;
     let mut client = ClientConfig::new();
+    // The prefetch queue of each partition and the largest fetch come out of `memory.limit`
+    // (see `memory::Budget`) unless `kafka.properties` sets them.
+    let prefetch = shared.budget.prefetch_kbytes();
     client
-        .set("queued.max.messages.kbytes", "16384")
-        .set("fetch.max.bytes", "16777216")
+        .set("queued.max.messages.kbytes", prefetch.to_string())
+        .set("fetch.max.bytes", (prefetch * 1024).to_string())
         .set("session.timeout.ms", "30000")
         .set("max.poll.interval.ms", "300000");
     for (k, v) in &cfg.properties {

@@ -6,6 +6,7 @@
 //! $CARGO_TARGET_DIR/release/weir-bench [--events 1000000] [--partitions 2] [--dir DIR]
 //!                                      [--slow-store 200ms] [--weir-only]
 //!                                      [--extra-config '[parquet]\nrow_group_rows = 32768']
+//!                                      [--weir-env KEY=VALUE ...]
 //! ```
 //!
 //! 1. generates `--events` compact http_requests records (~2 KB each) into `events.ndjson`;
@@ -25,6 +26,10 @@
 //! `--slow-store D` adds latency D to every object-store call Weir makes (through its
 //! test-only fault injector), to show that memory stays bounded when the store, not the
 //! CPU, is the bottleneck: consumption waits, nothing piles up.
+//!
+//! `--weir-env KEY=VALUE` (repeatable) sets an environment variable for the `weir run`
+//! child only, e.g. `MALLOC_ARENA_MAX=2`, or heaptrack's preload library and
+//! `DUMP_HEAPTRACK_OUTPUT` to profile the heap of a build without mimalloc.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -178,6 +183,14 @@ fn main() -> Result<()> {
         .iter()
         .position(|a| a == "--slow-store")
         .and_then(|i| args.get(i + 1).cloned());
+    let weir_env: Vec<(String, String)> = args
+        .windows(2)
+        .filter(|w| w[0] == "--weir-env")
+        .map(|w| match w[1].split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            None => bail!("--weir-env wants KEY=VALUE, got {:?}", w[1]),
+        })
+        .collect::<Result<_>>()?;
     let (usage, out) = weir(
         &dir,
         &input,
@@ -185,6 +198,7 @@ fn main() -> Result<()> {
         partitions,
         slow.as_deref(),
         &extra_config,
+        &weir_env,
     )?;
     rows.push(("weir: kafka -> decode -> parquet", usage, out));
 
@@ -312,6 +326,7 @@ fn weir(
     partitions: i32,
     slow: Option<&str>,
     extra_config: &str,
+    weir_env: &[(String, String)],
 ) -> Result<(Usage, u64)> {
     const TOPIC: &str = "bench.http_requests";
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -411,6 +426,7 @@ fn weir(
     let started = Instant::now();
     let mut cmd = Command::new(&weir_bin);
     cmd.args(["run", "--config"]).arg(&config);
+    cmd.envs(weir_env.iter().map(|(k, v)| (k, v)));
     if let Some(slow) = slow {
         cmd.arg("--enable-failpoints")
             .env("WEIR_STORE_FAULTS", format!("rate=0,slow={slow}"));

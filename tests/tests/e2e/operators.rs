@@ -7,7 +7,7 @@ use std::time::Duration;
 use weir_schemas::synth::HttpRequests;
 
 use crate::backbone::{TOPIC, dataset_toml};
-use crate::harness::{MockKafka, World, flush, producer, send};
+use crate::harness::{MockKafka, World, flush, free_port, http_get, producer, send};
 
 const PARTITIONS: i32 = 2;
 
@@ -89,16 +89,21 @@ type = "redact"
 }
 
 /// Runs the chain over `recs`, crashing once after a ledger commit if `crash`, and returns
-/// the world and config for inspection.
-fn run_chain(recs: &[(String, i32, Vec<u8>)], crash: bool) -> (World, PathBuf) {
+/// the world and config for inspection, and what the last `weir run` served on `/metrics`
+/// once it had consumed everything.
+fn run_chain(recs: &[(String, i32, Vec<u8>)], crash: bool) -> (World, PathBuf, String) {
     let world = World::new();
     let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
     let lookup = world.path("zones.csv");
     std::fs::write(&lookup, "ZoneName,team\na.example,alpha\nb.example,beta\n").unwrap();
+    let metrics = free_port();
     let config = world.config(
         "weir.toml",
         &kafka.bootstrap,
-        &dataset_toml(&chain_toml(&lookup)),
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}",
+            dataset_toml(&chain_toml(&lookup))
+        ),
     );
     let half = recs.len() / 2;
     let mut counts = produce(&kafka.bootstrap, &recs[..half]);
@@ -125,15 +130,25 @@ fn run_chain(recs: &[(String, i32, Vec<u8>)], crash: bool) -> (World, PathBuf) {
         Duration::from_secs(180),
         &mut weir,
     );
+    let text = http_get(metrics, "/metrics").expect("metrics answer").1;
     weir.terminate();
     drop(kafka);
-    (world, config)
+    (world, config, text)
+}
+
+/// The sum of every `/metrics` series named `name` whose labels include all of `labels`.
+fn metric_sum(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
 }
 
 #[test]
 fn sample_enrich_redact_end_to_end_and_same_sample_after_a_crash() {
     let recs = records(21, 1200);
-    let (world, config) = run_chain(&recs, true);
+    let (world, config, _) = run_chain(&recs, true);
 
     // Sampling: every kept row says the rate it was kept with; the estimate is near the truth.
     let rows = world.query(
@@ -196,7 +211,7 @@ fn sample_enrich_redact_end_to_end_and_same_sample_after_a_crash() {
     }
 
     // The crash changed nothing: the kept set equals an uninterrupted run's, each row once.
-    let (control, control_config) = run_chain(&recs, false);
+    let (control, control_config, metrics) = run_chain(&recs, false);
     let sql = "SELECT RayID FROM http_requests ORDER BY 1";
     let ours = world.query(&config, sql);
     let theirs = control.query(&control_config, sql);
@@ -207,6 +222,35 @@ fn sample_enrich_redact_end_to_end_and_same_sample_after_a_crash() {
     assert_eq!(
         ours, theirs,
         "the kept set differs from an uninterrupted run"
+    );
+
+    // The operators' counters reach /metrics, labelled by dataset: the uninterrupted run saw
+    // every record once, and every kept row had personal data in its URI.
+    let ds = "dataset=\"http_requests\"";
+    let kept_metric = metric_sum(
+        &metrics,
+        "weir_sample_rows_total",
+        &[ds, "outcome=\"kept\""],
+    );
+    let dropped = metric_sum(
+        &metrics,
+        "weir_sample_rows_total",
+        &[ds, "outcome=\"dropped\""],
+    );
+    assert_eq!(
+        (kept_metric, kept_metric + dropped),
+        (kept as u64, recs.len() as u64),
+        "metrics:\n{metrics}"
+    );
+    let uri_hits = metric_sum(
+        &metrics,
+        "weir_redact_hits_total",
+        &[ds, "field=\"ClientRequestURI\"", "mode=\"enforce\""],
+    );
+    assert!(uri_hits >= kept as u64, "metrics:\n{metrics}");
+    assert!(
+        metric_sum(&metrics, "weir_enrich_rows_total", &[ds]) >= kept as u64,
+        "metrics:\n{metrics}"
     );
 }
 
