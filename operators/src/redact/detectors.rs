@@ -6,18 +6,28 @@
 //! fails its check is retried against the other patterns anchored at the same position, so a
 //! Luhn-invalid digit run does not hide an SSN starting at the same byte.
 //!
-//! Before the regex runs, cheap [`Gate`]s decide whether the string can hold a hit at all:
-//! memchr for `@` and `:`, a walk back from each `=` / `:` / `%3D` to see whether a listed
-//! parameter name precedes it (names bucketed by their last byte), one multi-literal
-//! prefilter for key formats (`AKIA`, `ghp_`, `eyJ`, ...), and for the number-shaped
-//! detectors the lengths of digit runs: phone-class runs (`[0-9 .()+-]`) long enough for
-//! any run gate are found by probing every n-th byte, and only they are measured further,
-//! then a vectorized digit count. Each pattern declares gates that are *necessary* for an
-//! accepted hit; a string that passes no gate of any enabled pattern skips the regex
-//! entirely. The column-wide part (memchr and the literal search over a column's value
-//! buffer, [`Scanner::column_hints`]) lets [`Scanner::may_admit`] rule out most short
-//! strings with two compares. On log data most strings (hosts, colo codes, methods,
-//! accept headers) stop there.
+//! Before the regex runs, cheap [`Gate`]s decide whether the string can hold a hit at all.
+//! Each pattern declares gates that are *necessary* for an accepted hit; a string that
+//! passes no gate of any enabled pattern skips the regex entirely (the search could only
+//! find candidates its checks reject, so skipping it changes no decision). Two kinds:
+//!
+//! * Trigger bytes and words, found for a whole column by passes over its value buffer
+//!   ([`Scanner::column_hints`]) instead of one call per string: memchr for `@` and `:`,
+//!   memmem for `%40`, a walk back from each `=` / `:` / `%3D` to see whether a listed
+//!   parameter name precedes it (names bucketed by their last byte), and one multi-literal
+//!   search for key formats (`AKIA`, `ghp_`, `eyJ`, ...). Each bit is exact for its row, so
+//!   such a gate costs one test of the row's bits.
+//! * Number shapes, for the number-shaped detectors (card, SSN, phones, IBAN, IPv4). All of
+//!   their digits lie in one run of `[0-9 .()+-]` bytes; runs long enough for some enabled
+//!   detector are found by probing every n-th byte, and only they are walked, once, as a
+//!   sequence of digit groups and separators ([`run_shapes`]). A card, for instance, needs a
+//!   group starting with 2–6 on a word boundary and 13 digits in groups joined by single
+//!   `[ -]`; an SSN groups of exactly 3, 2 and 4 digits joined by one and the same
+//!   separator. Cookie ids, version numbers, timestamps and IP addresses have long digit
+//!   runs but none of these shapes.
+//!
+//! On log data most strings (hosts, colo codes, methods, user agents, accept headers,
+//! timestamps) stop there.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -26,8 +36,8 @@ use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input};
 
-/// A necessary condition for a pattern to produce an accepted hit. Each is cheap to test
-/// (memchr, a vectorized digit count, one literal prefilter) and tested lazily.
+/// A necessary condition for a pattern to produce an accepted hit: a string that fails it
+/// cannot produce one, whatever the regex finds. Each is cheap to test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gate {
     /// Custom patterns: nothing is known about them.
@@ -41,26 +51,28 @@ pub(crate) enum Gate {
     /// A `=`, `:` or `%3D` directly after a name from the parameter list (or
     /// `authorization`), checked by walking back from each separator.
     Names,
-    /// One of the key-format literals (`AKIA`, `ghp_`, `eyJ`, `PRIVATE KEY`, ...), found
-    /// by one multi-literal prefilter.
+    /// One of the key-format literals (`AKIA`, `ghp_`, `eyJ`, `PRIVATE KEY`, ...) in a string
+    /// of at least [`LITERAL_MIN_LEN`] bytes.
     Literal,
-    /// At least `digits` ASCII digits in the string and a run of at least `run` bytes of
-    /// `[0-9 -]` (cards, IBANs).
-    CardRun { digits: u16, run: u16 },
-    /// At least `digits` ASCII digits and a run of at least `run` bytes of `[0-9 .()+-]`
-    /// (phones, IPv4).
-    PhoneRun { digits: u16, run: u16 },
-    /// At least `digits` ASCII digits and a run of at least `run` bytes of `[0-9 ]`
-    /// (IBANs: the check insists on it).
-    IbanRun { digits: u16, run: u16 },
-    /// SSNs: 9 digits, a run of 11 bytes of `[0-9 .()+-]` and 4 digits in a row.
-    SsnRun,
-    /// North American phone numbers: 10 digits, a run of 12 bytes of `[0-9 .()+-]` and 4
-    /// digits in a row (the last group).
-    NanpRun,
-    /// International phone numbers: a `+`, 10 digits and a run of 11 bytes of
-    /// `[0-9 .()+-]`.
-    PlusRun,
+    /// Cards (`\b[2-6][0-9](?:[ -]?[0-9]){11,17}`): a digit group starting with 2–6 on a
+    /// word boundary, at least 2 digits long, that starts a chain of groups joined by single
+    /// `[ -]` holding 13 digits or more.
+    Card,
+    /// IBANs: a run of 10 bytes of `[0-9 ]` (the check insists on it), and somewhere two
+    /// letters naming a country with IBANs, then two digits, on a word boundary.
+    Iban,
+    /// SSNs: digit groups of exactly 3, 2 and 4 digits joined by one and the same `[- .]`,
+    /// not touching a word byte on either side.
+    Ssn,
+    /// North American phone numbers: after `[ .-)]`, a group of exactly 3 digits starting
+    /// with 2–9, one `[ .-]`, and a group of exactly 4 digits not followed by a word byte
+    /// (the exchange and the line number), in a run of at least 12 bytes.
+    Nanp,
+    /// International phone numbers: a `+` directly followed by 1–9, and at least 10 digits
+    /// from there to the end of its run of `[0-9 .()+-]`.
+    Intl,
+    /// IPv4: 4 groups of 1–3 digits joined by single dots.
+    Ipv4,
 }
 
 /// The literals behind [`Gate::Literal`]; every pattern gated by it starts with or contains
@@ -111,164 +123,349 @@ const TRIGGER_LITERALS: &[&str] = &[
 /// Strings shorter than this cannot hold a [`Gate::Literal`] pattern.
 const LITERAL_MIN_LEN: usize = 17;
 
-/// Bits of a string's hint (see [`Scanner::column_hints`]).
+/// Bits of a string's hint (see [`Scanner::column_hints`]). Every bit but `HINT_VALID`
+/// states a fact about the string itself, exactly.
 const HINT_VALID: u8 = 1;
+/// An `@`.
 const HINT_AT: u8 = 2;
-const HINT_SEP: u8 = 4;
-const HINT_COLON: u8 = 8;
-const HINT_LITERAL: u8 = 16;
+/// A `%40`.
+const HINT_AT_ENCODED: u8 = 4;
+/// [`Gate::Names`] holds.
+const HINT_NAMES: u8 = 8;
+/// A `:`.
+const HINT_COLON: u8 = 16;
+/// A trigger literal, and at least [`LITERAL_MIN_LEN`] bytes.
+const HINT_LITERAL: u8 = 32;
+
+/// Bits of [`number_shapes`], one per number-shape gate.
+const SHAPE_CARD: u8 = 1;
+const SHAPE_IBAN: u8 = 2;
+const SHAPE_SSN: u8 = 4;
+const SHAPE_NANP: u8 = 8;
+const SHAPE_INTL: u8 = 16;
+const SHAPE_IPV4: u8 = 32;
+
+/// The shortest run of `[0-9 .()+-]` that can hold each shape: a hit's digits and
+/// separators are all in that class.
+const SHAPE_MIN_RUN: [(u8, usize); 6] = [
+    (SHAPE_CARD, 13),
+    (SHAPE_IBAN, 10),
+    (SHAPE_SSN, 11),
+    (SHAPE_NANP, 12),
+    (SHAPE_INTL, 11),
+    (SHAPE_IPV4, 7),
+];
 
 /// Lazily computed facts about one string, shared by all gates.
 struct Features<'a> {
     bytes: &'a [u8],
     hint: u8,
-    /// Runs shorter than this are never asked about (see [`Scanner::run_floor`]).
-    floor: usize,
-    digits: Option<u16>,
-    runs: Option<Runs>,
+    shapes: Option<u8>,
 }
 
-impl<'a> Features<'a> {
-    fn new(bytes: &'a [u8], hint: u8, floor: usize) -> Self {
-        Features {
-            bytes,
-            hint,
-            floor,
-            digits: None,
-            runs: None,
-        }
-    }
-
-    fn digits(&mut self) -> u16 {
-        *self.digits.get_or_insert_with(|| {
-            // written so that it vectorizes
-            let n = self
-                .bytes
-                .iter()
-                .filter(|b| b.wrapping_sub(b'0') < 10)
-                .count();
-            n.min(u16::MAX as usize) as u16
-        })
-    }
-
-    fn runs(&mut self) -> Runs {
-        let (bytes, floor) = (self.bytes, self.floor);
-        *self.runs.get_or_insert_with(|| long_runs(bytes, floor))
-    }
-
-    /// Whether the string holds a run of at least `len` bytes of `[0-9]`.
-    fn digit_run(&self, len: usize) -> bool {
-        has_run(self.bytes, DIGIT, len)
-    }
+/// The `\b` word bytes (the regexes are compiled without Unicode).
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// Longest runs of `[0-9 -]`, `[0-9 .()+-]` and `[0-9 ]`, exact for lengths of at least
-/// `floor` (a shorter longest run may be reported as 0).
-#[derive(Debug, Clone, Copy, Default)]
-struct Runs {
-    card: usize,
-    phone: usize,
-    iban: usize,
-}
-
-/// [`Runs`] of `bytes`. The card and IBAN classes are subsets of the phone class, so each
-/// of their runs lies inside a phone run at least as long; only the phone runs of at least
-/// `floor` bytes (found by probing every `floor`-th byte) are measured further.
-fn long_runs(bytes: &[u8], floor: usize) -> Runs {
+/// The number shapes (`SHAPE_*` bits) of `wanted` found in `bytes`. `floor` is the shortest
+/// run any wanted shape needs: runs of `[0-9 .()+-]` at least that long are found by
+/// probing every `floor`-th byte (each such run covers a probe), so text without digits
+/// costs a few probes instead of a pass over every byte.
+fn number_shapes(bytes: &[u8], floor: usize, wanted: u8) -> u8 {
+    if wanted == 0 || bytes.len() < floor {
+        return 0;
+    }
     let step = floor.max(1);
-    let phone = |b: u8| RUN_CLASS[usize::from(b)] & PHONE != 0;
-    let mut runs = Runs::default();
-    // Invariant: every phone run of `step` bytes or more not yet seen starts at or after
+    let mut found = 0u8;
+    // Invariant: every run of `step` bytes or more not yet seen starts at or after
     // `probe + 1 - step`.
     let mut probe = step - 1;
     while probe < bytes.len() {
-        if !phone(bytes[probe]) {
+        if !PHONE_CLASS[usize::from(bytes[probe])] {
             probe += step;
             continue;
         }
         let mut start = probe;
-        while start > 0 && phone(bytes[start - 1]) {
+        while start > 0 && PHONE_CLASS[usize::from(bytes[start - 1])] {
             start -= 1;
         }
         let mut end = probe + 1;
-        while end < bytes.len() && phone(bytes[end]) {
+        while end < bytes.len() && PHONE_CLASS[usize::from(bytes[end])] {
             end += 1;
         }
         if end - start >= floor {
-            runs.phone = runs.phone.max(end - start);
-            let (mut card, mut iban) = (0usize, 0usize);
-            for &b in &bytes[start..end] {
-                let class = RUN_CLASS[usize::from(b)];
-                card = if class & CARD != 0 { card + 1 } else { 0 };
-                iban = if class & IBAN != 0 { iban + 1 } else { 0 };
-                runs.card = runs.card.max(card);
-                runs.iban = runs.iban.max(iban);
+            let summary = RunSummary::of(&bytes[start..end]);
+            if summary.may_hold() & wanted != 0 {
+                found |= run_shapes(bytes, start, end);
+            }
+            // An IBAN hit is letters, digits and single spaces: the run of `[0-9 ]` its check
+            // insists on follows a letter directly, so it starts the run, after a letter.
+            if wanted & SHAPE_IBAN != 0
+                && start > 0
+                && bytes[start - 1].is_ascii_alphabetic()
+                && bytes[start..end]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit() || **b == b' ')
+                    .count()
+                    >= 10
+                && iban_start_before(bytes, start)
+            {
+                found |= SHAPE_IBAN;
             }
         }
+        // `bytes[end]` ends the run: the next one starts at `end + 1` or later.
         probe = end + step;
     }
-    runs
+    found & wanted
 }
 
-/// Bits of [`RUN_CLASS`]: `[0-9 -]`, `[0-9 .()+-]`, `[0-9 ]` and `[0-9]`.
-const CARD: u8 = 1;
-const PHONE: u8 = 2;
-const IBAN: u8 = 4;
-const DIGIT: u8 = 8;
-
-/// Whether `bytes` holds a run of at least `len` bytes that all have bit `class` in
-/// [`RUN_CLASS`]. Looks only at every `len`-th byte (each such run covers one of them)
-/// and measures the run around the bytes that are in the class, so long text without
-/// digits costs a few probes instead of a pass over every byte.
-fn has_run(bytes: &[u8], class: u8, len: usize) -> bool {
-    if len == 0 {
-        return true;
-    }
-    let in_class = |b: u8| RUN_CLASS[usize::from(b)] & class != 0;
-    // Invariant: every qualifying run not yet seen starts at or after `probe + 1 - len`.
-    let mut probe = len - 1;
+/// Whether `bytes` holds a run of `[0-9 .()+-]` of at least `floor` bytes (what
+/// [`number_shapes`] needs to find anything), probing every `floor`-th byte.
+fn has_long_run(bytes: &[u8], floor: usize) -> bool {
+    let step = floor.max(1);
+    let mut probe = step - 1;
     while probe < bytes.len() {
-        if !in_class(bytes[probe]) {
-            probe += len;
+        if !PHONE_CLASS[usize::from(bytes[probe])] {
+            probe += step;
             continue;
         }
         let mut start = probe;
-        while start > 0 && in_class(bytes[start - 1]) {
+        while start > 0 && probe - start < floor && PHONE_CLASS[usize::from(bytes[start - 1])] {
             start -= 1;
         }
         let mut end = probe + 1;
-        while end < bytes.len() && end - start < len && in_class(bytes[end]) {
+        while end < bytes.len() && end - start < floor && PHONE_CLASS[usize::from(bytes[end])] {
             end += 1;
         }
-        if end - start >= len {
+        if end - start >= floor {
             return true;
         }
-        // `bytes[end]` ends the run: the next one starts at `end + 1` or later.
-        probe = end + len;
+        probe = end + step;
     }
     false
 }
 
-const fn run_classes() -> [u8; 256] {
-    let mut table = [0u8; 256];
+/// Counts over one run of `[0-9 .()+-]`, taken in one cheap pass, that rule out most runs
+/// (IP addresses, dates, version numbers) before [`run_shapes`] looks at their groups.
+struct RunSummary {
+    digits: usize,
+    /// Bit `k` (k < 31): a group of exactly `k` digits; bit 31: a longer one.
+    lens: u32,
+    /// The most digits in groups joined by single `[ -]` (an upper bound of a card's).
+    chain: usize,
+    /// A `+`.
+    plus: bool,
+}
+
+impl RunSummary {
+    /// The summary of `run`, all of whose bytes are in `[0-9 .()+-]`.
+    fn of(run: &[u8]) -> RunSummary {
+        let mut summary = RunSummary {
+            digits: 0,
+            lens: 0,
+            chain: 0,
+            plus: false,
+        };
+        let (mut group, mut chain) = (0usize, 0usize);
+        for &b in run {
+            if b.is_ascii_digit() {
+                group += 1;
+                chain += 1;
+                continue;
+            }
+            summary.lens |= 1 << group.min(31);
+            summary.digits += group;
+            // A single `[ -]` after a digit may join the next group to the chain; anything
+            // else ends it.
+            if group == 0 || !matches!(b, b' ' | b'-') {
+                summary.chain = summary.chain.max(chain);
+                chain = 0;
+            }
+            group = 0;
+            summary.plus |= b == b'+';
+        }
+        summary.lens |= 1 << group.min(31);
+        summary.digits += group;
+        summary.chain = summary.chain.max(chain);
+        summary
+    }
+
+    /// The shapes but IBAN this run may hold: each test is implied by the shape's definition (with
+    /// the area code a NANP number has 10 digits in the run, an international one 10 after
+    /// its `+`).
+    fn may_hold(&self) -> u8 {
+        let has = |k: u32| self.lens & (1 << k) != 0;
+        let mut shapes = 0;
+        if self.chain >= 13 {
+            shapes |= SHAPE_CARD;
+        }
+        if self.digits >= 9 && has(2) && has(3) && has(4) {
+            shapes |= SHAPE_SSN;
+        }
+        if self.digits >= 10 && has(3) && has(4) {
+            shapes |= SHAPE_NANP;
+        }
+        if self.plus && self.digits >= 10 {
+            shapes |= SHAPE_INTL;
+        }
+        if self.digits >= 4 && self.lens & 0b1110 != 0 {
+            shapes |= SHAPE_IPV4;
+        }
+        shapes
+    }
+}
+
+/// A maximal group of ASCII digits, `bytes[start..end]`.
+#[derive(Clone, Copy)]
+struct Group {
+    start: usize,
+    end: usize,
+}
+
+impl Group {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// The shapes but IBAN in the run `bytes[start..end]` of `[0-9 .()+-]` (maximal: the bytes
+/// around it are outside the class). Walks the run once as digit groups; each shape is
+/// tested when the group that completes it ends, from the last two groups.
+fn run_shapes(bytes: &[u8], start: usize, end: usize) -> u8 {
+    let word_before = |i: usize| i > 0 && is_word(bytes[i - 1]);
+    let word_at = |i: usize| bytes.get(i).copied().is_some_and(is_word);
+    let mut found = 0u8;
+    let (mut prev, mut prev2): (Option<Group>, Option<Group>) = (None, None);
+    // Digits of the current chain of card groups since its first possible card start (0:
+    // no start yet).
+    let mut card = 0usize;
+    // Groups of 1–3 digits joined by single dots, ending with the current group.
+    let mut dotted = 0usize;
+    let mut digits = 0usize;
+    // Digits before the first `+` that is directly followed by 1–9.
+    let mut plus: Option<usize> = None;
+    let mut i = start;
+    while i < end {
+        let b = bytes[i];
+        if !b.is_ascii_digit() {
+            if b == b'+' && plus.is_none() && matches!(bytes.get(i + 1), Some(b'1'..=b'9')) {
+                plus = Some(digits);
+            }
+            i += 1;
+            continue;
+        }
+        let g_start = i;
+        while i < end && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let g = Group {
+            start: g_start,
+            end: i,
+        };
+        let len = g.len();
+        digits += len;
+        // The single separator between the previous group and this one, if that is all
+        // that lies between them.
+        let joint = prev.filter(|p| p.end + 1 == g.start).map(|p| bytes[p.end]);
+        let card_start = matches!(bytes[g.start], b'2'..=b'6') && len >= 2 && !word_before(g.start);
+        card = if card > 0 && matches!(joint, Some(b' ' | b'-')) {
+            card + len
+        } else if card_start {
+            len
+        } else {
+            0
+        };
+        if card >= 13 {
+            found |= SHAPE_CARD;
+        }
+        dotted = match (len <= 3, joint) {
+            (false, _) => 0,
+            (true, Some(b'.')) if dotted > 0 => dotted + 1,
+            (true, _) => 1,
+        };
+        if dotted >= 4 {
+            found |= SHAPE_IPV4;
+        }
+        // Both end with a group of exactly 4 digits: the line number, the SSN serial.
+        if len == 4 && !word_at(g.end) {
+            if let Some(p) = prev.filter(|p| p.len() == 3) {
+                let after_area =
+                    p.start > 0 && matches!(bytes[p.start - 1], b' ' | b'.' | b'-' | b')');
+                if matches!(bytes[p.start], b'2'..=b'9')
+                    && matches!(joint, Some(b' ' | b'.' | b'-'))
+                    && after_area
+                {
+                    found |= SHAPE_NANP;
+                }
+            }
+            if let (Some(p), Some(p2)) = (prev, prev2)
+                && p.len() == 2
+                && p2.len() == 3
+                && p2.end + 1 == p.start
+                && matches!(joint, Some(b'-' | b' ' | b'.'))
+                && joint == Some(bytes[p2.end])
+                && !word_before(p2.start)
+            {
+                found |= SHAPE_SSN;
+            }
+        }
+        prev2 = prev;
+        prev = Some(g);
+    }
+    if plus.is_some_and(|before| digits - before >= 10) {
+        found |= SHAPE_INTL;
+    }
+    let run = end - start;
+    let fits = SHAPE_MIN_RUN
+        .iter()
+        .filter(|(_, min)| run >= *min)
+        .fold(0, |bits, (bit, _)| bits | bit);
+    found & fits
+}
+
+/// Whether an IBAN hit can hold the run of `[0-9 ]` that starts at `run`: two letters
+/// naming a country with IBANs, then two digits, on a word boundary, and only
+/// `[A-Za-z0-9 ]` from there to the run. The hit starts before the run (with its
+/// letters), so the walk goes backwards from it.
+fn iban_start_before(bytes: &[u8], run: usize) -> bool {
+    let mut from = run;
+    while from > 0 && (bytes[from - 1].is_ascii_alphanumeric() || bytes[from - 1] == b' ') {
+        from -= 1;
+    }
+    (from..run).any(|i| {
+        bytes.len() >= i + 4
+            && bytes[i].is_ascii_alphabetic()
+            && bytes[i + 1].is_ascii_alphabetic()
+            && bytes[i + 2].is_ascii_digit()
+            && bytes[i + 3].is_ascii_digit()
+            && (i == 0 || !is_word(bytes[i - 1]))
+            && iban_length([
+                bytes[i].to_ascii_uppercase(),
+                bytes[i + 1].to_ascii_uppercase(),
+            ])
+            .is_some()
+    })
+}
+
+const fn phone_class() -> [bool; 256] {
+    let mut table = [false; 256];
     let mut b = 0usize;
     while b < 256 {
         let c = b as u8;
-        let digit = c.is_ascii_digit();
-        let card = digit || c == b' ' || c == b'-';
-        let phone = card || c == b'.' || c == b'(' || c == b')' || c == b'+';
-        let iban = digit || c == b' ';
-        table[b] = (card as u8) | ((phone as u8) << 1) | ((iban as u8) << 2) | ((digit as u8) << 3);
+        table[b] = c.is_ascii_digit() || matches!(c, b' ' | b'-' | b'.' | b'(' | b')' | b'+');
         b += 1;
     }
     table
 }
 
-static RUN_CLASS: [u8; 256] = run_classes();
+/// `[0-9 .()+-]`: every byte of a number-shaped hit's digits and separators.
+static PHONE_CLASS: [bool; 256] = phone_class();
 
-/// Whether some `=`, `:` or `%3D` in `bytes` directly follows a listed name (see
-/// [`Gate::Names`]). A superset of what the `params` and `auth_header` patterns can match.
-fn has_listed_name(bytes: &[u8], names: &NameList) -> bool {
+/// Whether the separator at `bytes[at]` (`=`, `:`, or the `%` of `%3D` / `%253D`) directly
+/// follows a listed name (see [`Gate::Names`]). A superset of what the `params` and
+/// `auth_header` patterns can match there.
+fn name_before_separator(bytes: &[u8], at: usize, names: &NameList) -> bool {
     let is_name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
     let check_before = |mut end: usize, allow_quote: bool| -> bool {
         while end > 0 && matches!(bytes[end - 1], b' ' | b'\t') {
@@ -285,34 +482,32 @@ fn has_listed_name(bytes: &[u8], names: &NameList) -> bool {
             start -= 1;
         }
         let run = &bytes[start..end];
-        let encoded = start > 0 && bytes[start - 1] == b'%';
-        let candidates = [
-            Some(run),
-            encoded.then(|| run.get(2..)).flatten(),
-            encoded.then(|| run.get(4..)).flatten(),
-        ];
-        candidates
-            .into_iter()
-            .flatten()
-            .filter(|name| !name.is_empty())
-            .any(|name| names.matches_bytes(name))
-    };
-    for at in memchr::memchr3_iter(b'=', b':', b'%', bytes) {
-        let found = match bytes[at] {
-            b'=' => check_before(at, false),
-            b':' => check_before(at, true),
-            _ => {
-                let rest = &bytes[at + 1..];
-                let encoded_eq = rest.len() >= 2 && rest[0] == b'3' && (rest[1] | 0x20) == b'd';
-                let twice = rest.len() >= 4 && rest.starts_with(b"253") && (rest[3] | 0x20) == b'd';
-                (encoded_eq || twice) && check_before(at, false)
-            }
-        };
-        if found {
+        if names.matches_bytes(run) {
             return true;
         }
+        // `%26token=`: the name may follow an escape (`%26`, or `%2526` encoded twice).
+        let encoded = start > 0 && bytes[start - 1] == b'%';
+        encoded
+            && [2, 4].into_iter().any(|skip| {
+                run.get(skip..)
+                    .is_some_and(|name| !name.is_empty() && names.matches_bytes(name))
+            })
+    };
+    match bytes[at] {
+        b'=' => check_before(at, false),
+        b':' => check_before(at, true),
+        _ => {
+            let rest = &bytes[at + 1..];
+            let encoded_eq = rest.len() >= 2 && rest[0] == b'3' && (rest[1] | 0x20) == b'd';
+            let twice = rest.len() >= 4 && rest.starts_with(b"253") && (rest[3] | 0x20) == b'd';
+            (encoded_eq || twice) && check_before(at, false)
+        }
     }
-    false
+}
+
+/// Whether some `=`, `:` or `%3D` in `bytes` directly follows a listed name.
+fn has_listed_name(bytes: &[u8], names: &NameList) -> bool {
+    memchr::memchr3_iter(b'=', b':', b'%', bytes).any(|at| name_before_separator(bytes, at, names))
 }
 
 /// The check run on a candidate before it counts as a hit.
@@ -459,6 +654,11 @@ pub(crate) struct NameList {
     /// Entries by their last byte (all entries are lowercase): `(entry, is_suffix)`. A
     /// name can only match an entry that ends with its own lowercased last byte.
     by_last: Vec<Vec<(Box<[u8]>, bool)>>,
+    /// By last byte, the lengths of the exact entries (bit `n`, longer ones in bit 63) and
+    /// the length of the shortest suffix entry (`usize::MAX`: none), so that most names
+    /// (`page`, `utm_source`, `accept-encoding`) are ruled out before any comparison.
+    exact_lens: Vec<u64>,
+    min_suffix: Vec<usize>,
     /// Whether the list holds the empty name (it has no last byte).
     empty: bool,
 }
@@ -468,6 +668,8 @@ impl NameList {
     pub fn new<S: AsRef<str>>(names: &[S]) -> NameList {
         let mut list = NameList {
             by_last: vec![Vec::new(); 256],
+            exact_lens: vec![0; 256],
+            min_suffix: vec![usize::MAX; 256],
             ..NameList::default()
         };
         for name in names {
@@ -494,20 +696,32 @@ impl NameList {
                 None => list.empty = true,
             }
         }
+        for (last, bucket) in list.by_last.iter().enumerate() {
+            for (entry, is_suffix) in bucket {
+                if *is_suffix {
+                    list.min_suffix[last] = list.min_suffix[last].min(entry.len());
+                } else {
+                    list.exact_lens[last] |= 1 << entry.len().min(63);
+                }
+            }
+        }
         list
     }
 
     /// Whether `name` is listed, ASCII case-insensitively (exact, or longer than a `*`
     /// suffix and ending with it).
-    pub fn matches(&self, name: &str) -> bool {
-        self.matches_bytes(name.as_bytes())
-    }
-
     pub fn matches_bytes(&self, name: &[u8]) -> bool {
         let Some(&last) = name.last() else {
             return self.empty;
         };
-        let Some(bucket) = self.by_last.get(usize::from(last.to_ascii_lowercase())) else {
+        let last = usize::from(last.to_ascii_lowercase());
+        let exact_lens = self.exact_lens.get(last).copied().unwrap_or(0);
+        let min_suffix = self.min_suffix.get(last).copied().unwrap_or(usize::MAX);
+        // A suffix entry matches only names longer than itself.
+        if exact_lens & (1 << name.len().min(63)) == 0 && name.len() <= min_suffix {
+            return false;
+        }
+        let Some(bucket) = self.by_last.get(last) else {
             return false;
         };
         bucket.iter().any(|(entry, is_suffix)| {
@@ -595,13 +809,13 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
             r"\b[2-6][0-9](?:[ -]?[0-9]){11,17}\b".into(),
             false,
             Check::Card,
-            &[Gate::CardRun { digits: 13, run: 13 }],
+            &[Gate::Card],
         )],
         "ssn" => vec![p(
             r"\b[0-9]{3}[- .][0-9]{2}[- .][0-9]{4}\b".into(),
             false,
             Check::Ssn,
-            &[Gate::SsnRun],
+            &[Gate::Ssn],
         )],
         "phone" => vec![
             p(
@@ -609,20 +823,20 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
                     .into(),
                 false,
                 Check::PhoneNanp,
-                &[Gate::NanpRun],
+                &[Gate::Nanp],
             ),
             p(
                 r"\+[1-9](?:[ .-]?\(?[0-9]\)?){9,14}\b".into(),
                 false,
                 Check::PhoneIntl,
-                &[Gate::PlusRun],
+                &[Gate::Intl],
             ),
         ],
         "iban" => vec![p(
             r"(?i)\b[a-z]{2}[0-9]{2}(?: ?[a-z0-9]){11,30}\b".into(),
             false,
             Check::Iban,
-            &[Gate::IbanRun { digits: 8, run: 10 }],
+            &[Gate::Iban],
         )],
         "ipv4" => {
             let octet = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
@@ -630,7 +844,7 @@ pub(crate) fn builtin_patterns(name: &str, detector: usize, params: &NameList) -
                 format!(r"\b{octet}(?:\.{octet}){{3}}\b"),
                 false,
                 Check::Ipv4,
-                &[Gate::PhoneRun { digits: 4, run: 7 }],
+                &[Gate::Ipv4],
             )]
         }
         "ipv6" => vec![p(
@@ -748,6 +962,17 @@ pub(crate) struct Hit {
     pub detector: usize,
 }
 
+/// See [`Scanner::prescreen`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prescreen {
+    /// A hint gate admits the string: it is searched.
+    Search,
+    /// No gate can admit it.
+    Skip,
+    /// Only a number-shape gate can admit it.
+    Shapes,
+}
+
 /// All enabled patterns compiled into one matcher.
 #[derive(Debug)]
 pub(crate) struct Scanner {
@@ -756,14 +981,12 @@ pub(crate) struct Scanner {
     /// candidate fails its check. Only touched on candidates.
     singles: Vec<Regex>,
     patterns: Vec<PatternSpec>,
-    /// Gates of all patterns, deduplicated, split by what they look at: a string that
-    /// passes none is not searched. `hint_gates` start from the column hint bits (cheapest
-    /// first); `run_gates` need a run of at least `run_floor` bytes of `[0-9 .()+-]`
-    /// (every class they measure is a subset of it), which is probed first.
-    hint_gates: Vec<Gate>,
-    /// Hint bits of which every hint gate needs at least one.
+    /// Hint bits of the hint gates of all patterns: a string with any of them passes a
+    /// gate (the bits are exact).
     hint_bits: u8,
-    run_gates: Vec<Gate>,
+    /// Shape bits of the number-shape gates of all patterns.
+    shape_bits: u8,
+    /// The shortest run of `[0-9 .()+-]` any enabled shape needs.
     run_floor: usize,
     /// A custom pattern is enabled: every string is searched.
     always: bool,
@@ -803,48 +1026,36 @@ pub(crate) fn explicit_groups(source: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn gate_cost(gate: &Gate) -> u8 {
-    match gate {
-        Gate::At | Gate::AtOrEncoded | Gate::Colon | Gate::Literal => 0,
-        Gate::CardRun { .. }
-        | Gate::PhoneRun { .. }
-        | Gate::IbanRun { .. }
-        | Gate::SsnRun
-        | Gate::NanpRun
-        | Gate::PlusRun => 1,
-        Gate::Names => 2,
-        Gate::Always => 4,
-    }
-}
-
-/// The shortest run of `[0-9 .()+-]` a run gate needs (`None`: not a run gate).
-fn run_length(gate: &Gate) -> Option<usize> {
-    match *gate {
-        Gate::CardRun { run, .. } | Gate::PhoneRun { run, .. } | Gate::IbanRun { run, .. } => {
-            Some(usize::from(run))
-        }
-        Gate::SsnRun | Gate::PlusRun => Some(11),
-        Gate::NanpRun => Some(12),
-        Gate::Always | Gate::At | Gate::AtOrEncoded | Gate::Colon | Gate::Names | Gate::Literal => {
-            None
-        }
-    }
-}
-
-/// The hint bit a hint gate needs (0 for run gates).
+/// The hint bits a hint gate accepts (0 for the other gates).
 fn hint_bit(gate: &Gate) -> u8 {
     match gate {
-        Gate::At | Gate::AtOrEncoded => HINT_AT,
+        Gate::At => HINT_AT,
+        Gate::AtOrEncoded => HINT_AT | HINT_AT_ENCODED,
         Gate::Colon => HINT_COLON,
-        Gate::Names => HINT_SEP,
+        Gate::Names => HINT_NAMES,
         Gate::Literal => HINT_LITERAL,
-        Gate::Always => u8::MAX,
-        Gate::CardRun { .. }
-        | Gate::PhoneRun { .. }
-        | Gate::IbanRun { .. }
-        | Gate::SsnRun
-        | Gate::NanpRun
-        | Gate::PlusRun => 0,
+        Gate::Always
+        | Gate::Card
+        | Gate::Iban
+        | Gate::Ssn
+        | Gate::Nanp
+        | Gate::Intl
+        | Gate::Ipv4 => 0,
+    }
+}
+
+/// The shape bit of a number-shape gate (0 for the other gates).
+fn shape_bit(gate: &Gate) -> u8 {
+    match gate {
+        Gate::Card => SHAPE_CARD,
+        Gate::Iban => SHAPE_IBAN,
+        Gate::Ssn => SHAPE_SSN,
+        Gate::Nanp => SHAPE_NANP,
+        Gate::Intl => SHAPE_INTL,
+        Gate::Ipv4 => SHAPE_IPV4,
+        Gate::Always | Gate::At | Gate::AtOrEncoded | Gate::Colon | Gate::Names | Gate::Literal => {
+            0
+        }
     }
 }
 
@@ -871,20 +1082,16 @@ impl Scanner {
                 index: usize::MAX,
                 reason: e.to_string(),
             })?;
-        let mut gates: Vec<Gate> = Vec::new();
-        for g in patterns.iter().flat_map(|p| p.gates.iter()) {
-            if !gates.contains(g) {
-                gates.push(*g);
-            }
-        }
-        gates.sort_by_key(gate_cost);
-        let always = gates.contains(&Gate::Always);
-        let (run_gates, hint_gates): (Vec<Gate>, Vec<Gate>) = gates
-            .into_iter()
-            .filter(|g| *g != Gate::Always)
-            .partition(|g| run_length(g).is_some());
-        let hint_bits = hint_gates.iter().fold(0, |bits, g| bits | hint_bit(g));
-        let run_floor = run_gates.iter().filter_map(run_length).min().unwrap_or(0);
+        let gates = || patterns.iter().flat_map(|p| p.gates.iter());
+        let always = gates().any(|g| *g == Gate::Always);
+        let hint_bits = gates().fold(0, |bits, g| bits | hint_bit(g));
+        let shape_bits = gates().fold(0, |bits, g| bits | shape_bit(g));
+        let run_floor = SHAPE_MIN_RUN
+            .iter()
+            .filter(|(bit, _)| bit & shape_bits != 0)
+            .map(|(_, min)| *min)
+            .min()
+            .unwrap_or(0);
         let literal_sources: Vec<String> =
             TRIGGER_LITERALS.iter().map(|l| regex_escape(l)).collect();
         let literals = builder()
@@ -898,9 +1105,8 @@ impl Scanner {
             combined,
             singles,
             patterns,
-            hint_gates,
             hint_bits,
-            run_gates,
+            shape_bits,
             run_floor,
             always,
             literals,
@@ -909,10 +1115,10 @@ impl Scanner {
         })
     }
 
-    /// Per-row trigger bits for a whole column, found by passes over the column's value
-    /// buffer (memchr, one multi-literal search) instead of one call per string. A match
-    /// that straddles two rows marks a row that cannot match: harmless, the gate is only a
-    /// superset.
+    /// Per-row hint bits for a whole column, found by passes over the column's value buffer
+    /// (memchr, memmem, one multi-literal search) instead of one call per string. Each bit
+    /// is exact for its row: a match that straddles two rows belongs to neither, and the
+    /// literal search resumes inside it so that it hides no match of the next row.
     pub fn column_hints<O: arrow_array::OffsetSizeTrait>(
         &self,
         data: &[u8],
@@ -926,51 +1132,98 @@ impl Scanner {
         let base = offsets[0].as_usize();
         let end = offsets[rows].as_usize();
         let data = &data[base..end];
-        let mark = |hints: &mut Vec<u8>, positions: &mut dyn Iterator<Item = usize>, bit: u8| {
-            let mut row = 0usize;
-            for pos in positions {
-                let pos = pos + base;
-                while row + 1 < rows && offsets[row + 1].as_usize() <= pos {
-                    row += 1;
-                }
-                hints[row] |= bit;
+        // `row` only moves forward: each pass sees positions in increasing order.
+        let row_of = |row: &mut usize, pos: usize| {
+            while *row + 1 < rows && offsets[*row + 1].as_usize() - base <= pos {
+                *row += 1;
             }
+        };
+        let bounds = |row: usize| {
+            (
+                offsets[row].as_usize() - base,
+                offsets[row + 1].as_usize() - base,
+            )
         };
         // Only the bits some gate of this profile looks at.
         let wanted = self.hint_bits;
         if wanted & HINT_AT != 0 {
-            mark(&mut hints, &mut memchr::memchr_iter(b'@', data), HINT_AT);
-            mark(&mut hints, &mut self.encoded_at.find_iter(data), HINT_AT);
+            let mut row = 0;
+            for pos in memchr::memchr_iter(b'@', data) {
+                row_of(&mut row, pos);
+                hints[row] |= HINT_AT;
+            }
         }
-        if wanted & HINT_SEP != 0 {
-            mark(
-                &mut hints,
-                &mut memchr::memchr3_iter(b'=', b':', b'%', data),
-                HINT_SEP,
-            );
+        if wanted & HINT_AT_ENCODED != 0 {
+            let mut row = 0;
+            for pos in self.encoded_at.find_iter(data) {
+                row_of(&mut row, pos);
+                if pos + 3 <= bounds(row).1 {
+                    hints[row] |= HINT_AT_ENCODED;
+                }
+            }
         }
         if wanted & HINT_COLON != 0 {
-            mark(&mut hints, &mut memchr::memchr_iter(b':', data), HINT_COLON);
+            let mut row = 0;
+            for pos in memchr::memchr_iter(b':', data) {
+                row_of(&mut row, pos);
+                hints[row] |= HINT_COLON;
+            }
+        }
+        if wanted & HINT_NAMES != 0 {
+            let mut row = 0;
+            for pos in memchr::memchr3_iter(b'=', b':', b'%', data) {
+                row_of(&mut row, pos);
+                if hints[row] & HINT_NAMES != 0 {
+                    continue;
+                }
+                let (start, end) = bounds(row);
+                if name_before_separator(&data[start..end], pos - start, &self.names) {
+                    hints[row] |= HINT_NAMES;
+                }
+            }
         }
         if wanted & HINT_LITERAL != 0 {
-            let mut literals = self.literals.find_iter(Input::new(data)).map(|m| m.start());
-            mark(&mut hints, &mut literals, HINT_LITERAL);
+            let mut row = 0;
+            let mut at = 0;
+            while let Some(m) = self.literals.search(&Input::new(data).range(at..)) {
+                row_of(&mut row, m.start());
+                let (start, end) = bounds(row);
+                if m.end() <= end {
+                    if end - start >= LITERAL_MIN_LEN {
+                        hints[row] |= HINT_LITERAL;
+                    }
+                    // The row is decided: go on with the next one.
+                    at = end.max(m.end());
+                } else {
+                    // Straddles into the next row: a literal of that row may start inside it.
+                    at = m.start() + 1;
+                }
+                if at >= data.len() {
+                    break;
+                }
+            }
         }
         hints
     }
 
+    /// The hint bits of one string (what [`Scanner::column_hints`] gives its row).
     fn string_hint(&self, bytes: &[u8]) -> u8 {
+        let wanted = self.hint_bits;
         let mut hint = HINT_VALID;
-        if memchr::memchr(b'@', bytes).is_some() || self.encoded_at.find(bytes).is_some() {
+        if wanted & HINT_AT != 0 && memchr::memchr(b'@', bytes).is_some() {
             hint |= HINT_AT;
         }
-        if let Some(p) = memchr::memchr3(b'=', b':', b'%', bytes) {
-            hint |= HINT_SEP;
-            if bytes[p] == b':' || memchr::memchr(b':', bytes).is_some() {
-                hint |= HINT_COLON;
-            }
+        if wanted & HINT_AT_ENCODED != 0 && self.encoded_at.find(bytes).is_some() {
+            hint |= HINT_AT_ENCODED;
         }
-        if bytes.len() >= LITERAL_MIN_LEN
+        if wanted & HINT_COLON != 0 && memchr::memchr(b':', bytes).is_some() {
+            hint |= HINT_COLON;
+        }
+        if wanted & HINT_NAMES != 0 && has_listed_name(bytes, &self.names) {
+            hint |= HINT_NAMES;
+        }
+        if wanted & HINT_LITERAL != 0
+            && bytes.len() >= LITERAL_MIN_LEN
             && self.literals.is_match(Input::new(bytes).earliest(true))
         {
             hint |= HINT_LITERAL;
@@ -978,56 +1231,58 @@ impl Scanner {
         hint
     }
 
-    /// Whether a string of `len` bytes with column hint `hint` can pass any gate at all;
-    /// `false` means [`Scanner::scan_hinted`] would not search it. Costs two compares, so
-    /// callers can skip most strings without setting up a scan.
+    /// What the gates make of a string of `len` bytes with column hint `hint` (from
+    /// [`Scanner::column_hints`]) before its bytes are looked at: [`Prescreen::Shapes`]
+    /// leaves it to [`Scanner::shapes_admit`]. Together they decide exactly whether
+    /// [`Scanner::scan_hinted`] searches the string, so callers skip the others without
+    /// setting up a scan.
     #[inline]
-    pub fn may_admit(&self, hint: u8, len: usize) -> bool {
-        self.always
-            || hint & HINT_VALID == 0
-            || hint & self.hint_bits != 0
-            || (!self.run_gates.is_empty() && len >= self.run_floor)
+    pub fn prescreen(&self, hint: u8, len: usize) -> Prescreen {
+        if self.patterns.is_empty() {
+            Prescreen::Skip
+        } else if self.always || hint & self.hint_bits != 0 {
+            Prescreen::Search
+        } else if self.shape_bits != 0 && len >= self.run_floor {
+            Prescreen::Shapes
+        } else {
+            Prescreen::Skip
+        }
     }
 
-    /// Whether any gate of any pattern admits the string.
-    fn admitted(&self, f: &mut Features<'_>) -> bool {
-        if self.always {
-            return true;
-        }
-        if f.hint & self.hint_bits != 0 && self.hint_gates.iter().any(|g| self.admits(g, f)) {
-            return true;
-        }
-        !self.run_gates.is_empty()
-            && f.bytes.len() >= self.run_floor
-            && f.runs().phone >= self.run_floor
-            && self.run_gates.iter().any(|g| self.admits(g, f))
+    /// Whether `bytes` is long enough and has the digits for some number shape: a cheap
+    /// necessary condition of [`Scanner::shapes_admit`].
+    pub fn may_have_shapes(&self, bytes: &[u8]) -> bool {
+        has_long_run(bytes, self.run_floor)
     }
 
+    /// Whether some number-shape gate admits `bytes`: a pure function of the bytes, so a
+    /// caller may remember it per distinct value.
+    pub fn shapes_admit(&self, bytes: &[u8]) -> bool {
+        self.shapes(bytes) != 0
+    }
+
+    /// The enabled number shapes in `bytes`.
+    fn shapes(&self, bytes: &[u8]) -> u8 {
+        number_shapes(bytes, self.run_floor, self.shape_bits)
+    }
+
+    /// Whether some number-shape gate holds for the string behind `f`.
+    fn admits_shapes(&self, f: &mut Features<'_>) -> bool {
+        let bytes = f.bytes;
+        *f.shapes.get_or_insert_with(|| self.shapes(bytes)) != 0
+    }
+
+    /// Whether `gate` holds for the string behind `f`.
     fn admits(&self, gate: &Gate, f: &mut Features<'_>) -> bool {
         match *gate {
             Gate::Always => true,
-            Gate::At => f.hint & HINT_AT != 0 && memchr::memchr(b'@', f.bytes).is_some(),
-            Gate::AtOrEncoded => f.hint & HINT_AT != 0,
-            Gate::Colon => f.hint & HINT_COLON != 0,
-            Gate::CardRun { digits, run } => {
-                f.runs().card >= usize::from(run) && f.digits() >= digits
+            Gate::At | Gate::AtOrEncoded | Gate::Colon | Gate::Names | Gate::Literal => {
+                f.hint & hint_bit(gate) != 0
             }
-            Gate::PhoneRun { digits, run } => {
-                f.runs().phone >= usize::from(run) && f.digits() >= digits
-            }
-            Gate::IbanRun { digits, run } => {
-                f.runs().iban >= usize::from(run) && f.digits() >= digits
-            }
-            Gate::NanpRun => f.runs().phone >= 12 && f.digits() >= 10 && f.digit_run(4),
-            Gate::PlusRun => {
-                f.runs().phone >= 11 && f.digits() >= 10 && memchr::memchr(b'+', f.bytes).is_some()
-            }
-            Gate::SsnRun => f.runs().phone >= 11 && f.digits() >= 9 && f.digit_run(4),
-            Gate::Names => f.hint & HINT_SEP != 0 && has_listed_name(f.bytes, &self.names),
-            Gate::Literal => {
-                f.hint & HINT_LITERAL != 0
-                    && f.bytes.len() >= LITERAL_MIN_LEN
-                    && self.literals.is_match(Input::new(f.bytes).earliest(true))
+            Gate::Card | Gate::Iban | Gate::Ssn | Gate::Nanp | Gate::Intl | Gate::Ipv4 => {
+                let bytes = f.bytes;
+                let shapes = *f.shapes.get_or_insert_with(|| self.shapes(bytes));
+                shapes & shape_bit(gate) != 0
             }
         }
     }
@@ -1060,10 +1315,30 @@ impl Scanner {
         } else {
             hint
         };
-        let mut features = Features::new(bytes, hint, self.run_floor);
-        if !self.admitted(&mut features) {
+        let mut features = Features {
+            bytes,
+            hint,
+            shapes: None,
+        };
+        let admitted =
+            self.always || hint & self.hint_bits != 0 || self.admits_shapes(&mut features);
+        if !admitted {
             return false;
         }
+        self.search(cache, &mut features, true, out);
+        true
+    }
+
+    /// The search behind [`Scanner::scan_hinted`]; `gated`: skip retries of patterns whose
+    /// gates fail (without, every pattern is retried: what the gates must not change).
+    fn search(
+        &self,
+        cache: &mut meta::Cache,
+        features: &mut Features<'_>,
+        gated: bool,
+        out: &mut Vec<Hit>,
+    ) {
+        let bytes = features.bytes;
         let mut pos = 0;
         while pos < bytes.len() {
             let input = Input::new(bytes).span(pos..bytes.len());
@@ -1079,7 +1354,7 @@ impl Scanner {
             // Rejected: give the other patterns a chance at the same start.
             let mut retried = None;
             for (other, spec) in self.patterns.iter().enumerate() {
-                if other == pid || !spec.gates.iter().any(|g| self.admits(g, &mut features)) {
+                if other == pid || gated && !spec.gates.iter().any(|g| self.admits(g, features)) {
                     continue;
                 }
                 let input = Input::new(bytes)
@@ -1100,7 +1375,30 @@ impl Scanner {
                 None => pos = m.start() + 1,
             }
         }
-        true
+    }
+
+    /// The hits of [`Scanner::scan`] without any gate: every string searched, every pattern
+    /// retried. Tests compare the two to show the gates are necessary conditions.
+    #[cfg(test)]
+    pub fn scan_ungated(&self, cache: &mut meta::Cache, hay: &str, out: &mut Vec<Hit>) {
+        let mut features = Features {
+            bytes: hay.as_bytes(),
+            hint: u8::MAX,
+            shapes: Some(u8::MAX),
+        };
+        self.search(cache, &mut features, false, out);
+    }
+
+    /// [`Scanner::column_hints`] and the per-string hints of the same strings, for tests.
+    #[cfg(test)]
+    pub fn hints_both_ways(&self, values: &[&str]) -> (Vec<u8>, Vec<u8>) {
+        let array = arrow_array::StringArray::from(values.to_vec());
+        let column = self.column_hints(array.value_data(), array.value_offsets());
+        let strings = values
+            .iter()
+            .map(|v| self.string_hint(v.as_bytes()))
+            .collect();
+        (column, strings)
     }
 
     /// Where the search goes on after a hit. After a hit that is a capture group (the
@@ -1393,14 +1691,18 @@ const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
     (b"YE", 30),
 ];
 
+/// The IBAN length of an (uppercase) country code; `None`: the country has no IBANs.
+fn iban_length(country: [u8; 2]) -> Option<usize> {
+    IBAN_LENGTHS
+        .iter()
+        .find(|(code, _)| **code == country)
+        .map(|(_, len)| *len)
+}
+
 /// Returns the byte length of the IBAN at the start of `text`: the candidate may have
 /// swallowed a following word, so shorter cuts at spaces are tried too.
 fn check_iban(text: &[u8]) -> Option<usize> {
-    let country = [text[0].to_ascii_uppercase(), text[1].to_ascii_uppercase()];
-    let want = IBAN_LENGTHS
-        .iter()
-        .find(|(code, _)| **code == country)
-        .map(|(_, len)| *len)?;
+    let want = iban_length([text[0].to_ascii_uppercase(), text[1].to_ascii_uppercase()])?;
     let mut count = 0;
     for (i, &b) in text.iter().enumerate() {
         if b == b' ' {

@@ -8,8 +8,9 @@
 //!                                         struct / list / map columns
 //!                                              │
 //!   trigger gates (per column: memchr,  ────────┤ most strings stop here, unchanged
-//!   one literal search; per string:             │
-//!   digit runs, listed names)                   │
+//!   one literal search, listed names;           │
+//!   per string: number shapes, remembered       │
+//!   for values repeated in the batch)           │
 //!                                              ▼
 //!           one multi-pattern regex, leftmost-first ─▶ candidate ─▶ check
 //!           (email, card, iban, jwt, keys, params, …)   (Luhn, mod 97, SSN ranges,

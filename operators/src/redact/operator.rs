@@ -15,7 +15,7 @@ use hmac::Mac;
 use regex_automata::meta;
 
 use super::config::{FieldRule, Profile, is_string};
-use super::detectors::{Hit, truncate_ip};
+use super::detectors::{Hit, Prescreen, truncate_ip};
 use crate::error::OperatorError;
 use crate::{Metric, Operator};
 
@@ -222,16 +222,28 @@ impl RedactOperator {
         let profile = Arc::clone(&self.profile);
         let scanner = &profile.scanner;
         let hints = scanner.column_hints(data, offsets);
+        // Number shapes are the costly gate; values repeated across the batch are walked once.
+        let mut memo = Memo::default();
         for i in 0..array.len() {
             if array.is_null(i) {
                 continue;
             }
+            let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
+            let admitted = match scanner.prescreen(hints[i], end - start) {
+                Prescreen::Search => true,
+                Prescreen::Skip => false,
+                Prescreen::Shapes if memo.off => scanner.shapes_admit(&data[start..end]),
+                // Strings without a long digit run (host names) are cheaper to probe than to
+                // look up.
+                Prescreen::Shapes => {
+                    scanner.may_have_shapes(&data[start..end])
+                        && memo.get(data, start, end, |bytes| scanner.shapes_admit(bytes))
+                }
+            };
             let replaced = if sensitive.is_some_and(|s| s[i]) {
                 counts.hits[key_slot] += 1;
                 Some(self.profile.key_placeholder.clone())
-            } else if !scanner
-                .may_admit(hints[i], offsets[i + 1].as_usize() - offsets[i].as_usize())
-            {
+            } else if !admitted {
                 // no gate can pass: what `redact_str` would conclude, without the set-up
                 self.strings_total += 1;
                 None
@@ -442,7 +454,7 @@ impl RedactOperator {
     fn sensitive_keys<O: OffsetSizeTrait>(&self, keys: &GenericStringArray<O>) -> Vec<bool> {
         let names = &self.profile.sensitive_keys;
         (0..keys.len())
-            .map(|i| keys.is_valid(i) && names.matches(keys.value(i)))
+            .map(|i| keys.is_valid(i) && names.matches_bytes(keys.value(i).as_bytes()))
             .collect()
     }
 
@@ -490,6 +502,112 @@ fn map_generic<O: OffsetSizeTrait>(
         builder.append_option(value.and_then(&f));
     }
     Arc::new(builder.finish())
+}
+
+/// Verdicts of a pure function of a string's bytes
+/// ([`Scanner::shapes_admit`](super::detectors::Scanner::shapes_admit)) for the distinct
+/// values of one string array, so that a value repeated across the rows of a batch (user
+/// agents, accept headers, origin addresses) is looked at once. The
+/// memo returns what the function would, so it changes no decision. Values are kept as
+/// spans of the array's own value buffer (no copies); an array whose values rarely repeat
+/// (request ids, timestamps) turns it off after a trial.
+#[derive(Default)]
+struct Memo {
+    /// Open addressing, [`MEMO_SLOTS`] slots once used.
+    slots: Vec<MemoSlot>,
+    used: usize,
+    lookups: usize,
+    hits: usize,
+    off: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct MemoSlot {
+    hash: u64,
+    start: usize,
+    end: usize,
+    /// 0: empty; 1: false; 2: true.
+    state: u8,
+}
+
+const MEMO_SLOTS: usize = 1024;
+/// Kept below half full, so that probe sequences stay short.
+const MEMO_MAX: usize = MEMO_SLOTS / 2;
+/// Lookups after which a memo that hit less than a quarter of them is turned off.
+const MEMO_TRIAL: usize = 256;
+
+impl Memo {
+    /// `f(&data[start..end])`, remembered for the rest of the array. All calls on one memo
+    /// must pass the same `data` and `f`.
+    fn get(
+        &mut self,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        f: impl FnOnce(&[u8]) -> bool,
+    ) -> bool {
+        let bytes = &data[start..end];
+        if self.off {
+            return f(bytes);
+        }
+        if self.lookups == MEMO_TRIAL && self.hits * 4 < MEMO_TRIAL {
+            self.off = true;
+            self.slots = Vec::new();
+            return f(bytes);
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![MemoSlot::default(); MEMO_SLOTS];
+        }
+        self.lookups += 1;
+        let hash = hash_bytes(bytes);
+        let mut at = hash as usize & (MEMO_SLOTS - 1);
+        loop {
+            let slot = &self.slots[at];
+            if slot.state == 0 {
+                break;
+            }
+            if slot.hash == hash
+                && slot.end - slot.start == bytes.len()
+                && data.get(slot.start..slot.end) == Some(bytes)
+            {
+                self.hits += 1;
+                return slot.state == 2;
+            }
+            at = (at + 1) & (MEMO_SLOTS - 1);
+        }
+        let verdict = f(bytes);
+        if self.used < MEMO_MAX {
+            self.slots[at] = MemoSlot {
+                hash,
+                start,
+                end,
+                state: 1 + u8::from(verdict),
+            };
+            self.used += 1;
+        }
+        verdict
+    }
+}
+
+/// A fast, unkeyed hash of `bytes`: the length and three 8-byte words (first, middle,
+/// last). Values that differ elsewhere collide, which only costs a byte comparison: every
+/// hit is confirmed by comparing the bytes.
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let n = bytes.len();
+    let mut h = (n as u64).wrapping_mul(K);
+    if n < 8 {
+        for &b in bytes {
+            h = (h.rotate_left(26) ^ u64::from(b)).wrapping_mul(K);
+        }
+    } else {
+        for at in [0, (n / 2).min(n - 8), n - 8] {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            h = (h.rotate_left(26) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+    }
+    h ^ (h >> 32)
 }
 
 fn copy_run<O: OffsetSizeTrait>(
