@@ -2,54 +2,68 @@
 //!
 //! ```text
 //!  memory.limit (default 512 MiB)
-//!  ├─ fixed: the binary, tokio, librdkafka's threads, schemas, operator state     RESERVE
-//!  ├─ Kafka prefetch: librdkafka's queue per assigned partition                   prefetch_kbytes()
-//!  ├─ batches in flight: raw records + decoded Arrow + operator output, per worker BATCH_SHARE
-//!  └─ open files: encoded Parquet + the open row group + dead letters, all workers files()
+//!  ├─ the process: code, tokio, librdkafka's threads and buffers, allocator slack   RESERVE
+//!  ├─ per assigned partition, fixed while it is assigned:                          Lease::fixed
+//!  │    Kafka prefetch queue (prefetch_kbytes) + a batch in flight, held about
+//!  │    four times over while decoded (batch_bytes) + one zstd context pair per
+//!  │    Parquet column of each open file
+//!  └─ open files, what a commit frees: encoded row groups, the open row group's    files()
+//!     pages and dictionaries, dead letters: a third of what is left. The rest covers
+//!     what the Parquet writer does not report (resident memory grew about twice as
+//!     fast as its `memory_size` between commits) and closing a file
 //! ```
 //!
-//! Open files are the part that grows with time (until the commit). Each worker reports
-//! what its open files hold; once the sum reaches the files' share, every worker holding at
-//! least the average commits early at its next batch. A single busy partition can use the
-//! whole share, and the sum stays near it however many partitions are assigned. Committing
-//! early only makes files smaller; it never changes what is committed.
+//! Each worker reports what its open files hold; once the sum reaches the files' share,
+//! every worker holding at least the average commits early at its next batch. A single
+//! busy partition can use the whole share, and the sum stays near it however many
+//! partitions are assigned. Committing early only makes files smaller; it never changes
+//! what is committed. When the partitions' fixed parts leave less than `MIN_FILES_SHARE`
+//! per partition, the share stays at that minimum and the limit cannot hold: a warning
+//! says so once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Memory not available to buffers: code, runtime, Kafka client threads, allocator slack.
-const RESERVE: u64 = 96 << 20;
+use tracing::warn;
 
-/// The bytes one worker's batch may hold in flight, as a fraction of the limit.
-const BATCH_SHARE: u64 = 64;
+/// Memory outside the buffers Weir sizes: code, runtime, Kafka client threads and fetch
+/// responses, allocator slack. Measured: ~100 MiB resident for `weir run` with two
+/// partitions before open files and batches.
+const RESERVE: u64 = 100 << 20;
+
+/// A batch in flight is held about this many times over: raw records, arrow-json's tape,
+/// the Arrow columns, the operators' output.
+const BATCH_COPIES: usize = 4;
+
+/// The least each partition's open files get, whatever the limit says: below this,
+/// commits would come every few batches and files would be tiny.
+const MIN_FILES_SHARE: usize = 4 << 20;
 
 #[derive(Debug)]
 pub struct Budget {
     limit: u64,
-    files: usize,
+    /// What open files hold now, all workers.
     used: AtomicUsize,
+    /// Fixed parts of the workers that hold a lease.
+    fixed: AtomicUsize,
     holders: AtomicUsize,
+    warned: AtomicBool,
 }
 
 impl Budget {
     pub fn new(limit: u64) -> Arc<Budget> {
-        let files = limit.saturating_sub(RESERVE) / 2;
         Arc::new(Budget {
             limit,
-            files: files as usize,
             used: AtomicUsize::new(0),
+            fixed: AtomicUsize::new(0),
             holders: AtomicUsize::new(0),
+            warned: AtomicBool::new(false),
         })
-    }
-
-    /// Bytes the open files of all partitions may hold together.
-    pub fn files(&self) -> usize {
-        self.files
     }
 
     /// Raw bytes a worker gathers before decoding a batch (besides `batch.max_rows`).
     pub fn batch_bytes(&self) -> usize {
-        (self.limit / BATCH_SHARE).clamp(1 << 20, 32 << 20) as usize
+        (self.limit / 64).clamp(1 << 20, 32 << 20) as usize
     }
 
     /// librdkafka's `queued.max.messages.kbytes`: the prefetch queue of each partition.
@@ -57,16 +71,44 @@ impl Budget {
         (self.limit / 64 / 1024).clamp(1024, 16 * 1024)
     }
 
+    /// A worker's fixed part: its prefetch queue, its batch in flight, and `codec_bytes`
+    /// for the codec contexts of one open file.
+    pub fn worker_fixed(&self, codec_bytes: usize) -> usize {
+        self.prefetch_kbytes() as usize * 1024 + BATCH_COPIES * self.batch_bytes() + codec_bytes
+    }
+
+    /// Bytes the open files of all partitions may hold together now.
+    pub fn files(&self) -> usize {
+        let holders = self.holders.load(Ordering::Relaxed).max(1);
+        let fixed = self.fixed.load(Ordering::Relaxed) as u64;
+        let left = self.limit.saturating_sub(RESERVE + fixed) as usize / 3;
+        let floor = holders * MIN_FILES_SHARE;
+        if left < floor {
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                warn!(
+                    limit_mib = self.limit >> 20,
+                    partitions = holders,
+                    needs_mib = (RESERVE + fixed + 3 * floor as u64) >> 20,
+                    "memory.limit is too small for the partitions assigned here; files will be small and memory will exceed the limit: raise memory.limit or run more replicas"
+                );
+            }
+            return floor;
+        }
+        left
+    }
+
     /// Bytes all open files hold now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// A worker's account; dropping it gives back what it held.
-    pub fn lease(self: &Arc<Self>) -> Lease {
+    /// A worker's account, with its fixed part; dropping it gives everything back.
+    pub fn lease(self: &Arc<Self>, fixed: usize) -> Lease {
         self.holders.fetch_add(1, Ordering::Relaxed);
+        self.fixed.fetch_add(fixed, Ordering::Relaxed);
         Lease {
             budget: self.clone(),
+            fixed,
             held: 0,
         }
     }
@@ -76,11 +118,12 @@ impl Budget {
 #[derive(Debug)]
 pub struct Lease {
     budget: Arc<Budget>,
+    fixed: usize,
     held: usize,
 }
 
 impl Lease {
-    /// Records that the worker's open files now hold `bytes`.
+    /// Records that the worker's open files now hold `bytes` (what a commit would free).
     pub fn set(&mut self, bytes: usize) {
         if bytes >= self.held {
             self.budget
@@ -103,13 +146,14 @@ impl Lease {
     pub fn over(&self) -> bool {
         let used = self.budget.used();
         let holders = self.budget.holders.load(Ordering::Relaxed).max(1);
-        used >= self.budget.files && self.held > 0 && self.held * holders >= used
+        self.held > 0 && used >= self.budget.files() && self.held * holders >= used
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         self.set(0);
+        self.budget.fixed.fetch_sub(self.fixed, Ordering::Relaxed);
         self.budget.holders.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -121,21 +165,33 @@ mod tests {
     #[test]
     fn shares_of_the_default_limit() {
         let b = Budget::new(512 << 20);
-        assert_eq!(b.files(), 208 << 20);
         assert_eq!(b.batch_bytes(), 8 << 20);
         assert_eq!(b.prefetch_kbytes(), 8192);
+        assert_eq!(b.worker_fixed(42 << 20), (8 + 32 + 42) << 20);
+        assert_eq!(b.files(), ((512 - 100) << 20) / 3);
+        let _a = b.lease(b.worker_fixed(42 << 20));
+        let _b = b.lease(b.worker_fixed(42 << 20));
+        assert_eq!(b.files(), ((512 - 100 - 2 * 82) << 20) / 3);
         let small = Budget::new(128 << 20);
-        assert_eq!(small.files(), 16 << 20);
         assert_eq!(small.batch_bytes(), 2 << 20);
         assert_eq!(small.prefetch_kbytes(), 2048);
     }
 
     #[test]
+    fn too_many_partitions_get_the_minimum_share() {
+        let b = Budget::new(256 << 20);
+        let leases: Vec<Lease> = (0..8).map(|_| b.lease(b.worker_fixed(42 << 20))).collect();
+        assert_eq!(b.files(), 8 * MIN_FILES_SHARE);
+        drop(leases);
+        assert_eq!(b.fixed.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn the_largest_holders_commit_once_the_sum_reaches_the_share() {
         let b = Budget::new(512 << 20);
+        let mut hot = b.lease(0);
+        let mut cold = b.lease(0);
         let share = b.files();
-        let mut hot = b.lease();
-        let mut cold = b.lease();
         cold.set(share / 10);
         hot.set(share / 2);
         assert!(!hot.over() && !cold.over(), "under the share");

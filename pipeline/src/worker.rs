@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use rdkafka::Message;
@@ -163,6 +162,9 @@ impl Worker {
         .map_err(|e| WorkerError::Chain(e.to_string()))?;
         let chain = build_chain(&shared, &ds, &rec.tail)?;
         let writer = new_writer(&shared, &ds, &chain)?;
+        let lease = shared
+            .budget
+            .lease(shared.budget.worker_fixed(writer.codec_bytes()));
         let next_offset = rec.tail.next_offset();
         Ok(Worker {
             ds,
@@ -181,7 +183,7 @@ impl Worker {
             next_offset,
             commit_start: next_offset,
             commit_records: 0,
-            lease: shared.budget.lease(),
+            lease,
             exported: Default::default(),
             shared,
         })
@@ -526,7 +528,10 @@ impl Worker {
         self.shared.metrics.add(
             "bytes_written_total",
             &labels,
-            p.files.iter().map(|f| f.bytes.len() as u64).sum(),
+            p.files
+                .iter()
+                .map(|f| f.bytes.content_length() as u64)
+                .sum(),
         );
         self.shared.metrics.set_gauge(
             "committed_offset",
@@ -592,7 +597,7 @@ impl Worker {
         let to_ref = |f: &ClosedFile| FileRef {
             path: f.path.clone(),
             rows: f.rows,
-            bytes: f.bytes.len() as u64,
+            bytes: f.bytes.content_length() as u64,
         };
         let entry = Entry {
             version: LEDGER_VERSION,
@@ -688,11 +693,11 @@ async fn upload(
         let path = Path::from(f.path.as_str());
         let bytes = f.bytes.clone();
         tasks.spawn(async move {
-            if bytes.len() < threshold {
+            if bytes.content_length() < threshold {
                 crate::store::retry("upload", 8, move || {
                     let store = store.clone();
                     let path = path.clone();
-                    let payload = PutPayload::from(bytes.clone());
+                    let payload = bytes.clone();
                     async move { store.put(&path, payload).await.map(|_| ()) }
                 })
                 .await
@@ -734,17 +739,26 @@ struct Prepared {
 async fn multipart(
     store: Arc<dyn object_store::ObjectStore>,
     path: Path,
-    bytes: Bytes,
+    bytes: PutPayload,
 ) -> object_store::Result<()> {
     const PART: usize = 8 << 20;
     let upload = store.put_multipart(&path).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-    let first = bytes.len().min(PART);
-    writer.put(bytes.slice(..first));
-    writer.wait_for_capacity(0).await?;
-    failpoint::hit("during-multipart");
-    if first < bytes.len() {
-        writer.put(bytes.slice(first..));
+    let mut sent = 0;
+    let mut first_part_done = false;
+    for chunk in &bytes {
+        writer.put(chunk.clone());
+        sent += chunk.len();
+        if !first_part_done && sent >= PART {
+            // The first part is on its way; the rest of the file is not.
+            writer.wait_for_capacity(0).await?;
+            failpoint::hit("during-multipart");
+            first_part_done = true;
+        }
+    }
+    if !first_part_done {
+        writer.wait_for_capacity(0).await?;
+        failpoint::hit("during-multipart");
     }
     writer.finish().await?;
     Ok(())

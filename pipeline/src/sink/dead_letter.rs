@@ -151,7 +151,7 @@ impl DeadLetterBuffer {
         Ok(Some(ClosedFile {
             path: Self::path(dataset, file),
             rows: n as u64,
-            bytes: bytes::Bytes::from(buf),
+            bytes: object_store::PutPayload::from(buf),
         }))
     }
 }
