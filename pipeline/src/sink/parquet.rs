@@ -364,7 +364,8 @@ mod tests {
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].path, "ds/date=2026-11-22/hour=05/f.parquet");
         assert_eq!(files[1].path, "ds/date=2026-11-22/hour=06/f.parquet");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(files[0].bytes.clone()))
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(files[0].bytes.clone()))
                 .unwrap();
         let kv = reader
             .metadata()
