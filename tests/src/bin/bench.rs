@@ -27,6 +27,9 @@
 //! test-only fault injector), to show that memory stays bounded when the store, not the
 //! CPU, is the bottleneck: consumption waits, nothing piles up.
 //!
+//! Without `--dir` the working directory (input, outputs, lake) is a temporary one,
+//! removed at the end.
+//!
 //! `--weir-env KEY=VALUE` (repeatable) sets an environment variable for the `weir run`
 //! child only, e.g. `MALLOC_ARENA_MAX=2`, or heaptrack's preload library and
 //! `DUMP_HEAPTRACK_OUTPUT` to profile the heap of a build without mimalloc.
@@ -124,9 +127,14 @@ fn main() -> Result<()> {
     }
     let events: usize = arg(&args, "--events", 1_000_000);
     let partitions: i32 = arg(&args, "--partitions", 2);
-    let dir = match args.iter().position(|a| a == "--dir") {
-        Some(i) => PathBuf::from(&args[i + 1]),
-        None => std::env::temp_dir().join(format!("weir-bench-{}", std::process::id())),
+    // A directory given with --dir is kept for inspection; the default one (2 GB of input
+    // at 1M events) is removed at the end.
+    let (dir, keep) = match args.iter().position(|a| a == "--dir") {
+        Some(i) => (PathBuf::from(&args[i + 1]), true),
+        None => (
+            std::env::temp_dir().join(format!("weir-bench-{}", std::process::id())),
+            false,
+        ),
     };
     std::fs::create_dir_all(&dir)?;
     let input = dir.join("events.ndjson");
@@ -233,6 +241,9 @@ fn main() -> Result<()> {
             "weir / duckdb throughput per core: {:.2}x (goal: 1.5x)",
             w / d
         );
+    }
+    if !keep {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     Ok(())
 }
