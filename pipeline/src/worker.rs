@@ -86,6 +86,8 @@ pub struct Worker {
     commit_records: u64,
     /// This worker's part of the memory budget: what its open files hold.
     lease: crate::memory::Lease,
+    /// The open files reached `commit.max_bytes` (measured by `account`).
+    open_full: bool,
     /// Operator counters already added to the process metrics, by (name, labels).
     exported: std::collections::HashMap<(String, Vec<(String, String)>), u64>,
 }
@@ -184,6 +186,7 @@ impl Worker {
             commit_start: next_offset,
             commit_records: 0,
             lease,
+            open_full: false,
             exported: Default::default(),
             shared,
         })
@@ -286,10 +289,7 @@ impl Worker {
                     }
                 }
             }
-            if self.writer.buffered_bytes() + self.dead.buffered_bytes()
-                >= cfg.commit.max_bytes as usize
-                || self.lease.over()
-            {
+            if self.open_full || self.lease.over() {
                 debug!(topic = %self.topic, partition = self.partition, open_bytes = self.lease.held(), all_open_bytes = self.shared.budget.used(), "committing early: open files reached their size or memory share");
                 if let Err(e) = self.flush_batch() {
                     self.fail(e);
@@ -338,9 +338,13 @@ impl Worker {
     }
 
     /// Tells the budget what the open files hold now.
+    /// Open files only change here (after a batch, a commit or an abandon), so their sizes
+    /// are measured here, not for every record the loop receives.
     fn account(&mut self) {
         self.lease
             .set(self.writer.memory_bytes() + self.dead.buffered_bytes());
+        self.open_full = self.writer.buffered_bytes() + self.dead.buffered_bytes()
+            >= self.shared.config.commit.max_bytes as usize;
     }
 
     fn process(&mut self, batch: Vec<Pending>) -> Result<(), WorkerError> {
