@@ -7,6 +7,7 @@
 //!                                      [--slow-store 200ms] [--weir-only]
 //!                                      [--extra-config '[parquet]\nrow_group_rows = 32768']
 //!                                      [--weir-env KEY=VALUE ...]
+//!                                      [--weir-bin PATH ...] [--rounds N]
 //! ```
 //!
 //! 1. generates `--events` compact http_requests records (~2 KB each) into `events.ndjson`;
@@ -33,6 +34,12 @@
 //! `--weir-env KEY=VALUE` (repeatable) sets an environment variable for the `weir run`
 //! child only, e.g. `MALLOC_ARENA_MAX=2`, or heaptrack's preload library and
 //! `DUMP_HEAPTRACK_OUTPUT` to profile the heap of a build without mimalloc.
+//!
+//! `--weir-bin PATH` (repeatable; default: the `weir` beside this binary) and `--rounds N`
+//! (default 1) compare builds: every round drains the same backlog once with each binary,
+//! in turn, each into a lake of its own under its own consumer group. Interleaving the
+//! builds in one run is what makes a per-core difference of a few percent visible on a
+//! machine whose speed drifts between runs.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -162,7 +169,7 @@ fn main() -> Result<()> {
             bail!("floor failed ({status:?})");
         }
         rows.push((
-            "floor: arrow-json + parquet",
+            "floor: arrow-json + parquet".to_owned(),
             usage,
             file_size(&dir.join("floor.parquet")),
         ));
@@ -182,7 +189,7 @@ fn main() -> Result<()> {
             if !status.is_some_and(|s| s.success()) {
                 bail!("duckdb failed ({status:?})");
             }
-            rows.push(("duckdb (threads=1)", usage, file_size(&out)));
+            rows.push(("duckdb (threads=1)".to_owned(), usage, file_size(&out)));
         } else {
             println!("(no venv at {}: skipping DuckDB)", python.display());
         }
@@ -199,16 +206,43 @@ fn main() -> Result<()> {
             None => bail!("--weir-env wants KEY=VALUE, got {:?}", w[1]),
         })
         .collect::<Result<_>>()?;
-    let (usage, out) = weir(
-        &dir,
-        &input,
-        events,
-        partitions,
-        slow.as_deref(),
-        &extra_config,
-        &weir_env,
-    )?;
-    rows.push(("weir: kafka -> decode -> parquet", usage, out));
+    let mut bins: Vec<PathBuf> = args
+        .windows(2)
+        .filter(|w| w[0] == "--weir-bin")
+        .map(|w| PathBuf::from(&w[1]))
+        .collect();
+    if bins.is_empty() {
+        bins.push(exe.parent().context("exe dir")?.join("weir"));
+    }
+    let rounds: usize = arg(&args, "--rounds", 1);
+    let backlog = Backlog::produce(&input, partitions)?;
+    let mut run = 0;
+    for round in 0..rounds {
+        for (b, bin) in bins.iter().enumerate() {
+            let (usage, out) = backlog.drain(
+                bin,
+                &dir.join(format!("lake-{run}")),
+                &format!("weir-bench-{run}"),
+                events,
+                slow.as_deref(),
+                &extra_config,
+                &weir_env,
+                &dir.join(format!("weir-{run}.log")),
+            )?;
+            run += 1;
+            let name = if bins.len() == 1 && rounds == 1 {
+                "weir: kafka -> decode -> parquet".to_owned()
+            } else {
+                format!("weir: kafka -> decode -> parquet [bin {b}, round {round}]")
+            };
+            rows.push((name, usage, out));
+        }
+    }
+    if bins.len() > 1 || rounds > 1 {
+        for (b, bin) in bins.iter().enumerate() {
+            println!("bin {b}: {}", bin.display());
+        }
+    }
 
     println!(
         "\n| program | events/s per core | MB/s per core | output B/event | peak RSS MiB | CPU s | wall s |"
@@ -230,17 +264,37 @@ fn main() -> Result<()> {
             .find(|r| r.0.starts_with(name))
             .map(|r| events as f64 / r.1.cpu)
     };
-    if let (Some(w), Some(f)) = (per("weir"), per("floor")) {
-        println!(
-            "\nweir / floor throughput per core: {:.2}x (target: floor within 1.25x, i.e. >= 0.80)",
-            w / f
-        );
-    }
-    if let (Some(w), Some(d)) = (per("weir"), per("duckdb")) {
-        println!(
-            "weir / duckdb throughput per core: {:.2}x (goal: 1.5x)",
-            w / d
-        );
+    let floor = per("floor");
+    for (b, _) in bins.iter().enumerate() {
+        // The median over rounds of this binary's events per CPU-second.
+        let mut rates: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.0.starts_with("weir"))
+            .skip(b)
+            .step_by(bins.len())
+            .map(|r| events as f64 / r.1.cpu)
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let w = rates[rates.len() / 2];
+        let which = if bins.len() > 1 {
+            format!(" (bin {b}, median of {})", rates.len())
+        } else if rounds > 1 {
+            format!(" (median of {})", rates.len())
+        } else {
+            String::new()
+        };
+        if let Some(f) = floor {
+            println!(
+                "weir{which} / floor throughput per core: {:.2}x (target: floor within 1.25x, i.e. >= 0.80)",
+                w / f
+            );
+        }
+        if let Some(d) = per("duckdb") {
+            println!(
+                "weir{which} / duckdb throughput per core: {:.2}x (goal: 1.5x)",
+                w / d
+            );
+        }
     }
     if !keep {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -330,157 +384,177 @@ impl Drop for Kill {
     }
 }
 
-fn weir(
-    dir: &Path,
-    input: &Path,
-    events: usize,
-    partitions: i32,
-    slow: Option<&str>,
-    extra_config: &str,
-    weir_env: &[(String, String)],
-) -> Result<(Usage, u64)> {
-    const TOPIC: &str = "bench.http_requests";
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let tansu = tansu_bin()?;
-    let _broker = Kill(
-        Command::new(&tansu)
+const TOPIC: &str = "bench.http_requests";
+
+/// The input produced once into a tansu broker, drained by every measured `weir run`.
+struct Backlog {
+    _broker: Kill,
+    bootstrap: String,
+    /// Records per partition.
+    counts: Vec<i64>,
+}
+
+impl Backlog {
+    fn produce(input: &Path, partitions: i32) -> Result<Backlog> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let tansu = tansu_bin()?;
+        let broker = Kill(
+            Command::new(&tansu)
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "memory://tansu/"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !Command::new(&tansu)
             .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
+                "topic",
+                "create",
+                TOPIC,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !Command::new(&tansu)
-        .args([
-            "topic",
-            "create",
-            TOPIC,
-            "--partitions",
-            &partitions.to_string(),
-            "--broker",
-            &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?
-        .success()
-    {
-        if Instant::now() > deadline {
-            bail!("tansu did not start");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let bootstrap = format!("127.0.0.1:{port}");
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.kbytes", "262144")
-        .create()?;
-    let started = Instant::now();
-    let mut counts = vec![0i64; partitions as usize];
-    for (i, line) in BufReader::new(std::fs::File::open(input)?)
-        .split(b'\n')
-        .enumerate()
-    {
-        let line = line?;
-        let p = (i % partitions as usize) as i32;
-        loop {
-            match producer.send(
-                BaseRecord::<(), [u8]>::to(TOPIC)
-                    .partition(p)
-                    .payload(&line),
-            ) {
-                Ok(()) => break,
-                Err((e, _))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => bail!("produce: {e}"),
+            .status()?
+            .success()
+        {
+            if Instant::now() > deadline {
+                bail!("tansu did not start");
             }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        counts[p as usize] += 1;
-        producer.poll(Duration::ZERO);
+        let bootstrap = format!("127.0.0.1:{port}");
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.kbytes", "262144")
+            .create()?;
+        let started = Instant::now();
+        let mut counts = vec![0i64; partitions as usize];
+        for (i, line) in BufReader::new(std::fs::File::open(input)?)
+            .split(b'\n')
+            .enumerate()
+        {
+            let line = line?;
+            let p = (i % partitions as usize) as i32;
+            loop {
+                match producer.send(
+                    BaseRecord::<(), [u8]>::to(TOPIC)
+                        .partition(p)
+                        .payload(&line),
+                ) {
+                    Ok(()) => break,
+                    Err((e, _))
+                        if e.rdkafka_error_code()
+                            == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                    {
+                        producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => bail!("produce: {e}"),
+                }
+            }
+            counts[p as usize] += 1;
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(600))?;
+        println!(
+            "produced the backlog into tansu in {:.1?}",
+            started.elapsed()
+        );
+        Ok(Backlog {
+            _broker: broker,
+            bootstrap,
+            counts,
+        })
     }
-    producer.flush(Duration::from_secs(600))?;
-    println!(
-        "produced the backlog into tansu in {:.1?}",
-        started.elapsed()
-    );
 
-    let lake = dir.join("lake");
-    let config = dir.join("weir.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"{bootstrap}\"\ngroup_id = \"weir-bench\"\n[storage]\nurl = \"file://{}\"\n[[datasets]]\nname = \"http_requests\"\ntopic = \"{TOPIC}\"\nschema = \"http_requests\"\n{extra_config}\n",
-            lake.display()
-        ),
-    )?;
-    let weir_bin = std::env::current_exe()?
-        .parent()
-        .context("exe dir")?
-        .join("weir");
-    let log = std::fs::File::create(dir.join("weir.log"))?;
-    let started = Instant::now();
-    let mut cmd = Command::new(&weir_bin);
-    cmd.args(["run", "--config"]).arg(&config);
-    cmd.envs(weir_env.iter().map(|(k, v)| (k, v)));
-    if let Some(slow) = slow {
-        cmd.arg("--enable-failpoints")
-            .env("WEIR_STORE_FAULTS", format!("rate=0,slow={slow}"));
+    /// Runs `bin` until its ledger has reached the end of every partition: CPU and peak RSS
+    /// while draining, and the Parquet bytes it wrote.
+    #[allow(clippy::too_many_arguments)]
+    fn drain(
+        &self,
+        weir_bin: &Path,
+        lake: &Path,
+        group: &str,
+        events: usize,
+        slow: Option<&str>,
+        extra_config: &str,
+        weir_env: &[(String, String)],
+        log_path: &Path,
+    ) -> Result<(Usage, u64)> {
+        let (bootstrap, counts) = (&self.bootstrap, &self.counts);
+        let partitions = counts.len() as i32;
+        let config = lake.with_extension("toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[kafka]\nbrokers = \"{bootstrap}\"\ngroup_id = \"{group}\"\n[storage]\nurl = \"file://{}\"\n[[datasets]]\nname = \"http_requests\"\ntopic = \"{TOPIC}\"\nschema = \"http_requests\"\n{extra_config}\n",
+                lake.display()
+            ),
+        )?;
+        let log = std::fs::File::create(log_path)?;
+        let started = Instant::now();
+        let mut cmd = Command::new(&weir_bin);
+        cmd.args(["run", "--config"]).arg(&config);
+        cmd.envs(weir_env.iter().map(|(k, v)| (k, v)));
+        if let Some(slow) = slow {
+            cmd.arg("--enable-failpoints")
+                .env("WEIR_STORE_FAULTS", format!("rate=0,slow={slow}"));
+        }
+        let mut child = cmd
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", weir_bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let mut polls = 0u32;
+        let (status, usage) = watch(&mut child, started, || {
+            polls += 1;
+            // The ledger is read every 100 ms; usage is taken just before SIGTERM, so the
+            // figures cover draining the backlog, not the shutdown.
+            polls % 5 == 0
+                && ((0..partitions)
+                    .all(|p| next_offset(lake, TOPIC, p).unwrap_or(0) >= counts[p as usize])
+                    || Instant::now() > deadline)
+        })?;
+        if let Some(status) = status {
+            bail!(
+                "weir run exited early with {status}; see {}",
+                log_path.display()
+            );
+        }
+        let drained = started.elapsed();
+        if Instant::now() > deadline {
+            bail!("weir did not drain the backlog in an hour");
+        }
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        let status = child.wait()?;
+        if !status.success() {
+            bail!(
+                "weir run exited with {status} after SIGTERM; see {}",
+                log_path.display()
+            );
+        }
+        println!("weir drained {events} events in {drained:.1?}");
+        Ok((usage, dir_parquet_bytes(&lake.join("http_requests"))))
     }
-    let mut child = cmd
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", weir_bin.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(3600);
-    let mut polls = 0u32;
-    let (status, usage) = watch(&mut child, started, || {
-        polls += 1;
-        // The ledger is read every 100 ms; usage is taken just before SIGTERM, so the
-        // figures cover draining the backlog, not the shutdown.
-        polls % 5 == 0
-            && ((0..partitions)
-                .all(|p| next_offset(&lake, TOPIC, p).unwrap_or(0) >= counts[p as usize])
-                || Instant::now() > deadline)
-    })?;
-    if let Some(status) = status {
-        bail!(
-            "weir run exited early with {status}; see {}",
-            dir.join("weir.log").display()
-        );
-    }
-    let drained = started.elapsed();
-    if Instant::now() > deadline {
-        bail!("weir did not drain the backlog in an hour");
-    }
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()?;
-    let status = child.wait()?;
-    if !status.success() {
-        bail!(
-            "weir run exited with {status} after SIGTERM; see {}",
-            dir.join("weir.log").display()
-        );
-    }
-    println!("weir drained {events} events in {drained:.1?}");
-    Ok((usage, dir_parquet_bytes(&lake.join("http_requests"))))
 }
 
 fn next_offset(lake: &Path, topic: &str, partition: i32) -> Option<i64> {
