@@ -433,17 +433,30 @@ impl Config {
         if self.kafka.group_id.trim().is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
         }
-        for key in [
-            "enable.auto.commit",
-            "group.id",
-            "bootstrap.servers",
-            "enable.auto.offset.store",
+        // Keys weir sets itself, after the pass-through properties: refused rather than
+        // silently ignored.
+        for (key, reason) in [
+            (
+                "enable.auto.commit",
+                "is managed by weir (offsets are committed after the ledger); remove it",
+            ),
+            (
+                "enable.auto.offset.store",
+                "is managed by weir (offsets are committed after the ledger); remove it",
+            ),
+            ("group.id", "is set by kafka.group_id; remove it"),
+            ("bootstrap.servers", "is set by kafka.brokers; remove it"),
+            (
+                "auto.offset.reset",
+                "is set by kafka.start_from (\"earliest\" or \"latest\"); remove it",
+            ),
+            (
+                "enable.partition.eof",
+                "is managed by weir (workers wait for records, not for the end); remove it",
+            ),
         ] {
             if self.kafka.properties.contains_key(key) {
-                return Err(invalid(
-                    format!("kafka.properties.\"{key}\""),
-                    "is managed by weir (offsets are committed after the ledger); remove it",
-                ));
+                return Err(invalid(format!("kafka.properties.\"{key}\""), reason));
             }
         }
         crate::store::StoreUrl::parse(&self.storage.url)
@@ -623,6 +636,29 @@ topic = "cf.http_requests"
             err.contains("kafka.properties.\"enable.auto.commit\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn start_position_and_eof_properties_refused() {
+        for (key, names) in [
+            ("auto.offset.reset", "kafka.start_from"),
+            ("enable.partition.eof", "managed by weir"),
+        ] {
+            let text = minimal().replace(
+                "[[datasets]]",
+                &format!("[kafka.properties]\n\"{key}\" = \"true\"\n[[datasets]]"),
+            );
+            let err = Config::parse(&text)
+                .unwrap()
+                .validate(&weir_operators::config::StaticSecrets::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("kafka.properties.\"{key}\"")),
+                "{err}"
+            );
+            assert!(err.contains(names), "{err}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A partition worker: everything between one Kafka partition and its ledger stream.
 //!
 //! ```text
-//!  partition queue ─▶ batch (≤ batch.max_rows or batch.max_wait)
+//!  partition queue ─▶ batch (≤ batch.max_rows, ≤ memory::Budget::batch_bytes, or batch.max_wait;
+//!                     payloads copied into one buffer kept from batch to batch)
 //!                     ─▶ decode (bad records → dead letters)
 //!                     ─▶ operator chain
 //!                     ─▶ PartitionWriter (open Parquet per Hive hour, in memory)

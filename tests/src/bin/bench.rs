@@ -36,8 +36,9 @@
 //! `DUMP_HEAPTRACK_OUTPUT` to profile the heap of a build without mimalloc.
 //!
 //! `--weir-bin PATH` (repeatable; default: the `weir` beside this binary) and `--rounds N`
-//! (default 1) compare builds: every round drains the same backlog once with each binary,
-//! in turn, each into a lake of its own under its own consumer group. Interleaving the
+//! (default 1) compare builds: every round runs the floor, then drains the same backlog
+//! once with each binary, in turn, each into a lake of its own under its own consumer
+//! group; ratios to the floor are taken within a round, and their median reported. Interleaving the
 //! builds in one run is what makes a per-core difference of a few percent visible on a
 //! machine whose speed drifts between runs.
 
@@ -157,8 +158,8 @@ fn main() -> Result<()> {
     let exe = std::env::current_exe()?;
     let weir_only = args.iter().any(|a| a == "--weir-only");
     let extra_config: String = arg(&args, "--extra-config", String::new()).replace("\\n", "\n");
-    let started = Instant::now();
-    if !weir_only {
+    let floor = |rows: &mut Vec<(String, Usage, u64)>, name: String| -> Result<()> {
+        let started = Instant::now();
         let mut child = Command::new(&exe)
             .args(["floor"])
             .arg(&input)
@@ -168,12 +169,10 @@ fn main() -> Result<()> {
         if !status.is_some_and(|s| s.success()) {
             bail!("floor failed ({status:?})");
         }
-        rows.push((
-            "floor: arrow-json + parquet".to_owned(),
-            usage,
-            file_size(&dir.join("floor.parquet")),
-        ));
-
+        rows.push((name, usage, file_size(&dir.join("floor.parquet"))));
+        Ok(())
+    };
+    if !weir_only {
         let python = cache_dir().join("venv/bin/python");
         if python.exists() {
             let out = dir.join("duckdb.parquet");
@@ -215,9 +214,20 @@ fn main() -> Result<()> {
         bins.push(exe.parent().context("exe dir")?.join("weir"));
     }
     let rounds: usize = arg(&args, "--rounds", 1);
+    let compare = bins.len() > 1 || rounds > 1;
     let backlog = Backlog::produce(&input, partitions)?;
     let mut run = 0;
     for round in 0..rounds {
+        if !weir_only {
+            floor(
+                &mut rows,
+                if compare {
+                    format!("floor: arrow-json + parquet [round {round}]")
+                } else {
+                    "floor: arrow-json + parquet".to_owned()
+                },
+            )?;
+        }
         for (b, bin) in bins.iter().enumerate() {
             let (usage, out) = backlog.drain(
                 bin,
@@ -230,7 +240,7 @@ fn main() -> Result<()> {
                 &dir.join(format!("weir-{run}.log")),
             )?;
             run += 1;
-            let name = if bins.len() == 1 && rounds == 1 {
+            let name = if !compare {
                 "weir: kafka -> decode -> parquet".to_owned()
             } else {
                 format!("weir: kafka -> decode -> parquet [bin {b}, round {round}]")
@@ -238,7 +248,7 @@ fn main() -> Result<()> {
             rows.push((name, usage, out));
         }
     }
-    if bins.len() > 1 || rounds > 1 {
+    if compare {
         for (b, bin) in bins.iter().enumerate() {
             println!("bin {b}: {}", bin.display());
         }
@@ -259,40 +269,41 @@ fn main() -> Result<()> {
             u.wall
         );
     }
-    let per = |name: &str| {
-        rows.iter()
-            .find(|r| r.0.starts_with(name))
-            .map(|r| events as f64 / r.1.cpu)
-    };
-    let floor = per("floor");
+    let per_core = |r: &(String, Usage, u64)| events as f64 / r.1.cpu;
+    let floors: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.0.starts_with("floor"))
+        .map(per_core)
+        .collect();
+    let duckdb = rows
+        .iter()
+        .find(|r| r.0.starts_with("duckdb"))
+        .map(per_core);
+    let weirs: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.0.starts_with("weir"))
+        .map(per_core)
+        .collect();
+    println!();
     for (b, _) in bins.iter().enumerate() {
-        // The median over rounds of this binary's events per CPU-second.
-        let mut rates: Vec<f64> = rows
-            .iter()
-            .filter(|r| r.0.starts_with("weir"))
-            .skip(b)
-            .step_by(bins.len())
-            .map(|r| events as f64 / r.1.cpu)
-            .collect();
-        rates.sort_by(f64::total_cmp);
-        let w = rates[rates.len() / 2];
-        let which = if bins.len() > 1 {
-            format!(" (bin {b}, median of {})", rates.len())
-        } else if rounds > 1 {
-            format!(" (median of {})", rates.len())
+        // This binary's run in each round; the floor of the same round.
+        let mine: Vec<f64> = weirs.iter().skip(b).step_by(bins.len()).copied().collect();
+        let which = if compare {
+            format!(" (bin {b}, median of {} rounds)", mine.len())
         } else {
             String::new()
         };
-        if let Some(f) = floor {
+        if !floors.is_empty() {
+            let ratios: Vec<f64> = mine.iter().zip(&floors).map(|(w, f)| w / f).collect();
             println!(
                 "weir{which} / floor throughput per core: {:.2}x (target: floor within 1.25x, i.e. >= 0.80)",
-                w / f
+                median(ratios)
             );
         }
-        if let Some(d) = per("duckdb") {
+        if let Some(d) = duckdb {
             println!(
-                "weir{which} / duckdb throughput per core: {:.2}x (goal: 1.5x)",
-                w / d
+                "weir{which} / duckdb throughput per core: {:.2}x (goal: 1.5x; DuckDB ran once, before round 0)",
+                median(mine) / d
             );
         }
     }
@@ -300,6 +311,17 @@ fn main() -> Result<()> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// The median; the mean of the middle two for an even count.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn file_size(p: &Path) -> u64 {
