@@ -35,7 +35,8 @@ mod allocator {
     /// - No transparent huge pages. mimalloc asks for them on its arenas, and with memory
     ///   returned at once every re-use faulted in and zeroed a whole 2 MiB page: 16% of
     ///   weir's CPU time draining a backlog went to `clear_page`. Without them, the same
-    ///   drain ran 10% faster per core and peaked ~80 MiB lower (weir-bench, same run). The
+    ///   drain ran 14% faster per core and peaked at 350–382 MiB instead of 418–573
+    ///   (weir-bench, same run). The
     ///   process-wide switch (`PR_SET_THP_DISABLE`) also covers machines whose THP mode is
     ///   `always`, where no advice is needed.
     pub fn tune() {
