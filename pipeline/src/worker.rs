@@ -291,6 +291,8 @@ impl Worker {
                 _ = stop.changed() => continue,
                 msg = queue.recv() => {
                     match msg {
+                        // The borrowed message is copied into the batch in this arm and
+                        // never held across an await.
                         Ok(m) => {
                             let offset = m.offset();
                             if self.next_offset.is_some_and(|n| offset < n) {
@@ -740,8 +742,6 @@ impl Worker {
     }
 }
 
-/// Receives one record and copies out what the worker keeps, so that no borrowed message
-/// lives in the worker's future.
 async fn upload(
     shared: &Shared,
     ledger: &PartitionLedger,
