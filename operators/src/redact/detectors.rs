@@ -171,7 +171,9 @@ fn is_word(b: u8) -> bool {
 /// The number shapes (`SHAPE_*` bits) of `wanted` found in `bytes`. `floor` is the shortest
 /// run any wanted shape needs: runs of `[0-9 .()+-]` at least that long are found by
 /// probing every `floor`-th byte (each such run covers a probe), so text without digits
-/// costs a few probes instead of a pass over every byte.
+/// costs a few probes instead of a pass over every byte. A probe that lands in a run walks
+/// back to the run's start, then forward over the run once, summarizing it on the way
+/// ([`RunSummary::walk`]).
 fn number_shapes(bytes: &[u8], floor: usize, wanted: u8) -> u8 {
     if wanted == 0 || bytes.len() < floor {
         return 0;
@@ -186,16 +188,12 @@ fn number_shapes(bytes: &[u8], floor: usize, wanted: u8) -> u8 {
             probe += step;
             continue;
         }
-        let mut start = probe;
-        while start > 0 && PHONE_CLASS[usize::from(bytes[start - 1])] {
-            start -= 1;
-        }
-        let mut end = probe + 1;
-        while end < bytes.len() && PHONE_CLASS[usize::from(bytes[end])] {
-            end += 1;
-        }
+        let start = bytes[..probe]
+            .iter()
+            .rposition(|&b| !PHONE_CLASS[usize::from(b)])
+            .map_or(0, |before| before + 1);
+        let (summary, end) = RunSummary::walk(bytes, start);
         if end - start >= floor {
-            let summary = RunSummary::of(&bytes[start..end]);
             if summary.may_hold() & wanted != 0 {
                 found |= run_shapes(bytes, start, end);
             }
@@ -259,36 +257,43 @@ struct RunSummary {
 }
 
 impl RunSummary {
-    /// The summary of `run`, all of whose bytes are in `[0-9 .()+-]`.
-    fn of(run: &[u8]) -> RunSummary {
+    /// Walks the run of `[0-9 .()+-]` that starts at `bytes[start]` (maximal on the left)
+    /// group by group; returns its summary and its end (the first byte after it).
+    fn walk(bytes: &[u8], start: usize) -> (RunSummary, usize) {
         let mut summary = RunSummary {
             digits: 0,
             lens: 0,
             chain: 0,
             plus: false,
         };
-        let (mut group, mut chain) = (0usize, 0usize);
-        for &b in run {
-            if b.is_ascii_digit() {
-                group += 1;
-                chain += 1;
-                continue;
+        // Digits of the current chain of groups joined by single `[ -]`.
+        let mut chain = 0usize;
+        let mut i = start;
+        loop {
+            let group_start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
             }
+            let group = i - group_start;
             summary.lens |= 1 << group.min(31);
             summary.digits += group;
+            chain += group;
+            // The byte after the group: a separator inside the run, or the run's end.
+            let Some(&b) = bytes.get(i) else { break };
+            if !PHONE_CLASS[usize::from(b)] {
+                break;
+            }
             // A single `[ -]` after a digit may join the next group to the chain; anything
             // else ends it.
             if group == 0 || !matches!(b, b' ' | b'-') {
                 summary.chain = summary.chain.max(chain);
                 chain = 0;
             }
-            group = 0;
             summary.plus |= b == b'+';
+            i += 1;
         }
-        summary.lens |= 1 << group.min(31);
-        summary.digits += group;
         summary.chain = summary.chain.max(chain);
-        summary
+        (summary, i)
     }
 
     /// The shapes but IBAN this run may hold: each test is implied by the shape's definition (with
