@@ -470,44 +470,67 @@ static PHONE_CLASS: [bool; 256] = phone_class();
 /// Whether the separator at `bytes[at]` (`=`, `:`, or the `%` of `%3D` / `%253D`) directly
 /// follows a listed name (see [`Gate::Names`]). A superset of what the `params` and
 /// `auth_header` patterns can match there.
+///
+/// Most separators in log data follow two bytes that no listed name ends with (the digits
+/// before a time's `:`, `;q` before `=0.9`, `ge` of `page=`): those bytes settle them
+/// here, and only the others are walked back by [`name_ends_at`].
+#[inline]
 fn name_before_separator(bytes: &[u8], at: usize, names: &NameList) -> bool {
-    let is_name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
-    let check_before = |mut end: usize, allow_quote: bool| -> bool {
-        while end > 0 && matches!(bytes[end - 1], b' ' | b'\t') {
-            end -= 1;
-        }
-        if allow_quote && end > 0 && matches!(bytes[end - 1], b'"' | b'\'') {
-            end -= 1;
-        }
-        if end == 0 || !is_name(bytes[end - 1]) || !names.may_end_with(bytes[end - 1]) {
-            return false;
-        }
-        let mut start = end - 1;
-        while start > 0 && is_name(bytes[start - 1]) {
-            start -= 1;
-        }
-        let run = &bytes[start..end];
-        if names.matches_bytes(run) {
-            return true;
-        }
-        // `%26token=`: the name may follow an escape (`%26`, or `%2526` encoded twice).
-        let encoded = start > 0 && bytes[start - 1] == b'%';
-        encoded
-            && [2, 4].into_iter().any(|skip| {
-                run.get(skip..)
-                    .is_some_and(|name| !name.is_empty() && names.matches_bytes(name))
-            })
-    };
-    match bytes[at] {
-        b'=' => check_before(at, false),
-        b':' => check_before(at, true),
+    let allow_quote = match bytes[at] {
+        b'=' => false,
+        b':' => true,
         _ => {
             let rest = &bytes[at + 1..];
             let encoded_eq = rest.len() >= 2 && rest[0] == b'3' && (rest[1] | 0x20) == b'd';
             let twice = rest.len() >= 4 && rest.starts_with(b"253") && (rest[3] | 0x20) == b'd';
-            (encoded_eq || twice) && check_before(at, false)
+            if !(encoded_eq || twice) {
+                return false;
+            }
+            false
+        }
+    };
+    let Some(&last) = at.checked_sub(1).and_then(|i| bytes.get(i)) else {
+        return false;
+    };
+    // Unless skipped by the walk (the name then ends further back), `last` ends the name
+    // and the byte before it either precedes it in the name or starts a one-byte name.
+    if !matches!(last, b' ' | b'\t' | b'"' | b'\'') {
+        let before = at.checked_sub(2).map_or(0, |i| bytes[i]);
+        if !names.may_end_with_pair(before, last) {
+            return false;
         }
     }
+    name_ends_at(bytes, at, allow_quote, names)
+}
+
+/// Whether a listed name ends right before `bytes[end]`, after optional spaces or tabs
+/// and, with `allow_quote`, one closing quote (`"token": ...`).
+fn name_ends_at(bytes: &[u8], mut end: usize, allow_quote: bool, names: &NameList) -> bool {
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    while end > 0 && matches!(bytes[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    if allow_quote && end > 0 && matches!(bytes[end - 1], b'"' | b'\'') {
+        end -= 1;
+    }
+    if end == 0 || !is_name(bytes[end - 1]) || !names.may_end_with(bytes[end - 1]) {
+        return false;
+    }
+    let mut start = end - 1;
+    while start > 0 && is_name(bytes[start - 1]) {
+        start -= 1;
+    }
+    let run = &bytes[start..end];
+    if names.matches_bytes(run) {
+        return true;
+    }
+    // `%26token=`: the name may follow an escape (`%26`, or `%2526` encoded twice).
+    let encoded = start > 0 && bytes[start - 1] == b'%';
+    encoded
+        && [2, 4].into_iter().any(|skip| {
+            run.get(skip..)
+                .is_some_and(|name| !name.is_empty() && names.matches_bytes(name))
+        })
 }
 
 /// Whether some `=`, `:` or `%3D` in `bytes` directly follows a listed name.
@@ -664,6 +687,10 @@ pub(crate) struct NameList {
     /// (`page`, `utm_source`, `accept-encoding`) are ruled out before any comparison.
     exact_lens: Vec<u64>,
     min_suffix: Vec<usize>,
+    /// Bit `256 * a + b`: some name the list matches can end with the (lowercased) bytes
+    /// `a`, `b`; for entries of one byte (and the bare `*`), `a` is any byte. See
+    /// [`NameList::may_end_with_pair`].
+    tails: Vec<u64>,
     /// Whether the list holds the empty name (it has no last byte).
     empty: bool,
 }
@@ -675,6 +702,7 @@ impl NameList {
             by_last: vec![Vec::new(); 256],
             exact_lens: vec![0; 256],
             min_suffix: vec![usize::MAX; 256],
+            tails: vec![0; 256 * 256 / 64],
             ..NameList::default()
         };
         for name in names {
@@ -708,6 +736,20 @@ impl NameList {
                 } else {
                     list.exact_lens[last] |= 1 << entry.len().min(63);
                 }
+                // A name matching an entry of two bytes or more ends with the entry's last
+                // two bytes; one matching a shorter entry may have anything before its last.
+                match entry.len() {
+                    0 | 1 => {
+                        for before in 0..256 {
+                            let bit = before * 256 + last;
+                            list.tails[bit / 64] |= 1 << (bit % 64);
+                        }
+                    }
+                    n => {
+                        let bit = usize::from(entry[n - 2]) * 256 + last;
+                        list.tails[bit / 64] |= 1 << (bit % 64);
+                    }
+                }
             }
         }
         list
@@ -737,6 +779,18 @@ impl NameList {
                 name.len() == entry.len() && name.eq_ignore_ascii_case(entry)
             }
         })
+    }
+
+    /// Whether a name the list matches can end with `before`, `last` (ASCII case-insensitively):
+    /// a name whose last two bytes fail this cannot match, nor can a one-byte name after
+    /// `before`. Cheaper than walking back to the name's start.
+    #[inline]
+    fn may_end_with_pair(&self, before: u8, last: u8) -> bool {
+        let bit =
+            usize::from(before.to_ascii_lowercase()) * 256 + usize::from(last.to_ascii_lowercase());
+        self.tails
+            .get(bit / 64)
+            .is_some_and(|word| word & (1 << (bit % 64)) != 0)
     }
 
     /// Whether some entry ends with `byte` (lowercased): a name whose last byte fails
@@ -1846,4 +1900,73 @@ fn mask_v4(v4: Ipv4Addr, prefix: u8) -> Ipv4Addr {
         u32::MAX << (32 - u32::from(prefix.min(32)))
     };
     Ipv4Addr::from(u32::from(v4) & mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DEFAULT_PARAMS, NameList, name_before_separator, name_ends_at};
+    use crate::redact::synth::Rng;
+
+    /// [`name_before_separator`] without the two-byte shortcut: the walk alone.
+    fn walk_only(bytes: &[u8], at: usize, names: &NameList) -> bool {
+        let allow_quote = match bytes[at] {
+            b'=' => false,
+            b':' => true,
+            _ => {
+                let rest = &bytes[at + 1..];
+                let encoded_eq = rest.len() >= 2 && rest[0] == b'3' && (rest[1] | 0x20) == b'd';
+                let twice = rest.len() >= 4 && rest.starts_with(b"253") && (rest[3] | 0x20) == b'd';
+                if !(encoded_eq || twice) {
+                    return false;
+                }
+                false
+            }
+        };
+        name_ends_at(bytes, at, allow_quote, names)
+    }
+
+    #[test]
+    fn two_byte_shortcut_changes_no_verdict() {
+        let mut defaults: Vec<String> = DEFAULT_PARAMS.iter().map(|s| s.to_string()).collect();
+        defaults.push("authorization".into());
+        let lists = [
+            defaults,
+            vec![
+                "q".into(),
+                "*x".into(),
+                "a.b".into(),
+                "Token".into(),
+                "*_ID".into(),
+            ],
+            vec!["*".into()],
+            vec!["k".into()],
+        ];
+        let pieces: &[&str] = &[
+            "token", "TOKEN", "x", "q", "k", "a.b", "_id", "ID", "page", "=", ":", "%", "%3D",
+            "%253d", "%26", "%2526", " ", "\t", "\"", "'", "&", "?", "a", "b", "_", "-", ".", "1",
+            "9", "passwd", "secret", "\u{e9}",
+        ];
+        let mut rng = Rng::new(77);
+        let mut checked = 0;
+        let mut accepted = 0;
+        for names in &lists {
+            let names = NameList::new(names);
+            for _ in 0..20_000 {
+                let n = 1 + rng.below(12) as usize;
+                let text: String = (0..n).map(|_| *rng.pick(pieces)).collect();
+                let bytes = text.as_bytes();
+                for at in memchr::memchr3_iter(b'=', b':', b'%', bytes) {
+                    let verdict = walk_only(bytes, at, &names);
+                    assert_eq!(
+                        name_before_separator(bytes, at, &names),
+                        verdict,
+                        "{text:?} at {at}"
+                    );
+                    checked += 1;
+                    accepted += usize::from(verdict);
+                }
+            }
+        }
+        assert!(checked > 50_000 && accepted > 5_000, "{checked} {accepted}");
+    }
 }
