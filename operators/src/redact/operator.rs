@@ -9,7 +9,6 @@ use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, GenericListArray, GenericStringArray, MapArray,
     OffsetSizeTrait, RecordBatch, RecordBatchOptions, StringViewArray, StructArray, new_null_array,
 };
-use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use hmac::Mac;
 use regex_automata::meta;
@@ -206,7 +205,9 @@ impl RedactOperator {
     }
 
     /// Scans a Utf8 / LargeUtf8 array. Unchanged rows are copied in contiguous runs; if no
-    /// row changed the caller keeps the original array.
+    /// row changed the caller keeps the original array. The new array is put together in a
+    /// string builder from whole strings (runs of the input, rewritten values), so it needs
+    /// no second UTF-8 validation.
     fn scan_generic<O: OffsetSizeTrait>(
         &mut self,
         array: &GenericStringArray<O>,
@@ -215,7 +216,7 @@ impl RedactOperator {
     ) -> Result<Option<ArrayRef>, OperatorError> {
         let offsets = array.value_offsets();
         let data = array.value_data();
-        let mut out: Option<(Vec<u8>, Vec<O>)> = None;
+        let mut out: Option<GenericStringBuilder<O>> = None;
         // First row of the pending run of unchanged rows not yet copied into `out`.
         let mut run_start = 0usize;
         let key_slot = counts.hits.len() - 1;
@@ -251,34 +252,25 @@ impl RedactOperator {
                 self.redact_str(array.value(i), Some(hints[i]), counts)
             };
             let Some(new) = replaced else { continue };
-            let (values, new_offsets) = out.get_or_insert_with(|| {
-                let mut o = Vec::with_capacity(array.len() + 1);
-                o.push(O::usize_as(0));
-                (Vec::with_capacity(data.len() + 64), o)
+            let builder = out.get_or_insert_with(|| {
+                GenericStringBuilder::with_capacity(array.len(), data.len() + 64)
             });
-            copy_run(offsets, data, run_start, i, values, new_offsets);
-            values.extend_from_slice(new.as_bytes());
-            new_offsets.push(O::usize_as(values.len()));
+            copy_run(array, run_start, i, builder)?;
+            let len = builder.values_slice().len() + new.len();
+            if O::from_usize(len).is_none() {
+                return Err(OperatorError::arrow(
+                    NAME,
+                    ArrowError::OffsetOverflowError(len),
+                ));
+            }
+            builder.append_value(&new);
             run_start = i + 1;
         }
-        let Some((mut values, mut new_offsets)) = out else {
+        let Some(mut builder) = out else {
             return Ok(None);
         };
-        copy_run(
-            offsets,
-            data,
-            run_start,
-            array.len(),
-            &mut values,
-            &mut new_offsets,
-        );
-        let result = GenericStringArray::<O>::try_new(
-            OffsetBuffer::new(ScalarBuffer::from(new_offsets)),
-            Buffer::from_vec(values),
-            array.nulls().cloned(),
-        )
-        .map_err(|e| OperatorError::arrow(NAME, e))?;
-        Ok(Some(Arc::new(result)))
+        copy_run(array, run_start, array.len(), &mut builder)?;
+        Ok(Some(Arc::new(builder.finish())))
     }
 
     fn scan_view(
@@ -610,26 +602,19 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
     h ^ (h >> 32)
 }
 
+/// Appends rows `from..to` of `array` (nulls included) to `builder` unchanged.
 fn copy_run<O: OffsetSizeTrait>(
-    offsets: &[O],
-    data: &[u8],
+    array: &GenericStringArray<O>,
     from: usize,
     to: usize,
-    values: &mut Vec<u8>,
-    new_offsets: &mut Vec<O>,
-) {
+    builder: &mut GenericStringBuilder<O>,
+) -> Result<(), OperatorError> {
     if from >= to {
-        return;
+        return Ok(());
     }
-    let base = offsets[from].as_usize();
-    let end = offsets[to].as_usize();
-    let shift = values.len();
-    values.extend_from_slice(&data[base..end]);
-    new_offsets.extend(
-        offsets[from + 1..=to]
-            .iter()
-            .map(|o| O::usize_as(o.as_usize() - base + shift)),
-    );
+    builder
+        .append_array(&array.slice(from, to - from))
+        .map_err(|e| OperatorError::arrow(NAME, e))
 }
 
 /// First 16 bytes of HMAC-SHA256(key, value), hex.
