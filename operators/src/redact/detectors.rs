@@ -688,8 +688,8 @@ pub(crate) struct NameList {
     exact_lens: Vec<u64>,
     min_suffix: Vec<usize>,
     /// Bit `256 * a + b`: some name the list matches can end with the (lowercased) bytes
-    /// `a`, `b`; for entries of one byte (and the bare `*`), `a` is any byte. See
-    /// [`NameList::may_end_with_pair`].
+    /// `a`, `b`; for entries of one byte (and the bare `*`), `a` is any byte (a one-byte
+    /// name is looked up with `a` = 0). See [`NameList::may_end_with_pair`].
     tails: Vec<u64>,
     /// Whether the list holds the empty name (it has no last byte).
     empty: bool,
@@ -757,10 +757,20 @@ impl NameList {
 
     /// Whether `name` is listed, ASCII case-insensitively (exact, or longer than a `*`
     /// suffix and ending with it).
+    #[inline]
     pub fn matches_bytes(&self, name: &[u8]) -> bool {
         let Some(&last) = name.last() else {
             return self.empty;
         };
+        // Most names (map keys such as `accept`, `x-forwarded-proto`) end with two bytes no
+        // entry ends with; a one-byte name has nothing before its last byte.
+        let before = name.len().checked_sub(2).map_or(0, |i| name[i]);
+        self.may_end_with_pair(before, last) && self.matches_entries(name, last)
+    }
+
+    /// [`NameList::matches_bytes`] past its first test: compares `name` (whose last byte is
+    /// `last`) with the entries ending with that byte.
+    fn matches_entries(&self, name: &[u8], last: u8) -> bool {
         let last = usize::from(last.to_ascii_lowercase());
         let exact_lens = self.exact_lens.get(last).copied().unwrap_or(0);
         let min_suffix = self.min_suffix.get(last).copied().unwrap_or(usize::MAX);
