@@ -234,10 +234,10 @@ impl RedactOperator {
                 Prescreen::Search => true,
                 Prescreen::Skip => false,
                 Prescreen::Shapes if memo.off => scanner.shapes_admit(&data[start..end]),
-                // Strings without a long digit run (host names) are cheaper to probe than to
-                // look up.
+                // Short strings without a long digit run (host names) are cheaper to probe
+                // than to look up; long ones (user agents, accept headers) are not.
                 Prescreen::Shapes => {
-                    scanner.may_have_shapes(&data[start..end])
+                    (end - start >= MEMO_FIRST_LEN || scanner.may_have_shapes(&data[start..end]))
                         && memo.get(data, start, end, |bytes| scanner.shapes_admit(bytes))
                 }
             };
@@ -523,6 +523,8 @@ struct MemoSlot {
 }
 
 const MEMO_SLOTS: usize = 1024;
+/// Strings at least this long are looked up in the memo before any probe.
+const MEMO_FIRST_LEN: usize = 48;
 /// Kept below half full, so that probe sequences stay short.
 const MEMO_MAX: usize = MEMO_SLOTS / 2;
 /// Lookups after which a memo that hit less than a quarter of them is turned off.

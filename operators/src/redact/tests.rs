@@ -1319,3 +1319,45 @@ fn column_hints_match_string_hints() {
         }
     }
 }
+
+/// The operator's column path (column hints, the length and run prescreen, the per-column
+/// memo of number shapes) redacts exactly what the ungated scan of each string finds.
+#[test]
+fn column_path_matches_ungated_scan() {
+    let corpus = gate_corpus();
+    // Each value twice in a row, so that the memo stays on and answers the repeats.
+    let values: Vec<&str> = corpus
+        .iter()
+        .flat_map(|v| [v.as_str(), v.as_str()])
+        .collect();
+    for cfg in [
+        "",
+        r#"enable = ["ipv4", "ipv6"]"#,
+        r#"detectors = ["card", "iban"]"#,
+    ] {
+        let profile = config(cfg)
+            .compile(&one_column(&[]).schema(), &secrets())
+            .unwrap();
+        let mut cache = profile.scanner.create_cache();
+        let out = redact_all_with(&config(cfg), &values);
+        let mut changed = 0;
+        for (value, got) in values.iter().zip(&out) {
+            let mut hits = Vec::new();
+            profile.scanner.scan_ungated(&mut cache, value, &mut hits);
+            let mut want = String::new();
+            let mut last = 0;
+            for hit in &hits {
+                want.push_str(&value[last..hit.start]);
+                want.push_str(&profile.detectors[hit.detector].placeholder);
+                last = hit.end;
+            }
+            want.push_str(&value[last..]);
+            assert_eq!(got, &want, "{cfg:?}: the column path changed {value:?}");
+            changed += usize::from(got != value);
+        }
+        assert!(
+            changed > 1000,
+            "{cfg:?}: the corpus hardly exercises the detectors"
+        );
+    }
+}
