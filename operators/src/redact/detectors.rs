@@ -12,11 +12,12 @@
 //! find candidates its checks reject, so skipping it changes no decision). Two kinds:
 //!
 //! * Trigger bytes and words, found for a whole column by passes over its value buffer
-//!   ([`Scanner::column_hints`]) instead of one call per string: memchr for `@` and `:`,
-//!   memmem for `%40`, a walk back from each `=` / `:` / `%3D` to see whether a listed
-//!   parameter name precedes it (names bucketed by their last byte), and one multi-literal
-//!   search for key formats (`AKIA`, `ghp_`, `eyJ`, ...). Each bit is exact for its row, so
-//!   such a gate costs one test of the row's bits.
+//!   ([`Scanner::column_hints`]) instead of one call per string: memchr for `@`; one
+//!   memchr for the separators `=`, `:` and `%`, which notes `:` and `%40` and, unless the
+//!   two bytes before it end no listed name, walks back from each `=` / `:` / `%3D` to see
+//!   whether a listed parameter name precedes it; and one multi-literal search for key
+//!   formats (`AKIA`, `ghp_`, `eyJ`, ...). Each bit is exact for its row, so such a gate
+//!   costs one test of the row's bits.
 //! * Number shapes, for the number-shaped detectors (card, SSN, phones, IBAN, IPv4). All of
 //!   their digits lie in one run of `[0-9 .()+-]` bytes; runs long enough for some enabled
 //!   detector are found by probing every n-th byte, and only they are walked, once, as a
@@ -1185,7 +1186,8 @@ impl Scanner {
     }
 
     /// Per-row hint bits for a whole column, found by passes over the column's value buffer
-    /// (memchr, memmem, one multi-literal search) instead of one call per string. Each bit
+    /// (memchr for `@`, one memchr over the separators `=`, `:`, `%`, one multi-literal
+    /// search) instead of one call per string. Each bit
     /// is exact for its row: a match that straddles two rows belongs to neither, and the
     /// literal search resumes inside it so that it hides no match of the next row.
     pub fn column_hints<O: arrow_array::OffsetSizeTrait>(
@@ -1222,32 +1224,24 @@ impl Scanner {
                 hints[row] |= HINT_AT;
             }
         }
-        if wanted & HINT_AT_ENCODED != 0 {
-            let mut row = 0;
-            for pos in self.encoded_at.find_iter(data) {
-                row_of(&mut row, pos);
-                if pos + 3 <= bounds(row).1 {
-                    hints[row] |= HINT_AT_ENCODED;
-                }
-            }
-        }
-        if wanted & HINT_COLON != 0 {
-            let mut row = 0;
-            for pos in memchr::memchr_iter(b':', data) {
-                row_of(&mut row, pos);
-                hints[row] |= HINT_COLON;
-            }
-        }
-        if wanted & HINT_NAMES != 0 {
+        // One pass over the separators answers three bits: `:`, `%40` and listed names.
+        let separator_bits = HINT_COLON | HINT_AT_ENCODED | HINT_NAMES;
+        if wanted & separator_bits != 0 {
             let mut row = 0;
             for pos in memchr::memchr3_iter(b'=', b':', b'%', data) {
                 row_of(&mut row, pos);
-                if hints[row] & HINT_NAMES != 0 {
-                    continue;
+                match data[pos] {
+                    b':' => hints[row] |= HINT_COLON & wanted,
+                    b'%' if data[pos + 1..].starts_with(b"40") && pos + 3 <= bounds(row).1 => {
+                        hints[row] |= HINT_AT_ENCODED & wanted
+                    }
+                    _ => {}
                 }
-                let (start, end) = bounds(row);
-                if name_before_separator(&data[start..end], pos - start, &self.names) {
-                    hints[row] |= HINT_NAMES;
+                if wanted & HINT_NAMES != 0 && hints[row] & HINT_NAMES == 0 {
+                    let (start, end) = bounds(row);
+                    if name_before_separator(&data[start..end], pos - start, &self.names) {
+                        hints[row] |= HINT_NAMES;
+                    }
                 }
             }
         }
