@@ -1032,7 +1032,7 @@ pub(crate) struct Hit {
     pub detector: usize,
 }
 
-/// See [`Scanner::prescreen`].
+/// See [`Screen::prescreen`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Prescreen {
     /// A hint gate admits the string: it is searched.
@@ -1041,6 +1041,38 @@ pub(crate) enum Prescreen {
     Skip,
     /// Only a number-shape gate can admit it.
     Shapes,
+}
+
+/// A small copy of the scanner's gate settings ([`Scanner::screen`]), so that a loop over a
+/// column keeps them in registers instead of reading them again for every string.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Screen {
+    /// No pattern is enabled.
+    none: bool,
+    always: bool,
+    hint_bits: u8,
+    /// The shortest string a number shape can admit (`usize::MAX`: no shape is enabled).
+    shapes_from: usize,
+}
+
+impl Screen {
+    /// What the gates make of a string of `len` bytes with column hint `hint` (from
+    /// [`Scanner::column_hints`]) before its bytes are looked at: [`Prescreen::Shapes`]
+    /// leaves it to [`Scanner::shapes_admit`]. Together they decide exactly whether
+    /// [`Scanner::scan_hinted`] searches the string, so callers skip the others without
+    /// setting up a scan.
+    #[inline]
+    pub fn prescreen(self, hint: u8, len: usize) -> Prescreen {
+        if self.none {
+            Prescreen::Skip
+        } else if self.always || hint & self.hint_bits != 0 {
+            Prescreen::Search
+        } else if len >= self.shapes_from {
+            Prescreen::Shapes
+        } else {
+            Prescreen::Skip
+        }
+    }
 }
 
 /// All enabled patterns compiled into one matcher.
@@ -1294,21 +1326,17 @@ impl Scanner {
         hint
     }
 
-    /// What the gates make of a string of `len` bytes with column hint `hint` (from
-    /// [`Scanner::column_hints`]) before its bytes are looked at: [`Prescreen::Shapes`]
-    /// leaves it to [`Scanner::shapes_admit`]. Together they decide exactly whether
-    /// [`Scanner::scan_hinted`] searches the string, so callers skip the others without
-    /// setting up a scan.
-    #[inline]
-    pub fn prescreen(&self, hint: u8, len: usize) -> Prescreen {
-        if self.patterns.is_empty() {
-            Prescreen::Skip
-        } else if self.always || hint & self.hint_bits != 0 {
-            Prescreen::Search
-        } else if self.shape_bits != 0 && len >= self.run_floor {
-            Prescreen::Shapes
-        } else {
-            Prescreen::Skip
+    /// The gate settings behind [`Screen::prescreen`], copied out for a loop over a column.
+    pub fn screen(&self) -> Screen {
+        Screen {
+            none: self.patterns.is_empty(),
+            always: self.always,
+            hint_bits: self.hint_bits,
+            shapes_from: if self.shape_bits != 0 {
+                self.run_floor
+            } else {
+                usize::MAX
+            },
         }
     }
 

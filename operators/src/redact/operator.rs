@@ -223,6 +223,9 @@ impl RedactOperator {
         let profile = Arc::clone(&self.profile);
         let scanner = &profile.scanner;
         let hints = scanner.column_hints(data, offsets);
+        let screen = scanner.screen();
+        // Strings no gate admits, counted here rather than one by one.
+        let mut skipped = 0u64;
         // Number shapes are the costly gate; values repeated across the batch are walked once.
         let mut memo = Memo::default();
         for i in 0..array.len() {
@@ -230,7 +233,7 @@ impl RedactOperator {
                 continue;
             }
             let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
-            let admitted = match scanner.prescreen(hints[i], end - start) {
+            let admitted = match screen.prescreen(hints[i], end - start) {
                 Prescreen::Search => true,
                 Prescreen::Skip => false,
                 Prescreen::Shapes if memo.off => scanner.shapes_admit(&data[start..end]),
@@ -246,7 +249,7 @@ impl RedactOperator {
                 Some(self.profile.key_placeholder.clone())
             } else if !admitted {
                 // no gate can pass: what `redact_str` would conclude, without the set-up
-                self.strings_total += 1;
+                skipped += 1;
                 None
             } else {
                 self.redact_str(array.value(i), Some(hints[i]), counts)
@@ -266,6 +269,7 @@ impl RedactOperator {
             builder.append_value(&new);
             run_start = i + 1;
         }
+        self.strings_total += skipped;
         let Some(mut builder) = out else {
             return Ok(None);
         };
