@@ -1277,7 +1277,14 @@ impl Scanner {
                 }
             }
         }
-        if wanted & HINT_LITERAL != 0 {
+        // A column of short strings (methods, country codes, ids) has no row the bit can be
+        // set in: its search is skipped.
+        let long_row = || {
+            offsets
+                .windows(2)
+                .any(|w| w[1].as_usize() - w[0].as_usize() >= LITERAL_MIN_LEN)
+        };
+        if wanted & HINT_LITERAL != 0 && long_row() {
             let mut row = 0;
             let mut at = 0;
             while let Some(m) = self.literals.search(&Input::new(data).range(at..)) {
