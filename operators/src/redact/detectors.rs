@@ -692,6 +692,8 @@ pub(crate) struct NameList {
     /// `a`, `b`; for entries of one byte (and the bare `*`), `a` is any byte (a one-byte
     /// name is looked up with `a` = 0). See [`NameList::may_end_with_pair`].
     tails: Vec<u64>,
+    /// The same bits for the suffix entries alone.
+    suffix_tails: Vec<u64>,
     /// Whether the list holds the empty name (it has no last byte).
     empty: bool,
 }
@@ -704,6 +706,7 @@ impl NameList {
             exact_lens: vec![0; 256],
             min_suffix: vec![usize::MAX; 256],
             tails: vec![0; 256 * 256 / 64],
+            suffix_tails: vec![0; 256 * 256 / 64],
             ..NameList::default()
         };
         for name in names {
@@ -739,16 +742,18 @@ impl NameList {
                 }
                 // A name matching an entry of two bytes or more ends with the entry's last
                 // two bytes; one matching a shorter entry may have anything before its last.
-                match entry.len() {
-                    0 | 1 => {
-                        for before in 0..256 {
-                            let bit = before * 256 + last;
-                            list.tails[bit / 64] |= 1 << (bit % 64);
-                        }
-                    }
+                let befores = match entry.len() {
+                    0 | 1 => 0..256,
                     n => {
-                        let bit = usize::from(entry[n - 2]) * 256 + last;
-                        list.tails[bit / 64] |= 1 << (bit % 64);
+                        let before = usize::from(entry[n - 2]);
+                        before..before + 1
+                    }
+                };
+                for before in befores {
+                    let bit = before * 256 + last;
+                    list.tails[bit / 64] |= 1 << (bit % 64);
+                    if *is_suffix {
+                        list.suffix_tails[bit / 64] |= 1 << (bit % 64);
                     }
                 }
             }
@@ -766,17 +771,21 @@ impl NameList {
         // Most names (map keys such as `accept`, `x-forwarded-proto`) end with two bytes no
         // entry ends with; a one-byte name has nothing before its last byte.
         let before = name.len().checked_sub(2).map_or(0, |i| name[i]);
-        self.may_end_with_pair(before, last) && self.matches_entries(name, last)
+        self.may_end_with_pair(before, last) && self.matches_entries(name, before, last)
     }
 
-    /// [`NameList::matches_bytes`] past its first test: compares `name` (whose last byte is
-    /// `last`) with the entries ending with that byte.
-    fn matches_entries(&self, name: &[u8], last: u8) -> bool {
+    /// [`NameList::matches_bytes`] past its first test: compares `name` (whose last two
+    /// bytes are `before`, `last`) with the entries ending with `last`.
+    fn matches_entries(&self, name: &[u8], before: u8, last: u8) -> bool {
+        let tail = pair_bit(before, last);
         let last = usize::from(last.to_ascii_lowercase());
         let exact_lens = self.exact_lens.get(last).copied().unwrap_or(0);
         let min_suffix = self.min_suffix.get(last).copied().unwrap_or(usize::MAX);
-        // A suffix entry matches only names longer than itself.
-        if exact_lens & (1 << name.len().min(63)) == 0 && name.len() <= min_suffix {
+        // An exact entry has the name's length; a suffix entry is shorter than the name
+        // and ends with the same two bytes (or is one byte long).
+        let exact = exact_lens & (1 << name.len().min(63)) != 0;
+        let suffix = name.len() > min_suffix && bit_set(&self.suffix_tails, tail);
+        if !exact && !suffix {
             return false;
         }
         let Some(bucket) = self.by_last.get(last) else {
@@ -797,11 +806,7 @@ impl NameList {
     /// `before`. Cheaper than walking back to the name's start.
     #[inline]
     fn may_end_with_pair(&self, before: u8, last: u8) -> bool {
-        let bit =
-            usize::from(before.to_ascii_lowercase()) * 256 + usize::from(last.to_ascii_lowercase());
-        self.tails
-            .get(bit / 64)
-            .is_some_and(|word| word & (1 << (bit % 64)) != 0)
+        bit_set(&self.tails, pair_bit(before, last))
     }
 
     /// Whether some entry ends with `byte` (lowercased): a name whose last byte fails
@@ -825,6 +830,18 @@ impl NameList {
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.suffixes.is_empty()
     }
+}
+
+/// The bit of the (lowercased) byte pair `before`, `last` in a [`NameList`] tail set.
+#[inline]
+fn pair_bit(before: u8, last: u8) -> usize {
+    usize::from(before.to_ascii_lowercase()) * 256 + usize::from(last.to_ascii_lowercase())
+}
+
+#[inline]
+fn bit_set(set: &[u64], bit: usize) -> bool {
+    set.get(bit / 64)
+        .is_some_and(|word| word & (1 << (bit % 64)) != 0)
 }
 
 /// Whether `name` is usable in a parameter or header list: `[A-Za-z0-9_.-]+`, optionally
@@ -1962,6 +1979,57 @@ mod tests {
             }
         };
         name_ends_at(bytes, at, allow_quote, names)
+    }
+
+    /// `matches_bytes` by its definition: equal to an entry, or longer than a `*` entry
+    /// and ending with it, ASCII case-insensitively.
+    fn listed(list: &[String], name: &[u8]) -> bool {
+        list.iter().any(|entry| match entry.strip_prefix('*') {
+            Some(suffix) => {
+                name.len() > suffix.len()
+                    && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+            }
+            None => name.eq_ignore_ascii_case(entry.as_bytes()),
+        })
+    }
+
+    #[test]
+    fn name_filters_change_no_match() {
+        let mut defaults: Vec<String> = DEFAULT_PARAMS.iter().map(|s| s.to_string()).collect();
+        defaults.extend(super::DEFAULT_HEADERS.iter().map(|s| s.to_string()));
+        let lists = [
+            defaults,
+            vec![
+                "q".into(),
+                "*x".into(),
+                "a.b".into(),
+                "Token".into(),
+                "*_ID".into(),
+            ],
+            vec!["*".into()],
+            vec!["*d".into(), "sessionid".into()],
+        ];
+        let pieces: &[&str] = &[
+            "token", "TOKEN", "x", "q", "id", "ID", "_id", "session", "a.b", "-", "_", ".", "a",
+            "b", "d", "key", "auth", "request", "cookie", "x-", "1", "pass", "word", "\u{e9}",
+        ];
+        let mut rng = Rng::new(11);
+        let mut matched = 0;
+        for list in &lists {
+            let names = NameList::new(list);
+            for _ in 0..20_000 {
+                let n = rng.below(5) as usize;
+                let name: String = (0..n).map(|_| *rng.pick(pieces)).collect();
+                let want = listed(list, name.as_bytes());
+                assert_eq!(
+                    names.matches_bytes(name.as_bytes()),
+                    want,
+                    "{list:?} {name:?}"
+                );
+                matched += usize::from(want);
+            }
+        }
+        assert!(matched > 2_000, "{matched}");
     }
 
     #[test]
