@@ -65,13 +65,20 @@ fn copy_pass(batches: &[RecordBatch]) -> usize {
     len
 }
 
+/// Seconds per call of `f`: the median of `rounds` timed calls after one warm-up call.
+/// The median, not the mean, so that a round slowed by another process on the machine
+/// does not move the figure; every pass (redact and both baselines) is timed the same way.
 fn time<F: FnMut() -> usize>(rounds: usize, mut f: F) -> f64 {
     f(); // warm up
-    let start = Instant::now();
-    for _ in 0..rounds {
-        black_box(f());
-    }
-    start.elapsed().as_secs_f64() / rounds as f64
+    let mut times: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(f());
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 fn main() {
@@ -107,7 +114,7 @@ fn main() {
     };
     let mut op = config.build(&ctx).expect("default profile builds");
 
-    let rounds = 5;
+    let rounds = 11;
     let redact = time(rounds, || {
         let mut changed = 0;
         for batch in &batches {

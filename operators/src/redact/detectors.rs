@@ -1475,11 +1475,11 @@ impl Scanner {
                 let input = Input::new(bytes)
                     .span(m.start()..bytes.len())
                     .anchored(Anchored::Yes);
-                if let Some(m2) = self.singles[other].search(&input) {
-                    if let Some(hit) = self.accept(other, bytes, m2.start(), m2.end()) {
-                        retried = Some((other, hit));
-                        break;
-                    }
+                if let Some(m2) = self.singles[other].search(&input)
+                    && let Some(hit) = self.accept(other, bytes, m2.start(), m2.end())
+                {
+                    retried = Some((other, hit));
+                    break;
                 }
             }
             match retried {
@@ -1558,11 +1558,11 @@ impl Scanner {
 /// Appends `hit`, merging it into the previous hit when they overlap (the earlier hit's
 /// detector names the merged span).
 fn push_merged(out: &mut Vec<Hit>, hit: Hit) {
-    if let Some(last) = out.last_mut() {
-        if hit.start < last.end {
-            last.end = last.end.max(hit.end);
-            return;
-        }
+    if let Some(last) = out.last_mut()
+        && hit.start < last.end
+    {
+        last.end = last.end.max(hit.end);
+        return;
     }
     out.push(hit);
 }
@@ -1692,7 +1692,7 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn check_ssn(text: &[u8]) -> bool {
