@@ -477,18 +477,8 @@ static PHONE_CLASS: [bool; 256] = phone_class();
 /// here, and only the others are walked back by [`name_ends_at`].
 #[inline]
 fn name_before_separator(bytes: &[u8], at: usize, names: &NameList) -> bool {
-    let allow_quote = match bytes[at] {
-        b'=' => false,
-        b':' => true,
-        _ => {
-            let rest = &bytes[at + 1..];
-            let encoded_eq = rest.len() >= 2 && rest[0] == b'3' && (rest[1] | 0x20) == b'd';
-            let twice = rest.len() >= 4 && rest.starts_with(b"253") && (rest[3] | 0x20) == b'd';
-            if !(encoded_eq || twice) {
-                return false;
-            }
-            false
-        }
+    let Some(allow_quote) = separator_allows_quote(bytes, at) else {
+        return false;
     };
     let Some(&last) = at.checked_sub(1).and_then(|i| bytes.get(i)) else {
         return false;
@@ -502,6 +492,21 @@ fn name_before_separator(bytes: &[u8], at: usize, names: &NameList) -> bool {
         }
     }
     name_ends_at(bytes, at, allow_quote, names)
+}
+
+/// The separator at `bytes[at]`: `Some(allow_quote)` for `:` (a quoted name may precede
+/// it), `=`, `%3D` and `%253D`; `None` for a `%` that encodes something else.
+fn separator_allows_quote(bytes: &[u8], at: usize) -> Option<bool> {
+    match bytes[at] {
+        b'=' => Some(false),
+        b':' => Some(true),
+        _ => {
+            let rest = &bytes[at + 1..];
+            let encoded_eq = rest.len() >= 2 && rest[0] == b'3' && (rest[1] | 0x20) == b'd';
+            let twice = rest.len() >= 4 && rest.starts_with(b"253") && (rest[3] | 0x20) == b'd';
+            (encoded_eq || twice).then_some(false)
+        }
+    }
 }
 
 /// Whether a listed name ends right before `bytes[end]`, after optional spaces or tabs
@@ -1960,25 +1965,15 @@ fn mask_v4(v4: Ipv4Addr, prefix: u8) -> Ipv4Addr {
 
 #[cfg(test)]
 mod tests {
-    use super::{DEFAULT_PARAMS, NameList, name_before_separator, name_ends_at};
+    use super::{
+        DEFAULT_PARAMS, NameList, name_before_separator, name_ends_at, separator_allows_quote,
+    };
     use crate::redact::synth::Rng;
 
     /// [`name_before_separator`] without the two-byte shortcut: the walk alone.
     fn walk_only(bytes: &[u8], at: usize, names: &NameList) -> bool {
-        let allow_quote = match bytes[at] {
-            b'=' => false,
-            b':' => true,
-            _ => {
-                let rest = &bytes[at + 1..];
-                let encoded_eq = rest.len() >= 2 && rest[0] == b'3' && (rest[1] | 0x20) == b'd';
-                let twice = rest.len() >= 4 && rest.starts_with(b"253") && (rest[3] | 0x20) == b'd';
-                if !(encoded_eq || twice) {
-                    return false;
-                }
-                false
-            }
-        };
-        name_ends_at(bytes, at, allow_quote, names)
+        separator_allows_quote(bytes, at)
+            .is_some_and(|allow_quote| name_ends_at(bytes, at, allow_quote, names))
     }
 
     /// `matches_bytes` by its definition: equal to an entry, or longer than a `*` entry

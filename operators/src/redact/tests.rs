@@ -1271,14 +1271,18 @@ fn gate_corpus() -> Vec<String> {
     out
 }
 
+/// Profiles the gate tests run under: the default, with IP detectors, and with checksum
+/// detectors only.
+const GATE_PROFILES: [&str; 3] = [
+    "",
+    r#"enable = ["ipv4", "ipv6"]"#,
+    r#"detectors = ["card", "iban"]"#,
+];
+
 #[test]
 fn gates_change_no_decision() {
     let corpus = gate_corpus();
-    for cfg in [
-        "",
-        r#"enable = ["ipv4", "ipv6"]"#,
-        r#"detectors = ["card", "iban"]"#,
-    ] {
+    for cfg in GATE_PROFILES {
         let profile = config(cfg)
             .compile(&one_column(&[]).schema(), &secrets())
             .unwrap();
@@ -1330,11 +1334,7 @@ fn column_path_matches_ungated_scan() {
         .iter()
         .flat_map(|v| [v.as_str(), v.as_str()])
         .collect();
-    for cfg in [
-        "",
-        r#"enable = ["ipv4", "ipv6"]"#,
-        r#"detectors = ["card", "iban"]"#,
-    ] {
+    for cfg in GATE_PROFILES {
         let profile = config(cfg)
             .compile(&one_column(&[]).schema(), &secrets())
             .unwrap();
