@@ -1114,11 +1114,23 @@ pub(crate) struct Scanner {
     run_floor: usize,
     /// A custom pattern is enabled: every string is searched.
     always: bool,
+    /// The email pattern, and all patterns but it compiled into one matcher with the
+    /// original index of each (see [`Scanner::search`]): used after an email candidate
+    /// failed its check, over the rest of its local part.
+    email: Option<(usize, Regex, Vec<usize>)>,
     /// Prefilter behind [`Gate::Literal`].
     literals: Regex,
     /// Names behind [`Gate::Names`].
     names: NameList,
     encoded_at: memchr::memmem::Finder<'static>,
+}
+
+/// The matchers' mutable search state; one per thread (see [`Scanner::create_cache`]).
+#[derive(Debug)]
+pub(crate) struct ScanCache {
+    combined: meta::Cache,
+    /// For the matcher without the email pattern.
+    rest: Option<meta::Cache>,
 }
 
 /// A compile error of one pattern.
@@ -1195,17 +1207,28 @@ impl Scanner {
             singles.push(re);
         }
         let sources: Vec<&str> = patterns.iter().map(|p| p.source.as_str()).collect();
-        let combined = builder()
-            .configure(
-                Regex::config()
-                    .which_captures(WhichCaptures::Implicit)
-                    .hybrid_cache_capacity(16 << 20),
-            )
-            .build_many(&sources)
-            .map_err(|e| PatternError {
-                index: usize::MAX,
-                reason: e.to_string(),
-            })?;
+        let build_many = |sources: &[&str]| {
+            builder()
+                .configure(
+                    Regex::config()
+                        .which_captures(WhichCaptures::Implicit)
+                        .hybrid_cache_capacity(16 << 20),
+                )
+                .build_many(sources)
+                .map_err(|e| PatternError {
+                    index: usize::MAX,
+                    reason: e.to_string(),
+                })
+        };
+        let combined = build_many(&sources)?;
+        let email = match patterns.iter().position(|p| p.check == Check::Email) {
+            Some(pid) if patterns.len() > 1 => {
+                let ids: Vec<usize> = (0..patterns.len()).filter(|&i| i != pid).collect();
+                let rest: Vec<&str> = ids.iter().map(|&i| sources[i]).collect();
+                Some((pid, build_many(&rest)?, ids))
+            }
+            _ => None,
+        };
         let gates = || patterns.iter().flat_map(|p| p.gates.iter());
         let always = gates().any(|g| *g == Gate::Always);
         let hint_bits = gates().fold(0, |bits, g| bits | hint_bit(g));
@@ -1233,6 +1256,7 @@ impl Scanner {
             shape_bits,
             run_floor,
             always,
+            email,
             literals,
             names,
             encoded_at: memchr::memmem::Finder::new(b"%40"),
@@ -1407,13 +1431,16 @@ impl Scanner {
         }
     }
 
-    pub fn create_cache(&self) -> meta::Cache {
-        self.combined.create_cache()
+    pub fn create_cache(&self) -> ScanCache {
+        ScanCache {
+            combined: self.combined.create_cache(),
+            rest: self.email.as_ref().map(|(_, rest, _)| rest.create_cache()),
+        }
     }
 
     /// Appends the hits in `hay` to `out`, in order and without overlap. Returns whether
     /// the string was searched at all (false: the byte-class gate ruled it out).
-    pub fn scan(&self, cache: &mut meta::Cache, hay: &str, out: &mut Vec<Hit>) -> bool {
+    pub fn scan(&self, cache: &mut ScanCache, hay: &str, out: &mut Vec<Hit>) -> bool {
         self.scan_hinted(cache, hay, 0, out)
     }
 
@@ -1421,7 +1448,7 @@ impl Scanner {
     /// them here).
     pub fn scan_hinted(
         &self,
-        cache: &mut meta::Cache,
+        cache: &mut ScanCache,
         hay: &str,
         hint: u8,
         out: &mut Vec<Hit>,
@@ -1453,28 +1480,51 @@ impl Scanner {
     /// gates fail (without, every pattern is retried: what the gates must not change).
     fn search(
         &self,
-        cache: &mut meta::Cache,
+        cache: &mut ScanCache,
         features: &mut Features<'_>,
         gated: bool,
         out: &mut Vec<Hit>,
     ) {
         let bytes = features.bytes;
         let mut pos = 0;
+        // Email candidates starting before this are known to fail their check.
+        let mut email_fails_before = 0;
         while pos < bytes.len() {
             let input = Input::new(bytes).span(pos..bytes.len());
-            let Some(m) = self.combined.search_with(cache, &input) else {
-                break;
+            let (m, pid) = match (&self.email, &mut cache.rest) {
+                (Some((_, rest, ids)), Some(rest_cache)) if pos < email_fails_before => {
+                    match rest.search_with(rest_cache, &input) {
+                        Some(m) if m.start() < email_fails_before => (m, ids[m.pattern()]),
+                        // From there on the email pattern takes part again, and may
+                        // start before what the other patterns found.
+                        _ => {
+                            pos = email_fails_before;
+                            continue;
+                        }
+                    }
+                }
+                _ => match self.combined.search_with(&mut cache.combined, &input) {
+                    Some(m) => (m, m.pattern().as_usize()),
+                    None => break,
+                },
             };
-            let pid = m.pattern().as_usize();
             if let Some(hit) = self.accept(pid, bytes, m.start(), m.end()) {
                 pos = self.resume_after(pid, &hit, m.start());
                 push_merged(out, hit);
                 continue;
             }
+            let email = self.email.as_ref().map(|(email, _, _)| *email);
+            if email == Some(pid) {
+                email_fails_before =
+                    email_fails_before.max(local_part_end(bytes, m.start(), m.end()));
+            }
             // Rejected: give the other patterns a chance at the same start.
             let mut retried = None;
             for (other, spec) in self.patterns.iter().enumerate() {
-                if other == pid || gated && !spec.gates.iter().any(|g| self.admits(g, features)) {
+                if other == pid
+                    || email == Some(other) && m.start() < email_fails_before
+                    || gated && !spec.gates.iter().any(|g| self.admits(g, features))
+                {
                     continue;
                 }
                 let input = Input::new(bytes)
@@ -1500,13 +1550,40 @@ impl Scanner {
     /// The hits of [`Scanner::scan`] without any gate: every string searched, every pattern
     /// retried. Tests compare the two to show the gates are necessary conditions.
     #[cfg(test)]
-    pub fn scan_ungated(&self, cache: &mut meta::Cache, hay: &str, out: &mut Vec<Hit>) {
+    pub fn scan_ungated(&self, cache: &mut ScanCache, hay: &str, out: &mut Vec<Hit>) {
         let mut features = Features {
             bytes: hay.as_bytes(),
             hint: u8::MAX,
             shapes: Some(u8::MAX),
         };
         self.search(cache, &mut features, false, out);
+    }
+
+    /// What [`Scanner::scan`] means, spelled out slowly for tests: at each byte from the
+    /// left, the first pattern in order that matches there and passes its check is a hit,
+    /// and the walk goes on where [`Scanner::resume_after`] says. No combined matcher, no
+    /// gate, no shortcut.
+    #[cfg(test)]
+    pub fn scan_reference(&self, hay: &str, out: &mut Vec<Hit>) {
+        let bytes = hay.as_bytes();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let input = Input::new(bytes)
+                .span(pos..bytes.len())
+                .anchored(Anchored::Yes);
+            let found = self.singles.iter().enumerate().find_map(|(pid, re)| {
+                let m = re.search(&input)?;
+                self.accept(pid, bytes, m.start(), m.end())
+                    .map(|hit| (pid, hit))
+            });
+            match found {
+                Some((pid, hit)) => {
+                    pos = self.resume_after(pid, &hit, pos);
+                    push_merged(out, hit);
+                }
+                None => pos += 1,
+            }
+        }
     }
 
     /// [`Scanner::column_hints`] and the per-string hints of the same strings, for tests.
@@ -1558,6 +1635,19 @@ impl Scanner {
             detector: spec.detector,
         })
     }
+}
+
+/// Where the local part of the email candidate `bytes[start..end]` ends at the latest: its
+/// first `@` or `%40`. An email candidate that starts later inside the local part is the
+/// same candidate shortened at the front: the match ends where this one does (the local
+/// part's class holds every byte in between, and the engine prefers the same way to go on
+/// from there), so its check, which looks at the `@` and the top-level domain only, rejects
+/// it just the same.
+fn local_part_end(bytes: &[u8], start: usize, end: usize) -> usize {
+    let text = &bytes[start..end];
+    let at = memchr::memchr(b'@', text).unwrap_or(text.len());
+    let encoded = memchr::memmem::find(&text[..at], b"%40").unwrap_or(at);
+    start + encoded
 }
 
 /// Appends `hit`, merging it into the previous hit when they overlap (the earlier hit's

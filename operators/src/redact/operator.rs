@@ -11,10 +11,9 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use hmac::Mac;
-use regex_automata::meta;
 
 use super::config::{FieldRule, Profile, is_string};
-use super::detectors::{Hit, Prescreen, truncate_ip};
+use super::detectors::{Hit, Prescreen, ScanCache, truncate_ip};
 use crate::error::OperatorError;
 use crate::{Metric, Operator};
 
@@ -45,7 +44,7 @@ struct Counts {
 
 pub(crate) struct RedactOperator {
     profile: Arc<Profile>,
-    cache: meta::Cache,
+    cache: ScanCache,
     plan: Plan,
     /// (rule, field) → hits since build.
     hits: BTreeMap<(String, String), u64>,
