@@ -114,7 +114,10 @@ fn main() {
     };
     let mut op = config.build(&ctx).expect("default profile builds");
 
-    let rounds = 11;
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(11);
     let redact = time(rounds, || {
         let mut changed = 0;
         for batch in &batches {

@@ -4,7 +4,9 @@
 //! [`meta::Regex`]; a string is searched once, leftmost-first, and each candidate is handed
 //! to its detector's check (Luhn, IBAN mod 97, SSN ranges, IP context, ...). A candidate that
 //! fails its check is retried against the other patterns anchored at the same position, so a
-//! Luhn-invalid digit run does not hide an SSN starting at the same byte.
+//! Luhn-invalid digit run does not hide an SSN starting at the same byte. An email candidate
+//! that fails its check (`logo@2x.png`) fails it from every later start inside its local
+//! part too, so the rest of the local part is searched for the other patterns only.
 //!
 //! Before the regex runs, cheap [`Gate`]s decide whether the string can hold a hit at all.
 //! Each pattern declares gates that are *necessary* for an accepted hit; a string that

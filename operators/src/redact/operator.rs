@@ -1,4 +1,10 @@
 //! The runtime `redact` operator: applies a compiled [`Profile`] to batches.
+//!
+//! A string column is scanned one of two ways, with the same rows and counts either way:
+//! row by row (column hints over the value buffer, then the gates and the search per row,
+//! with a memo of number-shape verdicts for repeated long values), or, when its values
+//! repeat (user agents, content types, header values), once per distinct value, each row
+//! then taking its value's verdict ([`Distinct`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -176,6 +182,20 @@ impl RedactOperator {
     /// if the column was hinted.
     fn redact_str(&mut self, value: &str, hint: Option<u8>, counts: &mut Counts) -> Option<String> {
         self.strings_total += 1;
+        let (searched, new) = self.rewrite(value, hint);
+        self.strings_searched += u64::from(searched);
+        if new.is_some() {
+            for hit in &self.scratch {
+                counts.hits[hit.detector] += 1;
+            }
+        }
+        new
+    }
+
+    /// [`RedactOperator::redact_str`] without counting anything: whether the string was
+    /// searched, and its new value if something matched (the hits are left in
+    /// `self.scratch`).
+    fn rewrite(&mut self, value: &str, hint: Option<u8>) -> (bool, Option<String>) {
         let mut hits = std::mem::take(&mut self.scratch);
         hits.clear();
         let scanner = &self.profile.scanner;
@@ -183,24 +203,20 @@ impl RedactOperator {
             Some(hint) => scanner.scan_hinted(&mut self.cache, value, hint, &mut hits),
             None => scanner.scan(&mut self.cache, value, &mut hits),
         };
-        if searched {
-            self.strings_searched += 1;
-        }
         if hits.is_empty() {
             self.scratch = hits;
-            return None;
+            return (searched, None);
         }
         let mut out = String::with_capacity(value.len() + 16);
         let mut last = 0;
         for hit in &hits {
-            counts.hits[hit.detector] += 1;
             out.push_str(&value[last..hit.start]);
             self.replacement(hit.detector, &value[hit.start..hit.end], &mut out);
             last = hit.end;
         }
         out.push_str(&value[last..]);
         self.scratch = hits;
-        Some(out)
+        (searched, Some(out))
     }
 
     /// Scans a Utf8 / LargeUtf8 array. Unchanged rows are copied in contiguous runs; if no
@@ -213,11 +229,12 @@ impl RedactOperator {
         sensitive: Option<&[bool]>,
         counts: &mut Counts,
     ) -> Result<Option<ArrayRef>, OperatorError> {
+        if let Some(distinct) = Distinct::of(array) {
+            return self.scan_distinct(array, &distinct, sensitive, counts);
+        }
         let offsets = array.value_offsets();
         let data = array.value_data();
-        let mut out: Option<GenericStringBuilder<O>> = None;
-        // First row of the pending run of unchanged rows not yet copied into `out`.
-        let mut run_start = 0usize;
+        let mut out = Rebuild::default();
         let key_slot = counts.hits.len() - 1;
         let profile = Arc::clone(&self.profile);
         let scanner = &profile.scanner;
@@ -253,27 +270,80 @@ impl RedactOperator {
             } else {
                 self.redact_str(array.value(i), Some(hints[i]), counts)
             };
-            let Some(new) = replaced else { continue };
-            let builder = out.get_or_insert_with(|| {
-                GenericStringBuilder::with_capacity(array.len(), data.len() + 64)
-            });
-            copy_run(array, run_start, i, builder)?;
-            let len = builder.values_slice().len() + new.len();
-            if O::from_usize(len).is_none() {
-                return Err(OperatorError::arrow(
-                    NAME,
-                    ArrowError::OffsetOverflowError(len),
-                ));
+            if let Some(new) = replaced {
+                out.replace(array, i, &new)?;
             }
-            builder.append_value(&new);
-            run_start = i + 1;
         }
         self.strings_total += skipped;
-        let Some(mut builder) = out else {
-            return Ok(None);
-        };
-        copy_run(array, run_start, array.len(), &mut builder)?;
-        Ok(Some(Arc::new(builder.finish())))
+        out.finish(array)
+    }
+
+    /// [`RedactOperator::scan_generic`] for an array whose values mostly repeat: each
+    /// distinct value is looked at once (column hints over the distinct values, the gates,
+    /// the search), and every row takes its value's verdict. Rows, counts and metrics come
+    /// out as the row-by-row scan would have them.
+    fn scan_distinct<O: OffsetSizeTrait>(
+        &mut self,
+        array: &GenericStringArray<O>,
+        distinct: &Distinct,
+        sensitive: Option<&[bool]>,
+        counts: &mut Counts,
+    ) -> Result<Option<ArrayRef>, OperatorError> {
+        let profile = Arc::clone(&self.profile);
+        let scanner = &profile.scanner;
+        let hints = scanner.column_hints(&distinct.data, &distinct.offsets);
+        let screen = scanner.screen();
+        let verdicts: Vec<Verdict> = (0..distinct.first_row.len())
+            .map(|k| {
+                let bytes = distinct.value(k);
+                let admitted = match screen.prescreen(hints[k], bytes.len()) {
+                    Prescreen::Search => true,
+                    Prescreen::Skip => false,
+                    Prescreen::Shapes => {
+                        scanner.may_have_shapes(bytes) && scanner.shapes_admit(bytes)
+                    }
+                };
+                if !admitted {
+                    return Verdict::default();
+                }
+                let (searched, new) =
+                    self.rewrite(array.value(distinct.first_row[k]), Some(hints[k]));
+                let detectors = match new {
+                    Some(_) => self.scratch.iter().map(|hit| hit.detector).collect(),
+                    None => Vec::new(),
+                };
+                Verdict {
+                    searched,
+                    new,
+                    detectors,
+                }
+            })
+            .collect();
+        let key_slot = counts.hits.len() - 1;
+        let (mut total, mut searched) = (0u64, 0u64);
+        let mut out = Rebuild::default();
+        for (i, &id) in distinct.ids.iter().enumerate() {
+            if array.is_null(i) {
+                continue;
+            }
+            if sensitive.is_some_and(|s| s[i]) {
+                counts.hits[key_slot] += 1;
+                out.replace(array, i, &profile.key_placeholder)?;
+                continue;
+            }
+            let verdict = &verdicts[id as usize];
+            total += 1;
+            searched += u64::from(verdict.searched);
+            if let Some(new) = &verdict.new {
+                for &detector in &verdict.detectors {
+                    counts.hits[detector] += 1;
+                }
+                out.replace(array, i, new)?;
+            }
+        }
+        self.strings_total += total;
+        self.strings_searched += searched;
+        out.finish(array)
     }
 
     fn scan_view(
@@ -497,6 +567,181 @@ fn map_generic<O: OffsetSizeTrait>(
         builder.append_option(value.and_then(&f));
     }
     Arc::new(builder.finish())
+}
+
+/// What scanning one distinct value gave (see [`RedactOperator::scan_distinct`]).
+#[derive(Default)]
+struct Verdict {
+    /// It passed the gates and was searched.
+    searched: bool,
+    /// Its rewritten form, if something matched.
+    new: Option<String>,
+    /// The detector of each hit in it.
+    detectors: Vec<usize>,
+}
+
+/// The distinct values of a string array, when they repeat enough to be worth finding:
+/// user agents, content types, most header values. Values are compared by their bytes;
+/// copies of the distinct ones are laid out back to back like an array's value buffer, so
+/// that [`Scanner::column_hints`](super::detectors::Scanner::column_hints) passes over them
+/// as over a column.
+struct Distinct {
+    /// Per row, the index of its value among the distinct ones (0 for a null row).
+    ids: Vec<u32>,
+    data: Vec<u8>,
+    offsets: Vec<i64>,
+    /// A row holding each distinct value.
+    first_row: Vec<usize>,
+}
+
+/// Rows looked at before deciding whether an array's values repeat: at most half of
+/// them may be distinct, and at most half of all rows. Arrays shorter than this are
+/// scanned row by row.
+const DISTINCT_TRIAL: usize = 256;
+/// Arrays whose values are shorter than this on average are scanned row by row.
+const DISTINCT_MIN_LEN: usize = 16;
+
+impl Distinct {
+    fn value(&self, k: usize) -> &[u8] {
+        &self.data[self.offsets[k] as usize..self.offsets[k + 1] as usize]
+    }
+
+    /// `None` when the values do not repeat enough (see [`DISTINCT_TRIAL`]).
+    fn of<O: OffsetSizeTrait>(array: &GenericStringArray<O>) -> Option<Distinct> {
+        let rows = array.len();
+        if rows < DISTINCT_TRIAL {
+            return None;
+        }
+        let offsets = array.value_offsets();
+        let data = array.value_data();
+        // Short values (methods, country codes) cost less to scan than to look up.
+        if offsets[rows].as_usize() - offsets[0].as_usize() < DISTINCT_MIN_LEN * rows {
+            return None;
+        }
+        let mut distinct = Distinct {
+            ids: Vec::with_capacity(rows),
+            data: Vec::new(),
+            offsets: vec![0],
+            first_row: Vec::new(),
+        };
+        let mut hashes: Vec<u64> = Vec::new();
+        // Open addressing over distinct ids plus one (0: empty), kept at most half full:
+        // sized for the trial, then once for the whole array.
+        let mut slots = vec![0u32; 2 * DISTINCT_TRIAL];
+        let mut limit = DISTINCT_TRIAL / 2;
+        for i in 0..rows {
+            if i == DISTINCT_TRIAL {
+                limit = rows / 2;
+                slots = rehash(&hashes, (2 * limit).next_power_of_two());
+            }
+            if array.is_null(i) {
+                distinct.ids.push(0);
+                continue;
+            }
+            let bytes = &data[offsets[i].as_usize()..offsets[i + 1].as_usize()];
+            let hash = hash_bytes(bytes);
+            let mask = slots.len() - 1;
+            let mut at = hash as usize & mask;
+            let id = loop {
+                let slot = slots[at];
+                if slot == 0 {
+                    break None;
+                }
+                let k = slot as usize - 1;
+                if hashes[k] == hash && distinct.value(k) == bytes {
+                    break Some(k as u32);
+                }
+                at = (at + 1) & mask;
+            };
+            let id = match id {
+                Some(id) => id,
+                None => {
+                    let k = distinct.first_row.len();
+                    if k >= limit {
+                        return None;
+                    }
+                    distinct.data.extend_from_slice(bytes);
+                    distinct.offsets.push(distinct.data.len() as i64);
+                    distinct.first_row.push(i);
+                    hashes.push(hash);
+                    slots[at] = k as u32 + 1;
+                    k as u32
+                }
+            };
+            distinct.ids.push(id);
+        }
+        Some(distinct)
+    }
+}
+
+/// Whether [`RedactOperator::scan_generic`] takes the distinct-value path for `array`.
+#[cfg(test)]
+pub(super) fn scans_distinct(array: &GenericStringArray<i32>) -> bool {
+    Distinct::of(array).is_some()
+}
+
+/// A table of `size` slots (a power of two) holding the ids of `hashes` (see
+/// [`Distinct::of`]).
+fn rehash(hashes: &[u64], size: usize) -> Vec<u32> {
+    let mut slots = vec![0u32; size];
+    for (k, &hash) in hashes.iter().enumerate() {
+        let mut at = hash as usize & (size - 1);
+        while slots[at] != 0 {
+            at = (at + 1) & (size - 1);
+        }
+        slots[at] = k as u32 + 1;
+    }
+    slots
+}
+
+/// A string array rebuilt only if some row changes: unchanged rows are copied in runs.
+struct Rebuild<O: OffsetSizeTrait> {
+    out: Option<GenericStringBuilder<O>>,
+    /// First row of the pending run of unchanged rows not yet copied into `out`.
+    run_start: usize,
+}
+
+impl<O: OffsetSizeTrait> Default for Rebuild<O> {
+    fn default() -> Self {
+        Rebuild {
+            out: None,
+            run_start: 0,
+        }
+    }
+}
+
+impl<O: OffsetSizeTrait> Rebuild<O> {
+    /// Row `i` (after every row replaced so far) becomes `new`.
+    fn replace(
+        &mut self,
+        array: &GenericStringArray<O>,
+        i: usize,
+        new: &str,
+    ) -> Result<(), OperatorError> {
+        let builder = self.out.get_or_insert_with(|| {
+            GenericStringBuilder::with_capacity(array.len(), array.value_data().len() + 64)
+        });
+        copy_run(array, self.run_start, i, builder)?;
+        let len = builder.values_slice().len() + new.len();
+        if O::from_usize(len).is_none() {
+            return Err(OperatorError::arrow(
+                NAME,
+                ArrowError::OffsetOverflowError(len),
+            ));
+        }
+        builder.append_value(new);
+        self.run_start = i + 1;
+        Ok(())
+    }
+
+    /// The rebuilt array, or `None` if no row changed (the caller keeps the input).
+    fn finish(self, array: &GenericStringArray<O>) -> Result<Option<ArrayRef>, OperatorError> {
+        let Some(mut builder) = self.out else {
+            return Ok(None);
+        };
+        copy_run(array, self.run_start, array.len(), &mut builder)?;
+        Ok(Some(Arc::new(builder.finish())))
+    }
 }
 
 /// Verdicts of a pure function of a string's bytes

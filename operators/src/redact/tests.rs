@@ -1374,22 +1374,34 @@ fn column_hints_match_string_hints() {
     }
 }
 
-/// The operator's column path (column hints, the length and run prescreen, the per-column
-/// memo of number shapes) redacts exactly what the ungated scan of each string finds.
+/// The operator's column paths (column hints, the length and run prescreen, the per-column
+/// memo of number shapes; or each distinct value once) redact exactly what the ungated
+/// scan of each string finds.
 #[test]
 fn column_path_matches_ungated_scan() {
     let corpus = gate_corpus();
-    // Each value twice in a row, so that the memo stays on and answers the repeats.
-    let values: Vec<&str> = corpus
+    // Each value twice in a row and a filler that never repeats: too many distinct values
+    // for the distinct path, and the memo stays on and answers the repeats.
+    let fillers: Vec<String> = (0..corpus.len()).map(|i| format!("f{i}")).collect();
+    let row_by_row: Vec<&str> = corpus
         .iter()
-        .flat_map(|v| [v.as_str(), v.as_str()])
+        .zip(&fillers)
+        .flat_map(|(v, f)| [v.as_str(), v.as_str(), f.as_str()])
         .collect();
-    for cfg in GATE_PROFILES {
+    // Each value four times: the distinct path.
+    let distinct: Vec<&str> = corpus.iter().flat_map(|v| [v.as_str(); 4]).collect();
+    let array = |values: &[&str]| StringArray::from(values.to_vec());
+    assert!(!super::operator::scans_distinct(&array(&row_by_row)));
+    assert!(super::operator::scans_distinct(&array(&distinct)));
+    for (cfg, values) in GATE_PROFILES
+        .into_iter()
+        .flat_map(|cfg| [(cfg, &row_by_row), (cfg, &distinct)])
+    {
         let profile = config(cfg)
             .compile(&one_column(&[]).schema(), &secrets())
             .unwrap();
         let mut cache = profile.scanner.create_cache();
-        let out = redact_all_with(&config(cfg), &values);
+        let out = redact_all_with(&config(cfg), values);
         let mut changed = 0;
         for (value, got) in values.iter().zip(&out) {
             let mut hits = Vec::new();
@@ -1410,4 +1422,70 @@ fn column_path_matches_ungated_scan() {
             "{cfg:?}: the corpus hardly exercises the detectors"
         );
     }
+}
+
+/// Rows, hit counters and string metrics are the same whether a batch's repeated values
+/// are scanned once each (the distinct path) or its rows one by one (here: the same rows
+/// in batches too short for the distinct path), with null rows and a map whose sensitive
+/// keys replace their values.
+#[test]
+fn distinct_path_counts_like_the_row_path() {
+    let corpus = gate_corpus();
+    let pool: Vec<&str> = corpus
+        .iter()
+        .filter(|v| v.len() >= 16)
+        .step_by(97)
+        .take(100)
+        .map(String::as_str)
+        .collect();
+    let rows = 1200;
+    let mut rng = super::synth::Rng::new(7);
+    let values: Vec<Option<&str>> = (0..rows)
+        .map(|i| (i % 37 != 0).then(|| *rng.pick(&pool)))
+        .collect();
+    let batch_of = |rows: std::ops::Range<usize>| {
+        let mut headers = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        for i in rows.clone() {
+            for (k, v) in [
+                ("accept", "text/html,application/xhtml+xml;q=0.9"),
+                ("authorization", "Bearer abcdefghijklmnop"),
+                ("x-note", pool[i % pool.len()]),
+            ] {
+                headers.keys().append_value(k);
+                headers.values().append_value(v);
+            }
+            headers.append(true).unwrap();
+        }
+        let headers = headers.finish();
+        let column = StringArray::from(values[rows].to_vec());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("h", headers.data_type().clone(), true),
+        ]));
+        RecordBatch::try_new(schema, vec![Arc::new(column), Arc::new(headers)]).unwrap()
+    };
+    let batch = batch_of(0..rows);
+    assert!(super::operator::scans_distinct(
+        batch.column(0).as_string::<i32>()
+    ));
+    let map_values = batch.column(1).as_map().values().clone();
+    assert!(super::operator::scans_distinct(
+        map_values.as_string::<i32>()
+    ));
+    let cfg = RedactConfig::default();
+    let mut whole = build(&cfg, &batch.schema());
+    let out = whole.process(batch.clone()).unwrap();
+    let mut pieces = build(&cfg, &batch.schema());
+    let mut changed = 0;
+    for at in (0..rows).step_by(100) {
+        let piece = pieces.process(batch_of(at..at + 100)).unwrap();
+        assert_eq!(out.slice(at, 100), piece, "rows {at}..{}", at + 100);
+        let before = batch.column(0).as_string::<i32>();
+        let after = piece.column(0).as_string::<i32>();
+        changed += (0..100)
+            .filter(|&i| before.value(at + i) != after.value(i))
+            .count();
+    }
+    assert!(changed > 100, "only {changed} rows changed");
+    assert_eq!(whole.metrics(), pieces.metrics());
 }
