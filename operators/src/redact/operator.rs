@@ -15,6 +15,7 @@ use arrow_array::{
     Array, ArrayRef, FixedSizeListArray, GenericListArray, GenericStringArray, MapArray,
     OffsetSizeTrait, RecordBatch, RecordBatchOptions, StringViewArray, StructArray, new_null_array,
 };
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use hmac::Mac;
 
@@ -423,12 +424,13 @@ impl RedactOperator {
             }
             DataType::List(field) => {
                 let list = array.as_list::<i32>();
-                match self.scan_array(list.values(), counts)? {
+                let (offsets, values) = used_part(list.offsets(), list.values());
+                match self.scan_array(&values, counts)? {
                     None => None,
                     Some(values) => Some(Arc::new(
                         GenericListArray::<i32>::try_new(
                             field.clone(),
-                            list.offsets().clone(),
+                            offsets,
                             values,
                             list.nulls().cloned(),
                         )
@@ -438,12 +440,13 @@ impl RedactOperator {
             }
             DataType::LargeList(field) => {
                 let list = array.as_list::<i64>();
-                match self.scan_array(list.values(), counts)? {
+                let (offsets, values) = used_part(list.offsets(), list.values());
+                match self.scan_array(&values, counts)? {
                     None => None,
                     Some(values) => Some(Arc::new(
                         GenericListArray::<i64>::try_new(
                             field.clone(),
-                            list.offsets().clone(),
+                            offsets,
                             values,
                             list.nulls().cloned(),
                         )
@@ -468,9 +471,11 @@ impl RedactOperator {
             }
             DataType::Map(field, ordered) => {
                 let map = array.as_map();
-                let entries = map.entries();
-                let keys = map.keys();
-                let values = map.values();
+                let entries: ArrayRef = Arc::new(map.entries().clone());
+                let (offsets, entries) = used_part(map.offsets(), &entries);
+                let entries = entries.as_struct();
+                let keys = entries.column(0);
+                let values = entries.column(1);
                 let sensitive: Option<Vec<bool>> = match keys.data_type() {
                     DataType::Utf8 => Some(self.sensitive_keys(keys.as_string::<i32>())),
                     DataType::LargeUtf8 => Some(self.sensitive_keys(keys.as_string::<i64>())),
@@ -502,7 +507,7 @@ impl RedactOperator {
                         Some(Arc::new(
                             MapArray::try_new(
                                 field.clone(),
-                                map.offsets().clone(),
+                                offsets,
                                 entries,
                                 map.nulls().cloned(),
                                 *ordered,
@@ -672,6 +677,25 @@ impl Distinct {
         }
         Some(distinct)
     }
+}
+
+/// The part of a list's (or map's) child array that its rows use, with the offsets
+/// rebased onto it. A sliced list keeps its whole child array: the entries outside the
+/// slice are not rows of this batch, and scanning them would count their hits too.
+fn used_part<O: OffsetSizeTrait>(
+    offsets: &OffsetBuffer<O>,
+    child: &ArrayRef,
+) -> (OffsetBuffer<O>, ArrayRef) {
+    let first = offsets[0];
+    let last = offsets[offsets.len() - 1];
+    if first.as_usize() == 0 && last.as_usize() == child.len() {
+        return (offsets.clone(), Arc::clone(child));
+    }
+    let rebased: Vec<O> = offsets.iter().map(|&o| o - first).collect();
+    (
+        OffsetBuffer::new(ScalarBuffer::from(rebased)),
+        child.slice(first.as_usize(), (last - first).as_usize()),
+    )
 }
 
 /// Whether [`RedactOperator::scan_generic`] takes the distinct-value path for `array`.

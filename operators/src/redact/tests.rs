@@ -1489,3 +1489,53 @@ fn distinct_path_counts_like_the_row_path() {
     assert!(changed > 100, "only {changed} rows changed");
     assert_eq!(whole.metrics(), pieces.metrics());
 }
+
+/// A sliced batch (its list and map columns keep their whole child arrays) is redacted and
+/// counted as its own rows, not as the rows of the batch it was cut from.
+#[test]
+fn sliced_lists_and_maps_count_only_their_rows() {
+    let batch_of = |rows: std::ops::Range<usize>| {
+        let mut headers = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        let mut logs: Vec<String> = Vec::new();
+        let mut lengths = Vec::new();
+        for i in rows {
+            headers.keys().append_value("authorization");
+            headers
+                .values()
+                .append_value(format!("Bearer tok{i:04}abcdefghijkl"));
+            headers.keys().append_value("referer");
+            headers
+                .values()
+                .append_value(format!("https://a.example/?email=u{i}@example.com"));
+            headers.append(true).unwrap();
+            logs.push(format!("user u{i}@example.org logged in"));
+            logs.push("ok".to_owned());
+            lengths.push(2);
+        }
+        let headers = headers.finish();
+        let inner = Arc::new(Field::new("item", DataType::Utf8, true));
+        let logs = ListArray::new(
+            inner.clone(),
+            arrow_buffer::OffsetBuffer::from_lengths(lengths),
+            Arc::new(StringArray::from(logs)),
+            None,
+        );
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("h", headers.data_type().clone(), true),
+            Field::new("logs", DataType::List(inner), true),
+        ]));
+        RecordBatch::try_new(schema, vec![Arc::new(headers), Arc::new(logs)]).unwrap()
+    };
+    let cfg = RedactConfig::default();
+    let whole = batch_of(0..10);
+    let mut sliced_op = build(&cfg, &whole.schema());
+    let sliced = sliced_op.process(whole.slice(3, 4)).unwrap();
+    let mut direct_op = build(&cfg, &whole.schema());
+    let direct = direct_op.process(batch_of(3..7)).unwrap();
+    assert_eq!(sliced, direct);
+    let metrics = sliced_op.metrics();
+    assert_eq!(metrics, direct_op.metrics());
+    assert_eq!(metric(&metrics, "sensitive_key", "h"), 4);
+    assert_eq!(metric(&metrics, "email", "h"), 4);
+    assert_eq!(metric(&metrics, "email", "logs"), 4);
+}
