@@ -27,7 +27,9 @@
 //!   group starting with 2–6 on a word boundary and 13 digits in groups joined by single
 //!   `[ -]`; an SSN groups of exactly 3, 2 and 4 digits joined by one and the same
 //!   separator. Cookie ids, version numbers, timestamps and IP addresses have long digit
-//!   runs but none of these shapes.
+//!   runs but none of these shapes; most of them are ruled out before any walk by bit
+//!   operations on masks of their digits and separators, classified sixteen bytes at a
+//!   time ([`possible_shapes`]).
 //!
 //! On log data most strings (hosts, colo codes, methods, user agents, accept headers,
 //! timestamps) stop there.
@@ -178,11 +180,20 @@ fn is_word(b: u8) -> bool {
 /// back to the run's start, then forward over the run once, summarizing it on the way
 /// ([`RunSummary::walk`]).
 fn number_shapes(bytes: &[u8], floor: usize, wanted: u8) -> u8 {
+    walk_shapes(bytes, floor, wanted, true)
+}
+
+/// [`number_shapes`]; with `narrow`, `wanted` is first narrowed to the
+/// [`possible_shapes`] of the string, when a probe first meets a byte of a run (strings
+/// whose probes meet none never pay for it). Tests compare the two.
+fn walk_shapes(bytes: &[u8], floor: usize, wanted: u8, narrow: bool) -> u8 {
     if wanted == 0 || bytes.len() < floor {
         return 0;
     }
     let step = floor.max(1);
     let mut found = 0u8;
+    let mut wanted = wanted;
+    let mut narrowed = !narrow;
     // Invariant: every run of `step` bytes or more not yet seen starts at or after
     // `probe + 1 - step`.
     let mut probe = step - 1;
@@ -190,6 +201,13 @@ fn number_shapes(bytes: &[u8], floor: usize, wanted: u8) -> u8 {
         if !PHONE_CLASS[usize::from(bytes[probe])] {
             probe += step;
             continue;
+        }
+        if !narrowed {
+            narrowed = true;
+            wanted &= possible_shapes(bytes);
+            if wanted == 0 {
+                return 0;
+            }
         }
         let start = bytes[..probe]
             .iter()
@@ -245,6 +263,143 @@ fn has_long_run(bytes: &[u8], floor: usize) -> bool {
         probe = end + step;
     }
     false
+}
+
+/// The number shapes that [`number_shapes`] may find in `bytes`: every shape whose
+/// necessary byte pattern the string holds (all of them for strings over 64 bytes). Each
+/// test is implied by how [`run_shapes`], or the IBAN test of [`number_shapes`], finds its
+/// shape. The bytes are classified sixteen at a time into bitmasks, so that a string full
+/// of digits (an address, a time, a cookie id) is ruled out by a few bit operations instead
+/// of a walk over its digit groups, whose ends are branches the CPU mispredicts.
+fn possible_shapes(bytes: &[u8]) -> u8 {
+    if bytes.len() > 64 {
+        return u8::MAX;
+    }
+    let mut block = [0u8; 64];
+    block[..bytes.len()].copy_from_slice(bytes);
+    // Bytes past the string are zero, in no class.
+    let [digit, space, dash, dot, plus, letter] = classify(&block, bytes.len().div_ceil(16));
+    let digits = digit.count_ones();
+    // An IBAN's country code is followed by two digits; every other shape but IPv4 has
+    // seven or more.
+    if digits < 2 {
+        return SHAPE_IPV4;
+    }
+    let mut shapes = SHAPE_IPV4;
+    // A letter, then ten bytes of `[0-9 ]`.
+    if runs_from::<10>(digit | space) & (letter << 1) != 0 {
+        shapes |= SHAPE_IBAN;
+    }
+    if digits < 7 {
+        return shapes;
+    }
+    // A card's chain: 13 digits or more in groups joined by single `[ -]`, so 13 bytes of
+    // digits and separators between two digits.
+    let joins = (space | dash) & (digit << 1) & (digit >> 1);
+    if digits >= 13 && runs_from::<13>(digit | joins) != 0 {
+        shapes |= SHAPE_CARD;
+    }
+    // Bit `i`: a group of exactly 2, 3, 4 digits starts at `i`.
+    let group_starts = digit & !(digit << 1);
+    let two = group_starts & runs_from::<2>(digit) & !(digit >> 2);
+    let three = group_starts & runs_from::<3>(digit) & !(digit >> 3);
+    let four = group_starts & runs_from::<4>(digit) & !(digit >> 4);
+    // A group of 3 digits, one separator, a group of 4; for an SSN, a group of 2 and one
+    // more separator in between.
+    let joint = space | dash | dot;
+    let three_then = three & (joint >> 3);
+    if three_then & (four >> 4) != 0 {
+        shapes |= SHAPE_NANP;
+    }
+    if three_then & (two >> 4) & (joint >> 6) & (four >> 7) != 0 {
+        shapes |= SHAPE_SSN;
+    }
+    // A `+` directly followed by a digit, and 10 digits.
+    if digits >= 10 && plus & (digit >> 1) != 0 {
+        shapes |= SHAPE_INTL;
+    }
+    shapes
+}
+
+/// Bit `i` set where `mask` has bits `i..i + K` all set (`K` at least 1), by doubling.
+#[inline(always)]
+fn runs_from<const K: u32>(mask: u64) -> u64 {
+    let (mut run, mut covered) = (mask, 1);
+    while covered < K {
+        let step = (K - covered).min(covered);
+        run &= run >> step;
+        covered += step;
+    }
+    run
+}
+
+/// Bitmasks of the first `lanes` 16-byte lanes of `block` (bit `i`: `block[i]`): digits,
+/// spaces, dashes, dots, `+` and ASCII letters.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn classify(block: &[u8; 64], lanes: usize) -> [u64; 6] {
+    // SAFETY: SSE2 is part of the x86_64 baseline, so every CPU that runs this build has
+    // it; the function reads nothing but its arguments.
+    unsafe { classify_sse2(block, lanes) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn classify_sse2(block: &[u8; 64], lanes: usize) -> [u64; 6] {
+    use core::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
+    };
+    let byte = |b: u8| _mm_set1_epi8(b as i8);
+    // Signed compares: bytes of 0x80 and over are negative, so below every bound here.
+    let between = |v: __m128i, lo: u8, hi: u8| {
+        _mm_and_si128(
+            _mm_cmpgt_epi8(v, byte(lo - 1)),
+            _mm_cmplt_epi8(v, byte(hi + 1)),
+        )
+    };
+    let mut masks = [0u64; 6];
+    for (k, lane) in block.chunks_exact(16).take(lanes).enumerate() {
+        let word = |at: usize| u64::from_le_bytes(lane[at..at + 8].try_into().expect("8 bytes"));
+        let v = _mm_set_epi64x(word(8) as i64, word(0) as i64);
+        let classes = [
+            between(v, b'0', b'9'),
+            _mm_cmpeq_epi8(v, byte(b' ')),
+            _mm_cmpeq_epi8(v, byte(b'-')),
+            _mm_cmpeq_epi8(v, byte(b'.')),
+            _mm_cmpeq_epi8(v, byte(b'+')),
+            between(_mm_or_si128(v, byte(0x20)), b'a', b'z'),
+        ];
+        for (mask, class) in masks.iter_mut().zip(classes) {
+            *mask |= u64::from(_mm_movemask_epi8(class) as u16) << (16 * k);
+        }
+    }
+    masks
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn classify(block: &[u8; 64], lanes: usize) -> [u64; 6] {
+    classify_bytewise(block, lanes)
+}
+
+/// [`classify`] a byte at a time: what other targets run, and what tests compare with.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn classify_bytewise(block: &[u8; 64], lanes: usize) -> [u64; 6] {
+    let mut masks = [0u64; 6];
+    for (i, &b) in block.iter().enumerate().take(16 * lanes) {
+        let classes = [
+            b.is_ascii_digit(),
+            b == b' ',
+            b == b'-',
+            b == b'.',
+            b == b'+',
+            b.is_ascii_alphabetic(),
+        ];
+        for (mask, class) in masks.iter_mut().zip(classes) {
+            *mask |= u64::from(class) << i;
+        }
+    }
+    masks
 }
 
 /// Counts over one run of `[0-9 .()+-]`, taken in one cheap pass, that rule out most runs
@@ -2058,7 +2213,8 @@ fn mask_v4(v4: Ipv4Addr, prefix: u8) -> Ipv4Addr {
 #[cfg(test)]
 mod tests {
     use super::{
-        DEFAULT_PARAMS, NameList, name_before_separator, name_ends_at, separator_allows_quote,
+        DEFAULT_PARAMS, NameList, classify, classify_bytewise, name_before_separator, name_ends_at,
+        number_shapes, possible_shapes, separator_allows_quote, walk_shapes,
     };
     use crate::redact::synth::Rng;
 
@@ -2162,5 +2318,79 @@ mod tests {
             }
         }
         assert!(checked > 50_000 && accepted > 5_000, "{checked} {accepted}");
+    }
+
+    #[test]
+    fn byte_classes_match_their_definitions() {
+        let mut rng = Rng::new(64);
+        // Bytes at every range edge, and non-ASCII bytes whose low 7 bits are in a range.
+        let alphabet: Vec<u8> = b"09/:+,-. @AZ[`az{\x00\x7f"
+            .iter()
+            .copied()
+            .chain([
+                0x80, 0xB0, 0xB9, 0xA0, 0xAD, 0xAB, 0xAE, 0xC1, 0xE1, 0xFA, 0xFF,
+            ])
+            .collect();
+        for _ in 0..20_000 {
+            let mut block = [0u8; 64];
+            for b in block.iter_mut() {
+                *b = *rng.pick(&alphabet);
+            }
+            let lanes = rng.below(5) as usize;
+            let bits = |f: fn(u8) -> bool| {
+                block
+                    .iter()
+                    .enumerate()
+                    .take(16 * lanes)
+                    .filter(|(_, b)| f(**b))
+                    .fold(0u64, |m, (i, _)| m | 1 << i)
+            };
+            let want = [
+                bits(|b| b.is_ascii_digit()),
+                bits(|b| b == b' '),
+                bits(|b| b == b'-'),
+                bits(|b| b == b'.'),
+                bits(|b| b == b'+'),
+                bits(|b| b.is_ascii_alphabetic()),
+            ];
+            assert_eq!(classify(&block, lanes), want, "{block:?} {lanes}");
+            assert_eq!(classify_bytewise(&block, lanes), want, "{block:?} {lanes}");
+        }
+    }
+
+    /// Every shape the full walk finds is one [`possible_shapes`] allows, whichever shapes
+    /// are wanted, so narrowing to them changes no verdict.
+    #[test]
+    fn possible_shapes_never_rule_out_a_found_shape() {
+        let corpus = crate::redact::tests::gate_corpus();
+        let mut found = [0usize; 6];
+        let mut ruled_out = 0;
+        for value in &corpus {
+            let bytes = value.as_bytes();
+            let possible = possible_shapes(bytes);
+            for (floor, wanted) in [(7, 0x3F), (10, 0x1F)] {
+                let shapes = walk_shapes(bytes, floor, wanted, false);
+                assert_eq!(shapes & !possible, 0, "{value:?}: found {shapes:#b}");
+                assert_eq!(number_shapes(bytes, floor, wanted), shapes, "{value:?}");
+                for (bit, count) in found.iter_mut().enumerate() {
+                    *count += usize::from(shapes & (1 << bit) != 0);
+                }
+            }
+            ruled_out += usize::from(possible & 0x1F == 0);
+        }
+        // IPv4 is never ruled out; the other five must each be found often, and many
+        // strings ruled out.
+        assert!(
+            found[..5].iter().all(|&n| n > 100),
+            "shapes found: {found:?}"
+        );
+        assert!(ruled_out > 5_000, "only {ruled_out} strings ruled out");
+        for clean in [
+            "203.0.113.45",
+            "2024-06-05T12:34:56.789Z",
+            "GA1.1.123456789.1712345678",
+        ] {
+            assert_eq!(possible_shapes(clean.as_bytes()) & 0x1F, 0, "{clean}");
+        }
     }
 }

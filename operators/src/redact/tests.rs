@@ -1210,7 +1210,7 @@ fn oracle_detect_secrets_findings_are_redacted() {
 
 /// Strings built from number-shaped pieces, separators, letters and trigger words, so that
 /// near-misses of every detector (and of every gate) are common.
-fn gate_corpus() -> Vec<String> {
+pub(super) fn gate_corpus() -> Vec<String> {
     let mut rng = super::synth::Rng::new(2024);
     let mixed: &[&str] = &[
         "1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "00", "123", "4111", "555", "1234", " ",
