@@ -2236,22 +2236,23 @@ mod tests {
         })
     }
 
+    /// Name lists both name tests run besides the defaults: one-byte, suffix, dotted and
+    /// mixed-case entries, and `*` alone.
+    fn odd_lists() -> [Vec<String>; 2] {
+        [
+            ["q", "*x", "a.b", "Token", "*_ID"]
+                .map(String::from)
+                .to_vec(),
+            vec!["*".into()],
+        ]
+    }
+
     #[test]
     fn name_filters_change_no_match() {
         let mut defaults: Vec<String> = DEFAULT_PARAMS.iter().map(|s| s.to_string()).collect();
         defaults.extend(super::DEFAULT_HEADERS.iter().map(|s| s.to_string()));
-        let lists = [
-            defaults,
-            vec![
-                "q".into(),
-                "*x".into(),
-                "a.b".into(),
-                "Token".into(),
-                "*_ID".into(),
-            ],
-            vec!["*".into()],
-            vec!["*d".into(), "sessionid".into()],
-        ];
+        let [odd, star] = odd_lists();
+        let lists = [defaults, odd, star, vec!["*d".into(), "sessionid".into()]];
         let pieces: &[&str] = &[
             "token", "TOKEN", "x", "q", "id", "ID", "_id", "session", "a.b", "-", "_", ".", "a",
             "b", "d", "key", "auth", "request", "cookie", "x-", "1", "pass", "word", "\u{e9}",
@@ -2279,18 +2280,8 @@ mod tests {
     fn two_byte_shortcut_changes_no_verdict() {
         let mut defaults: Vec<String> = DEFAULT_PARAMS.iter().map(|s| s.to_string()).collect();
         defaults.push("authorization".into());
-        let lists = [
-            defaults,
-            vec![
-                "q".into(),
-                "*x".into(),
-                "a.b".into(),
-                "Token".into(),
-                "*_ID".into(),
-            ],
-            vec!["*".into()],
-            vec!["k".into()],
-        ];
+        let [odd, star] = odd_lists();
+        let lists = [defaults, odd, star, vec!["k".into()]];
         let pieces: &[&str] = &[
             "token", "TOKEN", "x", "q", "k", "a.b", "_id", "ID", "page", "=", ":", "%", "%3D",
             "%253d", "%26", "%2526", " ", "\t", "\"", "'", "&", "?", "a", "b", "_", "-", ".", "1",

@@ -62,6 +62,13 @@ fn build(cfg: &RedactConfig, schema: &SchemaRef) -> Box<dyn Operator> {
         .unwrap_or_else(|e| panic!("build failed: {e}"))
 }
 
+/// The compiled profile of a redact config, for tests that drive its scanner directly.
+fn compile(cfg: &str) -> super::config::Profile {
+    config(cfg)
+        .compile(&one_column(&[]).schema(), &secrets())
+        .unwrap()
+}
+
 fn one_column(values: &[&str]) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
     RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(values.to_vec()))]).unwrap()
@@ -1138,8 +1145,7 @@ fn oracle_presidio_findings_are_covered() {
     let lines: Vec<&str> = corpus.lines().collect();
     let findings: serde_json::Value =
         serde_json::from_str(&testdata("presidio_findings.json")).unwrap();
-    let cfg = config(r#"enable = ["ipv4", "ipv6"]"#);
-    let profile = cfg.compile(&one_column(&[]).schema(), &secrets()).unwrap();
+    let profile = compile(r#"enable = ["ipv4", "ipv6"]"#);
     let mut cache = profile.scanner.create_cache();
     let mut missed = Vec::new();
     let findings = findings["findings"].as_array().unwrap();
@@ -1283,9 +1289,7 @@ const GATE_PROFILES: [&str; 3] = [
 fn gates_change_no_decision() {
     let corpus = gate_corpus();
     for cfg in GATE_PROFILES {
-        let profile = config(cfg)
-            .compile(&one_column(&[]).schema(), &secrets())
-            .unwrap();
+        let profile = compile(cfg);
         let scanner = &profile.scanner;
         let mut cache = scanner.create_cache();
         let mut hits = 0;
@@ -1333,9 +1337,7 @@ fn scan_matches_the_reference_walk() {
     .collect();
     values.extend(corpus.iter().step_by(8).cloned());
     for cfg in GATE_PROFILES {
-        let profile = config(cfg)
-            .compile(&one_column(&[]).schema(), &secrets())
-            .unwrap();
+        let profile = compile(cfg);
         let scanner = &profile.scanner;
         let mut cache = scanner.create_cache();
         let mut hits = 0;
@@ -1364,9 +1366,7 @@ fn column_hints_match_string_hints() {
     let mut values: Vec<&str> = vec!["xxxxxxxxxxxxxxxxxxACC", "AKIAABCDEFGHIJKLMNOP", "%4", "0x"];
     values.extend(corpus.iter().map(String::as_str));
     for cfg in ["", r#"enable = ["ipv4", "ipv6"]"#] {
-        let profile = config(cfg)
-            .compile(&one_column(&[]).schema(), &secrets())
-            .unwrap();
+        let profile = compile(cfg);
         let (column, strings) = profile.scanner.hints_both_ways(&values);
         for (i, value) in values.iter().enumerate() {
             assert_eq!(column[i], strings[i], "{cfg:?}: hints of {value:?}");
@@ -1397,9 +1397,7 @@ fn column_path_matches_ungated_scan() {
         .into_iter()
         .flat_map(|cfg| [(cfg, &row_by_row), (cfg, &distinct)])
     {
-        let profile = config(cfg)
-            .compile(&one_column(&[]).schema(), &secrets())
-            .unwrap();
+        let profile = compile(cfg);
         let mut cache = profile.scanner.create_cache();
         let out = redact_all_with(&config(cfg), values);
         let mut changed = 0;
