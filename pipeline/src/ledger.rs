@@ -130,6 +130,11 @@ pub struct Entry {
     pub version: u32,
     pub seq: u64,
     pub epoch: u64,
+    /// Who wrote the entry: unique per process start (see `Shared::owner`). Together with
+    /// `epoch` it is the writer identity that decides "mine or theirs" after an unknown
+    /// outcome. Empty in entries written before it existed.
+    #[serde(default)]
+    pub writer: String,
     pub dataset: String,
     pub topic: String,
     pub partition: i32,
@@ -143,6 +148,10 @@ pub struct Entry {
     pub rows: u64,
     /// Records sent to dead letters.
     pub dead_lettered: u64,
+    /// Offsets in `[start_offset, next_offset)` that were never read because the broker no
+    /// longer had them (retention passed the resume point, topic recreated): a recorded gap.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_offsets: u64,
     pub files: Vec<FileRef>,
     pub dead_letters: Vec<FileRef>,
     #[serde(default)]
@@ -179,6 +188,10 @@ impl Entry {
             })
             .collect()
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `pending/<seq>-e<epoch>.json`: what a commit attempt is about to upload.
@@ -568,6 +581,7 @@ impl PartitionLedger {
                 version: LEDGER_VERSION,
                 seq: last_seq + 1,
                 epoch,
+                writer: String::new(),
                 dataset: self.dataset.clone(),
                 topic: self.topic.clone(),
                 partition: self.partition,
@@ -576,6 +590,7 @@ impl PartitionLedger {
                 records: 0,
                 rows: 0,
                 dead_lettered: 0,
+                skipped_offsets: 0,
                 files: Vec::new(),
                 dead_letters: Vec::new(),
                 operator_state: previous
@@ -737,6 +752,7 @@ mod tests {
             version: LEDGER_VERSION,
             seq,
             epoch,
+            writer: "w".into(),
             dataset: "ds".into(),
             topic: "t".into(),
             partition: 0,
@@ -745,6 +761,7 @@ mod tests {
             records: (next - start) as u64,
             rows: 1,
             dead_lettered: 0,
+            skipped_offsets: 0,
             files: files
                 .iter()
                 .map(|p| FileRef {

@@ -151,7 +151,9 @@ impl Metrics {
 pub struct Shared {
     pub config: Config,
     pub config_hash: String,
-    /// `host/pid`, recorded in epoch claims.
+    /// `host/pid/nonce`: this process start's writer id, unique even where every container
+    /// runs as pid 1. Recorded in epoch claims, intents and ledger entries; with the epoch it
+    /// is how a writer recognises its own objects after an unknown outcome.
     pub owner: String,
     pub store: Arc<dyn ObjectStore>,
     /// Datasets by Kafka topic.
@@ -190,7 +192,11 @@ impl Shared {
             budget: crate::memory::Budget::new(config.memory.limit),
             config_hash: config.hash(),
             config,
-            owner: format!("{host}/{}", std::process::id()),
+            owner: format!(
+                "{host}/{}/{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            ),
             store,
             datasets,
             secrets,
