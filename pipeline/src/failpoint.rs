@@ -8,7 +8,16 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-static ARMED: OnceLock<(String, u64)> = OnceLock::new();
+static ARMED: OnceLock<(String, u64, Action)> = OnceLock::new();
+
+/// What an armed failpoint does when reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Abort at once, as `kill -9` would.
+    Abort,
+    /// Freeze the whole process with SIGSTOP (a paused zombie) until a SIGCONT; then go on.
+    Stop,
+}
 static STORE_FAULTS: OnceLock<crate::faulty_store::FaultSpec> = OnceLock::new();
 
 /// The store faults `WEIR_STORE_FAULTS` asked for, when failpoints are enabled.
@@ -40,13 +49,23 @@ pub fn arm_from_env() -> Result<(), String> {
     let Ok(spec) = std::env::var("WEIR_FAILPOINT") else {
         return Ok(());
     };
-    let (name, nth) = match spec.split_once(':') {
-        Some((n, k)) => (
-            n.to_owned(),
-            k.parse::<u64>()
-                .map_err(|_| format!("WEIR_FAILPOINT: bad count in {spec:?}"))?,
-        ),
-        None => (spec.clone(), 1),
+    // <name>[:<n>][:stop]
+    let mut parts = spec.split(':');
+    let name = parts.next().unwrap_or_default().to_owned();
+    let nth = match parts.next() {
+        Some(k) => k
+            .parse::<u64>()
+            .map_err(|_| format!("WEIR_FAILPOINT: bad count in {spec:?}"))?,
+        None => 1,
+    };
+    let action = match parts.next() {
+        None | Some("abort") => Action::Abort,
+        Some("stop") => Action::Stop,
+        Some(other) => {
+            return Err(format!(
+                "WEIR_FAILPOINT: unknown action {other:?} in {spec:?} (abort or stop)"
+            ));
+        }
     };
     if !POINTS.contains(&name.as_str()) {
         return Err(format!(
@@ -54,17 +73,29 @@ pub fn arm_from_env() -> Result<(), String> {
             POINTS.join(", ")
         ));
     }
-    tracing::warn!(point = %name, nth, "failpoint armed: this process will abort there");
-    let _ = ARMED.set((name, nth.max(1)));
+    tracing::warn!(point = %name, nth, action = ?action, "failpoint armed: this process will abort or stop there");
+    let _ = ARMED.set((name, nth.max(1), action));
     Ok(())
 }
 
-/// Aborts the process if `name` is armed and this is its n-th hit.
+/// Aborts (or stops) the process if `name` is armed and this is its n-th hit.
 pub fn hit(name: &str) {
-    if let Some((armed, nth)) = ARMED.get()
+    if let Some((armed, nth, action)) = ARMED.get()
         && armed == name
         && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *nth
     {
+        if *action == Action::Stop {
+            eprintln!("weir: failpoint {name} reached, stopping");
+            // SIGSTOP through kill(1): the process freezes here, every thread with it.
+            let stopped = std::process::Command::new("kill")
+                .args(["-STOP", &std::process::id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if stopped {
+                eprintln!("weir: failpoint {name} continued");
+                return;
+            }
+        }
         eprintln!("weir: failpoint {name} reached, aborting");
         std::process::abort();
     }

@@ -12,14 +12,17 @@
 //!     _last_checkpoint              hint: seq of the newest checkpoint (overwritten)
 //! ```
 //!
-//! A commit of partition p by a writer holding epoch E, after reading entry N:
+//! A commit of partition p by a writer holding epoch E, after reading entry N (the steps
+//! live in [`crate::commit::Protocol`]):
 //!
 //! ```text
 //!  1. put pending/<N+1>-e<E>        (names the files below; so a crash leaves no unknown file)
 //!  2. upload data + dead-letter files (names carry first offset, N+1 and E: never reused)
-//!  3. put entries/<N+1> if absent  ──▶ ok: committed, the files are part of the table
-//!        │                         └─▶ exists: another writer committed N+1 first (we are a
-//!        │                              zombie, or it was): delete our files, re-read the tail
+//!  3. put entries/<N+1> if absent  ──▶ created, or present and carrying our identity
+//!        │                              (E + writer id): committed, the files are in the table
+//!        │                         └─▶ present with another identity: another writer committed
+//!        │                              N+1 first (we are a zombie, or it was): delete_unnamed
+//!        │                              reads entry N+1 and deletes only files it does not name
 //!  4. delete pending/<N+1>-e<E>     (best effort; recovery removes leftovers)
 //!  5. commit p's Kafka group offset (only for lag metrics; never read back)
 //! ```
@@ -38,22 +41,57 @@
 //!   with that entry's operator state; Kafka's committed offset is never read.
 //! * **Clean for plain readers (5).** Recovery deletes the files of every intent that no
 //!   entry committed, before the new owner consumes anything.
+//! * **Unknown outcomes are resolved by reading (8).** A create-if-absent that answers
+//!   "already exists", or fails in any way, may have landed: the object is read back (with
+//!   retries) and is ours iff it carries our writer identity, the epoch plus the writer id
+//!   that is unique per process start (`Shared::owner`). Fields are compared, never bytes. A
+//!   read that fails is "unknown" ([`LedgerError::Unknown`] or [`LedgerError::Store`]), never
+//!   "theirs": the caller retries the whole, idempotent step later. An object that does not
+//!   parse is [`LedgerError::Corrupt`], naming it.
+//! * **Deleting is the dangerous step.** Every data or dead-letter file Weir deletes goes
+//!   through [`PartitionLedger::delete_unnamed`], which first reads the committed entry of
+//!   the attempt's sequence number and deletes only files that entry does not name. A file of
+//!   the attempt at N can only ever be named by entry N: its name carries N and the epoch.
 //!
 //! Recovery by a new owner holding epoch F, when the tail is entry N:
 //!
 //! ```text
-//!  a. put epochs/<F> if absent       (F greater than every earlier claim)
+//!  a. put epochs/<F> if absent       (F greater than every earlier claim; a claim that is
+//!                                     present is ours iff it carries our writer id)
 //!  b. read the tail: entry N
 //!  c. an intent pending/<N+1>-e<E>, E < F, exists? Its writer may only be paused, and
 //!     could still create entries/<N+1> after we delete its files. So first:
 //!     put entries/<N+1> if absent, as a takeover entry (no records, next_offset of N)
-//!        ├─▶ ok: N+1 is ours; no older attempt can ever commit; the tail is now N+1
-//!        └─▶ exists: that writer committed after all; its files are real: back to b.
-//!  d. delete the files of every intent no entry names, then the intents
+//!        ├─▶ ours: N+1 is ours; no older attempt can ever commit; the tail is now N+1
+//!        └─▶ theirs: that writer committed after all; its files are real: back to b.
+//!  d. for every intent at or below the tail: delete_unnamed(its seq, its files). The intent
+//!     of an attempt that lost is kept for INTENT_GRACE (its writer, if only paused, could
+//!     still be uploading: the next recovery deletes what lands late), then removed
 //! ```
 //!
-//! A conditional put that fails with a transient error may still have landed; the retry then
-//! finds the entry present, reads it back, and treats it as its own when it is byte-equal.
+//! ## Who retries what
+//!
+//! Three layers, each with one job. A step's outcome is unknown when its call failed in
+//! any way after the request may have reached the store (lost answer, reset, timeout).
+//!
+//! | layer | retries | on what |
+//! |---|---|---|
+//! | object_store's client (`RetryConfig`, set in `store::open`) | one HTTP request, ≤ 3 times within 20 s | 5xx, 429, connect errors; timeouts and resets of idempotent requests. It retries conditional PUTs too, so "already exists" can answer our own write: resolved by reading |
+//! | `store::retry` (8 tries, 100 ms doubling to 10 s, seeded jitter) | one store call of Weir's | the transient errors the client gave up on |
+//! | the worker's `commit_until_done` (0.5 s doubling to 30 s, no limit) | the whole commit attempt, same seq, epoch, files and bytes | unknown outcomes and unreachable stores, until committed, revoked or the shutdown deadline; the partition stops consuming meanwhile and `/healthz` says so |
+//!
+//! | step | kind | outcome unknown → |
+//! |---|---|---|
+//! | a. claim `epochs/<F>` | conditional | read back: our writer id → ours; another → try F+1; unreadable → recovery retried |
+//! | b. read tail (hint, checkpoint, list, entry) | read | retried; never decides anything from an error |
+//! | c. takeover `entries/<N+1>` | conditional | read back by identity, as step 3 |
+//! | d. delete orphans | delete (only via `delete_unnamed`) | idempotent: retried; "not found" is done |
+//! | 1. put intent | overwrite, idempotent (same bytes) | the attempt is retried |
+//! | 2. upload files (put or multipart) | overwrite, idempotent (same name, same bytes) | the attempt is retried; a half multipart upload is never visible |
+//! | 3. create `entries/<N+1>` | conditional | read back: our identity → committed; another → fenced, `delete_unnamed`; unreadable → the attempt is retried |
+//! | 4. delete intent | delete, best effort | recovery removes leftovers |
+//! | checkpoint | conditional; any writer's copy is equivalent | skipped, the next one covers it |
+//! | `_last_checkpoint` hint | overwrite, best effort | a stale or missing hint only costs a longer listing |
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -100,11 +138,28 @@ pub enum LedgerError {
         "ledger {stream}: entry version {version} is newer than this build understands ({LEDGER_VERSION})"
     )]
     TooNew { stream: String, version: u32 },
+    /// A conditional write's outcome could not be settled by reading (the object was
+    /// reported present and then not found): neither ours nor theirs yet.
+    #[error("ledger {stream}: outcome of writing {path} is unknown: {reason}")]
+    Unknown {
+        stream: String,
+        path: String,
+        reason: String,
+    },
 }
 
 impl LedgerError {
     pub fn is_fenced(&self) -> bool {
         matches!(self, LedgerError::Fenced { .. })
+    }
+
+    /// Whether the operation may succeed when retried later: the store failed or an
+    /// outcome is unknown. Fencing, corrupt objects and newer formats are verdicts.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Store { .. } | LedgerError::Unknown { .. }
+        )
     }
 }
 
@@ -200,7 +255,23 @@ pub struct Intent {
     pub version: u32,
     pub seq: u64,
     pub epoch: u64,
+    #[serde(default)]
+    pub writer: String,
     pub paths: Vec<String>,
+}
+
+/// How long the intent of an attempt that lost its sequence number is kept after its files
+/// were deleted: its writer may be a paused zombie whose upload is still to land, and the
+/// intent is how a later recovery finds (and deletes) such a file.
+pub const INTENT_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What [`PartitionLedger::delete_unnamed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    /// Files deleted (or already gone).
+    pub files: usize,
+    /// Epoch of the committed entry that was read before deleting.
+    pub entry_epoch: u64,
 }
 
 /// `checkpoints/<seq>.json`: every file named by entries `..=seq`, and entry `seq` itself.
@@ -303,8 +374,18 @@ impl PartitionLedger {
         &self,
         path: &Path,
     ) -> Result<Option<T>, LedgerError> {
+        match self.get_bytes(path).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| self.corrupt(path, e)),
+        }
+    }
+
+    /// Reads an object, retrying transient failures; `None` when it does not exist.
+    async fn get_bytes(&self, path: &Path) -> Result<Option<bytes::Bytes>, LedgerError> {
         let store = self.store.clone();
-        let got = retry("ledger get", ATTEMPTS, || {
+        retry("ledger get", ATTEMPTS, || {
             let store = store.clone();
             let path = path.clone();
             async move {
@@ -316,13 +397,22 @@ impl PartitionLedger {
             }
         })
         .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Lists the objects directly under `dir`, with their metadata.
+    async fn list_metas(&self, dir: &str) -> Result<Vec<object_store::ObjectMeta>, LedgerError> {
+        let prefix = Path::from(format!("{}/{dir}", self.root));
+        let store = self.store.clone();
+        let mut metas = retry("ledger list", ATTEMPTS, || {
+            let store = store.clone();
+            let prefix = prefix.clone();
+            async move { store.list(Some(&prefix)).try_collect::<Vec<_>>().await }
+        })
+        .await
         .map_err(|e| self.err(e))?;
-        match got {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| self.corrupt(path, e)),
-        }
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(metas)
     }
 
     /// Lists the file names (last path segment) under `dir`, after `offset` if given.
@@ -356,7 +446,8 @@ impl PartitionLedger {
         Ok(names)
     }
 
-    /// Claims a new epoch for this writer: one higher than any claimed before.
+    /// Claims a new epoch for `owner` (this process start's writer id): one higher than
+    /// any claimed before.
     pub async fn claim_epoch(&self, owner: &str) -> Result<u64, LedgerError> {
         let names = self.list_names("epochs", None).await?;
         let mut epoch = names
@@ -369,51 +460,72 @@ impl PartitionLedger {
             let path = Path::from(format!("{}/epochs/{}.json", self.root, seq_name(epoch)));
             let body =
                 serde_json::json!({ "version": LEDGER_VERSION, "epoch": epoch, "owner": owner });
-            match self
-                .put_create(&path, serde_json::to_vec(&body).expect("json"))
-                .await
-            {
-                Ok(()) => return Ok(epoch),
-                Err(PutCreate::Exists) => epoch += 1,
-                Err(PutCreate::Store(e)) => return Err(self.err(e)),
+            let created = self
+                .create(&path, serde_json::to_vec(&body).expect("json"), |b| {
+                    let v: serde_json::Value = serde_json::from_slice(b)?;
+                    Ok(v.get("epoch").and_then(|e| e.as_u64()) == Some(epoch)
+                        && v.get("owner").and_then(|o| o.as_str()) == Some(owner))
+                })
+                .await?;
+            match created {
+                Created::Ours => return Ok(epoch),
+                Created::Theirs(_) => epoch += 1,
             }
         }
     }
 
-    async fn put_create(&self, path: &Path, body: Vec<u8>) -> Result<(), PutCreate> {
+    /// Creates `path` if absent, and settles whose object is there by reading it.
+    ///
+    /// Any answer but success may hide a write that landed: "already exists" can be our
+    /// own earlier try (ours, or object_store's retry underneath us), and an error may
+    /// have come after the store applied the request. So the object is read back and
+    /// `is_ours` compares its identity fields. A read that fails leaves the outcome
+    /// unknown (an error the caller retries), never "theirs".
+    async fn create(
+        &self,
+        path: &Path,
+        body: Vec<u8>,
+        is_ours: impl Fn(&[u8]) -> Result<bool, serde_json::Error>,
+    ) -> Result<Created, LedgerError> {
         let body = bytes::Bytes::from(body);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            match self
-                .store
-                .put_opts(path, PutPayload::from(body.clone()), opts)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(object_store::Error::AlreadyExists { .. }) => {
-                    // After a lost response, an earlier attempt of ours may be what is there.
-                    if attempt > 1 && self.read_raw(path).await.as_ref() == Some(&body) {
-                        return Ok(());
-                    }
-                    return Err(PutCreate::Exists);
-                }
-                Err(e) if attempt < ATTEMPTS && crate::store::is_transient(&e) => {
-                    let delay = std::time::Duration::from_millis(100 << attempt.min(6));
-                    warn!(path = %path, attempt, error = %e, "conditional put failed, retrying");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => return Err(PutCreate::Store(e)),
+        let store = self.store.clone();
+        let put = retry("ledger create", ATTEMPTS, || {
+            let store = store.clone();
+            let path = path.clone();
+            let payload = PutPayload::from(body.clone());
+            async move {
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                };
+                store.put_opts(&path, payload, opts).await
             }
+        })
+        .await;
+        match put {
+            Ok(_) => Ok(Created::Ours),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
+                let Some(found) = self.get_bytes(path).await? else {
+                    return Err(LedgerError::Unknown {
+                        stream: self.stream(),
+                        path: path.to_string(),
+                        reason: "reported present, then not found".to_owned(),
+                    });
+                };
+                match is_ours(&found) {
+                    Ok(true) => {
+                        debug!(path = %path, "conditional write found in place with our identity");
+                        Ok(Created::Ours)
+                    }
+                    Ok(false) => Ok(Created::Theirs(found)),
+                    Err(e) => Err(self.corrupt(path, e)),
+                }
+            }
+            Err(e) => Err(self.err(e)),
         }
-    }
-
-    async fn read_raw(&self, path: &Path) -> Option<bytes::Bytes> {
-        self.store.get(path).await.ok()?.bytes().await.ok()
     }
 
     /// Reads the newest entry, starting from the newest checkpoint.
@@ -473,12 +585,14 @@ impl PartitionLedger {
         &self,
         seq: u64,
         epoch: u64,
+        writer: &str,
         paths: &[String],
     ) -> Result<(), LedgerError> {
         let intent = Intent {
             version: LEDGER_VERSION,
             seq,
             epoch,
+            writer: writer.to_owned(),
             paths: paths.to_vec(),
         };
         let body = serde_json::to_vec(&intent).expect("json");
@@ -495,30 +609,34 @@ impl PartitionLedger {
         Ok(())
     }
 
-    /// Creates `entries/<seq>` (step 3). `Fenced` when another writer got there first.
+    /// Creates `entries/<seq>` (step 3). `Fenced` when an entry with another writer
+    /// identity is there.
     pub async fn commit(&self, entry: &Entry) -> Result<(), LedgerError> {
         let path = self.entry_path(entry.seq);
         let body = serde_json::to_vec_pretty(entry).expect("json");
-        match self.put_create(&path, body).await {
-            Ok(()) => {
+        let created = self
+            .create(&path, body, |b| {
+                let found: Entry = serde_json::from_slice(b)?;
+                Ok(found.seq == entry.seq
+                    && found.epoch == entry.epoch
+                    && found.writer == entry.writer)
+            })
+            .await?;
+        match created {
+            Created::Ours => {
                 debug!(stream = %self.stream(), seq = entry.seq, next_offset = entry.next_offset, "ledger entry committed");
                 Ok(())
             }
-            Err(PutCreate::Exists) => {
-                let theirs = self
-                    .get_json::<Entry>(&path)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or(0, |e| e.epoch);
+            Created::Theirs(found) => {
+                let theirs: Entry =
+                    serde_json::from_slice(&found).map_err(|e| self.corrupt(&path, e))?;
                 Err(LedgerError::Fenced {
                     stream: self.stream(),
                     seq: entry.seq,
                     ours: entry.epoch,
-                    theirs,
+                    theirs: theirs.epoch,
                 })
             }
-            Err(PutCreate::Store(e)) => Err(self.err(e)),
         }
     }
 
@@ -529,8 +647,43 @@ impl PartitionLedger {
         }
     }
 
-    /// Deletes `paths` (files of a failed or fenced attempt).
-    pub async fn delete_files(&self, paths: &[String]) -> Result<(), LedgerError> {
+    /// Deletes the files of the attempt at `seq` that the committed entry `seq` does not
+    /// name. This is the only way Weir deletes a data or dead-letter file: a fenced attempt,
+    /// orphan cleanup at recovery and a takeover all come here, and nothing is deleted
+    /// before that entry has been read. `None` when entry `seq` does not exist (nothing is
+    /// deleted then: without the committed entry there is no proof).
+    pub async fn delete_unnamed(
+        &self,
+        seq: u64,
+        paths: &[String],
+    ) -> Result<Option<Deleted>, LedgerError> {
+        let Some(entry) = self.get_json::<Entry>(&self.entry_path(seq)).await? else {
+            warn!(stream = %self.stream(), seq, files = paths.len(), "no committed entry for this attempt's sequence number; keeping its files");
+            return Ok(None);
+        };
+        let named: HashSet<&str> = entry
+            .files
+            .iter()
+            .chain(&entry.dead_letters)
+            .map(|f| f.path.as_str())
+            .collect();
+        let doomed: Vec<String> = paths
+            .iter()
+            .filter(|p| !named.contains(p.as_str()))
+            .cloned()
+            .collect();
+        if !doomed.is_empty() {
+            crate::failpoint::hit("orphan-cleanup");
+            info!(stream = %self.stream(), seq, entry_epoch = entry.epoch, files = doomed.len(), "removing files that committed entry does not name");
+            self.delete_files(&doomed).await?;
+        }
+        Ok(Some(Deleted {
+            files: doomed.len(),
+            entry_epoch: entry.epoch,
+        }))
+    }
+
+    async fn delete_files(&self, paths: &[String]) -> Result<(), LedgerError> {
         for p in paths {
             let store = self.store.clone();
             let path = Path::from(p.as_str());
@@ -550,24 +703,25 @@ impl PartitionLedger {
         Ok(())
     }
 
-    /// Removes the files of every intent that no entry committed, then the intents.
-    /// Returns the tail to resume from and how many files were deleted.
+    /// Removes the files of every intent that no entry committed. Returns the tail to
+    /// resume from and how many files were deleted.
     ///
     /// An intent past the tail may belong to a writer that is only paused: it could still
     /// create that entry after we delete its files. So before deleting anything past the
-    /// tail, the new owner takes the next sequence number itself with a takeover entry
-    /// (create-if-absent); from then on no older attempt can commit. If the other writer
-    /// wins that race, its entry is real and recovery starts over from the new tail.
+    /// tail, the new owner (`epoch`, `writer`) takes the next sequence number itself with a
+    /// takeover entry (create-if-absent); from then on no older attempt can commit. If the
+    /// other writer wins that race, its entry is real and recovery starts over from the new
+    /// tail. Files are then deleted through [`Self::delete_unnamed`] only.
     pub async fn clean_orphans(
         &self,
         mut tail: Tail,
         epoch: u64,
+        writer: &str,
     ) -> Result<(Tail, usize), LedgerError> {
         let mut intents = Vec::new();
-        for name in self.list_names("pending", None).await? {
-            let path = Path::from(format!("{}/pending/{name}", self.root));
-            if let Some(intent) = self.get_json::<Intent>(&path).await? {
-                intents.push((path, intent));
+        for meta in self.list_metas("pending").await? {
+            if let Some(intent) = self.get_json::<Intent>(&meta.location).await? {
+                intents.push((meta, intent));
             }
         }
         let last_seq = tail.last.as_ref().map_or(0, |e| e.seq);
@@ -581,7 +735,7 @@ impl PartitionLedger {
                 version: LEDGER_VERSION,
                 seq: last_seq + 1,
                 epoch,
-                writer: String::new(),
+                writer: writer.to_owned(),
                 dataset: self.dataset.clone(),
                 topic: self.topic.clone(),
                 partition: self.partition,
@@ -608,42 +762,35 @@ impl PartitionLedger {
                 Err(LedgerError::Fenced { .. }) => {
                     // The other writer committed after all: its files are real.
                     let tail = self.tail().await?;
-                    return Box::pin(self.clean_orphans(tail, epoch)).await;
+                    return Box::pin(self.clean_orphans(tail, epoch, writer)).await;
                 }
                 Err(e) => return Err(e),
             }
         }
         let last_seq = tail.last.as_ref().map_or(0, |e| e.seq);
+        let now = chrono::Utc::now();
         let mut deleted = 0;
-        for (path, intent) in intents {
+        for (meta, intent) in intents {
             if intent.seq > last_seq {
                 // Our own epoch never has intents at recovery; a newer epoch's intent means
                 // we are already superseded: leave it to its owner.
                 continue;
             }
-            let committed: HashSet<String> =
-                match self.get_json::<Entry>(&self.entry_path(intent.seq)).await? {
-                    Some(e) => e
-                        .files
-                        .iter()
-                        .chain(&e.dead_letters)
-                        .map(|f| f.path.clone())
-                        .collect(),
-                    None => HashSet::new(),
-                };
-            let orphans: Vec<String> = intent
-                .paths
-                .iter()
-                .filter(|p| !committed.contains(*p))
-                .cloned()
-                .collect();
-            if !orphans.is_empty() {
-                crate::failpoint::hit("orphan-cleanup");
-                info!(stream = %self.stream(), seq = intent.seq, epoch = intent.epoch, files = orphans.len(), "removing files of an uncommitted attempt");
-                self.delete_files(&orphans).await?;
-                deleted += orphans.len();
+            let Some(done) = self.delete_unnamed(intent.seq, &intent.paths).await? else {
+                continue;
+            };
+            deleted += done.files;
+            // The winning attempt's intent has served its purpose. A losing attempt's writer
+            // may be a zombie still uploading: keep its intent a while so a later recovery
+            // finds what lands late.
+            let won = done.entry_epoch == intent.epoch;
+            let age = now
+                .signed_duration_since(meta.last_modified)
+                .to_std()
+                .unwrap_or_default();
+            if won || age >= INTENT_GRACE {
+                let _ = self.store.delete(&meta.location).await;
             }
-            let _ = self.store.delete(&path).await;
         }
         Ok((tail, deleted))
     }
@@ -672,16 +819,14 @@ impl PartitionLedger {
             dead_letters,
             last: entry.clone(),
         };
-        match self
-            .put_create(
-                &self.checkpoint_path(entry.seq),
-                serde_json::to_vec(&checkpoint).expect("json"),
-            )
-            .await
-        {
-            Ok(()) | Err(PutCreate::Exists) => {}
-            Err(PutCreate::Store(e)) => return Err(self.err(e)),
-        }
+        // Any writer's checkpoint at this seq folds the same entries: whoever's is there
+        // will do, so there is nothing to compare.
+        self.create(
+            &self.checkpoint_path(entry.seq),
+            serde_json::to_vec(&checkpoint).expect("json"),
+            |_| Ok(true),
+        )
+        .await?;
         let hint = serde_json::json!({ "seq": entry.seq });
         let _ = self
             .store
@@ -715,9 +860,11 @@ impl PartitionLedger {
     }
 }
 
-enum PutCreate {
-    Exists,
-    Store(object_store::Error),
+enum Created {
+    /// Created now, or found carrying our identity.
+    Ours,
+    /// Present with another writer's identity: its bytes.
+    Theirs(bytes::Bytes),
 }
 
 /// Every (topic, partition) stream that has a ledger for `dataset`.
@@ -852,23 +999,33 @@ mod tests {
                 .await
                 .unwrap();
         }
-        l.write_intent(1, 1, &["won.parquet".into()]).await.unwrap();
-        l.write_intent(1, 2, &["lost.parquet".into()])
+        l.write_intent(1, 1, "w", &["won.parquet".into()])
+            .await
+            .unwrap();
+        l.write_intent(1, 2, "w2", &["lost.parquet".into()])
             .await
             .unwrap();
         l.commit(&entry(1, 1, 0, 5, &["won.parquet"]))
             .await
             .unwrap();
-        l.write_intent(2, 1, &["crashed.parquet".into()])
+        l.write_intent(2, 1, "w", &["crashed.parquet".into()])
             .await
             .unwrap();
         let tail = l.tail().await.unwrap();
-        let (tail, deleted) = l.clean_orphans(tail, 3).await.unwrap();
+        let (tail, deleted) = l.clean_orphans(tail, 3, "w3").await.unwrap();
         assert_eq!(deleted, 2);
         assert!(store.head(&Path::from("won.parquet")).await.is_ok());
         assert!(store.head(&Path::from("lost.parquet")).await.is_err());
         assert!(store.head(&Path::from("crashed.parquet")).await.is_err());
-        assert!(l.list_names("pending", None).await.unwrap().is_empty());
+        // The winner's intent is gone; the two losers' intents stay for INTENT_GRACE, so
+        // a late upload of a paused writer is still found by the next recovery.
+        assert_eq!(
+            l.list_names("pending", None).await.unwrap(),
+            vec![
+                format!("{}-e{:010}.json", seq_name(1), 2),
+                format!("{}-e{:010}.json", seq_name(2), 1)
+            ]
+        );
         // The crashed attempt was past the tail: a takeover entry now holds its seq, so
         // the (possibly only paused) writer of epoch 1 can never commit it.
         let last = tail.last.unwrap();
@@ -892,10 +1049,10 @@ mod tests {
             .put(&Path::from("early.parquet"), PutPayload::from_static(b"x"))
             .await
             .unwrap();
-        l.write_intent(1, 1, &["early.parquet".into()])
+        l.write_intent(1, 1, "w", &["early.parquet".into()])
             .await
             .unwrap();
-        let (tail, deleted) = l.clean_orphans(Tail::default(), 2).await.unwrap();
+        let (tail, deleted) = l.clean_orphans(Tail::default(), 2, "w2").await.unwrap();
         assert_eq!(deleted, 1);
         assert_eq!(tail.next_seq(), 2);
         assert_eq!(tail.next_offset(), None);

@@ -18,10 +18,12 @@
 //! ```
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
-//! [`worker`], [`sink::parquet`], [`sink::dead_letter`], [`ledger`], [`query`], [`runner`]
+//! [`worker`], [`sink::parquet`], [`sink::dead_letter`], [`ledger`] (the commit log) and
+//! [`commit`] (the commit protocol over it), [`query`], [`runner`]
 //! (`weir run`), [`demo`] (`weir demo`), [`memory`] (how `memory.limit` is shared), [`metrics`], [`reference`] (enrich reference data
 //! and its reloads), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 
+pub mod commit;
 pub mod config;
 pub mod demo;
 pub mod failpoint;

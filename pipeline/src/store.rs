@@ -65,6 +65,23 @@ impl StoreUrl {
     }
 }
 
+/// What object_store's HTTP client retries on its own: one request, at most 3 more times
+/// within 20 s (5xx, 429, connect errors, and timeouts or resets of idempotent requests).
+/// Short on purpose: Weir's own layers above (`retry`, then the worker's commit loop) log,
+/// report health and settle unknown outcomes by reading. The table of layers is in
+/// `ledger`'s module doc.
+pub fn client_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(20),
+    }
+}
+
 /// Opens the lake root. Creates a local directory if needed.
 pub fn open(
     text: &str,
@@ -83,8 +100,9 @@ pub fn open(
         StoreUrl::Remote { url, prefix } => {
             let store: Box<dyn ObjectStore> = match url.scheme() {
                 "s3" | "s3a" => {
-                    let mut b =
-                        object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
+                    let mut b = object_store::aws::AmazonS3Builder::from_env()
+                        .with_url(url.as_str())
+                        .with_retry(client_retry());
                     for (k, v) in options {
                         let key = k
                             .parse::<object_store::aws::AmazonS3ConfigKey>()
@@ -95,7 +113,8 @@ pub fn open(
                 }
                 "gs" => {
                     let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                        .with_url(url.as_str());
+                        .with_url(url.as_str())
+                        .with_retry(client_retry());
                     for (k, v) in options {
                         let key = k
                             .parse::<object_store::gcp::GoogleConfigKey>()
@@ -106,7 +125,8 @@ pub fn open(
                 }
                 "az" | "abfs" | "abfss" => {
                     let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                        .with_url(url.as_str());
+                        .with_url(url.as_str())
+                        .with_retry(client_retry());
                     for (k, v) in options {
                         let key = k
                             .parse::<object_store::azure::AzureConfigKey>()

@@ -18,8 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use rdkafka::Message;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -30,6 +28,7 @@ use tracing::{debug, error, info, warn};
 use weir_operators::Chain;
 use weir_schemas::{BatchDecoder, DecoderOptions};
 
+use crate::commit::{Attempt, Outcome, Protocol};
 use crate::failpoint;
 use crate::ledger::{Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger, Tail};
 use crate::runtime::{DatasetRuntime, Shared};
@@ -53,7 +52,7 @@ pub struct Recovery {
     pub dataset: Arc<DatasetRuntime>,
     pub topic: String,
     pub partition: i32,
-    pub ledger: PartitionLedger,
+    pub protocol: Protocol,
     pub epoch: u64,
     pub tail: Tail,
 }
@@ -128,7 +127,7 @@ pub struct Worker {
     ds: Arc<DatasetRuntime>,
     topic: String,
     partition: i32,
-    ledger: PartitionLedger,
+    protocol: Protocol,
     epoch: u64,
     tail: Tail,
     consumer: Arc<WeirConsumer>,
@@ -176,34 +175,58 @@ enum CommitOutcome {
 
 impl Worker {
     /// Claims an epoch, reads the ledger tail and removes orphans of earlier attempts.
+    /// A store that fails or leaves an outcome unknown is retried with backoff (store
+    /// unhealthy meanwhile) for up to `RECOVERY_ATTEMPTS` rounds; a verdict (a corrupt
+    /// object, a newer ledger format) is returned at once.
     pub async fn recover(
         shared: Arc<Shared>,
         topic: String,
         partition: i32,
     ) -> Result<Recovery, LedgerError> {
+        const RECOVERY_ATTEMPTS: u32 = 6;
         let dataset = shared
             .datasets
             .get(&topic)
             .cloned()
             .expect("assigned a topic weir did not subscribe to");
         let ledger = PartitionLedger::new(shared.store.clone(), &dataset.name, &topic, partition);
-        let epoch = ledger.claim_epoch(&shared.owner).await?;
-        let tail = ledger.tail().await?;
-        let (tail, removed) = ledger.clean_orphans(tail, epoch).await?;
-        if removed > 0 {
+        let protocol = Protocol::new(
+            ledger,
+            shared.store.clone(),
+            &shared.owner,
+            shared.config.storage_multipart_threshold(),
+            shared.config.commit.checkpoint_every,
+        );
+        let mut delay = Duration::from_secs(1);
+        let mut round = 1;
+        let recovered = loop {
+            match protocol.recover().await {
+                Ok(r) => break r,
+                Err(e) if e.is_retryable() && round < RECOVERY_ATTEMPTS => {
+                    shared.metrics.store_errors.inc();
+                    shared.metrics.set_store_healthy(false);
+                    warn!(topic = %topic, partition, round, error = %e, retry_in_ms = delay.as_millis() as u64, "partition recovery failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    round += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if recovered.removed > 0 {
             shared.metrics.add(
                 "orphans_removed_total",
                 &[("dataset", &dataset.name)],
-                removed as u64,
+                recovered.removed as u64,
             );
         }
         Ok(Recovery {
             dataset,
             topic,
             partition,
-            ledger,
-            epoch,
-            tail,
+            protocol,
+            epoch: recovered.epoch,
+            tail: recovered.tail,
         })
     }
 
@@ -231,7 +254,7 @@ impl Worker {
             ds,
             topic: rec.topic,
             partition: rec.partition,
-            ledger: rec.ledger,
+            protocol: rec.protocol,
             epoch: rec.epoch,
             tail: rec.tail,
             consumer,
@@ -514,8 +537,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Commits, retrying store failures until it succeeds, the partition is revoked, or
-    /// (on shutdown) the shutdown timeout passes.
+    /// Commits, retrying store failures and unknown outcomes until the commit is settled,
+    /// the partition is revoked, or (on shutdown) the shutdown timeout passes. Every retry
+    /// repeats the same attempt (same seq, epoch, files and bytes).
     async fn commit_until_done(
         &mut self,
         stop: &mut watch::Receiver<Stop>,
@@ -531,10 +555,10 @@ impl Worker {
                     self.shared.metrics.set_store_healthy(true);
                     return Ok(());
                 }
-                Err(WorkerError::Ledger(LedgerError::Store { source, .. })) => {
+                Err(WorkerError::Ledger(e)) if e.is_retryable() => {
                     self.shared.metrics.store_errors.inc();
                     self.shared.metrics.set_store_healthy(false);
-                    warn!(topic = %self.topic, partition = self.partition, error = %source, retry_in_ms = delay.as_millis() as u64, "commit failed, not consuming until the store answers");
+                    warn!(topic = %self.topic, partition = self.partition, error = %e, retry_in_ms = delay.as_millis() as u64, "commit not settled, not consuming until the store answers");
                 }
                 Err(WorkerError::DeadLetterTopic(reason)) => {
                     self.shared.metrics.kafka_errors.inc();
@@ -564,50 +588,34 @@ impl Worker {
             }
             *prepared = Some(self.prepare()?);
         }
-        let p = prepared.as_ref().expect("prepared");
-        self.ledger
-            .write_intent(p.entry.seq, self.epoch, &p.paths)
-            .await?;
-        upload(&self.shared, &self.ledger, &p.files).await?;
+        let p = prepared.as_mut().expect("prepared");
+        self.protocol.stage(&mut p.attempt).await?;
         if let Some(dlt) = &self.shared.dead_letter_topic
             && !p.to_topic.is_empty()
         {
             dlt.send(&self.ds.name, &p.to_topic)
                 .await
                 .map_err(WorkerError::DeadLetterTopic)?;
-            if let Some(p) = prepared.as_mut() {
-                p.to_topic.clear();
-            }
+            p.to_topic.clear();
         }
-        let p = prepared.as_ref().expect("prepared");
-        failpoint::hit("after-upload");
-        match self.ledger.commit(&p.entry).await {
-            Ok(()) => {}
-            Err(LedgerError::Fenced { theirs, .. }) => {
+        match self.protocol.finish(&p.attempt).await? {
+            Outcome::Committed => {}
+            Outcome::Fenced { theirs, removed } => {
                 let p = prepared.take().expect("prepared");
                 self.shared.metrics.commit_conflicts.inc();
-                warn!(topic = %self.topic, partition = self.partition, seq = p.entry.seq, ours = self.epoch, theirs, "ledger entry already written by another writer; dropping our files");
-                self.ledger.delete_files(&p.paths).await?;
-                self.ledger.clear_intent(p.entry.seq, self.epoch).await;
+                warn!(topic = %self.topic, partition = self.partition, seq = p.attempt.entry.seq, ours = self.epoch, theirs, removed, "ledger entry already written by another writer; our files it does not name were removed");
                 self.reset_to_ledger().await?;
                 return Ok(CommitOutcome::Fenced);
             }
-            Err(e) => return Err(e.into()),
         }
-        failpoint::hit("after-ledger");
         let p = prepared.take().expect("prepared");
-        let entry = p.entry;
-        self.ledger.clear_intent(entry.seq, self.epoch).await;
+        let bytes = p.attempt.bytes();
+        let entry = p.attempt.entry;
         let labels = self.labels();
         self.shared.metrics.add("commits_total", &labels, 1);
-        self.shared.metrics.add(
-            "bytes_written_total",
-            &labels,
-            p.files
-                .iter()
-                .map(|f| f.bytes.content_length() as u64)
-                .sum(),
-        );
+        self.shared
+            .metrics
+            .add("bytes_written_total", &labels, bytes);
         self.shared.metrics.set_gauge(
             "committed_offset",
             &[
@@ -628,12 +636,6 @@ impl Worker {
             && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
         {
             debug!(error = %e, "kafka group offset commit not sent");
-        }
-        let every = self.shared.config.commit.checkpoint_every;
-        if entry.seq % every == 0
-            && let Err(e) = self.ledger.checkpoint(&entry).await
-        {
-            warn!(error = %e, "checkpoint failed; the next one will cover it");
         }
         self.commit_start = Some(entry.next_offset);
         self.commit_records = 0;
@@ -678,7 +680,7 @@ impl Worker {
             version: LEDGER_VERSION,
             seq,
             epoch: self.epoch,
-            writer: self.shared.owner.clone(),
+            writer: self.protocol.writer().to_owned(),
             dataset: self.ds.name.clone(),
             topic: self.topic.clone(),
             partition: self.partition,
@@ -697,11 +699,8 @@ impl Worker {
         };
         let mut files = data;
         files.extend(dead);
-        let paths = files.iter().map(|f| f.path.clone()).collect();
         Ok(Prepared {
-            entry,
-            files,
-            paths,
+            attempt: Attempt::new(entry, files),
             to_topic,
         })
     }
@@ -710,7 +709,7 @@ impl Worker {
     /// seek the partition back to the ledger's position.
     async fn reset_to_ledger(&mut self) -> Result<(), WorkerError> {
         self.abandon();
-        let tail = self.ledger.tail().await?;
+        let tail = self.protocol.ledger.tail().await?;
         if let Some(last) = &tail.last
             && last.epoch > self.epoch
         {
@@ -744,88 +743,11 @@ impl Worker {
     }
 }
 
-async fn upload(
-    shared: &Shared,
-    ledger: &PartitionLedger,
-    files: &[ClosedFile],
-) -> Result<(), WorkerError> {
-    let threshold = shared.config.storage_multipart_threshold();
-    // Owned tasks (not a borrowed stream of futures): the worker future must stay `Send`.
-    let mut tasks = tokio::task::JoinSet::new();
-    for f in files {
-        let store = shared.store.clone();
-        let path = Path::from(f.path.as_str());
-        let bytes = f.bytes.clone();
-        tasks.spawn(async move {
-            if bytes.content_length() < threshold {
-                crate::store::retry("upload", 8, move || {
-                    let store = store.clone();
-                    let path = path.clone();
-                    let payload = bytes.clone();
-                    async move { store.put(&path, payload).await.map(|_| ()) }
-                })
-                .await
-            } else {
-                crate::store::retry("multipart upload", 8, move || {
-                    multipart(store.clone(), path.clone(), bytes.clone())
-                })
-                .await
-            }
-        });
-    }
-    let mut results = Vec::with_capacity(files.len());
-    while let Some(joined) = tasks.join_next().await {
-        results.push(joined.unwrap_or_else(|e| {
-            Err(object_store::Error::Generic {
-                store: "upload",
-                source: Box::new(e),
-            })
-        }));
-    }
-    for r in results {
-        r.map_err(|source| LedgerError::Store {
-            stream: ledger.stream(),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
 struct Prepared {
-    entry: Entry,
-    files: Vec<ClosedFile>,
-    paths: Vec<String>,
+    attempt: Attempt,
     /// Dead letters still to produce to `dead_letter.kafka_topic` (emptied once sent, so a
     /// retried commit does not send them again).
     to_topic: Vec<DeadLetter>,
-}
-
-async fn multipart(
-    store: Arc<dyn object_store::ObjectStore>,
-    path: Path,
-    bytes: PutPayload,
-) -> object_store::Result<()> {
-    const PART: usize = 8 << 20;
-    let upload = store.put_multipart(&path).await?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-    let mut sent = 0;
-    let mut first_part_done = false;
-    for chunk in &bytes {
-        writer.put(chunk.clone());
-        sent += chunk.len();
-        if !first_part_done && sent >= PART {
-            // The first part is on its way; the rest of the file is not.
-            writer.wait_for_capacity(0).await?;
-            failpoint::hit("during-multipart");
-            first_part_done = true;
-        }
-    }
-    if !first_part_done {
-        writer.wait_for_capacity(0).await?;
-        failpoint::hit("during-multipart");
-    }
-    writer.finish().await?;
-    Ok(())
 }
 
 fn build_chain(shared: &Shared, ds: &DatasetRuntime, tail: &Tail) -> Result<Chain, WorkerError> {

@@ -158,10 +158,31 @@ impl WeirContext {
         let shared = self.shared.clone();
         let handle = self.runtime.clone();
         let partitions_owned = partitions.to_vec();
+        // A partition assigned again while its previous worker in this process still runs
+        // (a revoke we never saw, e.g. after a lost assignment): that worker is stopped and
+        // awaited before its successor claims an epoch, so the two never overlap here.
+        let replaced: Vec<Running> = {
+            let mut workers = self.workers.lock().expect("workers lock");
+            partitions
+                .iter()
+                .filter_map(|k| workers.remove(k))
+                .collect()
+        };
+        for r in &replaced {
+            let _ = r.stop.send(Stop::Revoke);
+        }
+        let timeout = self.shared.config.shutdown.timeout;
         // The rebalance callback runs on the thread polling the consumer, inside the
         // runtime; recovery needs the object store, so block this thread on it.
         let recovered = tokio::task::block_in_place(move || {
             handle.block_on(async move {
+                if !replaced.is_empty() {
+                    info!(
+                        workers = replaced.len(),
+                        "waiting for replaced partition workers before their successors start"
+                    );
+                    join_all_within(replaced, timeout).await;
+                }
                 let futs = partitions_owned
                     .iter()
                     .map(|(topic, p)| Worker::recover(shared.clone(), topic.clone(), *p));
@@ -187,16 +208,13 @@ impl WeirContext {
             let worker = Worker::new(self.shared.clone(), recovery, consumer.clone())
                 .map_err(|e| format!("{topic}/{partition}: {e}"))?;
             let join = self.runtime.spawn(worker.run(queue, stop_rx));
-            let old = self.workers.lock().expect("workers lock").insert(
+            self.workers.lock().expect("workers lock").insert(
                 (topic.clone(), *partition),
                 Running {
                     stop: stop_tx,
                     join,
                 },
             );
-            if let Some(old) = old {
-                let _ = old.stop.send(Stop::Revoke);
-            }
         }
         Ok(())
     }

@@ -19,25 +19,29 @@ fn paused_owner_is_fenced_after_its_partitions_move() {
     let mut generator = HttpRequests::new(5).compact(true);
     let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 200, &mut generator);
 
-    let mut a = world.weir_run(&config, "a.log", &[]);
-    world.expect_rows(
+    // A freezes itself (SIGSTOP) in its first commit, after uploading its files and before
+    // creating the ledger entry that would name them: a zombie holding an open commit.
+    let mut a = world.weir_run(
         &config,
-        "http_requests",
-        ids.len(),
-        Duration::from_secs(120),
-        &mut [&mut a],
+        "a.log",
+        &[("WEIR_FAILPOINT", "after-upload:1:stop")],
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !world
+        .log("a.log")
+        .contains("failpoint after-upload reached, stopping")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A never reached its first commit\n{}",
+            world.log("a.log")
+        );
+        assert!(a.running(), "A exited\n{}", world.log("a.log"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
-    // A is frozen holding uncommitted rows; B takes over once A's session times out.
-    ids.extend(produce_http(
-        &kafka.bootstrap,
-        TOPIC,
-        PARTITIONS,
-        100,
-        &mut generator,
-    ));
-    std::thread::sleep(Duration::from_millis(400));
-    a.signal("STOP");
+    // B takes over once A's session times out: a takeover entry holds the sequence number
+    // A was about to commit, and A's files are removed.
     let mut b = world.weir_run(&config, "b.log", &[]);
     ids.extend(produce_http(
         &kafka.bootstrap,
@@ -53,9 +57,26 @@ fn paused_owner_is_fenced_after_its_partitions_move() {
         Duration::from_secs(120),
         &mut [&mut b],
     );
+    assert!(
+        world.log("b.log").contains("takeover entry written"),
+        "B never took over A's open commit\n{}",
+        world.log("b.log")
+    );
 
-    // A wakes up believing it still owns everything: its commits must be refused.
+    // A wakes up inside its commit: the ledger must refuse it, and it drops its files.
     a.signal("CONT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !world
+        .log("a.log")
+        .contains("ledger entry already written by another writer")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's commit after waking up was never refused\n{}",
+            world.log("a.log")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     ids.extend(produce_http(
         &kafka.bootstrap,
         TOPIC,
@@ -63,7 +84,6 @@ fn paused_owner_is_fenced_after_its_partitions_move() {
         100,
         &mut generator,
     ));
-    std::thread::sleep(Duration::from_secs(8));
     world.expect_rows(
         &config,
         "http_requests",

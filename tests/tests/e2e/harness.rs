@@ -182,24 +182,84 @@ impl S3Server {
 
     /// The `[storage]` section pointing at this server, lake under `prefix`.
     pub fn storage_toml(&self, prefix: &str, extra: &str) -> String {
-        format!(
-            r#"[storage]
-url = "s3://{BUCKET}/{prefix}"
-{extra}
-[storage.options]
-aws_endpoint = "{}"
-aws_allow_http = "true"
-aws_region = "us-east-1"
-aws_access_key_id = "{ACCESS_KEY}"
-aws_secret_access_key = "{SECRET_KEY}"
-"#,
-            self.endpoint()
-        )
+        storage_toml_at(&self.endpoint(), prefix, extra)
     }
 
     /// The lake on disk, as a plain reader sees it.
     pub fn lake_dir(&self, prefix: &str) -> PathBuf {
         self.root.join(BUCKET).join(prefix)
+    }
+}
+
+/// The `[storage]` section for an S3 endpoint (the server, or a proxy in front of it).
+pub fn storage_toml_at(endpoint: &str, prefix: &str, extra: &str) -> String {
+    format!(
+        r#"[storage]
+url = "s3://{BUCKET}/{prefix}"
+{extra}
+[storage.options]
+aws_endpoint = "{endpoint}"
+aws_allow_http = "true"
+aws_region = "us-east-1"
+aws_access_key_id = "{ACCESS_KEY}"
+aws_secret_access_key = "{SECRET_KEY}"
+"#
+    )
+}
+
+/// `tests/tools/fault_proxy.py` between weir and the S3 server: forwards every request and,
+/// for a seeded fraction of those its rules match, loses the answer after the request
+/// landed (500 or a dropped connection) or refuses it with 503. See the script's doc.
+pub struct FaultProxy {
+    pub port: u16,
+    pub log: PathBuf,
+    _proc: Proc,
+}
+
+impl FaultProxy {
+    /// `rules`: `METHODS|PATH_REGEX|RATE|ACTION`, first match decides.
+    pub fn start(upstream_port: u16, seed: u64, rules: &[&str], log: PathBuf) -> FaultProxy {
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/fault_proxy.py");
+        let mut cmd = Command::new(python());
+        cmd.arg(script)
+            .args(["--listen", &port.to_string()])
+            .args(["--upstream", &format!("127.0.0.1:{upstream_port}")])
+            .args(["--seed", &seed.to_string()])
+            .arg("--log")
+            .arg(&log);
+        for r in rules {
+            cmd.args(["--rule", r]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the fault proxy");
+        wait_listening(port, "fault proxy");
+        FaultProxy {
+            port,
+            log: log.clone(),
+            _proc: Proc {
+                child,
+                name: "fault proxy".into(),
+                log: None,
+            },
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The faults injected so far, one line each.
+    pub fn faults(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -353,6 +413,18 @@ impl World {
         storage_extra: &str,
         extra: &str,
     ) -> PathBuf {
+        self.config_at(name, brokers, &self.s3.endpoint(), storage_extra, extra)
+    }
+
+    /// Like [`World::config_with`], reaching the S3 server through `endpoint` (a proxy).
+    pub fn config_at(
+        &self,
+        name: &str,
+        brokers: &str,
+        endpoint: &str,
+        storage_extra: &str,
+        extra: &str,
+    ) -> PathBuf {
         let text = format!(
             r#"[kafka]
 brokers = "{brokers}"
@@ -371,7 +443,7 @@ max_wait = "50ms"
 timeout = "20s"
 {extra}
 "#,
-            storage = self.s3.storage_toml(&self.prefix, storage_extra)
+            storage = storage_toml_at(endpoint, &self.prefix, storage_extra)
         );
         let path = self.path(name);
         std::fs::write(&path, text).unwrap();
@@ -633,6 +705,46 @@ impl World {
         .ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         v["next_offset"].as_i64().filter(|o| *o >= 0)
+    }
+
+    /// Every file that a ledger entry of `dataset` names (data and dead letters), read from
+    /// the S3 server's disk, must exist there. Returns how many entries were read.
+    pub fn assert_named_files_exist(&self, dataset: &str) -> usize {
+        let root = self.lake_dir().join("_weir/ledger").join(dataset);
+        let mut entries = 0;
+        let mut missing = Vec::new();
+        for topic in std::fs::read_dir(&root)
+            .expect("ledger of the dataset")
+            .flatten()
+        {
+            for partition in std::fs::read_dir(topic.path()).unwrap().flatten() {
+                let Ok(dir) = std::fs::read_dir(partition.path().join("entries")) else {
+                    continue;
+                };
+                for entry in dir.flatten() {
+                    let text = std::fs::read_to_string(entry.path()).unwrap();
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                        panic!("{} does not parse: {e}", entry.path().display())
+                    });
+                    entries += 1;
+                    for list in ["files", "dead_letters"] {
+                        for f in v[list].as_array().into_iter().flatten() {
+                            let path = f["path"].as_str().expect("a file path");
+                            if !self.lake_dir().join(path).exists() {
+                                missing.push(path.to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{} files named by the ledger are missing, first: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        entries
     }
 
     /// Waits until every partition's ledger has reached `want[p]` (all produced records

@@ -8,5 +8,6 @@ mod backbone;
 mod crash;
 mod faults;
 mod fencing;
+mod lost_answers;
 mod operators;
 mod tansu;

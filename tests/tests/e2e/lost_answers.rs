@@ -1,0 +1,86 @@
+//! Lost answers: `weir run` talks to s3s-fs through `tests/tools/fault_proxy.py`, which lets
+//! a seeded fraction of requests land and then answers 500 or drops the connection, or
+//! refuses reads with 503. Each run drains 40,000 events on 32 partitions; every event must
+//! be in the table exactly once (through `weir query` on a direct connection, and through
+//! pyarrow reading the Hive folders), and every file the ledger names must exist.
+
+use std::time::Duration;
+
+use weir_schemas::synth::HttpRequests;
+
+use crate::backbone::{TOPIC, dataset_toml};
+use crate::harness::{FaultProxy, MockKafka, World, produce_http};
+
+const PARTITIONS: i32 = 32;
+/// 40,000 events: 1,250 per partition, ~2.5 MB each, within the mock broker's retention.
+const PER_PARTITION: usize = 1_250;
+
+fn drain_through_proxy(seed: u64, rules: &[&str], storage_extra: &str) {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
+    let proxy = FaultProxy::start(world.s3.port, seed, rules, world.path("proxy.log"));
+    let run = world.config_at(
+        "run.toml",
+        &kafka.bootstrap,
+        &proxy.endpoint(),
+        storage_extra,
+        &dataset_toml(""),
+    );
+    let direct = world.config("query.toml", &kafka.bootstrap, &dataset_toml(""));
+    let mut generator = HttpRequests::new(seed).compact(true);
+    let ids = produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        PARTITIONS,
+        PER_PARTITION,
+        &mut generator,
+    );
+    assert_eq!(ids.len(), 40_000);
+    let mut weir = world.weir_run(&run, "weir.log", &[]);
+    world.expect_rows(
+        &direct,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(900),
+        &mut [&mut weir],
+    );
+    weir.terminate();
+    let faults = proxy.faults();
+    assert!(
+        faults.len() >= 20,
+        "the proxy injected only {} faults: {faults:?}",
+        faults.len()
+    );
+    eprintln!(
+        "{} faults injected, first: {:?}",
+        faults.len(),
+        &faults[..3]
+    );
+    world.assert_exactly_once(&direct, &ids);
+    let entries = world.assert_named_files_exist("http_requests");
+    assert!(entries >= PARTITIONS as usize, "{entries} ledger entries");
+}
+
+/// (a) 30% of the writes under `_weir/ledger/` land and lose their answer: intents, epoch
+/// claims, entries, checkpoints.
+#[test]
+fn ledger_writes_that_lose_their_answers_commit_exactly_once() {
+    drain_through_proxy(1301, &["PUT,POST|/_weir/ledger/|0.3|lose"], "");
+}
+
+/// (b) 10% of all writes lose their answers, including multipart parts and completions of
+/// data files (every data file is a multipart upload here) and deletes.
+#[test]
+fn any_write_that_loses_its_answer_commits_exactly_once() {
+    drain_through_proxy(
+        1302,
+        &["PUT,POST,DELETE|.|0.1|lose"],
+        "multipart_threshold = \"1KiB\"",
+    );
+}
+
+/// (c) 10% of reads and listings are refused with 503.
+#[test]
+fn refused_reads_and_listings_commit_exactly_once() {
+    drain_through_proxy(1303, &["GET,HEAD|.|0.1|refuse503"], "");
+}
