@@ -379,6 +379,8 @@ pub struct World {
     pub dir: tempfile::TempDir,
     pub s3: S3Server,
     pub prefix: String,
+    /// `[commit] interval` of the configs written from now on.
+    pub commit_interval: String,
 }
 
 impl World {
@@ -392,6 +394,7 @@ impl World {
             dir,
             s3,
             prefix: "lake".into(),
+            commit_interval: "1s".into(),
         }
     }
 
@@ -435,7 +438,7 @@ group_id = "weir-e2e"
 "topic.metadata.refresh.interval.ms" = "1000"
 {storage}
 [commit]
-interval = "1s"
+interval = "{commit_interval}"
 [batch]
 max_rows = 512
 max_wait = "50ms"
@@ -443,7 +446,8 @@ max_wait = "50ms"
 timeout = "20s"
 {extra}
 "#,
-            storage = storage_toml_at(endpoint, &self.prefix, storage_extra)
+            storage = storage_toml_at(endpoint, &self.prefix, storage_extra),
+            commit_interval = self.commit_interval
         );
         let path = self.path(name);
         std::fs::write(&path, text).unwrap();
