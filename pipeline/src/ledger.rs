@@ -967,6 +967,74 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_entry_that_landed_unanswered_is_recognised_as_ours_by_identity() {
+        let (store, l) = ledger();
+        let ours = entry(1, 4, 0, 10, &["a.parquet"]);
+        // Our earlier try landed (its answer was lost) with the same identity; the retry
+        // meets "already exists" on its first attempt.
+        store
+            .put(
+                &l.entry_path(1),
+                PutPayload::from(serde_json::to_vec(&ours).unwrap()),
+            )
+            .await
+            .unwrap();
+        let mut retry = ours.clone();
+        retry.weir_version = "formatted differently".into();
+        l.commit(&retry).await.unwrap();
+        // Same epoch, another writer id: not ours.
+        let mut other = ours.clone();
+        other.writer = "another process".into();
+        assert!(matches!(
+            l.commit(&other).await,
+            Err(LedgerError::Fenced { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_object_that_does_not_parse_is_an_error_naming_it() {
+        let (store, l) = ledger();
+        store
+            .put(
+                &l.entry_path(1),
+                PutPayload::from_static(b"{\"seq\": 1, trunc"),
+            )
+            .await
+            .unwrap();
+        match l.commit(&entry(1, 1, 0, 5, &[])).await {
+            Err(LedgerError::Corrupt { path, .. }) => {
+                assert!(
+                    path.ends_with("entries/00000000000000000001.json"),
+                    "{path}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn files_are_deleted_only_when_the_committed_entry_does_not_name_them() {
+        let (store, l) = ledger();
+        for p in ["named.parquet", "unnamed.parquet"] {
+            store
+                .put(&Path::from(p), PutPayload::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        let both = ["named.parquet".to_owned(), "unnamed.parquet".to_owned()];
+        // No entry for the sequence number: no proof, nothing deleted.
+        assert_eq!(l.delete_unnamed(1, &both).await.unwrap(), None);
+        assert!(store.head(&Path::from("unnamed.parquet")).await.is_ok());
+        l.commit(&entry(1, 2, 0, 5, &["named.parquet"]))
+            .await
+            .unwrap();
+        let done = l.delete_unnamed(1, &both).await.unwrap().unwrap();
+        assert_eq!((done.files, done.entry_epoch), (1, 2));
+        assert!(store.head(&Path::from("named.parquet")).await.is_ok());
+        assert!(store.head(&Path::from("unnamed.parquet")).await.is_err());
+    }
+
+    #[tokio::test]
     async fn tail_and_files_through_checkpoints() {
         let (_, l) = ledger();
         let mut start = 0;
