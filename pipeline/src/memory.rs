@@ -99,6 +99,11 @@ impl Budget {
         left
     }
 
+    /// One worker's even part of [`Budget::files`].
+    pub fn files_per_worker(&self) -> usize {
+        self.files() / self.holders.load(Ordering::Relaxed).max(1)
+    }
+
     /// Bytes all open files hold now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)

@@ -530,11 +530,20 @@ impl Worker {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), WorkerError> {
+        self.writer.set_max_open(self.max_open_hours());
         self.writer.write(batch)?;
         self.shared
             .metrics
             .add("rows_total", &self.labels(), batch.num_rows() as u64);
         Ok(())
+    }
+
+    /// How many hours may have an open Parquet writer: what this worker's share of the
+    /// open-files budget pays for in codec contexts, at least one. Rows of other hours wait
+    /// as Arrow data until the commit (see `sink::parquet`), so a backlog spread over
+    /// weeks costs memory by rows, not by hours.
+    fn max_open_hours(&self) -> usize {
+        (self.shared.budget.files_per_worker() / self.writer.codec_bytes().max(1)).max(1)
     }
 
     /// Commits, retrying store failures and unknown outcomes until the commit is settled,

@@ -1,9 +1,16 @@
 //! The Parquet writer of one partition's open commit.
 //!
 //! Rows are split by the hour of their event time into Hive partitions
-//! (`<dataset>/date=YYYY-MM-DD/hour=HH/`), each with one open zstd Parquet file in memory.
-//! At commit, every file is closed, its lineage appended to the footer, and handed back as
+//! (`<dataset>/date=YYYY-MM-DD/hour=HH/`), each with one zstd Parquet file per commit. At
+//! commit, every file is closed, its lineage appended to the footer, and handed back as
 //! bytes for upload. The total buffered size is what `commit.max_bytes` bounds.
+//!
+//! An open Parquet writer costs its codec contexts (one per column, ~40 MiB for
+//! http_requests) however few rows it holds, so at most `max_open` hours have one (see
+//! [`PartitionWriter::set_max_open`]). Rows of further hours (late data, a replay spread
+//! over weeks) wait as Arrow data, taken once per batch, and each such hour's file is
+//! written and closed at commit, one at a time. Memory then grows with rows, not with the
+//! number of hours, and the memory budget commits early as it does for open files.
 //!
 //! File names come from what the file covers, never from a random id or the clock:
 //! `<topic>-<partition>-<first offset>-<seq>-e<epoch>.parquet`. A replay by the same writer
@@ -109,6 +116,21 @@ pub struct PartitionWriter {
     /// Leaf columns of the Parquet schema (one column chunk writer each).
     leaf_columns: usize,
     open: BTreeMap<HourBucket, (ArrowWriter<ChunkedFile>, u64)>,
+    /// Hours without an open writer: their rows, until close.
+    waiting: Waiting,
+    /// At most this many hours have an open writer.
+    max_open: usize,
+}
+
+/// Rows of hours past the open-file cap.
+#[derive(Default)]
+struct Waiting {
+    /// Each input batch's waiting rows, taken once.
+    batches: Vec<RecordBatch>,
+    /// Per hour, its rows in arrival order: (index in `batches`, row).
+    rows: BTreeMap<HourBucket, Vec<(usize, usize)>>,
+    /// Arrow memory of `batches`.
+    bytes: usize,
 }
 
 impl std::fmt::Debug for PartitionWriter {
@@ -179,7 +201,20 @@ impl PartitionWriter {
             props,
             leaf_columns,
             open: BTreeMap::new(),
+            waiting: Waiting::default(),
+            max_open: usize::MAX,
         })
+    }
+
+    /// Caps the hours with an open writer (at least one). Rows of other hours wait as
+    /// Arrow data until [`PartitionWriter::close`]. Hours already open stay open.
+    pub fn set_max_open(&mut self, max_open: usize) {
+        self.max_open = max_open.max(1);
+    }
+
+    /// Hours with an open writer now.
+    pub fn open_hours(&self) -> usize {
+        self.open.len()
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -200,7 +235,10 @@ impl PartitionWriter {
             })?;
         let bucket_of = |i: usize| times.value(i).div_euclid(NANOS_PER_HOUR);
         let first = bucket_of(0);
-        if times.null_count() == 0 && (1..times.len()).all(|i| bucket_of(i) == first) {
+        if times.null_count() == 0
+            && (1..times.len()).all(|i| bucket_of(i) == first)
+            && self.writes_directly(first)
+        {
             return self.append(first, batch);
         }
         let mut groups: BTreeMap<HourBucket, Vec<u32>> = BTreeMap::new();
@@ -210,11 +248,42 @@ impl PartitionWriter {
             let bucket = if times.is_null(i) { 0 } else { bucket_of(i) };
             groups.entry(bucket).or_default().push(i as u32);
         }
+        let mut waiting: Vec<(HourBucket, Vec<u32>)> = Vec::new();
         for (bucket, indices) in groups {
-            let part = take_record_batch(batch, &UInt32Array::from(indices))?;
-            self.append(bucket, &part)?;
+            if self.writes_directly(bucket) {
+                let part = take_record_batch(batch, &UInt32Array::from(indices))?;
+                self.append(bucket, &part)?;
+            } else {
+                waiting.push((bucket, indices));
+            }
+        }
+        if !waiting.is_empty() {
+            let all: Vec<u32> = waiting
+                .iter()
+                .flat_map(|(_, i)| i.iter().copied())
+                .collect();
+            let taken = take_record_batch(batch, &UInt32Array::from(all))?;
+            let index = self.waiting.batches.len();
+            self.waiting.bytes += taken.get_array_memory_size();
+            self.waiting.batches.push(taken);
+            let mut row = 0;
+            for (bucket, indices) in waiting {
+                let rows = self.waiting.rows.entry(bucket).or_default();
+                rows.extend((row..row + indices.len()).map(|r| (index, r)));
+                row += indices.len();
+            }
         }
         Ok(())
+    }
+
+    /// Whether rows of `bucket` go to an open writer (it has one, or may open one) rather
+    /// than wait. An hour that already has waiting rows keeps waiting, so its rows stay in
+    /// arrival order.
+    fn writes_directly(&self, bucket: HourBucket) -> bool {
+        if self.waiting.rows.contains_key(&bucket) {
+            return false;
+        }
+        self.open.contains_key(&bucket) || self.open.len() < self.max_open
     }
 
     fn append(&mut self, bucket: HourBucket, batch: &RecordBatch) -> Result<(), WriteError> {
@@ -239,7 +308,8 @@ impl PartitionWriter {
         self.open
             .values()
             .map(|(w, _)| w.bytes_written() + w.in_progress_size())
-            .sum()
+            .sum::<usize>()
+            + self.waiting.bytes
     }
 
     /// Memory the open files hold that a commit frees: the encoded row groups (the whole
@@ -252,7 +322,7 @@ impl PartitionWriter {
             .values()
             .map(|(w, _)| w.inner().capacity() + w.memory_size())
             .sum();
-        buffers + self.open.len().saturating_sub(1) * self.codec_bytes()
+        buffers + self.open.len().saturating_sub(1) * self.codec_bytes() + self.waiting.bytes
     }
 
     /// The codec contexts of one open file (not reported by the Parquet writer).
@@ -261,14 +331,27 @@ impl PartitionWriter {
     }
 
     pub fn rows(&self) -> u64 {
-        self.open.values().map(|(_, rows)| *rows).sum()
+        self.open.values().map(|(_, rows)| *rows).sum::<u64>()
+            + self
+                .waiting
+                .rows
+                .values()
+                .map(|r| r.len() as u64)
+                .sum::<u64>()
     }
 
     /// The paths `close` will produce for this commit.
     pub fn planned_paths(&self, file: &str) -> Vec<String> {
-        self.open
+        let mut buckets: Vec<HourBucket> = self
+            .open
             .keys()
-            .map(|b| format!("{}/{}/{file}", self.dataset, hive_dir(*b)))
+            .chain(self.waiting.rows.keys())
+            .copied()
+            .collect();
+        buckets.sort_unstable();
+        buckets
+            .into_iter()
+            .map(|b| format!("{}/{}/{file}", self.dataset, hive_dir(b)))
             .collect()
     }
 
@@ -278,24 +361,50 @@ impl PartitionWriter {
         file: &str,
         lineage: &[(String, String)],
     ) -> Result<Vec<ClosedFile>, WriteError> {
-        let mut out = Vec::with_capacity(self.open.len());
-        for (bucket, (mut writer, rows)) in std::mem::take(&mut self.open) {
-            for (k, v) in lineage {
-                writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
-            }
-            let buf = writer.into_inner()?;
-            out.push(ClosedFile {
-                path: format!("{}/{}/{file}", self.dataset, hive_dir(bucket)),
-                rows,
-                bytes: buf.into_payload(),
-            });
+        let mut out = Vec::with_capacity(self.open.len() + self.waiting.rows.len());
+        for (bucket, (writer, rows)) in std::mem::take(&mut self.open) {
+            out.push(self.finish(bucket, writer, rows, file, lineage)?);
         }
+        // Hours that waited: one writer at a time, written and closed at once.
+        let waiting = std::mem::take(&mut self.waiting);
+        let batches: Vec<&RecordBatch> = waiting.batches.iter().collect();
+        for (bucket, rows) in &waiting.rows {
+            let hour = arrow::compute::interleave_record_batch(&batches, rows)?;
+            let mut writer = ArrowWriter::try_new(
+                ChunkedFile::default(),
+                self.schema.clone(),
+                Some(self.props.clone()),
+            )?;
+            writer.write(&hour)?;
+            out.push(self.finish(*bucket, writer, rows.len() as u64, file, lineage)?);
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
 
-    /// Drops every open file (an abandoned commit).
+    fn finish(
+        &self,
+        bucket: HourBucket,
+        mut writer: ArrowWriter<ChunkedFile>,
+        rows: u64,
+        file: &str,
+        lineage: &[(String, String)],
+    ) -> Result<ClosedFile, WriteError> {
+        for (k, v) in lineage {
+            writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
+        }
+        let buf = writer.into_inner()?;
+        Ok(ClosedFile {
+            path: format!("{}/{}/{file}", self.dataset, hive_dir(bucket)),
+            rows,
+            bytes: buf.into_payload(),
+        })
+    }
+
+    /// Drops every open file and waiting row (an abandoned commit).
     pub fn discard(&mut self) {
         self.open.clear();
+        self.waiting = Waiting::default();
     }
 }
 
@@ -377,6 +486,75 @@ mod tests {
         assert!(kv.iter().any(|k| k.key == "weir.version"));
         let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 2);
+    }
+
+    /// Reads each closed file back: (path, values of `v` in file order).
+    fn contents(files: &[ClosedFile]) -> Vec<(String, Vec<i64>)> {
+        files
+            .iter()
+            .map(|f| {
+                let reader =
+                    ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(f.bytes.clone()))
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                let mut values = Vec::new();
+                for b in reader {
+                    let b = b.unwrap();
+                    let v = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+                    values.extend(v.values().iter().copied());
+                }
+                assert_eq!(values.len() as u64, f.rows, "{}", f.path);
+                (f.path.clone(), values)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hours_past_the_open_cap_wait_as_rows_and_land_the_same() {
+        let h = 3_600_000_000_000i64;
+        let base = 1_795_323_600_000_000_000i64;
+        // Three batches spread over 50 hours, hours revisited across batches.
+        let batches: Vec<RecordBatch> = (0..3)
+            .map(|b| {
+                let times: Vec<i64> = (0..40)
+                    .map(|i| base + ((i * 7 + b * 3) % 50) * h + i)
+                    .collect();
+                let values: Vec<i64> = (0..40).map(|i| b * 100 + i).collect();
+                RecordBatch::try_new(
+                    schema(),
+                    vec![
+                        Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
+                        Arc::new(Int64Array::from(values)),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect();
+        let write = |max_open: Option<usize>| {
+            let mut w =
+                PartitionWriter::new("ds", schema(), "t", &ParquetConfig::default(), vec![])
+                    .unwrap();
+            if let Some(m) = max_open {
+                w.set_max_open(m);
+            }
+            for b in &batches {
+                w.write(b).unwrap();
+                assert!(w.open_hours() <= max_open.unwrap_or(usize::MAX));
+            }
+            assert_eq!(w.rows(), 120);
+            let planned = w.planned_paths("f.parquet");
+            let files = w.close("f.parquet", &[]).unwrap();
+            assert_eq!(
+                planned,
+                files.iter().map(|f| f.path.clone()).collect::<Vec<_>>()
+            );
+            contents(&files)
+        };
+        let unbounded = write(None);
+        assert_eq!(unbounded.len(), 50);
+        assert_eq!(write(Some(1)), unbounded);
+        assert_eq!(write(Some(7)), unbounded);
     }
 
     #[test]

@@ -59,8 +59,9 @@ fn paused_owner_is_fenced_after_its_partitions_move() {
     );
     assert!(
         world.log("b.log").contains("takeover entry written"),
-        "B never took over A's open commit\n{}",
-        world.log("b.log")
+        "B never took over A's open commit\n--- b.log\n{}\n--- a.log\n{}",
+        world.log("b.log"),
+        world.log("a.log")
     );
 
     // A wakes up inside its commit: the ledger must refuse it, and it drops its files.

@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -476,6 +477,9 @@ timeout = "20s"
         .arg(config)
         .env("WEIR_LOG", "info,weir_pipeline=debug")
         .env_remove("WEIR_FAILPOINT")
+        // A process group of its own: job-control signals meant for the test's group
+        // (or a stopped weir's group becoming orphaned) never reach it.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);

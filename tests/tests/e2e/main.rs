@@ -8,6 +8,7 @@ mod backbone;
 mod crash;
 mod faults;
 mod fencing;
+mod late_data;
 mod lost_answers;
 mod operators;
 mod tansu;
