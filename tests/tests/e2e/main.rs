@@ -8,6 +8,8 @@ mod backbone;
 mod crash;
 mod faults;
 mod fencing;
+mod input;
 mod lost_answers;
 mod operators;
 mod tansu;
+mod tls;
