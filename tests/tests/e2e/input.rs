@@ -262,7 +262,7 @@ fn retention_gap_is_refused_or_recorded() {
     let mut weir = world.weir_run(&config, "weir-2.log", &[]);
     world.wait_consumed(DATASET, TOPIC, &[4200], Duration::from_secs(180), &mut weir);
     let series = format!(
-        "weir_skipped_offsets_total{{dataset=\"{DATASET}\",partition=\"0\",topic=\"{TOPIC}\"}}"
+        "weir_skipped_offsets_total{{dataset=\"{DATASET}\",topic=\"{TOPIC}\",partition=\"0\"}}"
     );
     assert_eq!(metric(metrics, &series), (low - 200) as u64);
     weir.terminate();
@@ -352,7 +352,7 @@ fn recreated_topic_is_refused_or_recorded() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let series = format!(
-        "weir_offset_resets_total{{dataset=\"{DATASET}\",partition=\"0\",topic=\"{TOPIC}\"}}"
+        "weir_offset_resets_total{{dataset=\"{DATASET}\",topic=\"{TOPIC}\",partition=\"0\"}}"
     );
     assert_eq!(metric(metrics, &series), 1);
     weir.terminate();
