@@ -315,7 +315,8 @@ pub fn build_consumer(shared: Arc<Shared>) -> Result<Arc<WeirConsumer>, KafkaErr
 }
 
 /// Waits until `consumer` has fetched metadata for `topics`, with backoff, so a wrong
-/// broker address fails with a clear message instead of a silent idle consumer.
+/// broker address, certificate or password fails with a clear message instead of a silent
+/// idle consumer. Must run before the consumer subscribes.
 pub async fn wait_for_broker(
     consumer: &WeirConsumer,
     topics: &[&str],
@@ -355,7 +356,12 @@ pub async fn wait_for_broker(
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker unreachable, retrying");
             }
         }
-        tokio::time::sleep(delay).await;
+        // Serve the client's events while waiting, so that what librdkafka learnt about the
+        // failure (a certificate it could not verify, a refused SASL login) reaches the log
+        // through `WeirContext`. Nothing is subscribed yet: no record can arrive here.
+        if let Ok(Err(e)) = tokio::time::timeout(delay, consumer.recv()).await {
+            warn!(error = %e, "kafka client error");
+        }
         delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
