@@ -26,6 +26,51 @@ fn librdkafka_has_every_codec_and_security_mechanism() {
     }
 }
 
+/// Each security mechanism a managed cluster may ask for is accepted by the client: the
+/// settings are checked when the client is created, before any connection.
+#[test]
+fn every_security_mechanism_builds_a_consumer() {
+    let cases: &[&[(&str, &str)]] = &[
+        &[("security.protocol", "SSL")],
+        &[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "PLAIN"),
+            ("sasl.username", "weir"),
+            ("sasl.password", "secret"),
+        ],
+        &[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-256"),
+            ("sasl.username", "weir"),
+            ("sasl.password", "secret"),
+        ],
+        &[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "oidc"),
+            ("sasl.oauthbearer.client.id", "weir"),
+            ("sasl.oauthbearer.client.secret", "secret"),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://127.0.0.1:1/oauth2/token",
+            ),
+        ],
+    ];
+    for properties in cases {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "mechanisms");
+        for (k, v) in *properties {
+            config.set(*k, *v);
+        }
+        let consumer: Result<BaseConsumer, _> = config.create();
+        if let Err(e) = consumer {
+            panic!("{properties:?}: {e}");
+        }
+    }
+}
+
 /// What a config refers to as `${NAME}`, replaced by a value of the right shape.
 fn placeholder(name: &str) -> Option<String> {
     Some(match name {
