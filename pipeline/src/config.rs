@@ -121,6 +121,11 @@ pub struct KafkaConfig {
     /// Where a partition with no ledger history starts: `earliest` (default) or `latest`.
     #[serde(default)]
     pub start_from: StartFrom,
+    /// What happens when a partition's ledger position is no longer on the broker
+    /// (retention deleted it, the topic was recreated, offsets were reset): `record`
+    /// (default) or `fail`.
+    #[serde(default)]
+    pub on_offset_gap: OnOffsetGap,
     /// Passed to librdkafka as is (e.g. `"security.protocol" = "SASL_SSL"`). Weir's own
     /// settings (`group.id`, `enable.auto.commit`, `partition.assignment.strategy`, ...) win.
     #[serde(default)]
@@ -137,6 +142,20 @@ pub enum StartFrom {
     #[default]
     Earliest,
     Latest,
+}
+
+/// `kafka.on_offset_gap`: what a partition does when the broker no longer has the offset
+/// its ledger resumes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnOffsetGap {
+    /// Resume at the earliest offset the broker still has; the next ledger entry counts the
+    /// offsets that were never read in `skipped_offsets`, and so does
+    /// `weir_skipped_offsets_total`.
+    #[default]
+    Record,
+    /// Stop the process with an error naming the topic, partition and offsets.
+    Fail,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -448,7 +467,7 @@ impl Config {
             ("bootstrap.servers", "is set by kafka.brokers; remove it"),
             (
                 "auto.offset.reset",
-                "is set by kafka.start_from (\"earliest\" or \"latest\"); remove it",
+                "is managed by weir (kafka.start_from sets where a new partition starts, kafka.on_offset_gap what happens when the ledger's position is gone); remove it",
             ),
             (
                 "enable.partition.eof",
@@ -659,6 +678,27 @@ topic = "cf.http_requests"
             );
             assert!(err.contains(names), "{err}");
         }
+    }
+
+    #[test]
+    fn on_offset_gap_values() {
+        assert_eq!(
+            Config::parse(&minimal()).unwrap().kafka.on_offset_gap,
+            OnOffsetGap::Record
+        );
+        let with = |v: &str| {
+            minimal().replace(
+                "[[datasets]]",
+                &format!("on_offset_gap = \"{v}\"\n[[datasets]]"),
+            )
+        };
+        assert_eq!(
+            Config::parse(&with("fail")).unwrap().kafka.on_offset_gap,
+            OnOffsetGap::Fail
+        );
+        let err = Config::parse(&with("skip")).unwrap_err().to_string();
+        assert!(err.contains("on_offset_gap"), "{err}");
+        assert!(err.contains("record") && err.contains("fail"), "{err}");
     }
 
     #[test]

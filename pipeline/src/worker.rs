@@ -29,6 +29,7 @@ use weir_operators::Chain;
 use weir_schemas::{BatchDecoder, DecoderOptions};
 
 use crate::commit::{Attempt, Outcome, Protocol};
+use crate::config::OnOffsetGap;
 use crate::failpoint;
 use crate::ledger::{Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger, Tail};
 use crate::runtime::{DatasetRuntime, Shared};
@@ -148,6 +149,20 @@ pub struct Worker {
     open_full: bool,
     /// Operator counters already added to the process metrics, by (name, labels).
     exported: std::collections::HashMap<(String, Vec<(String, String)>), u64>,
+    /// Offsets of the open commit that the broker deleted before they were read (a gap
+    /// recorded under `kafka.on_offset_gap = "record"`); goes into the next entry.
+    skipped_offsets: u64,
+    /// A record whose offset is below the position: the partition's offsets went back
+    /// (topic recreated, offsets reset). Handled between two reads of the queue: the open
+    /// commit is committed first, then this record starts the next entry.
+    rewound: Option<OwnedRecord>,
+}
+
+/// A record copied out of the consumer, kept across an await.
+struct OwnedRecord {
+    offset: i64,
+    timestamp: Option<i64>,
+    payload: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +179,39 @@ pub enum WorkerError {
     Kafka(String),
     #[error("dead-letter topic: {0}")]
     DeadLetterTopic(String),
+    /// The client reported records of the partition it cannot deliver (a batch that cannot
+    /// be decompressed or parsed). The partition stops there rather than skip them.
+    #[error(
+        "{topic}/{partition}: records from offset {offset} cannot be delivered by the kafka client ({error}); stopping instead of skipping them"
+    )]
+    Undeliverable {
+        topic: String,
+        partition: i32,
+        /// The first offset not delivered, or `start` when nothing was read yet.
+        offset: String,
+        error: String,
+    },
+    /// The ledger's position is no longer on the broker and `kafka.on_offset_gap = "fail"`.
+    #[error(
+        "{topic}/{partition}: offset gap: resume offset {resume} is below the earliest offset on the broker {earliest}; {skipped} offsets were deleted before they were read (kafka.on_offset_gap = \"fail\")"
+    )]
+    OffsetGap {
+        topic: String,
+        partition: i32,
+        resume: i64,
+        earliest: i64,
+        skipped: u64,
+    },
+    /// Offsets went back below the ledger's position and `kafka.on_offset_gap = "fail"`.
+    #[error(
+        "{topic}/{partition}: offsets went back: resume offset {resume} is past the partition's end, the earliest record now has offset {earliest} (topic recreated or offsets reset; kafka.on_offset_gap = \"fail\")"
+    )]
+    OffsetsRewound {
+        topic: String,
+        partition: i32,
+        resume: i64,
+        earliest: i64,
+    },
 }
 
 enum CommitOutcome {
@@ -269,6 +317,8 @@ impl Worker {
             lease,
             open_full: false,
             exported: Default::default(),
+            skipped_offsets: 0,
+            rewound: None,
             shared,
         })
     }
@@ -305,6 +355,15 @@ impl Worker {
                     return;
                 }
             }
+            if let Some(record) = self.rewound.take() {
+                if let Err(e) = self.rewind(record, &mut stop).await {
+                    self.fail(e);
+                    return;
+                }
+                commit_deadline = Instant::now() + cfg.commit.interval;
+                batch_deadline = Some(Instant::now() + cfg.batch.max_wait);
+                continue;
+            }
             let sleep_until = match batch_deadline {
                 Some(b) => b.min(commit_deadline),
                 None => commit_deadline,
@@ -318,8 +377,22 @@ impl Worker {
                         // never held across an await.
                         Ok(m) => {
                             let offset = m.offset();
-                            if self.next_offset.is_some_and(|n| offset < n) {
-                                debug!(offset, "skipping a record below the resume position");
+                            if let Some(n) = self.next_offset {
+                                if offset < n {
+                                    self.rewound = Some(OwnedRecord {
+                                        offset,
+                                        timestamp: m.timestamp().to_millis(),
+                                        payload: m.payload().unwrap_or_default().to_vec(),
+                                    });
+                                } else if offset > n
+                                    && let Err(e) = self.check_jump(n, offset)
+                                {
+                                    self.fail(e);
+                                    return;
+                                }
+                            }
+                            if self.rewound.is_some() {
+                                // Handled at the top of the loop: it commits first.
                                 continue;
                             }
                             if self.commit_start.is_none() {
@@ -355,6 +428,17 @@ impl Worker {
                         }
                         Err(e) => {
                             self.shared.metrics.kafka_errors.inc();
+                            if stands_for_records(&e) {
+                                self.fail(WorkerError::Undeliverable {
+                                    topic: self.topic.clone(),
+                                    partition: self.partition,
+                                    offset: self
+                                        .next_offset
+                                        .map_or_else(|| "start".to_owned(), |o| o.to_string()),
+                                    error: e.to_string(),
+                                });
+                                return;
+                            }
                             warn!(topic = %self.topic, partition = self.partition, error = %e, "partition fetch error");
                         }
                     }
@@ -397,6 +481,114 @@ impl Worker {
                 commit_deadline = Instant::now() + cfg.commit.interval;
             }
         }
+    }
+
+    /// The next record's offset is past the position (`resume`): either a hole in the log
+    /// (compaction, transaction markers) or records deleted before they were read, when the
+    /// broker's log now starts above `resume`. The latter is a gap: recorded or refused
+    /// according to `kafka.on_offset_gap`.
+    fn check_jump(&mut self, resume: i64, offset: i64) -> Result<(), WorkerError> {
+        let earliest = self.earliest_offset()?;
+        if earliest <= resume {
+            return Ok(());
+        }
+        // The broker may have deleted even the record just received since it was fetched.
+        let skipped = (earliest.min(offset) - resume) as u64;
+        if self.shared.config.kafka.on_offset_gap == OnOffsetGap::Fail {
+            return Err(WorkerError::OffsetGap {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                resume,
+                earliest,
+                skipped,
+            });
+        }
+        error!(topic = %self.topic, partition = self.partition, resume, earliest, skipped, "offset gap: records were deleted from the broker before they were read; resuming at the earliest offset, the gap is recorded in the next ledger entry");
+        self.skipped_offsets += skipped;
+        self.shared.metrics.add(
+            "skipped_offsets_total",
+            &[
+                ("dataset", &self.ds.name),
+                ("topic", &self.topic),
+                ("partition", &self.partition.to_string()),
+            ],
+            skipped,
+        );
+        Ok(())
+    }
+
+    /// The partition's earliest offset on the broker (its low watermark), asked of the
+    /// broker (a few tries; blocks this worker, which only happens when offsets jump).
+    fn earliest_offset(&self) -> Result<i64, WorkerError> {
+        tokio::task::block_in_place(|| {
+            let mut attempt = 0;
+            loop {
+                match self.consumer.fetch_watermarks(
+                    &self.topic,
+                    self.partition,
+                    Duration::from_secs(10),
+                ) {
+                    Ok((low, _high)) => return Ok(low),
+                    Err(e) if attempt < 3 => {
+                        attempt += 1;
+                        warn!(topic = %self.topic, partition = self.partition, error = %e, attempt, "cannot read the partition's earliest offset, retrying");
+                        std::thread::sleep(Duration::from_millis(500 * attempt));
+                    }
+                    Err(e) => {
+                        return Err(WorkerError::Kafka(format!(
+                            "reading the earliest offset of {}/{}: {e}",
+                            self.topic, self.partition
+                        )));
+                    }
+                }
+            }
+        })
+    }
+
+    /// The partition's offsets went back below the position: the topic was recreated or
+    /// its offsets reset, and librdkafka restarted it at its earliest record. Under
+    /// `kafka.on_offset_gap = "record"` the open commit is committed as it is, and `record`
+    /// starts the next entry, whose `start_offset` is then below the previous entry's
+    /// `next_offset`: the ledger shows the new offset range instead of dropping its records
+    /// until the offsets pass the old position.
+    async fn rewind(
+        &mut self,
+        record: OwnedRecord,
+        stop: &mut watch::Receiver<Stop>,
+    ) -> Result<(), WorkerError> {
+        let resume = self
+            .next_offset
+            .expect("a rewind is seen against a position");
+        if self.shared.config.kafka.on_offset_gap == OnOffsetGap::Fail {
+            return Err(WorkerError::OffsetsRewound {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                resume,
+                earliest: record.offset,
+            });
+        }
+        error!(topic = %self.topic, partition = self.partition, resume, earliest = record.offset, "offsets went back below the ledger's position (topic recreated or offsets reset); committing what is open, then resuming at the earliest offset");
+        self.shared.metrics.add(
+            "offset_resets_total",
+            &[
+                ("dataset", &self.ds.name),
+                ("topic", &self.topic),
+                ("partition", &self.partition.to_string()),
+            ],
+            1,
+        );
+        self.flush_batch()?;
+        self.commit_until_done(stop, false).await?;
+        if *stop.borrow() != Stop::Running {
+            // Revoked or shutting down: the next owner sees the same rewind.
+            return Ok(());
+        }
+        self.next_offset = Some(record.offset + 1);
+        self.commit_start = Some(record.offset);
+        self.commit_records = 1;
+        self.batch
+            .push(record.offset, record.timestamp, &record.payload);
+        Ok(())
     }
 
     fn fail(&self, e: WorkerError) {
@@ -698,7 +890,7 @@ impl Worker {
             records: self.commit_records,
             rows,
             dead_lettered,
-            skipped_offsets: 0,
+            skipped_offsets: std::mem::take(&mut self.skipped_offsets),
             files: data.iter().map(to_ref).collect(),
             dead_letters: dead.iter().map(to_ref).collect(),
             operator_state: Entry::encode_state(&self.chain.snapshot()),
@@ -802,4 +994,59 @@ fn new_writer(
         &shared.config.parquet,
         lineage,
     )?)
+}
+
+/// Whether a consumer error stands for records of the partition that the client cannot
+/// deliver: librdkafka reports them once and then fetches past them, so carrying on would
+/// skip them. Every other error is about the broker or the connection (librdkafka retries).
+fn stands_for_records(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::BadCompression
+                | Code::BadMessage
+                | Code::NotImplemented
+                | Code::InvalidMessage
+                | Code::InvalidMessageSize
+                | Code::InvalidRecord
+                | Code::MessageSizeTooLarge
+                | Code::UnsupportedCompressionType
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode as Code;
+
+    use super::stands_for_records;
+
+    #[test]
+    fn record_errors_are_told_from_transport_errors() {
+        for code in [
+            Code::BadCompression,
+            Code::BadMessage,
+            Code::InvalidRecord,
+            Code::UnsupportedCompressionType,
+        ] {
+            assert!(
+                stands_for_records(&KafkaError::MessageConsumption(code)),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::BrokerTransportFailure,
+            Code::AllBrokersDown,
+            Code::NotLeaderForPartition,
+            Code::RequestTimedOut,
+            Code::UnknownTopicOrPartition,
+        ] {
+            assert!(
+                !stands_for_records(&KafkaError::MessageConsumption(code)),
+                "{code:?}"
+            );
+        }
+    }
 }

@@ -27,7 +27,7 @@ use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::config::StartFrom;
+use crate::config::{KafkaConfig, StartFrom};
 use crate::runtime::Shared;
 use crate::worker::{Stop, Worker};
 
@@ -269,16 +269,23 @@ async fn join_all_within(running: Vec<Running>, timeout: Duration) {
     }
 }
 
-/// Builds the consumer with Weir's settings layered over `kafka.properties`.
-pub fn build_consumer(shared: Arc<Shared>) -> Result<Arc<WeirConsumer>, KafkaError> {
-    let cfg = &shared.config.kafka;
+/// The client settings of the consumer: Weir's defaults, then `kafka.properties`, then the
+/// keys Weir manages itself (validation refuses them in `kafka.properties`).
+///
+/// `auto.offset.reset` is always `earliest`: every assigned partition gets an explicit
+/// position (the ledger's, or `start_from` when it has none), so the policy only applies
+/// when that position is no longer on the broker. librdkafka then restarts the partition at
+/// its earliest retained offset, and the worker sees the offsets jump: it checks them
+/// against the broker's log start and records or refuses the gap (`kafka.on_offset_gap`).
+/// (`error` would stop the partition instead, and librdkafka cannot seek a partition in that
+/// state without assigning it again.)
+pub fn client_config(cfg: &KafkaConfig, prefetch_kbytes: u64) -> ClientConfig {
     let mut client = ClientConfig::new();
     // The prefetch queue of each partition and the largest fetch come out of `memory.limit`
     // (see `memory::Budget`) unless `kafka.properties` sets them.
-    let prefetch = shared.budget.prefetch_kbytes();
     client
-        .set("queued.max.messages.kbytes", prefetch.to_string())
-        .set("fetch.max.bytes", (prefetch * 1024).to_string())
+        .set("queued.max.messages.kbytes", prefetch_kbytes.to_string())
+        .set("fetch.max.bytes", (prefetch_kbytes * 1024).to_string())
         .set("session.timeout.ms", "30000")
         .set("max.poll.interval.ms", "300000");
     for (k, v) in &cfg.properties {
@@ -290,17 +297,17 @@ pub fn build_consumer(shared: Arc<Shared>) -> Result<Arc<WeirConsumer>, KafkaErr
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .set(
-            "auto.offset.reset",
-            match cfg.start_from {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            },
-        );
+        .set("auto.offset.reset", "earliest");
     if !cfg.properties.contains_key("partition.assignment.strategy") {
         client.set("partition.assignment.strategy", "cooperative-sticky");
     }
     client.set_log_level(RDKafkaLogLevel::Warning);
+    client
+}
+
+/// Builds the consumer with [`client_config`].
+pub fn build_consumer(shared: Arc<Shared>) -> Result<Arc<WeirConsumer>, KafkaError> {
+    let client = client_config(&shared.config.kafka, shared.budget.prefetch_kbytes());
     let ctx = WeirContext::new(shared, tokio::runtime::Handle::current());
     let consumer: Arc<WeirConsumer> = Arc::new(client.create_with_context(ctx)?);
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
@@ -308,7 +315,8 @@ pub fn build_consumer(shared: Arc<Shared>) -> Result<Arc<WeirConsumer>, KafkaErr
 }
 
 /// Waits until `consumer` has fetched metadata for `topics`, with backoff, so a wrong
-/// broker address fails with a clear message instead of a silent idle consumer.
+/// broker address, certificate or password fails with a clear message instead of a silent
+/// idle consumer. Must run before the consumer subscribes.
 pub async fn wait_for_broker(
     consumer: &WeirConsumer,
     topics: &[&str],
@@ -348,7 +356,12 @@ pub async fn wait_for_broker(
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker unreachable, retrying");
             }
         }
-        tokio::time::sleep(delay).await;
+        // Serve the client's events while waiting, so that what librdkafka learnt about the
+        // failure (a certificate it could not verify, a refused SASL login) reaches the log
+        // through `WeirContext`. Nothing is subscribed yet: no record can arrive here.
+        if let Ok(Err(e)) = tokio::time::timeout(delay, consumer.recv()).await {
+            warn!(error = %e, "kafka client error");
+        }
         delay = (delay * 2).min(Duration::from_secs(10));
     }
 }

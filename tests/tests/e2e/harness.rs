@@ -317,12 +317,20 @@ impl MockKafka {
 }
 
 pub fn producer(bootstrap: &str) -> BaseProducer {
-    ClientConfig::new()
+    producer_with(bootstrap, &[])
+}
+
+/// A producer with extra client properties (e.g. `compression.type`).
+pub fn producer_with(bootstrap: &str, properties: &[(&str, &str)]) -> BaseProducer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer")
+        .set("enable.idempotence", "true");
+    for (k, v) in properties {
+        config.set(*k, *v);
+    }
+    config.create().expect("producer")
 }
 
 /// Sends `payload` to `topic`/`partition`, waiting out a full local queue.
@@ -362,7 +370,19 @@ pub fn produce_http(
     per_partition: usize,
     generator: &mut HttpRequests,
 ) -> Vec<String> {
-    let p = producer(bootstrap);
+    produce_http_with(bootstrap, &[], topic, partitions, per_partition, generator)
+}
+
+/// [`produce_http`] through a producer with extra client properties.
+pub fn produce_http_with(
+    bootstrap: &str,
+    properties: &[(&str, &str)],
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+    generator: &mut HttpRequests,
+) -> Vec<String> {
+    let p = producer_with(bootstrap, properties);
     let mut ids = Vec::new();
     let mut buf = Vec::with_capacity(4096);
     for i in 0..per_partition * partitions as usize {
@@ -429,10 +449,43 @@ impl World {
         storage_extra: &str,
         extra: &str,
     ) -> PathBuf {
+        self.config_full(name, brokers, "", endpoint, storage_extra, extra)
+    }
+
+    /// Like [`World::config_with`], with extra keys for the `[kafka]` section (TOML lines
+    /// placed at the top of `[kafka]`).
+    pub fn config_kafka(
+        &self,
+        name: &str,
+        brokers: &str,
+        kafka_extra: &str,
+        storage_extra: &str,
+        extra: &str,
+    ) -> PathBuf {
+        self.config_full(
+            name,
+            brokers,
+            kafka_extra,
+            &self.s3.endpoint(),
+            storage_extra,
+            extra,
+        )
+    }
+
+    fn config_full(
+        &self,
+        name: &str,
+        brokers: &str,
+        kafka_extra: &str,
+        endpoint: &str,
+        storage_extra: &str,
+        extra: &str,
+    ) -> PathBuf {
         let text = format!(
             r#"[kafka]
 brokers = "{brokers}"
 group_id = "weir-e2e"
+{kafka_extra}
 [kafka.properties]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"

@@ -1,0 +1,369 @@
+//! Input integrity (design.md invariant 7): every codec a producer may use lands; records the
+//! client cannot deliver stop the partition instead of being skipped; offsets the broker
+//! deleted before Weir read them, or offsets that went back (a recreated topic), are recorded
+//! in the ledger or refused, never skipped silently.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use weir_schemas::synth::HttpRequests;
+
+use crate::backbone::{TOPIC, dataset_toml};
+use crate::harness::{
+    MockKafka, Proc, World, free_port, http_get, produce_http, produce_http_with,
+};
+
+const DATASET: &str = "http_requests";
+
+/// The ledger entries of one partition, in sequence order.
+fn ledger_entries(world: &World, partition: i32) -> Vec<serde_json::Value> {
+    let dir = world
+        .lake_dir()
+        .join("_weir/ledger")
+        .join(DATASET)
+        .join(TOPIC)
+        .join(partition.to_string())
+        .join("entries");
+    let mut entries: Vec<serde_json::Value> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort_by_key(|e| e["seq"].as_u64());
+    entries
+}
+
+/// The partition's (low, high) watermarks as the broker reports them.
+fn watermarks(bootstrap: &str, partition: i32) -> (i64, i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-e2e-watermarks")
+        .create()
+        .expect("consumer");
+    consumer
+        .fetch_watermarks(TOPIC, partition, Duration::from_secs(10))
+        .expect("watermarks")
+}
+
+/// A labelled counter's value in `/metrics` (0 when absent).
+fn metric(port: u16, series: &str) -> u64 {
+    let text = http_get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits for `weir` to exit on its own; it must fail, and its log must name every fact.
+fn expect_failure(world: &World, weir: &mut Proc, log: &str, facts: &[&str]) -> String {
+    let status = weir
+        .wait_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("weir kept running\n{}", world.log(log)));
+    let text = world.log(log);
+    assert!(!status.success(), "weir exited with {status}\n{text}");
+    for fact in facts {
+        assert!(text.contains(fact), "the log does not say {fact:?}\n{text}");
+    }
+    text
+}
+
+#[test]
+fn every_codec_lands_exactly_once() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 4)]);
+    let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(""));
+    let mut generator = HttpRequests::new(41).compact(true);
+    let mut ids = Vec::new();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        ids.extend(produce_http_with(
+            &kafka.bootstrap,
+            &[("compression.type", codec)],
+            TOPIC,
+            4,
+            100,
+            &mut generator,
+        ));
+    }
+    let mut weir = world.weir_run(&config, "weir.log", &[]);
+    world.expect_rows(
+        &config,
+        DATASET,
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut weir],
+    );
+    weir.terminate();
+    let log = world.log("weir.log");
+    assert!(
+        !log.contains("partition fetch error"),
+        "fetch errors while reading compressed batches:\n{log}"
+    );
+    world.assert_exactly_once(&config, &ids);
+}
+
+/// CRC-32C (Castagnoli), as record batches carry it.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Appends a batch of `records` records to `topic`/`partition` with a raw Produce request
+/// (v3): a well-formed record batch that says its records are gzip-compressed, and whose
+/// payload is not gzip. The mock broker stores batches without opening them, so consumers
+/// get a batch they cannot decompress.
+fn produce_undecodable_batch(bootstrap: &str, partition: i32, records: i32) {
+    let mut after_crc = Vec::new();
+    after_crc.extend_from_slice(&1i16.to_be_bytes()); // attributes: gzip
+    after_crc.extend_from_slice(&(records - 1).to_be_bytes()); // last offset delta
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    after_crc.extend_from_slice(&now.to_be_bytes()); // first timestamp
+    after_crc.extend_from_slice(&now.to_be_bytes()); // max timestamp
+    after_crc.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    after_crc.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    after_crc.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    after_crc.extend_from_slice(&records.to_be_bytes());
+    after_crc.extend_from_slice(b"these bytes were never gzip-compressed");
+    let mut batch = Vec::new();
+    batch.extend_from_slice(&0i64.to_be_bytes()); // base offset (the broker assigns it)
+    batch.extend_from_slice(&((4 + 1 + 4 + after_crc.len()) as i32).to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    batch.push(2); // magic
+    batch.extend_from_slice(&crc32c(&after_crc).to_be_bytes());
+    batch.extend_from_slice(&after_crc);
+
+    let mut request = Vec::new();
+    request.extend_from_slice(&0i16.to_be_bytes()); // api key: Produce
+    request.extend_from_slice(&3i16.to_be_bytes()); // api version
+    request.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+    let client = b"weir-e2e";
+    request.extend_from_slice(&(client.len() as i16).to_be_bytes());
+    request.extend_from_slice(client);
+    request.extend_from_slice(&(-1i16).to_be_bytes()); // no transactional id
+    request.extend_from_slice(&(-1i16).to_be_bytes()); // acks: all
+    request.extend_from_slice(&10_000i32.to_be_bytes()); // timeout
+    request.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    request.extend_from_slice(&(TOPIC.len() as i16).to_be_bytes());
+    request.extend_from_slice(TOPIC.as_bytes());
+    request.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    request.extend_from_slice(&partition.to_be_bytes());
+    request.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+    request.extend_from_slice(&batch);
+
+    let mut sock = TcpStream::connect(bootstrap).expect("connect to the mock broker");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.write_all(&(request.len() as i32).to_be_bytes())
+        .unwrap();
+    sock.write_all(&request).unwrap();
+    let mut len = [0u8; 4];
+    sock.read_exact(&mut len).expect("produce response");
+    let mut response = vec![0u8; i32::from_be_bytes(len) as usize];
+    sock.read_exact(&mut response).expect("produce response");
+    // correlation id, topic count, topic name, partition count, partition, error code
+    let name_end = 4 + 4 + 2 + TOPIC.len();
+    let error_at = name_end + 4 + 4;
+    let error = i16::from_be_bytes([response[error_at], response[error_at + 1]]);
+    assert_eq!(error, 0, "the mock broker refused the batch");
+}
+
+#[test]
+fn undecodable_batch_stops_the_partition() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(""));
+    let mut generator = HttpRequests::new(42).compact(true);
+    produce_http(&kafka.bootstrap, TOPIC, 1, 100, &mut generator);
+    produce_undecodable_batch(&kafka.bootstrap, 0, 5);
+    produce_http(&kafka.bootstrap, TOPIC, 1, 100, &mut generator);
+    assert_eq!(watermarks(&kafka.bootstrap, 0).1, 205);
+
+    let mut weir = world.weir_run(&config, "weir.log", &[]);
+    expect_failure(
+        &world,
+        &mut weir,
+        "weir.log",
+        &[
+            "cf.http_requests/0: records from offset 100 cannot be delivered",
+            "BadCompression",
+        ],
+    );
+    // The ledger never passes the batch it could not read.
+    let next = world.ledger_next_offset(DATASET, TOPIC, 0).unwrap_or(0);
+    assert!(next <= 100, "the ledger went past the bad batch: {next}");
+}
+
+/// Retention deletes records while Weir is stopped. With `on_offset_gap = "fail"` Weir
+/// refuses to resume, naming the offsets; with the default it records the gap in the ledger
+/// and the metric, and lands every retained record exactly once.
+#[test]
+fn retention_gap_is_refused_or_recorded() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let metrics = free_port();
+    let extra = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}",
+        dataset_toml("")
+    );
+    let config = world.config("weir.toml", &kafka.bootstrap, &extra);
+    let mut generator = HttpRequests::new(43).compact(true);
+    let first = produce_http(&kafka.bootstrap, TOPIC, 1, 200, &mut generator);
+    let mut weir = world.weir_run(&config, "weir-1.log", &[]);
+    world.wait_consumed(DATASET, TOPIC, &[200], Duration::from_secs(120), &mut weir);
+    weir.terminate();
+
+    // More than the mock broker keeps of a partition (5 MiB), while Weir is stopped.
+    let second = produce_http(&kafka.bootstrap, TOPIC, 1, 4000, &mut generator);
+    let (low, high) = watermarks(&kafka.bootstrap, 0);
+    assert_eq!(high, 4200);
+    assert!(
+        low > 200,
+        "retention did not pass the resume point: low {low}"
+    );
+
+    let refuse = world.config_kafka(
+        "weir-fail.toml",
+        &kafka.bootstrap,
+        "on_offset_gap = \"fail\"",
+        "",
+        &extra,
+    );
+    let mut weir = world.weir_run(&refuse, "weir-fail.log", &[]);
+    expect_failure(
+        &world,
+        &mut weir,
+        "weir-fail.log",
+        &[
+            "cf.http_requests/0: offset gap",
+            "resume offset 200",
+            &format!("earliest offset on the broker {low}"),
+            &format!("{} offsets were deleted", low - 200),
+        ],
+    );
+    assert_eq!(world.ledger_next_offset(DATASET, TOPIC, 0), Some(200));
+
+    let mut weir = world.weir_run(&config, "weir-2.log", &[]);
+    world.wait_consumed(DATASET, TOPIC, &[4200], Duration::from_secs(180), &mut weir);
+    let series = format!(
+        "weir_skipped_offsets_total{{dataset=\"{DATASET}\",topic=\"{TOPIC}\",partition=\"0\"}}"
+    );
+    assert_eq!(metric(metrics, &series), (low - 200) as u64);
+    weir.terminate();
+    let log = world.log("weir-2.log");
+    assert!(log.contains("offset gap"), "{log}");
+
+    let entries = ledger_entries(&world, 0);
+    let skipped: Vec<(i64, i64, u64)> = entries
+        .iter()
+        .filter(|e| e["skipped_offsets"].as_u64().unwrap_or(0) > 0)
+        .map(|e| {
+            (
+                e["start_offset"].as_i64().unwrap(),
+                e["next_offset"].as_i64().unwrap(),
+                e["skipped_offsets"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(skipped.len(), 1, "one entry records the gap: {skipped:?}");
+    let (start, next, count) = skipped[0];
+    assert_eq!((start, count), (200, (low - 200) as u64));
+    assert!(next > low, "{skipped:?}");
+    // The entries still tile the offsets.
+    for pair in entries
+        .windows(2)
+        .filter(|p| p[0]["next_offset"].as_i64() >= Some(0))
+    {
+        assert_eq!(pair[1]["start_offset"], pair[0]["next_offset"], "{pair:?}");
+    }
+    let mut want = first;
+    want.extend_from_slice(&second[(low - 200) as usize..]);
+    world.assert_exactly_once(&config, &want);
+}
+
+/// The broker's partition starts again below the ledger's position (here: a new cluster,
+/// as after deleting and recreating the topic). `fail` refuses; `record` commits the new
+/// offsets from the start instead of dropping them until they pass the old position.
+#[test]
+fn recreated_topic_is_refused_or_recorded() {
+    let world = World::new();
+    let first_kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let metrics = free_port();
+    let extra = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}",
+        dataset_toml("")
+    );
+    let config = world.config("weir-1.toml", &first_kafka.bootstrap, &extra);
+    let mut generator = HttpRequests::new(44).compact(true);
+    let mut ids = produce_http(&first_kafka.bootstrap, TOPIC, 1, 200, &mut generator);
+    let mut weir = world.weir_run(&config, "weir-1.log", &[]);
+    world.wait_consumed(DATASET, TOPIC, &[200], Duration::from_secs(120), &mut weir);
+    weir.terminate();
+    drop(first_kafka);
+
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    ids.extend(produce_http(&kafka.bootstrap, TOPIC, 1, 50, &mut generator));
+    let refuse = world.config_kafka(
+        "weir-fail.toml",
+        &kafka.bootstrap,
+        "on_offset_gap = \"fail\"",
+        "",
+        &extra,
+    );
+    let mut weir = world.weir_run(&refuse, "weir-fail.log", &[]);
+    expect_failure(
+        &world,
+        &mut weir,
+        "weir-fail.log",
+        &[
+            "cf.http_requests/0: offsets went back",
+            "resume offset 200",
+            "the earliest record now has offset 0",
+        ],
+    );
+    assert_eq!(world.ledger_next_offset(DATASET, TOPIC, 0), Some(200));
+
+    let config = world.config("weir-2.toml", &kafka.bootstrap, &extra);
+    let mut weir = world.weir_run(&config, "weir-2.log", &[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while world.ledger_next_offset(DATASET, TOPIC, 0) != Some(50) {
+        assert!(weir.running(), "weir exited\n{}", world.log("weir-2.log"));
+        assert!(
+            Instant::now() < deadline,
+            "the new offsets were not committed\n{}",
+            world.log("weir-2.log")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let series = format!(
+        "weir_offset_resets_total{{dataset=\"{DATASET}\",topic=\"{TOPIC}\",partition=\"0\"}}"
+    );
+    assert_eq!(metric(metrics, &series), 1);
+    weir.terminate();
+    // Exactly one entry starts below its predecessor's end: at the new partition's start.
+    let entries = ledger_entries(&world, 0);
+    let rewinds: Vec<&[serde_json::Value]> = entries
+        .windows(2)
+        .filter(|p| p[1]["start_offset"].as_i64() < p[0]["next_offset"].as_i64())
+        .collect();
+    assert_eq!(rewinds.len(), 1, "{entries:?}");
+    assert_eq!(rewinds[0][0]["next_offset"].as_i64(), Some(200));
+    assert_eq!(rewinds[0][1]["start_offset"].as_i64(), Some(0));
+    world.assert_exactly_once(&config, &ids);
+}
