@@ -29,7 +29,11 @@
 //!
 //! Entry N+1 always starts at entry N's `next_offset`: an entry is written only by a writer
 //! that has read entry N, and entry names are created exactly once. So the entries of a
-//! stream tile the partition's offsets without gap or overlap, whoever wrote them.
+//! stream tile the partition's offsets without gap or overlap, whoever wrote them. Two
+//! recorded exceptions, both under `kafka.on_offset_gap = "record"`: offsets the broker
+//! deleted before they were read are inside an entry's range and counted in its
+//! `skipped_offsets`; and after the partition's offsets went back (topic recreated) the next
+//! entry starts at the new, lower offset.
 //!
 //! Invariants this module keeps (design.md):
 //! * **The ledger is the commit point (2).** A data file is in the table iff an entry names
