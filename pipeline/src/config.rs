@@ -12,7 +12,7 @@ use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use weir_operators::OperatorConfig;
+use weir_operators::{OperatorConfig, OperatorSpec};
 use weir_schemas::{DatasetSchema, UnknownFields};
 
 /// A config problem, naming the key at fault.
@@ -62,7 +62,87 @@ pub struct Config {
     #[serde(default)]
     pub memory: MemoryConfig,
     #[serde(default)]
+    pub event_time: EventTimeConfig,
+    #[serde(default)]
     pub datasets: Vec<DatasetConfig>,
+}
+
+/// Bounds on the event time that places each row in its Hive hour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeConfig {
+    /// A row whose event time is more than this ahead of the wall clock, when its batch is
+    /// processed, goes to the dead letters (`invalid_event_time`) instead of the table.
+    /// Default `1h`.
+    #[serde(default = "default_max_future", with = "humantime_serde")]
+    pub max_future: Duration,
+}
+
+fn default_max_future() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl Default for EventTimeConfig {
+    fn default() -> Self {
+        EventTimeConfig {
+            max_future: default_max_future(),
+        }
+    }
+}
+
+/// Dataset names that are tables of Weir's own in `weir query`.
+pub const RESERVED_DATASET_NAMES: [&str; 2] = ["dead_letter", "commits"];
+
+/// Top-level column names Weir adds to rows, with what adds them. A schema may not have a
+/// field of these names (compared without regard to case, as DuckDB and Spark compare
+/// column names), and an operator chain may not output `date` or `hour`.
+pub const RESERVED_COLUMNS: [(&str, &str); 6] = [
+    ("date", "the Hive partition column of the lake layout"),
+    ("hour", "the Hive partition column of the lake layout"),
+    (
+        weir_operators::sample::RATE_COLUMN,
+        "written by the sample operator",
+    ),
+    (
+        weir_operators::sample::TH_COLUMN,
+        "written by the sample operator",
+    ),
+    (
+        weir_operators::enrich::VERSION_COLUMN,
+        "written by the enrich operator",
+    ),
+    (
+        weir_schemas::EXTRA_COLUMN,
+        "holds the unknown fields with unknown_fields = \"extra\"",
+    ),
+];
+
+/// The Hive partition columns, which no column of a chain's output may be named.
+pub const PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
+
+/// The reserved name `name` collides with, if any.
+pub fn reserved_column(name: &str) -> Option<(&'static str, &'static str)> {
+    RESERVED_COLUMNS
+        .iter()
+        .find(|(reserved, _)| reserved.eq_ignore_ascii_case(name))
+        .copied()
+}
+
+/// Refuses an operator chain output with a column named like a partition column.
+pub fn check_output_columns(dataset: &str, schema: &SchemaRef) -> Result<(), String> {
+    for field in schema.fields() {
+        if let Some(partition) = PARTITION_COLUMNS
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(field.name()))
+        {
+            return Err(format!(
+                "dataset {dataset}: the operator chain outputs a column {} that collides with \
+                 the Hive partition column {partition}; rename it",
+                field.name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The memory weir plans its buffers around.
@@ -338,9 +418,10 @@ pub struct DatasetConfig {
     /// Records larger than this go to dead letters. Default `1MiB`.
     #[serde(default = "default_max_record_bytes", deserialize_with = "de_bytes")]
     pub max_record_bytes: u64,
-    /// The operator chain, in order.
+    /// The operator chain, in order. Each may have a `name` (default: its type); state is
+    /// kept under the type and name.
     #[serde(default)]
-    pub operators: Vec<OperatorConfig>,
+    pub operators: Vec<OperatorSpec>,
 }
 
 fn default_max_record_bytes() -> u64 {
@@ -523,10 +604,10 @@ impl Config {
                     format!("{:?} must match [a-z0-9_]+", ds.name),
                 ));
             }
-            if ds.name == "dead_letter" {
+            if RESERVED_DATASET_NAMES.contains(&ds.name.as_str()) {
                 return Err(invalid(
                     key("name"),
-                    "dead_letter is reserved for the dead-letter table",
+                    format!("{} is reserved for a table of weir's own", ds.name),
                 ));
             }
             if !names.insert(ds.name.clone()) {
@@ -550,14 +631,52 @@ impl Config {
             let schema_ref = ds.schema.clone().unwrap_or_else(|| ds.name.clone());
             let schema = DatasetSchema::resolve(&schema_ref)
                 .map_err(|e| invalid(key("schema"), e.to_string()))?;
+            for field in &schema.fields {
+                if let Some((reserved, why)) = reserved_column(&field.name) {
+                    return Err(invalid(
+                        key("schema"),
+                        format!(
+                            "dataset {}: schema {} has a field {} but {reserved} is reserved \
+                             ({why}); rename the field",
+                            ds.name, schema.name, field.name
+                        ),
+                    ));
+                }
+            }
+            weir_operators::config::check_names(&ds.operators).map_err(|(j, e)| {
+                invalid(
+                    format!("datasets[{i}].operators[{j}].{}", e.key),
+                    format!("dataset {}: {}", ds.name, e.reason),
+                )
+            })?;
             let mut input_schema = schema.arrow_schema(ds.unknown_fields);
             for (j, op) in ds.operators.iter().enumerate() {
+                let op = &op.config;
                 op.validate(&input_schema, secrets).map_err(|e| {
                     invalid(format!("datasets[{i}].operators[{j}].{}", e.key), e.reason)
                 })?;
+                if let OperatorConfig::Redact(redact) = op
+                    && let Some(rule) = redact.fields.get(&schema.event_time)
+                    && !matches!(
+                        rule,
+                        weir_operators::redact::FieldRule::Keep
+                            | weir_operators::redact::FieldRule::Scan
+                    )
+                {
+                    return Err(invalid(
+                        format!("datasets[{i}].operators[{j}].fields.{}", schema.event_time),
+                        format!(
+                            "dataset {}: {} is the event time, which places each row in its \
+                             hour; it can only be kept",
+                            ds.name, schema.event_time
+                        ),
+                    ));
+                }
                 input_schema = next_schema(op, &input_schema)
                     .map_err(|reason| invalid(format!("datasets[{i}].operators[{j}]"), reason))?;
             }
+            check_output_columns(&ds.name, &input_schema)
+                .map_err(|reason| invalid(key("operators"), reason))?;
             resolved.push(ResolvedDataset {
                 config: ds.clone(),
                 input_schema: schema.arrow_schema(ds.unknown_fields),
