@@ -850,3 +850,147 @@ topic = "cf.http_requests"
         assert!(err.contains("datasets[0].name"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod reserved_and_named_tests {
+    use super::*;
+    use weir_operators::config::StaticSecrets;
+
+    fn validate(text: &str) -> Result<Vec<ResolvedDataset>, String> {
+        Config::parse(text)
+            .map_err(|e| e.to_string())?
+            .validate(&StaticSecrets::default())
+            .map_err(|e| e.to_string())
+    }
+
+    fn with_dataset(dataset: &str) -> String {
+        format!("[kafka]\nbrokers = \"127.0.0.1:9092\"\n{dataset}")
+    }
+
+    fn schema_file(dir: &std::path::Path, extra_field: &str) -> std::path::PathBuf {
+        let path = dir.join("app_logs.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"name": "app_logs", "version": 1, "event_time": "ts", "fields": [
+                    {{"name": "ts", "type": "timestamp"}},
+                    {{"name": "level", "type": "string"}},
+                    {{"name": "{extra_field}", "type": "string"}}]}}"#
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn schema_fields_named_like_weirs_own_columns_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for field in [
+            "date",
+            "Hour",
+            "_sample_rate",
+            "_sample_th",
+            "enrich_version",
+        ] {
+            let path = schema_file(dir.path(), field);
+            let err = validate(&with_dataset(&format!(
+                "[[datasets]]\nname = \"app\"\ntopic = \"app\"\nschema = \"{}\"\n",
+                path.display()
+            )))
+            .unwrap_err();
+            assert!(err.contains("datasets[0].schema"), "{err}");
+            assert!(err.contains(&format!("field {field}")), "{err}");
+            assert!(err.contains("dataset app"), "{err}");
+        }
+        // A field that merely starts like one is fine.
+        let path = schema_file(dir.path(), "date_of_birth");
+        validate(&with_dataset(&format!(
+            "[[datasets]]\nname = \"app\"\ntopic = \"app\"\nschema = \"{}\"\n",
+            path.display()
+        )))
+        .unwrap();
+    }
+
+    #[test]
+    fn an_operator_output_named_like_a_partition_column_is_refused() {
+        let err = validate(&with_dataset(
+            "[[datasets]]\nname = \"http_requests\"\ntopic = \"t\"\n\
+             [[datasets.operators]]\ntype = \"enrich\"\n\
+             derive = { status_class = { field = \"EdgeResponseStatus\", name = \"hour\" } }\n",
+        ))
+        .unwrap_err();
+        assert!(err.contains("datasets[0].operators"), "{err}");
+        assert!(err.contains("hour"), "{err}");
+        assert!(err.contains("dataset http_requests"), "{err}");
+    }
+
+    #[test]
+    fn commits_and_dead_letter_are_not_dataset_names() {
+        for name in ["commits", "dead_letter"] {
+            let err = validate(&with_dataset(&format!(
+                "[[datasets]]\nname = \"{name}\"\ntopic = \"t\"\nschema = \"dns_logs\"\n"
+            )))
+            .unwrap_err();
+            assert!(err.contains("datasets[0].name"), "{err}");
+            assert!(err.contains("reserved"), "{err}");
+        }
+    }
+
+    #[test]
+    fn operators_are_named_and_duplicates_without_names_refused() {
+        let sampler = "[[datasets.operators]]\ntype = \"sample\"\nkey = \"RayID\"\nrate = 0.5\n";
+        let text = with_dataset(&format!(
+            "[[datasets]]\nname = \"http_requests\"\ntopic = \"t\"\n{sampler}{sampler}"
+        ));
+        let err = validate(&text).unwrap_err();
+        assert!(err.contains("datasets[0].operators[1].name"), "{err}");
+        assert!(err.contains("dataset http_requests"), "{err}");
+        let named = with_dataset(&format!(
+            "[[datasets]]\nname = \"http_requests\"\ntopic = \"t\"\n{sampler}name = \"first\"\n{sampler}name = \"second\"\n"
+        ));
+        let resolved = validate(&named).unwrap();
+        let names: Vec<&str> = resolved[0]
+            .config
+            .operators
+            .iter()
+            .map(|o| o.name())
+            .collect();
+        assert_eq!(names, ["first", "second"]);
+        let typo = named.replace("name = \"second\"", "nmae = \"second\"");
+        let err = validate(&typo).unwrap_err();
+        assert!(err.contains("nmae"), "{err}");
+    }
+
+    #[test]
+    fn redaction_may_not_rewrite_the_event_time() {
+        for action in ["null", "drop"] {
+            let err = validate(&with_dataset(&format!(
+                "[[datasets]]\nname = \"http_requests\"\ntopic = \"t\"\n\
+                 [[datasets.operators]]\ntype = \"redact\"\n\
+                 fields = {{ EdgeStartTimestamp = {{ action = \"{action}\" }} }}\n"
+            )))
+            .unwrap_err();
+            assert!(
+                err.contains("datasets[0].operators[0].fields.EdgeStartTimestamp"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_future_has_a_default_and_refuses_unknown_keys() {
+        let base = with_dataset("[[datasets]]\nname = \"dns_logs\"\ntopic = \"t\"\n");
+        let c = Config::parse(&base).unwrap();
+        assert_eq!(c.event_time.max_future, Duration::from_secs(3600));
+        let c = Config::parse(&format!("[event_time]\nmax_future = \"15m\"\n{base}")).unwrap();
+        assert_eq!(c.event_time.max_future, Duration::from_secs(900));
+        let err = Config::parse(&format!("[event_time]\nmax_futur = \"15m\"\n{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_futur"), "{err}");
+        let err = Config::parse(&format!("[event_time]\nmax_future = \"soon\"\n{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_future"), "{err}");
+    }
+}
