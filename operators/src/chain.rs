@@ -9,7 +9,7 @@
 //! | saved state | operator in the new chain | outcome |
 //! |---|---|---|
 //! | type and name | same type and name | restored |
-//! | type and name | none | dropped ([`RestoreReport::dropped`]) |
+//! | type and name | none, or one that keeps no state in its current settings | dropped ([`RestoreReport::dropped`]) |
 //! | type, no name (saved before names existed) | same type at the same position, else the one of that type named after its type | restored |
 //! | any | matched, but its `restore` refuses the bytes (settings changed the meaning of the state) | the operator starts fresh |
 //! | none | a stateful operator | the operator starts fresh |
@@ -222,10 +222,17 @@ impl Chain {
     /// an operator whose state is missing or refused starts fresh, and states that match
     /// no operator are dropped, each said in the report for the caller to log.
     pub fn restore(&mut self, state: &ChainState) -> RestoreReport {
+        // Only an operator that keeps state in its current settings can take a saved one
+        // (a sampler switched from `budget` to a plain `rate` cannot).
+        let stateful: Vec<bool> = self
+            .steps
+            .iter()
+            .map(|s| s.operator.snapshot().is_some())
+            .collect();
         let mut taken_by: Vec<Option<usize>> = vec![None; self.steps.len()];
         let mut dropped = Vec::new();
         for (index, saved) in state.operators.iter().enumerate() {
-            let free = |i: usize, taken: &[Option<usize>]| taken[i].is_none();
+            let free = |i: usize, taken: &[Option<usize>]| stateful[i] && taken[i].is_none();
             let found = match &saved.name {
                 Some(name) => (0..self.steps.len())
                     .find(|&i| self.steps[i].kind == saved.kind && self.steps[i].name == *name),
@@ -265,7 +272,7 @@ impl Chain {
                         },
                     }
                 }
-                None if step.operator.snapshot().is_some() => RestoreOutcome::NoState,
+                None if stateful[position] => RestoreOutcome::NoState,
                 None => RestoreOutcome::Stateless,
             };
             operators.push(OperatorRestore {
@@ -537,6 +544,12 @@ budget = { group_by = "ZoneName", per_second = 3, excess_per_second = 1 }
             kept(&after.process(batch(400, 400)).unwrap()),
             kept(&fresh.process(batch(400, 400)).unwrap())
         );
+        // Switched to a plain rate, the sampler keeps no state: the saved one is dropped.
+        let plain = "type = \"sample\"\nkey = \"RayID\"\nrate = 0.5";
+        let mut stateless = chain(&[spec(plain, None)]);
+        let report = stateless.restore(&state);
+        assert_eq!(outcomes(&report), [("sample", &RestoreOutcome::Stateless)]);
+        assert_eq!(report.dropped.len(), 1);
     }
 
     /// Entries written before operators had names carry `(position, type)` only.

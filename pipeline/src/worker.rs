@@ -1061,7 +1061,7 @@ fn build_chain(shared: &Shared, ds: &DatasetRuntime, tail: &Tail) -> Result<Chai
     }
     for saved in &report.dropped {
         let name = saved.name.as_deref().unwrap_or(&saved.kind);
-        warn!(dataset = %ds.name, topic = %topic, partition, seq, operator = %name, kind = %saved.kind, position = saved.position, "saved operator state dropped: no operator in the chain has its type and name")
+        warn!(dataset = %ds.name, topic = %topic, partition, seq, operator = %name, kind = %saved.kind, position = saved.position, "saved operator state dropped: no operator in the chain keeps state under its type and name")
     }
     Ok(chain)
 }
