@@ -20,7 +20,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::{MemTable, TableType};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
@@ -173,18 +173,62 @@ impl TableProvider for CommitsTable {
         TableType::View
     }
 
+    /// `dataset = '...'` narrows which ledgers are read (DataFusion still applies it).
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match dataset_of(f) {
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batch = commits_batch(&self.store, &self.datasets)
+        let datasets: Vec<String> = self
+            .datasets
+            .iter()
+            .filter(|d| {
+                filters
+                    .iter()
+                    .filter_map(dataset_of)
+                    .all(|want| want == **d)
+            })
+            .cloned()
+            .collect();
+        let batch = commits_batch(&self.store, &datasets)
             .await
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         let table = MemTable::try_new(commits_schema(), vec![vec![batch]])?;
         table.scan(state, projection, &[], limit).await
+    }
+}
+
+/// The dataset a filter `dataset = '<name>'` (either way round) pins, if it is one.
+fn dataset_of(filter: &Expr) -> Option<String> {
+    let Expr::BinaryExpr(binary) = filter else {
+        return None;
+    };
+    if binary.op != Operator::Eq {
+        return None;
+    }
+    match (binary.left.as_ref(), binary.right.as_ref()) {
+        (Expr::Column(column), Expr::Literal(value, _))
+        | (Expr::Literal(value, _), Expr::Column(column))
+            if column.name == "dataset" =>
+        {
+            value.try_as_str().flatten().map(str::to_owned)
+        }
+        _ => None,
     }
 }
 
@@ -324,7 +368,8 @@ mod tests {
 
     fn datasets() -> Vec<Arc<DatasetRuntime>> {
         let config = Config::parse(
-            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[datasets]]\nname = \"dns_logs\"\ntopic = \"dns\"\n",
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[datasets]]\nname = \"dns_logs\"\ntopic = \"dns\"\n\
+             [[datasets]]\nname = \"firewall_events\"\ntopic = \"fw\"\n",
         )
         .unwrap();
         let resolved = config
@@ -468,5 +513,45 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["0,28,28", "1,5,5"]
         );
+    }
+
+    /// `WHERE dataset = '...'` narrows the ledgers read, and the answers stay exact.
+    #[tokio::test]
+    async fn a_dataset_filter_narrows_the_ledgers_read() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        PartitionLedger::new(store.clone(), "dns_logs", "dns", 0)
+            .commit(&entry(0, 1, 1, (0, 7), 7, 0, &[10], 0))
+            .await
+            .unwrap();
+        let mut firewall = entry(3, 1, 1, (0, 4), 4, 0, &[], 0);
+        firewall.dataset = "firewall_events".into();
+        firewall.topic = "fw".into();
+        PartitionLedger::new(store.clone(), "firewall_events", "fw", 3)
+            .commit(&firewall)
+            .await
+            .unwrap();
+        let ctx = session(store, &datasets()).await.unwrap();
+        for (filter, want) in [
+            ("dataset = 'dns_logs'", vec!["dns_logs,0,7"]),
+            ("'firewall_events' = dataset", vec!["firewall_events,3,4"]),
+            ("dataset = 'nope'", vec![]),
+            ("records > 0", vec!["dns_logs,0,7", "firewall_events,3,4"]),
+            (
+                "dataset = 'dns_logs' OR dataset = 'firewall_events'",
+                vec!["dns_logs,0,7", "firewall_events,3,4"],
+            ),
+        ] {
+            let rows = run(
+                &ctx,
+                &format!(
+                    "SELECT dataset, \"partition\", records FROM commits WHERE {filter} ORDER BY 1"
+                ),
+            )
+            .await
+            .unwrap();
+            let csv = render(&rows, Format::Csv).unwrap();
+            let got: Vec<&str> = csv.lines().skip(1).collect();
+            assert_eq!(got, want, "{filter}");
+        }
     }
 }
