@@ -9,9 +9,15 @@
 //! ```
 //!
 //! Life cycle: the pipeline parses the dataset's `operators` array into
-//! `Vec<OperatorConfig>`, calls [`OperatorConfig::validate`] against the dataset's Arrow
-//! schema (this is all `weir check-config` does), and later [`OperatorConfig::build`]s one
-//! operator per (dataset, partition) chain.
+//! `Vec<OperatorSpec>` (each an optional `name` plus an [`OperatorConfig`]), checks the
+//! names with [`check_names`], calls [`OperatorConfig::validate`] against the dataset's
+//! Arrow schema (this is all `weir check-config` does), and later builds one
+//! [`Chain`](crate::Chain) per (dataset, partition).
+//!
+//! An operator's identity is its type plus its name. The name defaults to the type, so a
+//! chain with one operator of each type needs no names; two of one type must be named.
+//! Operator state is saved and restored by identity, never by position, so operators can
+//! be added, removed and reordered without losing the state of the others.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,6 +72,95 @@ impl OperatorConfig {
             OperatorConfig::Enrich(c) => c.build(ctx),
         }
     }
+}
+
+/// One `[[datasets.operators]]` table: an optional `name` and the operator's own keys.
+///
+/// ```toml
+/// [[datasets.operators]]
+/// type = "sample"
+/// name = "per_zone_budget"      # optional; defaults to the type
+/// key = "RayID"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorSpec {
+    /// Stable name of this operator in its chain: what its saved state is filed under,
+    /// and the dead-letter `stage` of a batch it fails. Defaults to the type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub config: OperatorConfig,
+}
+
+impl OperatorSpec {
+    /// An operator without an explicit name (named after its type).
+    pub fn new(config: OperatorConfig) -> Self {
+        OperatorSpec { name: None, config }
+    }
+
+    pub fn named(name: impl Into<String>, config: OperatorConfig) -> Self {
+        OperatorSpec {
+            name: Some(name.into()),
+            config,
+        }
+    }
+
+    /// The effective name: the configured one, or the type.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.config.kind())
+    }
+}
+
+/// Names the pipeline uses as dead-letter `stage` itself.
+pub const RESERVED_NAMES: [&str; 2] = ["decode", "write"];
+
+/// Longest operator name accepted.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks that every operator of one chain has a valid name of its own. On failure,
+/// returns the position of the offending operator and the error (key `name`).
+pub fn check_names(specs: &[OperatorSpec]) -> Result<(), (usize, ConfigError)> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (position, spec) in specs.iter().enumerate() {
+        if let Some(name) = &spec.name
+            && (name.is_empty()
+                || name.len() > MAX_NAME_LEN
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            return Err((
+                position,
+                ConfigError::new(
+                    "name",
+                    format!("{name:?} must be 1 to {MAX_NAME_LEN} of [A-Za-z0-9_-]"),
+                ),
+            ));
+        }
+        let name = spec.name();
+        if RESERVED_NAMES.contains(&name) {
+            return Err((
+                position,
+                ConfigError::new(
+                    "name",
+                    format!("{name:?} is a dead-letter stage of the pipeline's own; pick another"),
+                ),
+            ));
+        }
+        if let Some(first) = seen.insert(name, position) {
+            let reason = if spec.name.is_none() && specs[first].name.is_none() {
+                format!(
+                    "operators {first} and {position} are both {} operators without a name; \
+                     give each a distinct name = \"...\" so its state can be told apart",
+                    spec.config.kind()
+                )
+            } else {
+                format!("operators {first} and {position} are both named {name:?}")
+            };
+            return Err((position, ConfigError::new("name", reason)));
+        }
+    }
+    Ok(())
 }
 
 /// What the pipeline hands an operator when building it.

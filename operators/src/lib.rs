@@ -28,7 +28,7 @@ use arrow_schema::SchemaRef;
 use bytes::Bytes;
 
 pub use chain::Chain;
-pub use config::{BuildContext, OperatorConfig, SecretSource};
+pub use config::{BuildContext, OperatorConfig, OperatorSpec, SecretSource};
 pub use error::{ConfigError, OperatorError};
 
 /// One step of a dataset's chain.
@@ -50,7 +50,10 @@ pub use error::{ConfigError, OperatorError};
 /// * **State in the commit.** A stateful operator returns its state from `snapshot`; the
 ///   pipeline stores it in the same ledger entry as the rows it produced, and calls `restore`
 ///   with it before the first batch after a restart or reassignment. A restored operator must
-///   decide exactly as an uninterrupted one would over the same input.
+///   decide exactly as an uninterrupted one would over the same input. `restore` refuses
+///   (`Err`) state it cannot continue from, including state whose meaning the operator's
+///   settings have changed, and then leaves the operator exactly as built: the chain runs it
+///   from fresh state rather than failing.
 pub trait Operator: Send {
     /// Short, stable name used in logs, metrics and dead-letter `stage` (e.g. `"sample"`).
     fn name(&self) -> &str;
@@ -66,7 +69,8 @@ pub trait Operator: Send {
         None
     }
 
-    /// Restores state produced by [`Operator::snapshot`] of the same operator type.
+    /// Restores state produced by [`Operator::snapshot`] of the same operator type. On
+    /// `Err` the operator must be unchanged.
     fn restore(&mut self, _state: Bytes) -> Result<(), OperatorError> {
         Ok(())
     }

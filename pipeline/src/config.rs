@@ -12,7 +12,7 @@ use arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
-use weir_operators::OperatorConfig;
+use weir_operators::{OperatorConfig, OperatorSpec};
 use weir_schemas::{DatasetSchema, UnknownFields};
 
 /// A config problem, naming the key at fault.
@@ -62,7 +62,87 @@ pub struct Config {
     #[serde(default)]
     pub memory: MemoryConfig,
     #[serde(default)]
+    pub event_time: EventTimeConfig,
+    #[serde(default)]
     pub datasets: Vec<DatasetConfig>,
+}
+
+/// Bounds on the event time that places each row in its Hive hour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeConfig {
+    /// A row whose event time is more than this ahead of the wall clock, when its batch is
+    /// processed, goes to the dead letters (`invalid_event_time`) instead of the table.
+    /// Default `1h`.
+    #[serde(default = "default_max_future", with = "humantime_serde")]
+    pub max_future: Duration,
+}
+
+fn default_max_future() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl Default for EventTimeConfig {
+    fn default() -> Self {
+        EventTimeConfig {
+            max_future: default_max_future(),
+        }
+    }
+}
+
+/// Dataset names that are tables of Weir's own in `weir query`.
+pub const RESERVED_DATASET_NAMES: [&str; 2] = ["dead_letter", "commits"];
+
+/// Top-level column names Weir adds to rows, with what adds them. A schema may not have a
+/// field of these names (compared without regard to case, as DuckDB and Spark compare
+/// column names), and an operator chain may not output `date` or `hour`.
+pub const RESERVED_COLUMNS: [(&str, &str); 6] = [
+    ("date", "the Hive partition column of the lake layout"),
+    ("hour", "the Hive partition column of the lake layout"),
+    (
+        weir_operators::sample::RATE_COLUMN,
+        "written by the sample operator",
+    ),
+    (
+        weir_operators::sample::TH_COLUMN,
+        "written by the sample operator",
+    ),
+    (
+        weir_operators::enrich::VERSION_COLUMN,
+        "written by the enrich operator",
+    ),
+    (
+        weir_schemas::EXTRA_COLUMN,
+        "holds the unknown fields with unknown_fields = \"extra\"",
+    ),
+];
+
+/// The Hive partition columns, which no column of a chain's output may be named.
+pub const PARTITION_COLUMNS: [&str; 2] = ["date", "hour"];
+
+/// The reserved name `name` collides with, if any.
+pub fn reserved_column(name: &str) -> Option<(&'static str, &'static str)> {
+    RESERVED_COLUMNS
+        .iter()
+        .find(|(reserved, _)| reserved.eq_ignore_ascii_case(name))
+        .copied()
+}
+
+/// Refuses an operator chain output with a column named like a partition column.
+pub fn check_output_columns(dataset: &str, schema: &SchemaRef) -> Result<(), String> {
+    for field in schema.fields() {
+        if let Some(partition) = PARTITION_COLUMNS
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(field.name()))
+        {
+            return Err(format!(
+                "dataset {dataset}: the operator chain outputs a column {} that collides with \
+                 the Hive partition column {partition}; rename it",
+                field.name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The memory weir plans its buffers around.
@@ -338,9 +418,10 @@ pub struct DatasetConfig {
     /// Records larger than this go to dead letters. Default `1MiB`.
     #[serde(default = "default_max_record_bytes", deserialize_with = "de_bytes")]
     pub max_record_bytes: u64,
-    /// The operator chain, in order.
+    /// The operator chain, in order. Each may have a `name` (default: its type); state is
+    /// kept under the type and name.
     #[serde(default)]
-    pub operators: Vec<OperatorConfig>,
+    pub operators: Vec<OperatorSpec>,
 }
 
 fn default_max_record_bytes() -> u64 {
@@ -523,10 +604,10 @@ impl Config {
                     format!("{:?} must match [a-z0-9_]+", ds.name),
                 ));
             }
-            if ds.name == "dead_letter" {
+            if RESERVED_DATASET_NAMES.contains(&ds.name.as_str()) {
                 return Err(invalid(
                     key("name"),
-                    "dead_letter is reserved for the dead-letter table",
+                    format!("{} is reserved for a table of weir's own", ds.name),
                 ));
             }
             if !names.insert(ds.name.clone()) {
@@ -550,14 +631,52 @@ impl Config {
             let schema_ref = ds.schema.clone().unwrap_or_else(|| ds.name.clone());
             let schema = DatasetSchema::resolve(&schema_ref)
                 .map_err(|e| invalid(key("schema"), e.to_string()))?;
+            for field in &schema.fields {
+                if let Some((reserved, why)) = reserved_column(&field.name) {
+                    return Err(invalid(
+                        key("schema"),
+                        format!(
+                            "dataset {}: schema {} has a field {} but {reserved} is reserved \
+                             ({why}); rename the field",
+                            ds.name, schema.name, field.name
+                        ),
+                    ));
+                }
+            }
+            weir_operators::config::check_names(&ds.operators).map_err(|(j, e)| {
+                invalid(
+                    format!("datasets[{i}].operators[{j}].{}", e.key),
+                    format!("dataset {}: {}", ds.name, e.reason),
+                )
+            })?;
             let mut input_schema = schema.arrow_schema(ds.unknown_fields);
             for (j, op) in ds.operators.iter().enumerate() {
+                let op = &op.config;
                 op.validate(&input_schema, secrets).map_err(|e| {
                     invalid(format!("datasets[{i}].operators[{j}].{}", e.key), e.reason)
                 })?;
+                if let OperatorConfig::Redact(redact) = op
+                    && let Some(rule) = redact.fields.get(&schema.event_time)
+                    && !matches!(
+                        rule,
+                        weir_operators::redact::FieldRule::Keep
+                            | weir_operators::redact::FieldRule::Scan
+                    )
+                {
+                    return Err(invalid(
+                        format!("datasets[{i}].operators[{j}].fields.{}", schema.event_time),
+                        format!(
+                            "dataset {}: {} is the event time, which places each row in its \
+                             hour; it can only be kept",
+                            ds.name, schema.event_time
+                        ),
+                    ));
+                }
                 input_schema = next_schema(op, &input_schema)
                     .map_err(|reason| invalid(format!("datasets[{i}].operators[{j}]"), reason))?;
             }
+            check_output_columns(&ds.name, &input_schema)
+                .map_err(|reason| invalid(key("operators"), reason))?;
             resolved.push(ResolvedDataset {
                 config: ds.clone(),
                 input_schema: schema.arrow_schema(ds.unknown_fields),
@@ -729,5 +848,149 @@ topic = "cf.http_requests"
             .unwrap_err()
             .to_string();
         assert!(err.contains("datasets[0].name"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod reserved_and_named_tests {
+    use super::*;
+    use weir_operators::config::StaticSecrets;
+
+    fn validate(text: &str) -> Result<Vec<ResolvedDataset>, String> {
+        Config::parse(text)
+            .map_err(|e| e.to_string())?
+            .validate(&StaticSecrets::default())
+            .map_err(|e| e.to_string())
+    }
+
+    fn with_dataset(dataset: &str) -> String {
+        format!("[kafka]\nbrokers = \"127.0.0.1:9092\"\n{dataset}")
+    }
+
+    fn schema_file(dir: &std::path::Path, extra_field: &str) -> std::path::PathBuf {
+        let path = dir.join("app_logs.json");
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"name": "app_logs", "version": 1, "event_time": "ts", "fields": [
+                    {{"name": "ts", "type": "timestamp"}},
+                    {{"name": "level", "type": "string"}},
+                    {{"name": "{extra_field}", "type": "string"}}]}}"#
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn schema_fields_named_like_weirs_own_columns_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for field in [
+            "date",
+            "Hour",
+            "_sample_rate",
+            "_sample_th",
+            "enrich_version",
+        ] {
+            let path = schema_file(dir.path(), field);
+            let err = validate(&with_dataset(&format!(
+                "[[datasets]]\nname = \"app\"\ntopic = \"app\"\nschema = \"{}\"\n",
+                path.display()
+            )))
+            .unwrap_err();
+            assert!(err.contains("datasets[0].schema"), "{err}");
+            assert!(err.contains(&format!("field {field}")), "{err}");
+            assert!(err.contains("dataset app"), "{err}");
+        }
+        // A field that merely starts like one is fine.
+        let path = schema_file(dir.path(), "date_of_birth");
+        validate(&with_dataset(&format!(
+            "[[datasets]]\nname = \"app\"\ntopic = \"app\"\nschema = \"{}\"\n",
+            path.display()
+        )))
+        .unwrap();
+    }
+
+    #[test]
+    fn an_operator_output_named_like_a_partition_column_is_refused() {
+        let err = validate(&with_dataset(
+            "[[datasets]]\nname = \"http_requests\"\ntopic = \"t\"\n\
+             [[datasets.operators]]\ntype = \"enrich\"\n\
+             derive = { status_class = { field = \"EdgeResponseStatus\", name = \"hour\" } }\n",
+        ))
+        .unwrap_err();
+        assert!(err.contains("datasets[0].operators"), "{err}");
+        assert!(err.contains("hour"), "{err}");
+        assert!(err.contains("dataset http_requests"), "{err}");
+    }
+
+    #[test]
+    fn commits_and_dead_letter_are_not_dataset_names() {
+        for name in ["commits", "dead_letter"] {
+            let err = validate(&with_dataset(&format!(
+                "[[datasets]]\nname = \"{name}\"\ntopic = \"t\"\nschema = \"dns_logs\"\n"
+            )))
+            .unwrap_err();
+            assert!(err.contains("datasets[0].name"), "{err}");
+            assert!(err.contains("reserved"), "{err}");
+        }
+    }
+
+    #[test]
+    fn operators_are_named_and_duplicates_without_names_refused() {
+        let sampler = "[[datasets.operators]]\ntype = \"sample\"\nkey = \"RayID\"\nrate = 0.5\n";
+        let text = with_dataset(&format!(
+            "[[datasets]]\nname = \"http_requests\"\ntopic = \"t\"\n{sampler}{sampler}"
+        ));
+        let err = validate(&text).unwrap_err();
+        assert!(err.contains("datasets[0].operators[1].name"), "{err}");
+        assert!(err.contains("dataset http_requests"), "{err}");
+        let named = with_dataset(&format!(
+            "[[datasets]]\nname = \"http_requests\"\ntopic = \"t\"\n{sampler}name = \"first\"\n{sampler}name = \"second\"\n"
+        ));
+        let resolved = validate(&named).unwrap();
+        let names: Vec<&str> = resolved[0]
+            .config
+            .operators
+            .iter()
+            .map(|o| o.name())
+            .collect();
+        assert_eq!(names, ["first", "second"]);
+        let typo = named.replace("name = \"second\"", "nmae = \"second\"");
+        let err = validate(&typo).unwrap_err();
+        assert!(err.contains("nmae"), "{err}");
+    }
+
+    #[test]
+    fn redaction_may_not_rewrite_the_event_time() {
+        for action in ["null", "drop"] {
+            let err = validate(&with_dataset(&format!(
+                "[[datasets]]\nname = \"http_requests\"\ntopic = \"t\"\n\
+                 [[datasets.operators]]\ntype = \"redact\"\n\
+                 fields = {{ EdgeStartTimestamp = {{ action = \"{action}\" }} }}\n"
+            )))
+            .unwrap_err();
+            assert!(
+                err.contains("datasets[0].operators[0].fields.EdgeStartTimestamp"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_future_has_a_default_and_refuses_unknown_keys() {
+        let base = with_dataset("[[datasets]]\nname = \"dns_logs\"\ntopic = \"t\"\n");
+        let c = Config::parse(&base).unwrap();
+        assert_eq!(c.event_time.max_future, Duration::from_secs(3600));
+        let c = Config::parse(&format!("[event_time]\nmax_future = \"15m\"\n{base}")).unwrap();
+        assert_eq!(c.event_time.max_future, Duration::from_secs(900));
+        let err = Config::parse(&format!("[event_time]\nmax_futur = \"15m\"\n{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_futur"), "{err}");
+        let err = Config::parse(&format!("[event_time]\nmax_future = \"soon\"\n{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_future"), "{err}");
     }
 }

@@ -107,7 +107,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{debug, info, warn};
-use weir_operators::chain::ChainState;
+use weir_operators::chain::{ChainState, SavedState};
 
 use crate::store::retry;
 
@@ -175,11 +175,15 @@ pub struct FileRef {
     pub bytes: u64,
 }
 
-/// One operator's snapshot, base64 in JSON.
+/// One operator's snapshot, base64 in JSON, under the operator's identity: its type
+/// (`operator`) and its name. Entries written before operators had names have no `name`;
+/// their states are matched by position and type (see `weir_operators::chain`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorState {
     pub position: usize,
     pub operator: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub state: String,
 }
 
@@ -231,7 +235,12 @@ impl Entry {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(&s.state)
                 .map_err(|e| format!("operator state of {}: {e}", s.operator))?;
-            operators.push((s.position, s.operator.clone(), bytes));
+            operators.push(SavedState {
+                position: s.position,
+                kind: s.operator.clone(),
+                name: s.name.clone(),
+                bytes,
+            });
         }
         Ok(ChainState { operators })
     }
@@ -240,10 +249,11 @@ impl Entry {
         state
             .operators
             .iter()
-            .map(|(position, operator, bytes)| OperatorState {
-                position: *position,
-                operator: operator.clone(),
-                state: base64::engine::general_purpose::STANDARD.encode(bytes),
+            .map(|saved| OperatorState {
+                position: saved.position,
+                operator: saved.kind.clone(),
+                name: saved.name.clone(),
+                state: base64::engine::general_purpose::STANDARD.encode(&saved.bytes),
             })
             .collect()
     }
@@ -842,6 +852,39 @@ impl PartitionLedger {
         Ok(())
     }
 
+    /// Every entry of this stream, oldest first, each with the time the store says its
+    /// object was written (last-modified). Reads the whole history: for `weir query`'s
+    /// `commits` table, never for recovery or commits.
+    pub async fn entries(
+        &self,
+    ) -> Result<Vec<(Entry, chrono::DateTime<chrono::Utc>)>, LedgerError> {
+        use futures::StreamExt;
+        let prefix = Path::from(format!("{}/entries", self.root));
+        let store = self.store.clone();
+        let mut metas: Vec<object_store::ObjectMeta> = retry("ledger list", ATTEMPTS, || {
+            let store = store.clone();
+            let prefix = prefix.clone();
+            async move { store.list(Some(&prefix)).try_collect::<Vec<_>>().await }
+        })
+        .await
+        .map_err(|e| self.err(e))?;
+        metas.retain(|m| m.location.as_ref().ends_with(".json"));
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        let read: Vec<Result<Option<(Entry, _)>, LedgerError>> = futures::stream::iter(metas)
+            .map(|meta| async move {
+                let entry = self.get_json::<Entry>(&meta.location).await?;
+                Ok(entry.map(|e| (e, meta.last_modified)))
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        let mut out = Vec::with_capacity(read.len());
+        for r in read {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
     /// Every file named by this stream's entries: (data files, dead-letter files).
     pub async fn committed_files(&self) -> Result<(Vec<FileRef>, Vec<FileRef>), LedgerError> {
         let checkpoint = self.latest_checkpoint().await?;
@@ -1137,10 +1180,22 @@ mod tests {
     #[tokio::test]
     async fn state_round_trips() {
         let state = ChainState {
-            operators: vec![(1, "sample".into(), vec![0, 1, 255])],
+            operators: vec![SavedState {
+                position: 1,
+                kind: "sample".into(),
+                name: Some("per_zone".into()),
+                bytes: vec![0, 1, 255],
+            }],
         };
         let mut e = entry(1, 1, 0, 1, &[]);
         e.operator_state = Entry::encode_state(&state);
         assert_eq!(e.chain_state().unwrap(), state);
+        // Entries written before operators had names still read, without a name.
+        let old: OperatorState =
+            serde_json::from_str(r#"{"position":0,"operator":"sample","state":"AAE="}"#).unwrap();
+        assert_eq!(old.name, None);
+        let mut e = entry(1, 1, 0, 1, &[]);
+        e.operator_state = vec![old];
+        assert_eq!(e.chain_state().unwrap().operators[0].bytes, vec![0, 1]);
     }
 }

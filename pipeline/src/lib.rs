@@ -6,6 +6,7 @@
 //!                       │               partition, resumed from the ledger on assignment)
 //!                       ▼
 //!                    worker  ── decode (weir_schemas: NDJSON → Arrow; bad record → dead letter)
+//!                       │    ── event_time (wall-clock bound: too far ahead → dead letter)
 //!                       │    ── operator chain (weir_operators: sample ▶ redact ▶ enrich …)
 //!                       │    ── sink::parquet (zstd, Hive date=/hour= of event time)
 //!                       ▼
@@ -18,14 +19,16 @@
 //! ```
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
-//! [`worker`], [`sink::parquet`], [`sink::dead_letter`], [`ledger`] (the commit log) and
-//! [`commit`] (the commit protocol over it), [`query`], [`runner`]
+//! [`worker`], [`event_time`] (the `max_future` bound), [`sink::parquet`],
+//! [`sink::dead_letter`], [`ledger`] (the commit log) and [`commit`] (the commit protocol
+//! over it), [`query`], [`runner`]
 //! (`weir run`), [`demo`] (`weir demo`), [`memory`] (how `memory.limit` is shared), [`metrics`], [`reference`] (enrich reference data
 //! and its reloads), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 
 pub mod commit;
 pub mod config;
 pub mod demo;
+pub mod event_time;
 pub mod failpoint;
 pub mod faulty_store;
 pub mod ledger;

@@ -3,17 +3,25 @@
 //! Each dataset is a table named after it, with Hive partition columns `date` and `hour`
 //! (strings, `'2026-11-22'` and `'05'`) that prune files before any is opened. The table
 //! `dead_letter` holds every dataset's dead letters. Files are listed through
-//! [`CommittedView`], which hides every file no ledger entry names.
+//! [`CommittedView`], which hides every file no ledger entry names. The table `commits` is
+//! the ledger itself, one row per entry ([`commits_schema`]), read only by queries that use
+//! it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use object_store::path::Path;
@@ -71,6 +79,7 @@ pub async fn session(
         .listing_table_ignore_subdirectory = false;
     let ctx = SessionContext::new_with_config(config);
     let url = url::Url::parse(LAKE_URL).expect("static url");
+    let store_for_commits = store.clone();
     let view: Arc<dyn ObjectStore> = Arc::new(CommittedView::new(store, committed));
     ctx.register_object_store(&url, view.clone());
     // DataFusion's listing skips path segments starting with `_` (Hive's hidden-file
@@ -103,7 +112,195 @@ pub async fn session(
         options,
         crate::sink::dead_letter::schema(),
     )?;
+    ctx.register_table(
+        "commits",
+        Arc::new(CommitsTable {
+            store: store_for_commits,
+            datasets: datasets.iter().map(|d| d.name.clone()).collect(),
+        }),
+    )?;
     Ok(ctx)
+}
+
+/// Schema of the `commits` table: one row per ledger entry. The column names are a
+/// contract (documented in the README); add columns, never rename them.
+pub fn commits_schema() -> SchemaRef {
+    let int = |name: &str| Field::new(name, DataType::Int64, false);
+    Arc::new(Schema::new(vec![
+        Field::new("dataset", DataType::Utf8, false),
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        int("seq"),
+        int("epoch"),
+        Field::new("kind", DataType::Utf8, false),
+        // Null for an entry that covers no position yet (a takeover before any commit).
+        Field::new("first_offset", DataType::Int64, true),
+        Field::new("next_offset", DataType::Int64, true),
+        int("records"),
+        int("rows"),
+        int("dead_letters"),
+        int("files"),
+        int("bytes"),
+        int("skipped_offsets"),
+        Field::new(
+            "committed_at",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+    ]))
+}
+
+/// What an entry did, as the `kind` column says it.
+pub fn entry_kind(entry: &ledger::Entry) -> &'static str {
+    if entry.takeover { "takeover" } else { "append" }
+}
+
+/// The `commits` table: reads the ledger entries of every dataset when a query scans it
+/// (so other queries never pay for the history).
+#[derive(Debug)]
+struct CommitsTable {
+    store: Arc<dyn ObjectStore>,
+    datasets: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for CommitsTable {
+    fn schema(&self) -> SchemaRef {
+        commits_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    /// `dataset = '...'` narrows which ledgers are read (DataFusion still applies it).
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match dataset_of(f) {
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let datasets: Vec<String> = self
+            .datasets
+            .iter()
+            .filter(|d| {
+                filters
+                    .iter()
+                    .filter_map(dataset_of)
+                    .all(|want| want == **d)
+            })
+            .cloned()
+            .collect();
+        let batch = commits_batch(&self.store, &datasets)
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let table = MemTable::try_new(commits_schema(), vec![vec![batch]])?;
+        table.scan(state, projection, &[], limit).await
+    }
+}
+
+/// The dataset a filter `dataset = '<name>'` (either way round) pins, if it is one.
+fn dataset_of(filter: &Expr) -> Option<String> {
+    let Expr::BinaryExpr(binary) = filter else {
+        return None;
+    };
+    if binary.op != Operator::Eq {
+        return None;
+    }
+    match (binary.left.as_ref(), binary.right.as_ref()) {
+        (Expr::Column(column), Expr::Literal(value, _))
+        | (Expr::Literal(value, _), Expr::Column(column))
+            if column.name == "dataset" =>
+        {
+            value.try_as_str().flatten().map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
+/// Every ledger entry of `datasets` as one batch of the `commits` table, ordered by
+/// dataset, topic, partition and sequence number.
+pub async fn commits_batch(
+    store: &Arc<dyn ObjectStore>,
+    datasets: &[String],
+) -> Result<RecordBatch, QueryError> {
+    let mut entries = Vec::new();
+    for dataset in datasets {
+        for stream in ledger::streams(store, dataset).await? {
+            entries.extend(stream.entries().await?);
+        }
+    }
+    entries.sort_by(|(a, _), (b, _)| {
+        (&a.dataset, &a.topic, a.partition, a.seq).cmp(&(&b.dataset, &b.topic, b.partition, b.seq))
+    });
+    let n = entries.len();
+    let mut dataset = StringBuilder::new();
+    let mut topic = StringBuilder::new();
+    let mut partition = Int32Builder::with_capacity(n);
+    let mut seq = Int64Builder::with_capacity(n);
+    let mut epoch = Int64Builder::with_capacity(n);
+    let mut kind = StringBuilder::new();
+    let mut first_offset = Int64Builder::with_capacity(n);
+    let mut next_offset = Int64Builder::with_capacity(n);
+    let mut records = Int64Builder::with_capacity(n);
+    let mut rows = Int64Builder::with_capacity(n);
+    let mut dead_letters = Int64Builder::with_capacity(n);
+    let mut files = Int64Builder::with_capacity(n);
+    let mut bytes = Int64Builder::with_capacity(n);
+    let mut skipped = Int64Builder::with_capacity(n);
+    let mut committed_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    // -1 stands for "no position yet" in a takeover entry before any commit.
+    let offset = |o: i64| (o >= 0).then_some(o);
+    for (entry, written) in &entries {
+        dataset.append_value(&entry.dataset);
+        topic.append_value(&entry.topic);
+        partition.append_value(entry.partition);
+        seq.append_value(count(entry.seq));
+        epoch.append_value(count(entry.epoch));
+        kind.append_value(entry_kind(entry));
+        first_offset.append_option(offset(entry.start_offset));
+        next_offset.append_option(offset(entry.next_offset));
+        records.append_value(count(entry.records));
+        rows.append_value(count(entry.rows));
+        dead_letters.append_value(count(entry.dead_lettered));
+        files.append_value(count(entry.files.len() as u64));
+        bytes.append_value(count(entry.files.iter().map(|f| f.bytes).sum()));
+        skipped.append_value(count(entry.skipped_offsets));
+        committed_at.append_value(written.timestamp_millis());
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(dataset.finish()),
+        Arc::new(topic.finish()),
+        Arc::new(partition.finish()),
+        Arc::new(seq.finish()),
+        Arc::new(epoch.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(first_offset.finish()),
+        Arc::new(next_offset.finish()),
+        Arc::new(records.finish()),
+        Arc::new(rows.finish()),
+        Arc::new(dead_letters.finish()),
+        Arc::new(files.finish()),
+        Arc::new(bytes.finish()),
+        Arc::new(skipped.finish()),
+        Arc::new(committed_at.finish()),
+    ];
+    Ok(RecordBatch::try_new(commits_schema(), columns)?)
 }
 
 fn register(
@@ -156,6 +353,205 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, QueryEr
                 w.finish()?;
             }
             Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::ledger::{Entry, FileRef, LEDGER_VERSION, PartitionLedger};
+    use crate::runtime::DatasetRuntime;
+
+    fn datasets() -> Vec<Arc<DatasetRuntime>> {
+        let config = Config::parse(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[datasets]]\nname = \"dns_logs\"\ntopic = \"dns\"\n\
+             [[datasets]]\nname = \"firewall_events\"\ntopic = \"fw\"\n",
+        )
+        .unwrap();
+        let resolved = config
+            .validate(&weir_operators::config::StaticSecrets::default())
+            .unwrap();
+        resolved
+            .into_iter()
+            .map(|r| {
+                Arc::new(DatasetRuntime {
+                    name: r.config.name.clone(),
+                    topic: r.config.topic.clone(),
+                    operators: Vec::new(),
+                    output_schema: r.input_schema.clone(),
+                    resolved: r,
+                })
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        partition: i32,
+        seq: u64,
+        epoch: u64,
+        offsets: (i64, i64),
+        records: u64,
+        dead: u64,
+        file_bytes: &[u64],
+        skipped: u64,
+    ) -> Entry {
+        let files: Vec<FileRef> = file_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| FileRef {
+                path: format!("dns_logs/date=2026-12-05/hour=0{i}/p{partition}-{seq}.parquet"),
+                rows: 2,
+                bytes,
+            })
+            .collect();
+        Entry {
+            version: LEDGER_VERSION,
+            seq,
+            epoch,
+            writer: "test".into(),
+            dataset: "dns_logs".into(),
+            topic: "dns".into(),
+            partition,
+            start_offset: offsets.0,
+            next_offset: offsets.1,
+            records,
+            rows: files.iter().map(|f| f.rows).sum(),
+            dead_lettered: dead,
+            skipped_offsets: skipped,
+            files,
+            dead_letters: Vec::new(),
+            operator_state: Vec::new(),
+            config_hash: "h".into(),
+            weir_version: "test".into(),
+            takeover: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_has_one_row_per_ledger_entry() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let before = chrono::Utc::now().timestamp_millis();
+        let zero = PartitionLedger::new(store.clone(), "dns_logs", "dns", 0);
+        let one = PartitionLedger::new(store.clone(), "dns_logs", "dns", 1);
+        zero.commit(&entry(0, 1, 1, (0, 10), 10, 2, &[100, 50], 0))
+            .await
+            .unwrap();
+        let mut takeover = entry(0, 2, 2, (10, 10), 0, 0, &[], 0);
+        takeover.takeover = true;
+        zero.commit(&takeover).await.unwrap();
+        zero.commit(&entry(0, 3, 2, (10, 28), 15, 0, &[70], 3))
+            .await
+            .unwrap();
+        let mut first = entry(1, 1, 1, (-1, -1), 0, 0, &[], 0);
+        first.takeover = true;
+        one.commit(&first).await.unwrap();
+        one.commit(&entry(1, 2, 1, (0, 5), 5, 1, &[40], 0))
+            .await
+            .unwrap();
+        let after = chrono::Utc::now().timestamp_millis();
+
+        let ctx = session(store, &datasets()).await.unwrap();
+        let rows = run(
+            &ctx,
+            "SELECT dataset, topic, \"partition\", seq, epoch, kind, first_offset, next_offset, \
+             records, rows, dead_letters, files, bytes, skipped_offsets \
+             FROM commits ORDER BY \"partition\", seq",
+        )
+        .await
+        .unwrap();
+        let csv = render(&rows, Format::Csv).unwrap();
+        assert_eq!(
+            csv.lines().collect::<Vec<_>>(),
+            [
+                "dataset,topic,partition,seq,epoch,kind,first_offset,next_offset,records,rows,dead_letters,files,bytes,skipped_offsets",
+                "dns_logs,dns,0,1,1,append,0,10,10,4,2,2,150,0",
+                "dns_logs,dns,0,2,2,takeover,10,10,0,0,0,0,0,0",
+                "dns_logs,dns,0,3,2,append,10,28,15,2,0,1,70,3",
+                "dns_logs,dns,1,1,1,takeover,,,0,0,0,0,0,0",
+                "dns_logs,dns,1,2,1,append,0,5,5,2,1,1,40,0",
+            ]
+        );
+        // committed_at is when the store wrote each entry.
+        let times = run(
+            &ctx,
+            "SELECT min(committed_at), max(committed_at), count(*) FROM commits",
+        )
+        .await
+        .unwrap();
+        let column = |i: usize| {
+            times[0]
+                .column(i)
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+                .unwrap()
+                .value(0)
+        };
+        assert!(
+            before <= column(0) && column(1) <= after,
+            "{before} {} {} {after}",
+            column(0),
+            column(1)
+        );
+        // Records, dead letters and skipped offsets add up to the offsets covered.
+        let sums = run(
+            &ctx,
+            "SELECT \"partition\", sum(records) + sum(skipped_offsets), max(next_offset) \
+             FROM commits GROUP BY 1 ORDER BY 1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            render(&sums, Format::Csv)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .collect::<Vec<_>>(),
+            ["0,28,28", "1,5,5"]
+        );
+    }
+
+    /// `WHERE dataset = '...'` narrows the ledgers read, and the answers stay exact.
+    #[tokio::test]
+    async fn a_dataset_filter_narrows_the_ledgers_read() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        PartitionLedger::new(store.clone(), "dns_logs", "dns", 0)
+            .commit(&entry(0, 1, 1, (0, 7), 7, 0, &[10], 0))
+            .await
+            .unwrap();
+        let mut firewall = entry(3, 1, 1, (0, 4), 4, 0, &[], 0);
+        firewall.dataset = "firewall_events".into();
+        firewall.topic = "fw".into();
+        PartitionLedger::new(store.clone(), "firewall_events", "fw", 3)
+            .commit(&firewall)
+            .await
+            .unwrap();
+        let ctx = session(store, &datasets()).await.unwrap();
+        for (filter, want) in [
+            ("dataset = 'dns_logs'", vec!["dns_logs,0,7"]),
+            ("'firewall_events' = dataset", vec!["firewall_events,3,4"]),
+            ("dataset = 'nope'", vec![]),
+            ("records > 0", vec!["dns_logs,0,7", "firewall_events,3,4"]),
+            (
+                "dataset = 'dns_logs' OR dataset = 'firewall_events'",
+                vec!["dns_logs,0,7", "firewall_events,3,4"],
+            ),
+        ] {
+            let rows = run(
+                &ctx,
+                &format!(
+                    "SELECT dataset, \"partition\", records FROM commits WHERE {filter} ORDER BY 1"
+                ),
+            )
+            .await
+            .unwrap();
+            let csv = render(&rows, Format::Csv).unwrap();
+            let got: Vec<&str> = csv.lines().skip(1).collect();
+            assert_eq!(got, want, "{filter}");
         }
     }
 }

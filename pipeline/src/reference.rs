@@ -33,7 +33,7 @@ fn enrich_configs(config: &Config) -> Vec<&EnrichConfig> {
         .datasets
         .iter()
         .flat_map(|d| &d.operators)
-        .filter_map(|o| match o {
+        .filter_map(|o| match &o.config {
             OperatorConfig::Enrich(e) => Some(e),
             _ => None,
         })

@@ -94,6 +94,12 @@ pub fn prepare(
                 ),
             });
         }
+        crate::config::check_output_columns(&r.config.name, chain.output_schema()).map_err(
+            |reason| RunError::Dataset {
+                dataset: r.config.name.clone(),
+                reason,
+            },
+        )?;
         out.push(Arc::new(DatasetRuntime {
             name: r.config.name.clone(),
             topic: r.config.topic.clone(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use object_store::ObjectStore;
 use tokio::sync::mpsc;
-use weir_operators::{OperatorConfig, SecretSource};
+use weir_operators::{OperatorSpec, SecretSource};
 
 use crate::config::{Config, ResolvedDataset};
 
@@ -17,7 +17,7 @@ pub struct DatasetRuntime {
     pub name: String,
     pub topic: String,
     pub resolved: ResolvedDataset,
-    pub operators: Vec<OperatorConfig>,
+    pub operators: Vec<OperatorSpec>,
     /// Schema of the rows that land (after the operator chain).
     pub output_schema: SchemaRef,
 }

@@ -26,7 +26,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 use weir_operators::Chain;
-use weir_schemas::{BatchDecoder, DecoderOptions};
+use weir_operators::chain::RestoreOutcome;
+use weir_schemas::{BatchDecoder, DecodeErrorKind, Decoded, DecoderOptions};
 
 use crate::commit::{Attempt, Outcome, Protocol};
 use crate::config::OnOffsetGap;
@@ -34,7 +35,7 @@ use crate::failpoint;
 use crate::ledger::{Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger, Tail};
 use crate::runtime::{DatasetRuntime, Shared};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterBuffer};
-use crate::sink::parquet::{ClosedFile, PartitionWriter, file_name};
+use crate::sink::parquet::{ClosedFile, PartitionWriter, WriteError, file_name};
 use crate::source::kafka::{WeirConsumer, WeirContext};
 
 /// What the source asks of a worker.
@@ -665,38 +666,102 @@ impl Worker {
                 rejected as u64,
             );
         }
+        let future = self.too_far_ahead(&decoded.batch);
+        let mut input = decoded.batch;
+        if !future.is_empty() {
+            let rows = Decoded::accepted_positions(&decoded.rejects, n);
+            let max_future = self.shared.config.event_time.max_future;
+            for &row in &future {
+                let index = rows[row];
+                accepted[index] = false;
+                let p = &batch.records[index];
+                self.dead.push(DeadLetter {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    offset: p.offset,
+                    kafka_timestamp: p.timestamp,
+                    stage: "decode".to_owned(),
+                    error_kind: DecodeErrorKind::InvalidEventTime.as_str().to_owned(),
+                    error: format!(
+                        "event time {} is more than {} ahead of the wall clock",
+                        crate::event_time::rfc3339(self.event_time_of(&input, row)),
+                        humantime::format_duration(max_future)
+                    ),
+                    raw: payloads[index].to_vec(),
+                });
+            }
+            let ds = self.ds.name.clone();
+            self.shared.metrics.add(
+                "dead_letters_total",
+                &[("dataset", &ds), ("stage", "decode")],
+                future.len() as u64,
+            );
+            input = crate::event_time::without(&input, &future).map_err(WriteError::from)?;
+        }
+        let rejected = rejected + future.len();
         failpoint::hit("mid-batch");
-        let processed = self.chain.process(decoded.batch);
+        let processed = self.chain.process(input);
         self.export_operator_metrics();
-        match processed {
-            Ok(out) => {
-                self.write(&out)?;
-            }
-            Err(e) => {
-                warn!(topic = %self.topic, partition = self.partition, stage = %e.stage, error = %e.error, records = n - rejected, "operator failed; batch goes to dead letters");
-                for (i, p) in batch.records.iter().enumerate() {
-                    if accepted[i] {
-                        self.dead.push(DeadLetter {
-                            topic: self.topic.clone(),
-                            partition: self.partition,
-                            offset: p.offset,
-                            kafka_timestamp: p.timestamp,
-                            stage: e.stage.clone(),
-                            error_kind: "operator_error".to_owned(),
-                            error: e.error.to_string(),
-                            raw: payloads[i].to_vec(),
-                        });
-                    }
+        // A batch the chain failed on, or whose output the writer refused, goes to the dead
+        // letters whole: (stage, error_kind, error).
+        let failure = match processed {
+            Ok(out) => match self.write(&out) {
+                Ok(()) => None,
+                Err(WorkerError::Write(e @ WriteError::NullEventTime { .. })) => Some((
+                    "write".to_owned(),
+                    DecodeErrorKind::InvalidEventTime.as_str(),
+                    e.to_string(),
+                )),
+                Err(e) => return Err(e),
+            },
+            Err(e) => Some((e.stage, "operator_error", e.error.to_string())),
+        };
+        if let Some((stage, kind, error)) = failure {
+            warn!(topic = %self.topic, partition = self.partition, stage = %stage, error_kind = kind, error = %error, records = n - rejected, "batch failed after decoding; it goes to dead letters");
+            for (i, p) in batch.records.iter().enumerate() {
+                if accepted[i] {
+                    self.dead.push(DeadLetter {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        offset: p.offset,
+                        kafka_timestamp: p.timestamp,
+                        stage: stage.clone(),
+                        error_kind: kind.to_owned(),
+                        error: error.clone(),
+                        raw: payloads[i].to_vec(),
+                    });
                 }
-                let ds = self.ds.name.clone();
-                self.shared.metrics.add(
-                    "dead_letters_total",
-                    &[("dataset", &ds), ("stage", &e.stage)],
-                    (n - rejected) as u64,
-                );
             }
+            let ds = self.ds.name.clone();
+            self.shared.metrics.add(
+                "dead_letters_total",
+                &[("dataset", &ds), ("stage", &stage)],
+                (n - rejected) as u64,
+            );
         }
         Ok(())
+    }
+
+    /// Rows of a decoded batch whose event time is beyond `[event_time] max_future` from
+    /// now (see [`crate::event_time`]).
+    fn too_far_ahead(&self, batch: &RecordBatch) -> Vec<usize> {
+        let Ok(column) = batch.schema().index_of(&self.ds.resolved.schema.event_time) else {
+            return Vec::new();
+        };
+        let limit =
+            crate::event_time::limit(chrono::Utc::now(), self.shared.config.event_time.max_future);
+        crate::event_time::beyond(batch, column, limit)
+    }
+
+    fn event_time_of(&self, batch: &RecordBatch, row: usize) -> i64 {
+        batch
+            .column_by_name(&self.ds.resolved.schema.event_time)
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<arrow::array::TimestampNanosecondArray>()
+                    .map(|t| t.value(row))
+            })
+            .unwrap_or_default()
     }
 
     /// Adds what the operators counted since the last call to the process metrics
@@ -960,14 +1025,43 @@ fn build_chain(shared: &Shared, ds: &DatasetRuntime, tail: &Tail) -> Result<Chai
         &shared.resources,
     )
     .map_err(|e| WorkerError::Chain(e.to_string()))?;
-    if let Some(last) = &tail.last {
-        let state = last.chain_state().map_err(WorkerError::Chain)?;
-        chain.restore(&state).map_err(|e| {
-            WorkerError::Chain(format!(
-                "restoring operator state of entry {}: {e}",
+    let Some(last) = &tail.last else {
+        return Ok(chain);
+    };
+    let state = match last.chain_state() {
+        Ok(state) => state,
+        Err(reason) => {
+            // Undecodable state is a damaged entry, not a config change: stop rather
+            // than silently resample or re-budget from zero.
+            return Err(WorkerError::Chain(format!(
+                "operator state of ledger entry {}: {reason}",
                 last.seq
-            ))
-        })?;
+            )));
+        }
+    };
+    let report = chain.restore(&state);
+    let (topic, partition, seq) = (&last.topic, last.partition, last.seq);
+    for op in &report.operators {
+        let (kind, name) = (&op.kind, &op.name);
+        match &op.outcome {
+            RestoreOutcome::Stateless => {}
+            RestoreOutcome::Restored => {
+                info!(dataset = %ds.name, topic = %topic, partition, seq, operator = %name, kind = %kind, "operator state restored")
+            }
+            RestoreOutcome::RestoredLegacy { saved_position } => {
+                info!(dataset = %ds.name, topic = %topic, partition, seq, operator = %name, kind = %kind, saved_position, "operator state restored, matched by position and type (entry written before operator names)")
+            }
+            RestoreOutcome::NoState => {
+                info!(dataset = %ds.name, topic = %topic, partition, seq, operator = %name, kind = %kind, "operator starts with fresh state: the ledger holds none under its name")
+            }
+            RestoreOutcome::Refused { reason } => {
+                warn!(dataset = %ds.name, topic = %topic, partition, seq, operator = %name, kind = %kind, reason = %reason, "operator starts with fresh state: its saved state no longer fits its settings")
+            }
+        }
+    }
+    for saved in &report.dropped {
+        let name = saved.name.as_deref().unwrap_or(&saved.kind);
+        warn!(dataset = %ds.name, topic = %topic, partition, seq, operator = %name, kind = %saved.kind, position = saved.position, "saved operator state dropped: no operator in the chain keeps state under its type and name")
     }
     Ok(chain)
 }

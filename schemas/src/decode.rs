@@ -95,8 +95,10 @@ pub enum DecodeErrorKind {
     InvalidJson,
     /// A field's value does not fit its declared type.
     WrongType,
-    /// The event-time field is missing, null or not an instant.
-    MissingEventTime,
+    /// The event-time field is missing, null, not an instant, or (checked by the pipeline,
+    /// which holds the clock) too far in the future. Named `missing_event_time` before
+    /// the future bound existed.
+    InvalidEventTime,
     /// A field declared `"nullable": false` is missing or null.
     MissingField,
 }
@@ -108,7 +110,7 @@ impl DecodeErrorKind {
         DecodeErrorKind::InvalidUtf8,
         DecodeErrorKind::InvalidJson,
         DecodeErrorKind::WrongType,
-        DecodeErrorKind::MissingEventTime,
+        DecodeErrorKind::InvalidEventTime,
         DecodeErrorKind::MissingField,
     ];
 
@@ -120,7 +122,7 @@ impl DecodeErrorKind {
             DecodeErrorKind::InvalidUtf8 => "invalid_utf8",
             DecodeErrorKind::InvalidJson => "invalid_json",
             DecodeErrorKind::WrongType => "wrong_type",
-            DecodeErrorKind::MissingEventTime => "missing_event_time",
+            DecodeErrorKind::InvalidEventTime => "invalid_event_time",
             DecodeErrorKind::MissingField => "missing_field",
         }
     }
@@ -153,7 +155,13 @@ pub struct Decoded {
 impl Decoded {
     /// Input positions of the rows of `batch`, in order.
     pub fn accepted_indices(&self, input_len: usize) -> Vec<usize> {
-        let mut rejected = self.rejects.iter().map(|r| r.index).peekable();
+        Decoded::accepted_positions(&self.rejects, input_len)
+    }
+
+    /// Input positions of the accepted rows, given the (sorted) rejects of a decode of
+    /// `input_len` messages.
+    pub fn accepted_positions(rejects: &[Reject], input_len: usize) -> Vec<usize> {
+        let mut rejected = rejects.iter().map(|r| r.index).peekable();
         (0..input_len)
             .filter(|i| {
                 if rejected.peek() == Some(i) {
@@ -421,7 +429,11 @@ impl BatchDecoder {
         if let [index] = group {
             rejects.push(Reject {
                 index: *index,
-                error: classify(records[*index], &error),
+                error: classify(
+                    records[*index],
+                    &error,
+                    self.schema.field(self.event_time).name(),
+                ),
             });
             return;
         }
@@ -514,7 +526,7 @@ impl BatchDecoder {
                             if is_event_time {
                                 any_error = true;
                                 row_error.get_or_insert_with(|| DecodeError {
-                                    kind: DecodeErrorKind::MissingEventTime,
+                                    kind: DecodeErrorKind::InvalidEventTime,
                                     reason: format!("event time field {name} is missing or null"),
                                 });
                             }
@@ -527,7 +539,7 @@ impl BatchDecoder {
                                 builder.append_null();
                                 any_error = true;
                                 let kind = if is_event_time {
-                                    DecodeErrorKind::MissingEventTime
+                                    DecodeErrorKind::InvalidEventTime
                                 } else {
                                     DecodeErrorKind::WrongType
                                 };
@@ -617,8 +629,9 @@ fn precheck(record: &[u8], max_record_bytes: usize) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Sorts a lone record's arrow-json error into a kind.
-fn classify(record: &[u8], error: &ArrowError) -> DecodeError {
+/// Sorts a lone record's arrow-json error into a kind: a value of the wrong type is
+/// `invalid_event_time` when it is the event time's, `wrong_type` otherwise.
+fn classify(record: &[u8], error: &ArrowError, event_time: &str) -> DecodeError {
     let first = record.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first != Some(b'{') {
         return DecodeError {
@@ -628,8 +641,13 @@ fn classify(record: &[u8], error: &ArrowError) -> DecodeError {
     }
     let message = error.to_string();
     let message = message.strip_prefix("Json error: ").unwrap_or(&message);
+    let kind = if message.starts_with(&format!("whilst decoding field '{event_time}':")) {
+        DecodeErrorKind::InvalidEventTime
+    } else {
+        DecodeErrorKind::WrongType
+    };
     DecodeError {
-        kind: DecodeErrorKind::WrongType,
+        kind,
         reason: lowercase_first(message),
     }
 }

@@ -350,7 +350,7 @@ fn json_fields_survive_rejects_and_slices() {
     assert_eq!(
         kinds(&decoded),
         [
-            (1, DecodeErrorKind::MissingEventTime),
+            (1, DecodeErrorKind::InvalidEventTime),
             (2, DecodeErrorKind::WrongType)
         ]
     );
@@ -407,6 +407,31 @@ fn unknown_fields_drop_or_extra() {
 }
 
 #[test]
+fn an_event_time_that_is_no_instant_is_an_invalid_event_time() {
+    let mut decoder = decoder("dns_logs", UnknownFields::Drop);
+    let records: Vec<&[u8]> = vec![
+        br#"{"Timestamp":{"seconds":1},"QueryName":"object"}"#,
+        br#"{"Timestamp":[1],"QueryName":"list"}"#,
+        br#"{"Timestamp":1,"QueryName":"good"}"#,
+        br#"{"Timestamp":99999999999999999999999,"QueryName":"past the nanosecond range"}"#,
+        br#"{"Timestamp":"2300-01-01T00:00:00Z","QueryName":"past the nanosecond range"}"#,
+        br#"{"Timestamp":true,"QueryName":"bool"}"#,
+    ];
+    let decoded = decoder.decode(&records);
+    use DecodeErrorKind::*;
+    assert_eq!(
+        kinds(&decoded),
+        [
+            (0, InvalidEventTime),
+            (1, InvalidEventTime),
+            (3, InvalidEventTime),
+            (4, InvalidEventTime),
+            (5, InvalidEventTime),
+        ]
+    );
+}
+
+#[test]
 fn each_reject_kind_lands_in_order_between_good_records() {
     let mut decoder = decoder("dns_logs", UnknownFields::Drop);
     let records: Vec<&[u8]> = vec![
@@ -437,9 +462,9 @@ fn each_reject_kind_lands_in_order_between_good_records() {
             (3, InvalidUtf8),
             (5, InvalidJson),
             (7, WrongType),
-            (9, MissingEventTime),
-            (10, MissingEventTime),
-            (11, MissingEventTime),
+            (9, InvalidEventTime),
+            (10, InvalidEventTime),
+            (11, InvalidEventTime),
             (13, WrongType),
             (15, InvalidJson),
         ]
@@ -589,7 +614,7 @@ fn kind_names_are_stable() {
             "invalid_utf8",
             "invalid_json",
             "wrong_type",
-            "missing_event_time",
+            "invalid_event_time",
             "missing_field"
         ]
     );

@@ -92,6 +92,17 @@ impl std::fmt::Debug for SampleOperator {
     }
 }
 
+/// Fingerprint of the settings that give window state its meaning: the group fields, the
+/// window length and the time field. Rates (`per_second`, `events_per_second`, …) are
+/// not in it: counts stay meaningful when only the rate changes.
+fn state_settings(group_by: &[String], window_seconds: i64, time_field: &str) -> u64 {
+    let text = format!(
+        "group_by={};window_seconds={window_seconds};time_field={time_field}",
+        group_by.join("\u{1f}")
+    );
+    super::hash::xxh64(text.as_bytes(), 0)
+}
+
 impl SampleOperator {
     pub fn new(
         config: &SampleConfig,
@@ -121,8 +132,9 @@ impl SampleOperator {
                 per_window: budget.per_second,
                 excess: budget.excess(),
             };
+            let settings = state_settings(budget.group_by.names(), 1, &time_field);
             let windowed = DefaultRate::Windowed {
-                state: WindowState::new(policy, budget.max_groups),
+                state: WindowState::new(policy, budget.max_groups).with_settings(settings),
                 group_by: budget.group_by.names().to_vec(),
                 window_seconds: 1,
                 time_field,
@@ -132,10 +144,12 @@ impl SampleOperator {
             let policy = Policy::Target {
                 per_window: target.events_per_second as f64 * target.window_seconds as f64,
             };
+            let window_seconds = i64::try_from(target.window_seconds).unwrap_or(i64::MAX);
+            let settings = state_settings(target.group_by.names(), window_seconds, &time_field);
             let windowed = DefaultRate::Windowed {
-                state: WindowState::new(policy, target.max_groups),
+                state: WindowState::new(policy, target.max_groups).with_settings(settings),
                 group_by: target.group_by.names().to_vec(),
-                window_seconds: i64::try_from(target.window_seconds).unwrap_or(i64::MAX),
+                window_seconds,
                 time_field,
             };
             (windowed, "target")

@@ -31,7 +31,8 @@ use super::hash::MIN_RATE;
 pub const OVERFLOW_GROUP: u64 = u64::MAX;
 
 const MAGIC: &[u8; 4] = b"WSMP";
-const FORMAT_VERSION: u8 = 1;
+/// Version 2 added the settings fingerprint; version 1 snapshots are still restored.
+const FORMAT_VERSION: u8 = 2;
 
 /// Group keys are already XXH64 hashes; hashing them again would only cost time.
 #[derive(Default)]
@@ -95,6 +96,10 @@ pub struct StateCounters {
 #[derive(Debug)]
 pub struct WindowState {
     policy: Policy,
+    /// Fingerprint of the settings that give the counts their meaning (what a group is,
+    /// how long a window is, which time it is measured on): a snapshot taken under other
+    /// settings is refused rather than restored into counts that mean something else.
+    settings: u64,
     max_groups: usize,
     current: Option<i64>,
     level: f64,
@@ -106,12 +111,19 @@ impl WindowState {
     pub fn new(policy: Policy, max_groups: usize) -> WindowState {
         WindowState {
             policy,
+            settings: 0,
             max_groups,
             current: None,
             level: policy.initial_level(),
             groups: GroupMap::default(),
             counters: StateCounters::default(),
         }
+    }
+
+    /// Sets the settings fingerprint that snapshots carry and restores check.
+    pub fn with_settings(mut self, settings: u64) -> WindowState {
+        self.settings = settings;
+        self
     }
 
     /// Counts one row of `group` at event-time `window` and returns the probability it is
@@ -178,10 +190,11 @@ impl WindowState {
     /// Versioned binary snapshot; groups sorted so equal states give equal bytes.
     ///
     /// ```text
-    /// "WSMP" | version u8 (1) | policy u8 (1 budget, 2 target) | has window u8 | window i64
-    ///        | level f64 | groups u64 | groups × (group u64, prev u64, current u64)
+    /// "WSMP" | version u8 (2) | policy u8 (1 budget, 2 target) | settings u64
+    ///        | has window u8 | window i64 | level f64 | groups u64
+    ///        | groups × (group u64, prev u64, current u64)
     /// ```
-    /// (all little-endian)
+    /// (all little-endian). Version 1 had no `settings`.
     pub fn snapshot(&self) -> Bytes {
         let mut groups: Vec<(u64, Counts)> = self.groups.iter().map(|(g, c)| (*g, *c)).collect();
         groups.sort_unstable_by_key(|(group, _)| *group);
@@ -189,6 +202,7 @@ impl WindowState {
         out.put_slice(MAGIC);
         out.put_u8(FORMAT_VERSION);
         out.put_u8(self.policy.tag());
+        out.put_u64_le(self.settings);
         out.put_u8(u8::from(self.current.is_some()));
         out.put_i64_le(self.current.unwrap_or(0));
         out.put_f64_le(self.level);
@@ -201,14 +215,16 @@ impl WindowState {
         out.freeze()
     }
 
+    /// Restores a snapshot; on `Err` the state is left as it was.
     pub fn restore(&mut self, mut bytes: Bytes) -> Result<(), String> {
-        const HEADER: usize = 4 + 1 + 1 + 1 + 8 + 8 + 8;
-        if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+        // has window, window, level, group count
+        const FIXED: usize = 1 + 8 + 8 + 8;
+        if bytes.len() < 4 + 1 + 1 + FIXED || &bytes[..4] != MAGIC {
             return Err("not a sample state snapshot".to_owned());
         }
         bytes.advance(4);
         let version = bytes.get_u8();
-        if version != FORMAT_VERSION {
+        if version == 0 || version > FORMAT_VERSION {
             return Err(format!("unsupported snapshot version {version}"));
         }
         let tag = bytes.get_u8();
@@ -217,6 +233,18 @@ impl WindowState {
                 "snapshot is of sample policy {tag}, this operator runs policy {}",
                 self.policy.tag()
             ));
+        }
+        if version >= 2 {
+            if bytes.len() < 8 + FIXED {
+                return Err("snapshot is truncated".to_owned());
+            }
+            let settings = bytes.get_u64_le();
+            if settings != self.settings {
+                return Err(
+                    "snapshot was taken with other group_by, window or time_field settings"
+                        .to_owned(),
+                );
+            }
         }
         let has_window = bytes.get_u8() != 0;
         let window = bytes.get_i64_le();

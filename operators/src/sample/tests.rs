@@ -456,6 +456,48 @@ fn restore_rejects_foreign_state() {
     assert!(target.restore(Bytes::from(future)).is_err());
 }
 
+#[test]
+fn restore_refuses_state_of_other_groups_or_windows_and_keeps_its_own() {
+    let rows = zipf_rows(2_000, 20, 5, 3);
+    let mut first = operator(TARGET);
+    first.process(batch(&rows)).unwrap();
+    let state = first.snapshot().unwrap();
+    // A new rate keeps the meaning of the counts: restored.
+    let mut faster = operator(&TARGET.replace("events_per_second = 1000", "events_per_second = 5"));
+    faster.restore(state.clone()).unwrap();
+    // Another grouping or window length gives the counts another meaning: refused, and the
+    // operator is left as built.
+    for changed in [
+        TARGET.replace("[\"ZoneName\", \"EdgeResponseStatus\"]", "\"ZoneName\""),
+        TARGET.replace("window_seconds = 1", "window_seconds = 10"),
+    ] {
+        let mut other = operator(&changed);
+        let fresh = other.snapshot().unwrap();
+        let err = other.restore(state.clone()).unwrap_err().to_string();
+        assert!(err.contains("group_by, window or time_field"), "{err}");
+        assert_eq!(
+            other.snapshot().unwrap(),
+            fresh,
+            "a refused restore changes nothing"
+        );
+    }
+}
+
+#[test]
+fn version_1_snapshots_are_still_restored() {
+    let rows = zipf_rows(2_000, 20, 5, 3);
+    let mut first = operator(BUDGET);
+    first.process(batch(&rows)).unwrap();
+    let v2 = first.snapshot().unwrap();
+    // Version 1 is version 2 without the 8-byte settings fingerprint after the policy tag.
+    let mut v1 = v2[..6].to_vec();
+    v1[4] = 1;
+    v1.extend_from_slice(&v2[14..]);
+    let mut second = operator(BUDGET);
+    second.restore(Bytes::from(v1)).unwrap();
+    assert_eq!(second.snapshot().unwrap(), v2);
+}
+
 // ---------------------------------------------------------------------------------------
 // Unbiased estimates
 
@@ -1072,8 +1114,9 @@ fn group_memory_is_bounded_by_max_groups() {
         ) > 0
     );
     let state = op.snapshot().unwrap();
-    // Header (31 bytes) plus at most max_groups + 1 (overflow) entries of 24 bytes.
-    assert!(state.len() <= 31 + 5 * 24, "{} bytes", state.len());
+    // Header (39 bytes, with the settings fingerprint) plus at most max_groups + 1
+    // (overflow) entries of 24 bytes.
+    assert!(state.len() <= 39 + 5 * 24, "{} bytes", state.len());
 }
 
 #[test]

@@ -44,6 +44,8 @@ pub enum WriteError {
     NoEventTime(String),
     #[error("event time column {0} is not Timestamp(Nanosecond, UTC)")]
     EventTimeType(String),
+    #[error("{rows} rows have no event time after the operator chain")]
+    NullEventTime { rows: usize },
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
@@ -221,7 +223,9 @@ impl PartitionWriter {
         &self.schema
     }
 
-    /// Appends a batch, splitting it by event-time hour.
+    /// Appends a batch, splitting it by event-time hour. A batch with a row without event
+    /// time is refused whole ([`WriteError::NullEventTime`], nothing written): such a row
+    /// has no hour to go to.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -233,20 +237,22 @@ impl PartitionWriter {
             .ok_or_else(|| {
                 WriteError::EventTimeType(self.schema.field(self.event_time_index).name().clone())
             })?;
+        // The decoder refuses rows without event time and config validation refuses
+        // operators that null it; should one get here all the same, it is not filed under
+        // 1970.
+        if times.null_count() > 0 {
+            return Err(WriteError::NullEventTime {
+                rows: times.null_count(),
+            });
+        }
         let bucket_of = |i: usize| times.value(i).div_euclid(NANOS_PER_HOUR);
         let first = bucket_of(0);
-        if times.null_count() == 0
-            && (1..times.len()).all(|i| bucket_of(i) == first)
-            && self.writes_directly(first)
-        {
+        if (1..times.len()).all(|i| bucket_of(i) == first) && self.writes_directly(first) {
             return self.append(first, batch);
         }
         let mut groups: BTreeMap<HourBucket, Vec<u32>> = BTreeMap::new();
         for i in 0..times.len() {
-            // The decoder rejects rows without event time; an operator that nulls it
-            // lands the row in the epoch hour rather than losing it.
-            let bucket = if times.is_null(i) { 0 } else { bucket_of(i) };
-            groups.entry(bucket).or_default().push(i as u32);
+            groups.entry(bucket_of(i)).or_default().push(i as u32);
         }
         let mut waiting: Vec<(HourBucket, Vec<u32>)> = Vec::new();
         for (bucket, indices) in groups {
@@ -569,6 +575,48 @@ mod tests {
         let payload = f.into_payload();
         assert_eq!(payload.content_length(), data.len());
         assert_eq!(bytes::Bytes::from(payload), data);
+    }
+
+    #[test]
+    fn rows_without_event_time_are_refused_not_filed_under_1970() {
+        let base = 1_795_323_600_000_000_000i64;
+        let batch = RecordBatch::try_new(
+            schema_nullable(),
+            vec![
+                Arc::new(
+                    TimestampNanosecondArray::from(vec![Some(base), None, Some(base + 1)])
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .unwrap();
+        let mut w = PartitionWriter::new(
+            "ds",
+            schema_nullable(),
+            "t",
+            &ParquetConfig::default(),
+            vec![],
+        )
+        .unwrap();
+        let err = w.write(&batch).unwrap_err();
+        assert!(
+            matches!(err, WriteError::NullEventTime { rows: 1 }),
+            "{err}"
+        );
+        assert_eq!(w.rows(), 0, "nothing of the batch was written");
+        assert!(w.close("f.parquet", &[]).unwrap().is_empty());
+    }
+
+    fn schema_nullable() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(
+                "t",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new("v", DataType::Int64, false),
+        ]))
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod crash;
 mod faults;
 mod fencing;
 mod input;
+mod input_bounds;
 mod late_data;
 mod lost_answers;
 mod operators;
