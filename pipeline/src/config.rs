@@ -76,6 +76,12 @@ pub struct EventTimeConfig {
     /// Default `1h`.
     #[serde(default = "default_max_future", with = "humantime_serde")]
     pub max_future: Duration,
+    /// At most this many hours of a partition's open commit have a Parquet writer (each
+    /// costs its codec contexts, ~40 MiB for http_requests); rows of further hours wait as
+    /// Arrow data until the commit. Default: what the partition's share of `memory.limit`
+    /// for open files pays for, at least 1.
+    #[serde(default)]
+    pub max_open_hours: Option<usize>,
 }
 
 fn default_max_future() -> Duration {
@@ -86,6 +92,7 @@ impl Default for EventTimeConfig {
     fn default() -> Self {
         EventTimeConfig {
             max_future: default_max_future(),
+            max_open_hours: None,
         }
     }
 }
@@ -573,6 +580,9 @@ impl Config {
         if self.commit.checkpoint_every == 0 {
             return Err(invalid("commit.checkpoint_every", "must be at least 1"));
         }
+        if self.event_time.max_open_hours == Some(0) {
+            return Err(invalid("event_time.max_open_hours", "must be at least 1"));
+        }
         if self.batch.max_rows == 0 || self.batch.max_rows > 1 << 20 {
             return Err(invalid("batch.max_rows", "must be between 1 and 1048576"));
         }
@@ -992,5 +1002,20 @@ mod reserved_and_named_tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_future"), "{err}");
+    }
+
+    #[test]
+    fn max_open_hours_is_optional_and_positive() {
+        let base = with_dataset("[[datasets]]\nname = \"dns_logs\"\ntopic = \"t\"\n");
+        assert_eq!(
+            Config::parse(&base).unwrap().event_time.max_open_hours,
+            None
+        );
+        let c = Config::parse(&format!("[event_time]\nmax_open_hours = 3\n{base}")).unwrap();
+        assert_eq!(c.event_time.max_open_hours, Some(3));
+        let err = Config::parse(&format!("[event_time]\nmax_open_hours = 0\n{base}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("event_time.max_open_hours"), "{err}");
     }
 }

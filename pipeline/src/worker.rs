@@ -795,12 +795,19 @@ impl Worker {
         Ok(())
     }
 
-    /// How many hours may have an open Parquet writer: what this worker's share of the
-    /// open-files budget pays for in codec contexts, at least one. Rows of other hours wait
+    /// How many hours may have an open Parquet writer: `[event_time] max_open_hours`, or
+    /// what this worker's share of the open-files budget pays for in codec contexts, at
+    /// least one. Rows of other hours wait
     /// as Arrow data until the commit (see `sink::parquet`), so a backlog spread over
     /// weeks costs memory by rows, not by hours.
     fn max_open_hours(&self) -> usize {
-        (self.shared.budget.files_per_worker() / self.writer.codec_bytes().max(1)).max(1)
+        self.shared
+            .config
+            .event_time
+            .max_open_hours
+            .unwrap_or_else(|| {
+                (self.shared.budget.files_per_worker() / self.writer.codec_bytes().max(1)).max(1)
+            })
     }
 
     /// Commits, retrying store failures and unknown outcomes until the commit is settled,
