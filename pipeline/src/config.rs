@@ -1013,9 +1013,7 @@ mod reserved_and_named_tests {
         );
         let c = Config::parse(&format!("[event_time]\nmax_open_hours = 3\n{base}")).unwrap();
         assert_eq!(c.event_time.max_open_hours, Some(3));
-        let err = Config::parse(&format!("[event_time]\nmax_open_hours = 0\n{base}"))
-            .unwrap_err()
-            .to_string();
+        let err = validate(&format!("[event_time]\nmax_open_hours = 0\n{base}")).unwrap_err();
         assert!(err.contains("event_time.max_open_hours"), "{err}");
     }
 }
