@@ -488,10 +488,23 @@ pub fn interpolate_env(
         let end = after
             .find('}')
             .ok_or_else(|| ConfigError::Parse("unterminated ${ in config".to_owned()))?;
-        let name = &after[..end];
-        let value = env(name).ok_or_else(|| ConfigError::MissingEnv {
-            name: name.to_owned(),
-        })?;
+        // `${NAME}`, or `${NAME:-default}`: the default when NAME is unset or empty.
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (&after[..end], None),
+        };
+        let value = match (
+            env(name).filter(|v| !v.is_empty() || default.is_none()),
+            default,
+        ) {
+            (Some(v), _) => v,
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => {
+                return Err(ConfigError::MissingEnv {
+                    name: name.to_owned(),
+                });
+            }
+        };
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -839,6 +852,20 @@ topic = "cf.http_requests"
         );
         let err = interpolate_env("${NOPE}", &env).unwrap_err().to_string();
         assert!(err.contains("NOPE"), "{err}");
+        // A default for an unset or empty variable, as in the shell.
+        let env = |n: &str| match n {
+            "BROKER" => Some("b:1".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(
+            interpolate_env(
+                "${BROKER:-x};${NOPE:-127.0.0.1:9092};${EMPTY:-d};${EMPTY}|${NOPE:-}",
+                &env
+            )
+            .unwrap(),
+            "b:1;127.0.0.1:9092;d;|"
+        );
     }
 
     #[test]
