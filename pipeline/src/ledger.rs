@@ -859,17 +859,8 @@ impl PartitionLedger {
         &self,
     ) -> Result<Vec<(Entry, chrono::DateTime<chrono::Utc>)>, LedgerError> {
         use futures::StreamExt;
-        let prefix = Path::from(format!("{}/entries", self.root));
-        let store = self.store.clone();
-        let mut metas: Vec<object_store::ObjectMeta> = retry("ledger list", ATTEMPTS, || {
-            let store = store.clone();
-            let prefix = prefix.clone();
-            async move { store.list(Some(&prefix)).try_collect::<Vec<_>>().await }
-        })
-        .await
-        .map_err(|e| self.err(e))?;
+        let mut metas = self.list_metas("entries").await?;
         metas.retain(|m| m.location.as_ref().ends_with(".json"));
-        metas.sort_by(|a, b| a.location.cmp(&b.location));
         let read: Vec<Result<Option<(Entry, _)>, LedgerError>> = futures::stream::iter(metas)
             .map(|meta| async move {
                 let entry = self.get_json::<Entry>(&meta.location).await?;
