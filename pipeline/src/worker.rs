@@ -646,17 +646,13 @@ impl Worker {
         let mut accepted = vec![true; n];
         for r in &decoded.rejects {
             accepted[r.index] = false;
-            let p = &batch.records[r.index];
-            self.dead.push(DeadLetter {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                offset: p.offset,
-                kafka_timestamp: p.timestamp,
-                stage: "decode".to_owned(),
-                error_kind: r.error.kind.as_str().to_owned(),
-                error: r.error.reason.clone(),
-                raw: payloads[r.index].to_vec(),
-            });
+            self.dead_letter(
+                &batch.records[r.index],
+                payloads[r.index],
+                "decode",
+                r.error.kind.as_str(),
+                r.error.reason.clone(),
+            );
         }
         if rejected > 0 {
             let ds = self.ds.name.clone();
@@ -674,21 +670,18 @@ impl Worker {
             for &row in &future {
                 let index = rows[row];
                 accepted[index] = false;
-                let p = &batch.records[index];
-                self.dead.push(DeadLetter {
-                    topic: self.topic.clone(),
-                    partition: self.partition,
-                    offset: p.offset,
-                    kafka_timestamp: p.timestamp,
-                    stage: "decode".to_owned(),
-                    error_kind: DecodeErrorKind::InvalidEventTime.as_str().to_owned(),
-                    error: format!(
-                        "event time {} is more than {} ahead of the wall clock",
-                        crate::event_time::rfc3339(self.event_time_of(&input, row)),
-                        humantime::format_duration(max_future)
-                    ),
-                    raw: payloads[index].to_vec(),
-                });
+                let error = format!(
+                    "event time {} is more than {} ahead of the wall clock",
+                    crate::event_time::rfc3339(self.event_time_of(&input, row)),
+                    humantime::format_duration(max_future)
+                );
+                self.dead_letter(
+                    &batch.records[index],
+                    payloads[index],
+                    "decode",
+                    DecodeErrorKind::InvalidEventTime.as_str(),
+                    error,
+                );
             }
             let ds = self.ds.name.clone();
             self.shared.metrics.add(
@@ -720,16 +713,7 @@ impl Worker {
             warn!(topic = %self.topic, partition = self.partition, stage = %stage, error_kind = kind, error = %error, records = n - rejected, "batch failed after decoding; it goes to dead letters");
             for (i, p) in batch.records.iter().enumerate() {
                 if accepted[i] {
-                    self.dead.push(DeadLetter {
-                        topic: self.topic.clone(),
-                        partition: self.partition,
-                        offset: p.offset,
-                        kafka_timestamp: p.timestamp,
-                        stage: stage.clone(),
-                        error_kind: kind.to_owned(),
-                        error: error.clone(),
-                        raw: payloads[i].to_vec(),
-                    });
+                    self.dead_letter(p, payloads[i], &stage, kind, error.clone());
                 }
             }
             let ds = self.ds.name.clone();
@@ -740,6 +724,27 @@ impl Worker {
             );
         }
         Ok(())
+    }
+
+    /// Puts one record of the batch in the dead letters, with its original bytes.
+    fn dead_letter(
+        &mut self,
+        record: &RawRecord,
+        raw: &[u8],
+        stage: &str,
+        kind: &str,
+        error: String,
+    ) {
+        self.dead.push(DeadLetter {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: record.offset,
+            kafka_timestamp: record.timestamp,
+            stage: stage.to_owned(),
+            error_kind: kind.to_owned(),
+            error,
+            raw: raw.to_vec(),
+        });
     }
 
     /// Rows of a decoded batch whose event time is beyond `[event_time] max_future` from
