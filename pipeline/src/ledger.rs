@@ -97,11 +97,11 @@
 //! | checkpoint | conditional; any writer's copy is equivalent | skipped, the next one covers it |
 //! | `_last_checkpoint` hint | overwrite, best effort | a stale or missing hint only costs a longer listing |
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use base64::Engine as _;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -111,8 +111,18 @@ use weir_operators::chain::{ChainState, SavedState};
 
 use crate::store::retry;
 
-/// Format version of entries and checkpoints written by this build.
-pub const LEDGER_VERSION: u32 = 1;
+mod hours;
+
+pub use hours::{DEAD_LETTER_BUCKET, HourManifest, SUPERSEDED_GRACE, StreamSnapshot, bucket_of};
+
+/// Format version of entries, checkpoints and manifests written by this build. Version 2
+/// added per-hour manifests and checkpoints without file lists ([`hours`]); a stream
+/// written by version 1 is read as it is and converted by its first version-2 checkpoint.
+pub const LEDGER_VERSION: u32 = 2;
+/// Entries read at once when probing the entries after a checkpoint.
+const PROBE_WINDOW: u64 = 16;
+/// Epoch claims kept below the newest one.
+const EPOCHS_KEPT: u64 = 4;
 const ATTEMPTS: u32 = 8;
 
 #[derive(Debug, Error)]
@@ -288,14 +298,23 @@ pub struct Deleted {
     pub entry_epoch: u64,
 }
 
-/// `checkpoints/<seq>.json`: every file named by entries `..=seq`, and entry `seq` itself.
+/// `checkpoints/<seq>.json`: entry `seq` itself, written once the per-hour manifests of
+/// every bucket that entries since the previous checkpoint touched are in place (version
+/// 2). A version-1 checkpoint instead lists every file named by entries `..=seq`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub version: u32,
     pub seq: u64,
+    /// Version 1 only: every data file named up to `seq`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileRef>,
+    /// Version 1 only: every dead-letter file named up to `seq`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dead_letters: Vec<FileRef>,
     pub last: Entry,
+    /// Version 2: the buckets whose manifests this checkpoint's fold wrote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<String>,
 }
 
 /// What recovery found: the newest entry (if any), for resuming.
@@ -482,10 +501,23 @@ impl PartitionLedger {
                 })
                 .await?;
             match created {
-                Created::Ours => return Ok(epoch),
+                Created::Ours => break,
                 Created::Theirs(_) => epoch += 1,
             }
         }
+        // Claims below ours only ever served to pick a number above them; keep a few for
+        // the record and drop the rest (best effort), so the listing above stays short.
+        for name in &names {
+            if let Some(old) = name
+                .strip_suffix(".json")
+                .and_then(|n| n.parse::<u64>().ok())
+                && old + EPOCHS_KEPT < epoch
+            {
+                let path = Path::from(format!("{}/epochs/{name}", self.root));
+                let _ = self.store.delete(&path).await;
+            }
+        }
+        Ok(epoch)
     }
 
     /// Creates `path` if absent, and settles whose object is there by reading it.
@@ -542,35 +574,76 @@ impl PartitionLedger {
         }
     }
 
-    /// Reads the newest entry, starting from the newest checkpoint.
+    /// Reads the newest entry, starting from the newest checkpoint. Costs the checkpoint
+    /// and the entries after it, never the history.
     pub async fn tail(&self) -> Result<Tail, LedgerError> {
         let checkpoint = self.latest_checkpoint().await?;
-        let start = checkpoint.as_ref().map(|c| c.seq);
-        let after = start.map(|s| format!("{}.json", seq_name(s)));
-        let names = self.list_names("entries", after.as_deref()).await?;
-        let newest = names
-            .iter()
-            .filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
-            .max();
-        let last = match (newest, checkpoint) {
-            (Some(seq), _) => {
-                let path = self.entry_path(seq);
-                let entry: Entry = self
-                    .get_json(&path)
-                    .await?
-                    .ok_or_else(|| self.corrupt(&path, "listed but missing"))?;
-                if entry.version > LEDGER_VERSION {
-                    return Err(LedgerError::TooNew {
-                        stream: self.stream(),
-                        version: entry.version,
-                    });
-                }
-                Some(entry)
-            }
-            (None, Some(c)) => Some(c.last),
-            (None, None) => None,
+        let after = checkpoint.as_ref().map_or(0, |c| c.seq);
+        let mut newer = self.entries_after(after).await?;
+        let last = match newer.pop() {
+            Some(e) => Some(e),
+            None => checkpoint.map(|c| c.last),
         };
         Ok(Tail { last })
+    }
+
+    /// What a reader needs of this stream: the newest checkpoint and every entry after it.
+    pub async fn snapshot(&self) -> Result<StreamSnapshot, LedgerError> {
+        let checkpoint = self.latest_checkpoint().await?;
+        let after = checkpoint.as_ref().map_or(0, |c| c.seq);
+        let tail = self.entries_after(after).await?;
+        let high = tail.last().map_or(after, |e| e.seq);
+        let legacy = checkpoint
+            .filter(|c| c.version < 2)
+            .map(|c| c.files.into_iter().chain(c.dead_letters).collect());
+        Ok(StreamSnapshot::new(self.clone(), legacy, tail, high))
+    }
+
+    /// Entries `after+1, after+2, …` up to the first that does not exist, oldest first.
+    /// Entries are created in order without holes, so the first missing one ends the
+    /// stream; they are read by name in parallel windows, never listed.
+    pub async fn entries_after(&self, after: u64) -> Result<Vec<Entry>, LedgerError> {
+        let mut out = Vec::new();
+        let mut from = after + 1;
+        loop {
+            let window: Vec<Option<Entry>> = futures::stream::iter(from..from + PROBE_WINDOW)
+                .map(|seq| {
+                    let ledger = self.clone();
+                    async move { ledger.read_entry(seq).await }
+                })
+                .buffered(PROBE_WINDOW as usize)
+                .try_collect()
+                .await?;
+            let mut ended = false;
+            for e in window {
+                match e {
+                    Some(e) => out.push(e),
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if ended {
+                return Ok(out);
+            }
+            from += PROBE_WINDOW;
+        }
+    }
+
+    /// Entry `seq`, if it exists; an entry of a newer format is an error.
+    pub async fn read_entry(&self, seq: u64) -> Result<Option<Entry>, LedgerError> {
+        let path = self.entry_path(seq);
+        let Some(entry) = self.get_json::<Entry>(&path).await? else {
+            return Ok(None);
+        };
+        if entry.version > LEDGER_VERSION {
+            return Err(LedgerError::TooNew {
+                stream: self.stream(),
+                version: entry.version,
+            });
+        }
+        Ok(Some(entry))
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, LedgerError> {
@@ -579,19 +652,35 @@ impl PartitionLedger {
             Ok(Some(v)) => v.get("seq").and_then(|s| s.as_u64()),
             _ => None,
         };
-        let seq = match hinted {
-            Some(seq) => Some(seq),
-            None => self
-                .list_names("checkpoints", None)
-                .await?
-                .iter()
-                .filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
-                .max(),
-        };
-        match seq {
-            None => Ok(None),
-            Some(seq) => self.get_json(&self.checkpoint_path(seq)).await,
+        if let Some(seq) = hinted
+            && let Some(c) = self.read_checkpoint(seq).await?
+        {
+            return Ok(Some(c));
         }
+        // No hint, or its checkpoint was garbage-collected: the listing decides.
+        let newest = self
+            .list_names("checkpoints", None)
+            .await?
+            .iter()
+            .filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
+            .max();
+        match newest {
+            None => Ok(None),
+            Some(seq) => self.read_checkpoint(seq).await,
+        }
+    }
+
+    async fn read_checkpoint(&self, seq: u64) -> Result<Option<Checkpoint>, LedgerError> {
+        let c: Option<Checkpoint> = self.get_json(&self.checkpoint_path(seq)).await?;
+        if let Some(c) = &c
+            && c.version > LEDGER_VERSION
+        {
+            return Err(LedgerError::TooNew {
+                stream: self.stream(),
+                version: c.version,
+            });
+        }
+        Ok(c)
     }
 
     /// Records what a commit attempt will upload (step 1).
@@ -809,39 +898,90 @@ impl PartitionLedger {
         Ok((tail, deleted))
     }
 
-    /// Writes a checkpoint at `entry.seq` folding in every entry since the previous one.
+    /// Writes a checkpoint at `entry.seq`: folds the entries since the previous checkpoint
+    /// into the manifests of the buckets they touched, then creates the checkpoint object
+    /// (see [`hours`] for the rule that makes this safe to crash and repeat). Any writer's
+    /// manifest or checkpoint at a given seq folds the same committed entries, so whoever's
+    /// is there will do. Superseded manifests and checkpoints are deleted after
+    /// [`SUPERSEDED_GRACE`].
     pub async fn checkpoint(&self, entry: &Entry) -> Result<(), LedgerError> {
+        let c = entry.seq;
         let previous = self.latest_checkpoint().await?;
-        let (mut files, mut dead_letters, from) = match previous {
-            Some(c) if c.seq < entry.seq => (c.files, c.dead_letters, c.seq + 1),
-            Some(_) => return Ok(()),
-            None => (Vec::new(), Vec::new(), 1),
+        let (p, legacy) = match previous {
+            Some(cp) if cp.seq >= c => return Ok(()),
+            Some(cp) if cp.version < 2 => {
+                let all: Vec<FileRef> = cp.files.into_iter().chain(cp.dead_letters).collect();
+                (cp.seq, Some(all))
+            }
+            Some(cp) => (cp.seq, None),
+            None => (0, None),
         };
-        for seq in from..=entry.seq {
-            let path = self.entry_path(seq);
-            let e: Entry = self
-                .get_json(&path)
-                .await?
-                .ok_or_else(|| self.corrupt(&path, "entry missing below a newer one"))?;
-            files.extend(e.files);
-            dead_letters.extend(e.dead_letters);
+        let entries: Vec<Entry> = futures::stream::iter(p + 1..=c)
+            .map(|seq| {
+                let ledger = self.clone();
+                async move {
+                    let path = ledger.entry_path(seq);
+                    ledger
+                        .read_entry(seq)
+                        .await?
+                        .ok_or_else(|| ledger.corrupt(&path, "entry missing below a newer one"))
+                }
+            })
+            .buffered(PROBE_WINDOW as usize)
+            .try_collect()
+            .await?;
+        let mut touched: BTreeMap<String, Vec<(u64, Vec<FileRef>)>> = BTreeMap::new();
+        for e in &entries {
+            for (bucket, files) in hours::files_by_bucket(e) {
+                touched.entry(bucket).or_default().push((e.seq, files));
+            }
         }
+        // Converting a version-1 stream: every bucket its checkpoint names gets a manifest.
+        let mut legacy_by_bucket: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
+        for f in legacy.into_iter().flatten() {
+            legacy_by_bucket
+                .entry(bucket_of(&self.dataset, &f.path))
+                .or_default()
+                .push(f);
+        }
+        let buckets: BTreeSet<String> = touched
+            .keys()
+            .chain(legacy_by_bucket.keys())
+            .cloned()
+            .collect();
+        let folds: Vec<_> = buckets
+            .iter()
+            .map(|bucket| {
+                let ledger = self.clone();
+                let bucket = bucket.clone();
+                let touched = touched.get(&bucket).cloned().unwrap_or_default();
+                let legacy = legacy_by_bucket.get(&bucket).cloned();
+                async move {
+                    ledger
+                        .fold_bucket(&bucket, c, p, legacy.as_ref(), &touched)
+                        .await
+                }
+            })
+            .collect();
+        futures::stream::iter(folds)
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
         let checkpoint = Checkpoint {
             version: LEDGER_VERSION,
-            seq: entry.seq,
-            files,
-            dead_letters,
+            seq: c,
+            files: Vec::new(),
+            dead_letters: Vec::new(),
             last: entry.clone(),
+            buckets: buckets.into_iter().collect(),
         };
-        // Any writer's checkpoint at this seq folds the same entries: whoever's is there
-        // will do, so there is nothing to compare.
         self.create(
-            &self.checkpoint_path(entry.seq),
+            &self.checkpoint_path(c),
             serde_json::to_vec(&checkpoint).expect("json"),
             |_| Ok(true),
         )
         .await?;
-        let hint = serde_json::json!({ "seq": entry.seq });
+        let hint = serde_json::json!({ "seq": c, "version": LEDGER_VERSION });
         let _ = self
             .store
             .put(
@@ -849,6 +989,76 @@ impl PartitionLedger {
                 PutPayload::from(serde_json::to_vec(&hint).expect("json")),
             )
             .await;
+        // Checkpoints below the previous one are superseded twice over.
+        let old: Vec<_> = self
+            .list_metas("checkpoints")
+            .await?
+            .into_iter()
+            .filter(|m| {
+                m.location
+                    .filename()
+                    .and_then(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
+                    .is_some_and(|s| s < p)
+            })
+            .collect();
+        hours::delete_superseded(&self.store, old).await;
+        Ok(())
+    }
+
+    /// Writes the manifest of `bucket` at `c`: the newest manifest at or below `c` (or,
+    /// converting a version-1 stream, its checkpoint's files at `p`) plus the files of the
+    /// entries above it.
+    async fn fold_bucket(
+        &self,
+        bucket: &str,
+        c: u64,
+        p: u64,
+        legacy: Option<&Vec<FileRef>>,
+        touched: &[(u64, Vec<FileRef>)],
+    ) -> Result<(), LedgerError> {
+        let existing = self
+            .manifests(bucket)
+            .await?
+            .remove(bucket)
+            .unwrap_or_default();
+        let newest = existing.iter().rev().map(|(s, _)| *s).find(|&s| s <= c);
+        if newest == Some(c) {
+            return Ok(());
+        }
+        let (base_seq, mut files) = match (newest, legacy) {
+            (Some(s), Some(legacy)) if s < p => (p, legacy.clone()),
+            (Some(s), _) => (s, self.read_manifest(bucket, s).await?.files),
+            (None, Some(legacy)) => (p, legacy.clone()),
+            (None, None) => (0, Vec::new()),
+        };
+        let mut seen: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
+        for (seq, added) in touched {
+            if *seq > base_seq {
+                for f in added {
+                    if seen.insert(f.path.clone()) {
+                        files.push(f.clone());
+                    }
+                }
+            }
+        }
+        let manifest = HourManifest {
+            version: LEDGER_VERSION,
+            seq: c,
+            bucket: bucket.to_owned(),
+            files,
+        };
+        self.create(
+            &self.manifest_path(bucket, c),
+            serde_json::to_vec(&manifest).expect("json"),
+            |_| Ok(true),
+        )
+        .await?;
+        let superseded: Vec<_> = existing
+            .into_iter()
+            .filter(|(s, _)| *s < base_seq)
+            .map(|(_, m)| m)
+            .collect();
+        hours::delete_superseded(&self.store, superseded).await;
         Ok(())
     }
 
@@ -858,7 +1068,6 @@ impl PartitionLedger {
     pub async fn entries(
         &self,
     ) -> Result<Vec<(Entry, chrono::DateTime<chrono::Utc>)>, LedgerError> {
-        use futures::StreamExt;
         let mut metas = self.list_metas("entries").await?;
         metas.retain(|m| m.location.as_ref().ends_with(".json"));
         let read: Vec<Result<Option<(Entry, _)>, LedgerError>> = futures::stream::iter(metas)
@@ -876,25 +1085,14 @@ impl PartitionLedger {
         Ok(out)
     }
 
-    /// Every file named by this stream's entries: (data files, dead-letter files).
+    /// Every file named by this stream's entries: (data files, dead-letter files). Reads
+    /// every manifest of the stream: for tests and tools, not for query planning.
     pub async fn committed_files(&self) -> Result<(Vec<FileRef>, Vec<FileRef>), LedgerError> {
-        let checkpoint = self.latest_checkpoint().await?;
-        let (mut files, mut dead, after) = match checkpoint {
-            Some(c) => (
-                c.files,
-                c.dead_letters,
-                Some(format!("{}.json", seq_name(c.seq))),
-            ),
-            None => (Vec::new(), Vec::new(), None),
-        };
-        for name in self.list_names("entries", after.as_deref()).await? {
-            let path = Path::from(format!("{}/entries/{name}", self.root));
-            if let Some(e) = self.get_json::<Entry>(&path).await? {
-                files.extend(e.files);
-                dead.extend(e.dead_letters);
-            }
-        }
-        Ok((files, dead))
+        let snapshot = self.snapshot().await?;
+        Ok((
+            snapshot.data_files("").await?,
+            snapshot.dead_letter_files().await?,
+        ))
     }
 }
 
@@ -1072,12 +1270,30 @@ mod tests {
         assert!(store.head(&Path::from("unnamed.parquet")).await.is_err());
     }
 
+    fn hour_file(hour: u64, name: &str) -> String {
+        format!("ds/date=2026-01-01/hour={hour:02}/{name}.parquet")
+    }
+
+    fn sorted(files: Vec<FileRef>) -> Vec<String> {
+        let mut names: Vec<String> = files.into_iter().map(|f| f.path).collect();
+        names.sort();
+        names
+    }
+
     #[tokio::test]
     async fn tail_and_files_through_checkpoints() {
         let (_, l) = ledger();
         let mut start = 0;
+        let mut all = Vec::new();
         for seq in 1..=7 {
-            let e = entry(seq, 1, start, start + 5, &[&format!("f{seq}.parquet")]);
+            let path = hour_file(seq % 3, &format!("f{seq}"));
+            all.push(path.clone());
+            let mut e = entry(seq, 1, start, start + 5, &[&path]);
+            e.dead_letters.push(FileRef {
+                path: format!("_weir/dead_letter/ds/d{seq}.parquet"),
+                rows: 1,
+                bytes: 1,
+            });
             l.commit(&e).await.unwrap();
             if seq % 3 == 0 {
                 l.checkpoint(&e).await.unwrap();
@@ -1087,13 +1303,164 @@ mod tests {
         let tail = l.tail().await.unwrap();
         assert_eq!(tail.last.as_ref().unwrap().seq, 7);
         assert_eq!(tail.next_offset(), Some(35));
-        let (files, _) = l.committed_files().await.unwrap();
-        let mut names: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
-        names.sort();
+        let (files, dead) = l.committed_files().await.unwrap();
+        all.sort();
+        assert_eq!(sorted(files), all);
+        assert_eq!(dead.len(), 7);
+        // One hour costs one manifest (and the entries after the checkpoint).
+        let snap = l.snapshot().await.unwrap();
+        assert_eq!(snap.high(), 7);
         assert_eq!(
-            names,
-            (1..=7).map(|i| format!("f{i}.parquet")).collect::<Vec<_>>()
+            sorted(snap.data_files("date=2026-01-01/hour=01").await.unwrap()),
+            vec![hour_file(1, "f1"), hour_file(1, "f4"), hour_file(1, "f7")]
         );
+        assert_eq!(snap.data_files("date=2026-01-01").await.unwrap().len(), 7);
+        assert!(snap.data_files("date=2026-01-02").await.unwrap().is_empty());
+        // Checkpoints carry no file lists any more.
+        let cp = l.latest_checkpoint().await.unwrap().unwrap();
+        assert_eq!((cp.seq, cp.version, cp.files.len()), (6, LEDGER_VERSION, 0));
+    }
+
+    /// A stream written by version 1 (checkpoints that list every file) is read as it is,
+    /// and the first version-2 checkpoint converts it into manifests.
+    #[tokio::test]
+    async fn a_version_1_stream_is_read_and_converted() {
+        let (store, l) = ledger();
+        let mut v1 = Vec::new();
+        let mut start = 0;
+        for seq in 1..=5u64 {
+            let mut e = entry(
+                seq,
+                1,
+                start,
+                start + 5,
+                &[&hour_file(seq % 2, &format!("v{seq}"))],
+            );
+            e.version = 1;
+            v1.push(e);
+            start += 5;
+        }
+        for e in &v1 {
+            store
+                .put(
+                    &l.entry_path(e.seq),
+                    PutPayload::from(serde_json::to_vec(e).unwrap()),
+                )
+                .await
+                .unwrap();
+        }
+        // Version 1's checkpoint at 4: every file so far, no `buckets`.
+        let files: Vec<serde_json::Value> = v1[..4]
+            .iter()
+            .map(|e| serde_json::to_value(&e.files[0]).unwrap())
+            .collect();
+        let checkpoint = serde_json::json!({
+            "version": 1, "seq": 4, "files": files, "dead_letters": [],
+            "last": serde_json::to_value(&v1[3]).unwrap(),
+        });
+        store
+            .put(
+                &l.checkpoint_path(4),
+                PutPayload::from(serde_json::to_vec(&checkpoint).unwrap()),
+            )
+            .await
+            .unwrap();
+        store
+            .put(&l.hint_path(), PutPayload::from_static(br#"{"seq":4}"#))
+            .await
+            .unwrap();
+        let expect: Vec<String> = {
+            let mut v: Vec<String> = v1.iter().map(|e| e.files[0].path.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(l.committed_files().await.unwrap().0), expect);
+        assert_eq!(l.tail().await.unwrap().last.unwrap().seq, 5);
+        // The new build goes on: entry 6 and a checkpoint convert the stream.
+        let e6 = entry(6, 2, 25, 30, &[&hour_file(7, "n6")]);
+        l.commit(&e6).await.unwrap();
+        l.checkpoint(&e6).await.unwrap();
+        let cp = l.latest_checkpoint().await.unwrap().unwrap();
+        assert_eq!((cp.seq, cp.version), (6, LEDGER_VERSION));
+        let mut expect = expect;
+        expect.push(hour_file(7, "n6"));
+        expect.sort();
+        assert_eq!(sorted(l.committed_files().await.unwrap().0), expect);
+        let buckets: Vec<String> = l.manifests("").await.unwrap().into_keys().collect();
+        assert_eq!(
+            buckets,
+            vec![
+                "date=2026-01-01/hour=00",
+                "date=2026-01-01/hour=01",
+                "date=2026-01-01/hour=07"
+            ]
+        );
+    }
+
+    /// Seeded: commits, checkpoints, and folds that crash after some of their manifests,
+    /// in random order. After every step a fresh reader sees exactly the files the entries
+    /// name, per hour and in all.
+    #[tokio::test]
+    async fn readers_see_exactly_the_named_files_whatever_folds_did() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..20u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let (_, l) = ledger();
+            let mut named: Vec<String> = Vec::new();
+            let mut start = 0;
+            for seq in 1..=60u64 {
+                let n = rng.random_range(0..=2);
+                let paths: Vec<String> = (0..n)
+                    .map(|i| hour_file(rng.random_range(0..6), &format!("s{seq}-{i}")))
+                    .collect();
+                let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+                let e = entry(seq, 1, start, start + 1, &refs);
+                start += 1;
+                l.commit(&e).await.unwrap();
+                named.extend(paths);
+                match rng.random_range(0..10) {
+                    0..=1 => l.checkpoint(&e).await.unwrap(),
+                    2 => {
+                        // A fold that crashed after some manifests, before its checkpoint.
+                        let p = l.latest_checkpoint().await.unwrap().map_or(0, |c| c.seq);
+                        let mut touched: BTreeMap<String, Vec<(u64, Vec<FileRef>)>> =
+                            BTreeMap::new();
+                        for s in p + 1..=seq {
+                            let e = l.read_entry(s).await.unwrap().unwrap();
+                            for (b, f) in hours::files_by_bucket(&e) {
+                                touched.entry(b).or_default().push((s, f));
+                            }
+                        }
+                        for (b, t) in touched {
+                            if rng.random_bool(0.5) {
+                                l.fold_bucket(&b, seq, p, None, &t).await.unwrap();
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                let snap = l.snapshot().await.unwrap();
+                let mut want = named.clone();
+                want.sort();
+                assert_eq!(
+                    sorted(snap.data_files("").await.unwrap()),
+                    want,
+                    "seed {seed} seq {seq}"
+                );
+                let hour = rng.random_range(0..6);
+                let prefix = format!("date=2026-01-01/hour={hour:02}");
+                let want_hour: Vec<String> = want
+                    .iter()
+                    .filter(|p| p.contains(&prefix))
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    sorted(snap.data_files(&prefix).await.unwrap()),
+                    want_hour,
+                    "seed {seed} seq {seq} hour {hour}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

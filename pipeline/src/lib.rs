@@ -15,7 +15,7 @@
 //!                       ▼
 //!                    Kafka group offset (after the ledger; lag metrics only)
 //!
-//!  query  ── DataFusion over the files the ledger names (store::CommittedView)
+//!  query  ── DataFusion over the files the ledger names (query::CommittedView)
 //! ```
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],

@@ -7,7 +7,6 @@
 //! the ledger itself, one row per entry ([`commits_schema`]), read only by queries that use
 //! it.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -24,11 +23,12 @@ use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
-use object_store::path::Path;
 
 use crate::ledger;
 use crate::runtime::DatasetRuntime;
-use crate::store::CommittedView;
+mod view;
+
+pub use view::CommittedView;
 
 /// Output formats of `weir query`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,13 +59,8 @@ pub async fn session(
     store: Arc<dyn ObjectStore>,
     datasets: &[Arc<DatasetRuntime>],
 ) -> Result<SessionContext, QueryError> {
-    let mut committed: HashSet<Path> = HashSet::new();
-    for ds in datasets {
-        for stream in ledger::streams(&store, &ds.name).await? {
-            let (files, dead) = stream.committed_files().await?;
-            committed.extend(files.into_iter().chain(dead).map(|f| Path::from(f.path)));
-        }
-    }
+    let names: Vec<String> = datasets.iter().map(|d| d.name.clone()).collect();
+    let view = CommittedView::load(store.clone(), &names).await?;
     // Logpush field names are CamelCase: keep identifiers as written, so that
     // `SELECT EdgeResponseStatus FROM http_requests` works without quotes.
     let mut config = SessionConfig::new()
@@ -79,8 +74,8 @@ pub async fn session(
         .listing_table_ignore_subdirectory = false;
     let ctx = SessionContext::new_with_config(config);
     let url = url::Url::parse(LAKE_URL).expect("static url");
-    let store_for_commits = store.clone();
-    let view: Arc<dyn ObjectStore> = Arc::new(CommittedView::new(store, committed));
+    let store_for_commits = store;
+    let view: Arc<dyn ObjectStore> = Arc::new(view);
     ctx.register_object_store(&url, view.clone());
     // DataFusion's listing skips path segments starting with `_` (Hive's hidden-file
     // convention), so dead letters get a root of their own at `_weir/dead_letter/`.

@@ -1,21 +1,15 @@
-//! The lake's object store: opening it from `storage.url`, retrying transient faults, and
-//! the committed-files-only view that `weir query` reads through.
+//! The lake's object store: opening it from `storage.url` and retrying transient faults.
+//! (The committed-files-only view that `weir query` reads through is
+//! `query::view::CommittedView`.)
 //!
 //! Every store is wrapped so that its root is the lake root: paths inside Weir are always
 //! relative (`http_requests/date=2026-11-22/hour=05/…parquet`, `_weir/ledger/…`).
 
-use std::collections::HashSet;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{BoxStream, StreamExt};
-use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as OsResult,
-};
+use object_store::{ObjectStore, Result as OsResult};
 use tracing::warn;
 
 /// A parsed `storage.url`.
@@ -199,85 +193,6 @@ where
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// A read-only view of the lake that lists only files a ledger entry names, so DataFusion's
-/// listing tables (and their Hive partition pruning) never see an uncommitted file.
-#[derive(Debug)]
-pub struct CommittedView {
-    inner: Arc<dyn ObjectStore>,
-    committed: HashSet<Path>,
-}
-
-impl CommittedView {
-    pub fn new(inner: Arc<dyn ObjectStore>, committed: HashSet<Path>) -> Self {
-        CommittedView { inner, committed }
-    }
-}
-
-impl fmt::Display for CommittedView {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CommittedView({})", self.inner)
-    }
-}
-
-fn read_only() -> object_store::Error {
-    object_store::Error::NotSupported {
-        source: "the committed view of the lake is read only".into(),
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for CommittedView {
-    async fn put_opts(&self, _: &Path, _: PutPayload, _: PutOptions) -> OsResult<PutResult> {
-        Err(read_only())
-    }
-    async fn put_multipart_opts(
-        &self,
-        _: &Path,
-        _: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        Err(read_only())
-    }
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[std::ops::Range<u64>],
-    ) -> OsResult<Vec<bytes::Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-    fn delete_stream(
-        &self,
-        _: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        futures::stream::once(async { Err(read_only()) }).boxed()
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let committed = self.committed.clone();
-        self.inner
-            .list(prefix)
-            .filter(move |m| {
-                let keep = match m {
-                    Ok(meta) => committed.contains(&meta.location),
-                    Err(_) => true,
-                };
-                futures::future::ready(keep)
-            })
-            .boxed()
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        let mut result = self.inner.list_with_delimiter(prefix).await?;
-        result
-            .objects
-            .retain(|m| self.committed.contains(&m.location));
-        Ok(result)
-    }
-    async fn copy_opts(&self, _: &Path, _: &Path, _: CopyOptions) -> OsResult<()> {
-        Err(read_only())
     }
 }
 

@@ -670,6 +670,23 @@ async fn check(world: &World) -> Result<u64, String> {
         }
         next = e.next_offset;
     }
+    // Readers (checkpoints and per-hour manifests, folded under the same faults) see
+    // exactly the files the entries name.
+    let reader = PartitionLedger::new(Arc::new(inner.clone()), DATASET, TOPIC, 0);
+    let (seen, _) = reader
+        .committed_files()
+        .await
+        .map_err(|e| format!("reading the committed files: {e}"))?;
+    let seen: HashSet<String> = seen.into_iter().map(|f| f.path).collect();
+    if seen != named {
+        return Err(format!(
+            "readers see {} files, the entries name {} (missing {:?}, extra {:?})",
+            seen.len(),
+            named.len(),
+            named.difference(&seen).take(3).collect::<Vec<_>>(),
+            seen.difference(&named).take(3).collect::<Vec<_>>()
+        ));
+    }
     for p in world.deleted.lock().unwrap().iter() {
         if named.contains(p.as_ref()) {
             return Err(format!("{p} was deleted although an entry names it"));

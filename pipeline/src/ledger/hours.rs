@@ -1,0 +1,316 @@
+//! Ledger version 2: per-hour manifests, so reading an hour costs the same after a year
+//! as after a day.
+//!
+//! A stream's entries are folded, every `commit.checkpoint_every` entries, into one
+//! manifest per *bucket* the folded entries touched. A bucket is the Hive folder of a data
+//! file below its dataset (`date=2026-11-22/hour=05`), or [`DEAD_LETTER_BUCKET`] for the
+//! stream's dead-letter files:
+//!
+//! ```text
+//! <stream>/hours/<bucket>/<seq>.json   every file of <bucket> named by entries 1..=seq
+//! <stream>/checkpoints/<seq>.json      written after the manifests of its fold: entry seq
+//!                                      and the buckets folded; no file lists
+//! ```
+//!
+//! The fold at C rests on one rule, for writers and readers alike: *for a bucket B, take
+//! the newest manifest of B whose seq s ≤ C (none: s = 0, empty) and add the files in B
+//! of entries s+1..=C.* It needs every entry after the newest checkpoint in hand, and holds
+//! because a checkpoint object is created only after the manifests of every bucket its
+//! entries touched: an entry at or below the newest checkpoint that touched B is covered
+//! by a manifest of B. A crash between manifests and checkpoint leaves manifests at a seq
+//! no checkpoint names; they are correct for their seq and the rule uses them. A v1
+//! checkpoint (every file of the stream) is folded into manifests of every bucket it names
+//! the first time a v2 writer checkpoints.
+//!
+//! A reader ([`StreamSnapshot`]) reads the newest checkpoint and the entries after it
+//! (probed by sequence number, never listed), then for the hours a query touches lists
+//! `hours/<prefix>` and reads one manifest per bucket, in parallel. Data prefixes are never
+//! listed. Manifests and checkpoints superseded for longer than [`SUPERSEDED_GRACE`] are
+//! deleted by the writer that supersedes them; a reader that started before that has long
+//! finished planning.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+
+use super::{Entry, FileRef, LedgerError, PartitionLedger};
+
+/// The bucket of a stream's dead-letter files (they are not partitioned by hour).
+pub const DEAD_LETTER_BUCKET: &str = "_dead_letter";
+/// The bucket of data files directly below the dataset folder (not written by Weir today).
+pub const FLAT_BUCKET: &str = "_flat";
+
+/// How long a superseded manifest or checkpoint is kept: longer than any query takes to
+/// plan, so a reader never finds the manifest it chose gone.
+pub const SUPERSEDED_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The bucket a file named by an entry of `dataset` belongs to.
+pub fn bucket_of(dataset: &str, path: &str) -> String {
+    match path
+        .strip_prefix(dataset)
+        .and_then(|rest| rest.strip_prefix('/'))
+    {
+        Some(rest) => match rest.rsplit_once('/') {
+            Some((dir, _)) => dir.to_owned(),
+            None => FLAT_BUCKET.to_owned(),
+        },
+        None => DEAD_LETTER_BUCKET.to_owned(),
+    }
+}
+
+/// `hours/<bucket>/<seq>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourManifest {
+    pub version: u32,
+    pub seq: u64,
+    pub bucket: String,
+    pub files: Vec<FileRef>,
+}
+
+/// Every file of `entry` by bucket.
+pub(super) fn files_by_bucket(entry: &Entry) -> BTreeMap<String, Vec<FileRef>> {
+    let mut out: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
+    for f in entry.files.iter().chain(&entry.dead_letters) {
+        out.entry(bucket_of(&entry.dataset, &f.path))
+            .or_default()
+            .push(f.clone());
+    }
+    out
+}
+
+/// Whether `bucket` lies under the data prefix `prefix` (relative to the dataset folder,
+/// `""` for all of it). The dead-letter bucket is never under a data prefix.
+fn under(bucket: &str, prefix: &str) -> bool {
+    if bucket == DEAD_LETTER_BUCKET {
+        return false;
+    }
+    prefix.is_empty()
+        || bucket == prefix
+        || bucket
+            .strip_prefix(prefix)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+/// What a reader knows of one stream: the checkpoint it started from and every entry after.
+#[derive(Debug, Clone)]
+pub struct StreamSnapshot {
+    ledger: PartitionLedger,
+    /// Files of a v1 checkpoint (every file up to its seq); `None` for v2 or no checkpoint.
+    legacy: Option<Vec<FileRef>>,
+    /// Entries after the checkpoint, oldest first.
+    tail: Vec<Entry>,
+    /// The newest entry seen: manifests above it are ignored.
+    high: u64,
+}
+
+impl StreamSnapshot {
+    pub(super) fn new(
+        ledger: PartitionLedger,
+        legacy: Option<Vec<FileRef>>,
+        tail: Vec<Entry>,
+        high: u64,
+    ) -> Self {
+        StreamSnapshot {
+            ledger,
+            legacy,
+            tail,
+            high,
+        }
+    }
+
+    pub fn ledger(&self) -> &PartitionLedger {
+        &self.ledger
+    }
+
+    /// The newest entry seq this snapshot covers.
+    pub fn high(&self) -> u64 {
+        self.high
+    }
+
+    /// Every data file under `prefix` (relative to the dataset folder; `""` for all).
+    pub async fn data_files(&self, prefix: &str) -> Result<Vec<FileRef>, LedgerError> {
+        self.files(|b| under(b, prefix), prefix).await
+    }
+
+    /// Every dead-letter file of the stream.
+    pub async fn dead_letter_files(&self) -> Result<Vec<FileRef>, LedgerError> {
+        self.files(|b| b == DEAD_LETTER_BUCKET, DEAD_LETTER_BUCKET)
+            .await
+    }
+
+    async fn files(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+        list_prefix: &str,
+    ) -> Result<Vec<FileRef>, LedgerError> {
+        let dataset = self.ledger.dataset.clone();
+        if let Some(all) = &self.legacy {
+            let mut out: Vec<FileRef> = all
+                .iter()
+                .filter(|f| wanted(&bucket_of(&dataset, &f.path)))
+                .cloned()
+                .collect();
+            for e in &self.tail {
+                for (bucket, files) in files_by_bucket(e) {
+                    if wanted(&bucket) {
+                        out.extend(files);
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        let newest = self.ledger.newest_manifests(list_prefix, self.high).await?;
+        let chosen: Vec<(String, u64)> = newest
+            .into_iter()
+            .filter(|(bucket, _)| wanted(bucket))
+            .collect();
+        let read: Vec<HourManifest> = futures::stream::iter(chosen.iter().cloned())
+            .map(|(bucket, seq)| {
+                let ledger = self.ledger.clone();
+                async move { ledger.read_manifest(&bucket, seq).await }
+            })
+            .buffer_unordered(32)
+            .try_collect()
+            .await?;
+        let base: HashMap<&str, u64> = chosen.iter().map(|(b, s)| (b.as_str(), *s)).collect();
+        let mut out: Vec<FileRef> = read.into_iter().flat_map(|m| m.files).collect();
+        for e in &self.tail {
+            for (bucket, files) in files_by_bucket(e) {
+                if wanted(&bucket) && e.seq > base.get(bucket.as_str()).copied().unwrap_or(0) {
+                    out.extend(files);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl PartitionLedger {
+    pub(super) fn manifest_path(&self, bucket: &str, seq: u64) -> Path {
+        Path::from(format!(
+            "{}/hours/{bucket}/{}.json",
+            self.root,
+            super::seq_name(seq)
+        ))
+    }
+
+    /// The manifests under `hours/<prefix>`, by bucket, sorted by seq.
+    pub(super) async fn manifests(
+        &self,
+        prefix: &str,
+    ) -> Result<BTreeMap<String, Vec<(u64, ObjectMeta)>>, LedgerError> {
+        let dir = if prefix.is_empty() {
+            "hours".to_owned()
+        } else {
+            format!("hours/{prefix}")
+        };
+        let hours_root = format!("{}/hours/", self.root);
+        let mut out: BTreeMap<String, Vec<(u64, ObjectMeta)>> = BTreeMap::new();
+        for meta in self.list_metas(&dir).await? {
+            let Some(rel) = meta.location.as_ref().strip_prefix(&hours_root) else {
+                continue;
+            };
+            let Some((bucket, name)) = rel.rsplit_once('/') else {
+                continue;
+            };
+            let Some(seq) = name
+                .strip_suffix(".json")
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            out.entry(bucket.to_owned()).or_default().push((seq, meta));
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|(s, _)| *s);
+        }
+        Ok(out)
+    }
+
+    /// For each bucket under `prefix`, the newest manifest seq at or below `high`.
+    pub(super) async fn newest_manifests(
+        &self,
+        prefix: &str,
+        high: u64,
+    ) -> Result<Vec<(String, u64)>, LedgerError> {
+        Ok(self
+            .manifests(prefix)
+            .await?
+            .into_iter()
+            .filter_map(|(bucket, seqs)| {
+                let s = seqs.iter().rev().map(|(s, _)| *s).find(|&s| s <= high)?;
+                Some((bucket, s))
+            })
+            .collect())
+    }
+
+    pub(super) async fn read_manifest(
+        &self,
+        bucket: &str,
+        seq: u64,
+    ) -> Result<HourManifest, LedgerError> {
+        let path = self.manifest_path(bucket, seq);
+        let m: HourManifest = self
+            .get_json(&path)
+            .await?
+            .ok_or_else(|| self.corrupt(&path, "listed but missing"))?;
+        if m.version > super::LEDGER_VERSION {
+            return Err(LedgerError::TooNew {
+                stream: self.stream(),
+                version: m.version,
+            });
+        }
+        Ok(m)
+    }
+}
+
+/// Deletes `metas` that are older than [`SUPERSEDED_GRACE`] (best effort).
+pub(super) async fn delete_superseded(store: &Arc<dyn ObjectStore>, metas: Vec<ObjectMeta>) {
+    let now = chrono::Utc::now();
+    for meta in metas {
+        let age = now
+            .signed_duration_since(meta.last_modified)
+            .to_std()
+            .unwrap_or_default();
+        if age >= SUPERSEDED_GRACE {
+            let _ = store.delete(&meta.location).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_follow_the_hive_folder() {
+        assert_eq!(
+            bucket_of(
+                "http_requests",
+                "http_requests/date=2026-11-22/hour=05/f.parquet"
+            ),
+            "date=2026-11-22/hour=05"
+        );
+        assert_eq!(
+            bucket_of("ds", "_weir/dead_letter/ds/f.parquet"),
+            DEAD_LETTER_BUCKET
+        );
+        assert_eq!(bucket_of("ds", "ds/f.parquet"), FLAT_BUCKET);
+        // A dataset whose name is a prefix of another's is not confused with it.
+        assert_eq!(bucket_of("ds", "ds2/date=x/f.parquet"), DEAD_LETTER_BUCKET);
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(under("date=2026-11-22/hour=05", ""));
+        assert!(under("date=2026-11-22/hour=05", "date=2026-11-22"));
+        assert!(under("date=2026-11-22/hour=05", "date=2026-11-22/hour=05"));
+        assert!(!under("date=2026-11-22/hour=05", "date=2026-11-2"));
+        assert!(!under("date=2026-11-22/hour=05", "date=2026-11-22/hour=0"));
+        assert!(!under(DEAD_LETTER_BUCKET, ""));
+    }
+}
