@@ -64,7 +64,75 @@ pub struct Config {
     #[serde(default)]
     pub event_time: EventTimeConfig,
     #[serde(default)]
+    pub compaction: CompactionConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
     pub datasets: Vec<DatasetConfig>,
+}
+
+/// `weir compact`: what it merges and how it writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Hours that ended at least this long ago are compacted (`--min-age` overrides it).
+    /// Default `1h`.
+    #[serde(default = "default_compaction_min_age", with = "humantime_serde")]
+    pub min_age: Duration,
+    /// Size of the files compaction writes; files under half of it are merged. Default
+    /// `256MiB`.
+    #[serde(default = "default_target_file_size", deserialize_with = "de_bytes")]
+    pub target_file_size: u64,
+    /// zstd level of compacted files, 1..=22. Default 6.
+    #[serde(default = "default_compaction_zstd_level")]
+    pub zstd_level: i32,
+    /// Columns whose compacted column chunks get a bloom filter (where the dataset has
+    /// them), e.g. `["RayID", "ClientIP"]`. Default none.
+    #[serde(default)]
+    pub bloom_filter_columns: Vec<String>,
+}
+
+fn default_compaction_min_age() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_target_file_size() -> u64 {
+    256 << 20
+}
+fn default_compaction_zstd_level() -> i32 {
+    6
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            min_age: default_compaction_min_age(),
+            target_file_size: default_target_file_size(),
+            zstd_level: default_compaction_zstd_level(),
+            bloom_filter_columns: Vec::new(),
+        }
+    }
+}
+
+/// `weir vacuum`: how long replaced and expired files are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Files taken out of the table are deleted only this long after, so queries that
+    /// planned with them can finish (`--grace` overrides it). Default `1h`.
+    #[serde(default = "default_retention_grace", with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+fn default_retention_grace() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            grace: default_retention_grace(),
+        }
+    }
 }
 
 /// Bounds on the event time that places each row in its Hive hour.
@@ -429,6 +497,10 @@ pub struct DatasetConfig {
     /// kept under the type and name.
     #[serde(default)]
     pub operators: Vec<OperatorSpec>,
+    /// Whole hours that ended longer ago than this are removed by `weir vacuum`. Default:
+    /// kept forever.
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
 }
 
 fn default_max_record_bytes() -> u64 {
@@ -593,6 +665,15 @@ impl Config {
         if self.commit.checkpoint_every == 0 {
             return Err(invalid("commit.checkpoint_every", "must be at least 1"));
         }
+        if !(1..=22).contains(&self.compaction.zstd_level) {
+            return Err(invalid("compaction.zstd_level", "must be between 1 and 22"));
+        }
+        if self.compaction.target_file_size < (1 << 20) {
+            return Err(invalid(
+                "compaction.target_file_size",
+                "must be at least 1MiB",
+            ));
+        }
         if self.event_time.max_open_hours == Some(0) {
             return Err(invalid("event_time.max_open_hours", "must be at least 1"));
         }
@@ -637,6 +718,14 @@ impl Config {
                 return Err(invalid(
                     key("name"),
                     format!("dataset {} is defined twice", ds.name),
+                ));
+            }
+            if let Some(r) = ds.retention
+                && r < Duration::from_secs(3600)
+            {
+                return Err(invalid(
+                    key("retention"),
+                    "must be at least 1h (whole hours are removed)",
                 ));
             }
             if ds.topic.is_empty() {

@@ -8,9 +8,17 @@
 //!     epochs/<epoch>.json           one per ownership: claimed create-if-absent on assignment
 //!     pending/<seq>-e<epoch>.json   intent: the files a commit attempt is about to upload
 //!     entries/<seq>.json            THE commit: files + offset range + operator state + epoch
-//!     checkpoints/<seq>.json        every N entries: all files named up to <seq>
+//!     hours/<bucket>/<seq>.json     manifest: the files of one hour (or the dead letters)
+//!                                   named by entries 1..=seq
+//!     checkpoints/<seq>.json        every N entries, after the manifests of the hours its
+//!                                   entries touched: entry <seq> (no file lists)
 //!     _last_checkpoint              hint: seq of the newest checkpoint (overwritten)
 //! ```
+//!
+//! Cost does not grow with history (ledger version 2, [`hours`]): recovery reads the
+//! newest checkpoint and at most N entries after it, probed by name; a query reads those
+//! per stream plus one manifest per stream and hour it touches. Epoch claims, checkpoints
+//! and manifests that are superseded are deleted; entries are kept (the `commits` table).
 //!
 //! A commit of partition p by a writer holding epoch E, after reading entry N (the steps
 //! live in [`crate::commit::Protocol`]):
@@ -87,14 +95,14 @@
 //! | step | kind | outcome unknown → |
 //! |---|---|---|
 //! | a. claim `epochs/<F>` | conditional | read back: our writer id → ours; another → try F+1; unreadable → recovery retried |
-//! | b. read tail (hint, checkpoint, list, entry) | read | retried; never decides anything from an error |
+//! | b. read tail (hint, checkpoint, entries after it) | read | retried; never decides anything from an error |
 //! | c. takeover `entries/<N+1>` | conditional | read back by identity, as step 3 |
 //! | d. delete orphans | delete (only via `delete_unnamed`) | idempotent: retried; "not found" is done |
 //! | 1. put intent | overwrite, idempotent (same bytes) | the attempt is retried |
 //! | 2. upload files (put or multipart) | overwrite, idempotent (same name, same bytes) | the attempt is retried; a half multipart upload is never visible |
 //! | 3. create `entries/<N+1>` | conditional | read back: our identity → committed; another → fenced, `delete_unnamed`; unreadable → the attempt is retried |
 //! | 4. delete intent | delete, best effort | recovery removes leftovers |
-//! | checkpoint | conditional; any writer's copy is equivalent | skipped, the next one covers it |
+//! | checkpoint: manifests, then the checkpoint object | conditional; any writer's copy at a seq is equivalent | skipped, the next one covers it; manifests without their checkpoint are correct for their seq |
 //! | `_last_checkpoint` hint | overwrite, best effort | a stale or missing hint only costs a longer listing |
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -227,6 +235,12 @@ pub struct Entry {
     pub skipped_offsets: u64,
     pub files: Vec<FileRef>,
     pub dead_letters: Vec<FileRef>,
+    /// Files this entry takes out of the table. Only replace entries of a dataset's
+    /// maintenance stream ([`PartitionLedger::maintenance`]: compaction, retention,
+    /// backfills that replace hours) have any; `files` are then the files put in their
+    /// place, and readers see the old set or the new set, never both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<FileRef>,
     #[serde(default)]
     pub operator_state: Vec<OperatorState>,
     pub config_hash: String,
@@ -353,6 +367,16 @@ pub fn ledger_root(dataset: &str) -> String {
     format!("_weir/ledger/{dataset}")
 }
 
+/// Where a dataset's maintenance stream lives (outside [`ledger_root`], so no Kafka topic
+/// name can collide with it).
+pub fn maintenance_root(dataset: &str) -> String {
+    format!("_weir/maintenance/{dataset}")
+}
+
+/// The topic and partition a maintenance stream's entries carry.
+pub const MAINTENANCE_TOPIC: &str = "_maintenance";
+pub const MAINTENANCE_PARTITION: i32 = -1;
+
 impl PartitionLedger {
     pub fn new(store: Arc<dyn ObjectStore>, dataset: &str, topic: &str, partition: i32) -> Self {
         PartitionLedger {
@@ -361,6 +385,21 @@ impl PartitionLedger {
             topic: topic.to_owned(),
             partition,
             root: format!("{}/{topic}/{partition}", ledger_root(dataset)),
+        }
+    }
+
+    /// The maintenance stream of `dataset`: the one ledger stream that is not a Kafka
+    /// partition's. Jobs that rewrite committed hours (compaction, retention, backfills
+    /// with replace) commit replace entries here, with the same protocol as partitions
+    /// (epochs, intents, create-if-absent entries, takeover). Jobs contend only with each
+    /// other, never with `weir run`.
+    pub fn maintenance(store: Arc<dyn ObjectStore>, dataset: &str) -> Self {
+        PartitionLedger {
+            store,
+            dataset: dataset.to_owned(),
+            topic: MAINTENANCE_TOPIC.to_owned(),
+            partition: MAINTENANCE_PARTITION,
+            root: maintenance_root(dataset),
         }
     }
 
@@ -850,6 +889,7 @@ impl PartitionLedger {
                 skipped_offsets: 0,
                 files: Vec::new(),
                 dead_letters: Vec::new(),
+                removed: Vec::new(),
                 operator_state: previous
                     .map(|e| e.operator_state.clone())
                     .unwrap_or_default(),
@@ -930,10 +970,10 @@ impl PartitionLedger {
             .buffered(PROBE_WINDOW as usize)
             .try_collect()
             .await?;
-        let mut touched: BTreeMap<String, Vec<(u64, Vec<FileRef>)>> = BTreeMap::new();
+        let mut touched: BTreeMap<String, Vec<(u64, hours::Change)>> = BTreeMap::new();
         for e in &entries {
-            for (bucket, files) in hours::files_by_bucket(e) {
-                touched.entry(bucket).or_default().push((e.seq, files));
+            for (bucket, change) in hours::changes_by_bucket(e) {
+                touched.entry(bucket).or_default().push((e.seq, change));
             }
         }
         // Converting a version-1 stream: every bucket its checkpoint names gets a manifest.
@@ -1014,7 +1054,7 @@ impl PartitionLedger {
         c: u64,
         p: u64,
         legacy: Option<&Vec<FileRef>>,
-        touched: &[(u64, Vec<FileRef>)],
+        touched: &[(u64, hours::Change)],
     ) -> Result<(), LedgerError> {
         let existing = self
             .manifests(bucket)
@@ -1025,18 +1065,27 @@ impl PartitionLedger {
         if newest == Some(c) {
             return Ok(());
         }
-        let (base_seq, mut files) = match (newest, legacy) {
-            (Some(s), Some(legacy)) if s < p => (p, legacy.clone()),
-            (Some(s), _) => (s, self.read_manifest(bucket, s).await?.files),
-            (None, Some(legacy)) => (p, legacy.clone()),
-            (None, None) => (0, Vec::new()),
+        let (base_seq, mut files, mut removed) = match (newest, legacy) {
+            (Some(s), Some(legacy)) if s < p => (p, legacy.clone(), Vec::new()),
+            (Some(s), _) => {
+                let m = self.read_manifest(bucket, s).await?;
+                (s, m.files, m.removed)
+            }
+            (None, Some(legacy)) => (p, legacy.clone(), Vec::new()),
+            (None, None) => (0, Vec::new(), Vec::new()),
         };
         let mut seen: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
-        for (seq, added) in touched {
+        let mut gone: HashSet<String> = removed.iter().map(|f| f.path.clone()).collect();
+        for (seq, change) in touched {
             if *seq > base_seq {
-                for f in added {
+                for f in &change.added {
                     if seen.insert(f.path.clone()) {
                         files.push(f.clone());
+                    }
+                }
+                for f in &change.removed {
+                    if gone.insert(f.path.clone()) {
+                        removed.push(f.clone());
                     }
                 }
             }
@@ -1046,6 +1095,7 @@ impl PartitionLedger {
             seq: c,
             bucket: bucket.to_owned(),
             files,
+            removed,
         };
         self.create(
             &self.manifest_path(bucket, c),
@@ -1154,6 +1204,7 @@ mod tests {
                 })
                 .collect(),
             dead_letters: vec![],
+            removed: vec![],
             operator_state: vec![],
             config_hash: "h".into(),
             weir_version: "test".into(),
@@ -1423,11 +1474,11 @@ mod tests {
                     2 => {
                         // A fold that crashed after some manifests, before its checkpoint.
                         let p = l.latest_checkpoint().await.unwrap().map_or(0, |c| c.seq);
-                        let mut touched: BTreeMap<String, Vec<(u64, Vec<FileRef>)>> =
+                        let mut touched: BTreeMap<String, Vec<(u64, hours::Change)>> =
                             BTreeMap::new();
                         for s in p + 1..=seq {
                             let e = l.read_entry(s).await.unwrap().unwrap();
-                            for (b, f) in hours::files_by_bucket(&e) {
+                            for (b, f) in hours::changes_by_bucket(&e) {
                                 touched.entry(b).or_default().push((s, f));
                             }
                         }

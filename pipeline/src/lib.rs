@@ -11,11 +11,13 @@
 //!                       │    ── sink::parquet (zstd, Hive date=/hour= of event time)
 //!                       ▼
 //!                    ledger ── ONE create-if-absent entry per commit = the commit point
-//!                       │       (files, offset range, operator state, writer epoch)
+//!                       │       (files, offset range, operator state, writer epoch);
+//!                       │       every N entries folded into per-hour manifests + a checkpoint
 //!                       ▼
 //!                    Kafka group offset (after the ledger; lag metrics only)
 //!
-//!  query  ── DataFusion over the files the ledger names (query::CommittedView)
+//!  query  ── DataFusion over the files the ledger names (query::CommittedView: per stream
+//!            the checkpoint and the entries after it, then one manifest per hour queried)
 //! ```
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
@@ -26,6 +28,7 @@
 //! and its reloads), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 
 pub mod commit;
+pub mod compact;
 pub mod config;
 pub mod demo;
 pub mod event_time;

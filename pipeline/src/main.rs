@@ -100,6 +100,21 @@ enum Command {
         /// The SQL statement.
         sql: String,
     },
+    /// Merge the small files of hours older than --min-age into large files sorted by
+    /// event time (a bounded job: exits 0 when done).
+    Compact {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this dataset (default: every dataset in the config).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Compact hours that ended at least this long ago (default: compaction.min_age).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        min_age: Option<std::time::Duration>,
+        /// Honour WEIR_FAILPOINT (crash points for tests).
+        #[arg(long, hide = true)]
+        enable_failpoints: bool,
+    },
     /// Validate a config without touching Kafka or storage.
     CheckConfig {
         #[arg(long, short)]
@@ -126,7 +141,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     // The demo and queries print results on stdout; keep their logs to warnings by default.
     init_logging(match cli.command {
-        Command::Run { .. } => "info",
+        Command::Run { .. } | Command::Compact { .. } => "info",
         _ => "warn",
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -176,6 +191,58 @@ async fn async_main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Compact {
+            config,
+            dataset,
+            min_age,
+            enable_failpoints,
+        } => {
+            if enable_failpoints {
+                weir_pipeline::failpoint::arm_from_env().map_err(anyhow::Error::msg)?;
+            }
+            let config = Config::load(&config)?;
+            let resources = weir_pipeline::reference::load(&config)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let datasets = select(runner::prepare(&config, &EnvSecrets, &resources)?, dataset)?;
+            let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
+                .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+            let opts = weir_pipeline::compact::Options {
+                min_age: min_age.unwrap_or(config.compaction.min_age),
+                writer: weir_pipeline::runtime::writer_id(),
+                progress: progress_printer(),
+            };
+            let started = std::time::Instant::now();
+            let mut total = weir_pipeline::compact::Summary::default();
+            for ds in &datasets {
+                let done = weir_pipeline::compact::compact_dataset(
+                    &config,
+                    ds,
+                    store.clone(),
+                    &opts,
+                    chrono::Utc::now(),
+                )
+                .await
+                .with_context(|| format!("compacting {}", ds.name))?;
+                total.hours += done.hours;
+                total.files_in += done.files_in;
+                total.files_out += done.files_out;
+                total.bytes_in += done.bytes_in;
+                total.bytes_out += done.bytes_out;
+                total.rows += done.rows;
+            }
+            println!(
+                "compacted {} hours: {} files ({} bytes) into {} files ({} bytes), {} rows, {:.1} s",
+                total.hours,
+                total.files_in,
+                total.bytes_in,
+                total.files_out,
+                total.bytes_out,
+                total.rows,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::CheckConfig { config } => {
             let path = config.display().to_string();
             let config = Config::load(&config)?;
@@ -209,5 +276,35 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The datasets a job works on: all, or the one `--dataset` names.
+fn select(
+    datasets: Vec<std::sync::Arc<weir_pipeline::runtime::DatasetRuntime>>,
+    only: Option<String>,
+) -> Result<Vec<std::sync::Arc<weir_pipeline::runtime::DatasetRuntime>>> {
+    let Some(name) = only else {
+        return Ok(datasets);
+    };
+    let known: Vec<String> = datasets.iter().map(|d| d.name.clone()).collect();
+    let chosen: Vec<_> = datasets.into_iter().filter(|d| d.name == name).collect();
+    if chosen.is_empty() {
+        anyhow::bail!(
+            "--dataset: no dataset named {name} in the config (it has: {})",
+            known.join(", ")
+        );
+    }
+    Ok(chosen)
+}
+
+/// A progress line per unit of work: on stderr when it is a terminal, as a log line
+/// otherwise (a Kubernetes Job's log).
+fn progress_printer() -> std::sync::Arc<dyn Fn(&str) + Send + Sync> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        std::sync::Arc::new(|line: &str| eprintln!("{line}"))
+    } else {
+        std::sync::Arc::new(|line: &str| tracing::info!(progress = line, "done"))
     }
 }

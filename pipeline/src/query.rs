@@ -142,12 +142,20 @@ pub fn commits_schema() -> SchemaRef {
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             false,
         ),
+        int("removed_files"),
+        int("removed_rows"),
     ]))
 }
 
 /// What an entry did, as the `kind` column says it.
 pub fn entry_kind(entry: &ledger::Entry) -> &'static str {
-    if entry.takeover { "takeover" } else { "append" }
+    if entry.takeover {
+        "takeover"
+    } else if entry.partition == ledger::MAINTENANCE_PARTITION {
+        "replace"
+    } else {
+        "append"
+    }
 }
 
 /// The `commits` table: reads the ledger entries of every dataset when a query scans it
@@ -238,6 +246,8 @@ pub async fn commits_batch(
         for stream in ledger::streams(store, dataset).await? {
             entries.extend(stream.entries().await?);
         }
+        let jobs = ledger::PartitionLedger::maintenance(store.clone(), dataset);
+        entries.extend(jobs.entries().await?);
     }
     entries.sort_by(|(a, _), (b, _)| {
         (&a.dataset, &a.topic, a.partition, a.seq).cmp(&(&b.dataset, &b.topic, b.partition, b.seq))
@@ -258,6 +268,8 @@ pub async fn commits_batch(
     let mut bytes = Int64Builder::with_capacity(n);
     let mut skipped = Int64Builder::with_capacity(n);
     let mut committed_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut removed_files = Int64Builder::with_capacity(n);
+    let mut removed_rows = Int64Builder::with_capacity(n);
     let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     // -1 stands for "no position yet" in a takeover entry before any commit.
     let offset = |o: i64| (o >= 0).then_some(o);
@@ -277,6 +289,8 @@ pub async fn commits_batch(
         bytes.append_value(count(entry.files.iter().map(|f| f.bytes).sum()));
         skipped.append_value(count(entry.skipped_offsets));
         committed_at.append_value(written.timestamp_millis());
+        removed_files.append_value(count(entry.removed.len() as u64));
+        removed_rows.append_value(count(entry.removed.iter().map(|f| f.rows).sum()));
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(dataset.finish()),
@@ -294,6 +308,8 @@ pub async fn commits_batch(
         Arc::new(bytes.finish()),
         Arc::new(skipped.finish()),
         Arc::new(committed_at.finish()),
+        Arc::new(removed_files.finish()),
+        Arc::new(removed_rows.finish()),
     ];
     Ok(RecordBatch::try_new(commits_schema(), columns)?)
 }
@@ -420,6 +436,7 @@ mod tests {
             skipped_offsets: skipped,
             files,
             dead_letters: Vec::new(),
+            removed: vec![],
             operator_state: Vec::new(),
             config_hash: "h".into(),
             weir_version: "test".into(),

@@ -176,6 +176,17 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// A writer id unique to this process start: `host/pid/random`. It is the identity that
+/// decides "mine or theirs" for every object Weir creates in the ledger.
+pub fn writer_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    format!(
+        "{host}/{}/{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    )
+}
+
 impl Shared {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -187,16 +198,11 @@ impl Shared {
         dead_letter_topic: Option<crate::sink::dead_letter_topic::DeadLetterTopic>,
     ) -> (Arc<Shared>, mpsc::UnboundedReceiver<String>) {
         let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
         let shared = Shared {
             budget: crate::memory::Budget::new(config.memory.limit),
             config_hash: config.hash(),
             config,
-            owner: format!(
-                "{host}/{}/{:016x}",
-                std::process::id(),
-                rand::random::<u64>()
-            ),
+            owner: writer_id(),
             store,
             datasets,
             secrets,

@@ -970,6 +970,7 @@ impl Worker {
             skipped_offsets: std::mem::take(&mut self.skipped_offsets),
             files: data.iter().map(to_ref).collect(),
             dead_letters: dead.iter().map(to_ref).collect(),
+            removed: vec![],
             operator_state: Entry::encode_state(&self.chain.snapshot()),
             config_hash: self.shared.config_hash.clone(),
             weir_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -450,6 +450,7 @@ async fn writer(
                 })
                 .collect(),
             dead_letters: vec![],
+            removed: vec![],
             operator_state: vec![],
             config_hash: "sim".into(),
             weir_version: "sim".into(),

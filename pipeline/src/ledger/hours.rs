@@ -68,15 +68,41 @@ pub struct HourManifest {
     pub version: u32,
     pub seq: u64,
     pub bucket: String,
+    /// Files entries 1..=seq put in this bucket.
     pub files: Vec<FileRef>,
+    /// Files entries 1..=seq took out of it (maintenance streams only). File names are
+    /// never reused, so the bucket's table is `files` of every stream minus `removed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<FileRef>,
 }
 
-/// Every file of `entry` by bucket.
-pub(super) fn files_by_bucket(entry: &Entry) -> BTreeMap<String, Vec<FileRef>> {
-    let mut out: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
+/// What entries did to one bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    pub added: Vec<FileRef>,
+    pub removed: Vec<FileRef>,
+}
+
+impl Change {
+    fn extend(&mut self, other: Change) {
+        self.added.extend(other.added);
+        self.removed.extend(other.removed);
+    }
+}
+
+/// What `entry` did, by bucket.
+pub(super) fn changes_by_bucket(entry: &Entry) -> BTreeMap<String, Change> {
+    let mut out: BTreeMap<String, Change> = BTreeMap::new();
     for f in entry.files.iter().chain(&entry.dead_letters) {
         out.entry(bucket_of(&entry.dataset, &f.path))
             .or_default()
+            .added
+            .push(f.clone());
+    }
+    for f in &entry.removed {
+        out.entry(bucket_of(&entry.dataset, &f.path))
+            .or_default()
+            .removed
             .push(f.clone());
     }
     out
@@ -131,57 +157,71 @@ impl StreamSnapshot {
         self.high
     }
 
-    /// Every data file under `prefix` (relative to the dataset folder; `""` for all).
+    /// Every data file under `prefix` (relative to the dataset folder; `""` for all) that
+    /// this stream's entries put there. (Only maintenance streams take files out again:
+    /// see [`Self::data_changes`].)
     pub async fn data_files(&self, prefix: &str) -> Result<Vec<FileRef>, LedgerError> {
-        self.files(|b| under(b, prefix), prefix).await
+        Ok(self.data_changes(prefix).await?.added)
+    }
+
+    /// What this stream's entries put under `prefix`, and what they took out.
+    pub async fn data_changes(&self, prefix: &str) -> Result<Change, LedgerError> {
+        self.changes(|b| under(b, prefix), prefix).await
     }
 
     /// Every dead-letter file of the stream.
     pub async fn dead_letter_files(&self) -> Result<Vec<FileRef>, LedgerError> {
-        self.files(|b| b == DEAD_LETTER_BUCKET, DEAD_LETTER_BUCKET)
-            .await
+        Ok(self
+            .changes(|b| b == DEAD_LETTER_BUCKET, DEAD_LETTER_BUCKET)
+            .await?
+            .added)
     }
 
-    async fn files(
+    async fn changes(
         &self,
         wanted: impl Fn(&str) -> bool,
         list_prefix: &str,
-    ) -> Result<Vec<FileRef>, LedgerError> {
+    ) -> Result<Change, LedgerError> {
         let dataset = self.ledger.dataset.clone();
-        if let Some(all) = &self.legacy {
-            let mut out: Vec<FileRef> = all
-                .iter()
-                .filter(|f| wanted(&bucket_of(&dataset, &f.path)))
-                .cloned()
-                .collect();
-            for e in &self.tail {
-                for (bucket, files) in files_by_bucket(e) {
-                    if wanted(&bucket) {
-                        out.extend(files);
-                    }
-                }
+        let mut out = Change::default();
+        let base: HashMap<String, u64> = match &self.legacy {
+            Some(all) => {
+                out.added = all
+                    .iter()
+                    .filter(|f| wanted(&bucket_of(&dataset, &f.path)))
+                    .cloned()
+                    .collect();
+                HashMap::new()
             }
-            return Ok(out);
-        }
-        let newest = self.ledger.newest_manifests(list_prefix, self.high).await?;
-        let chosen: Vec<(String, u64)> = newest
-            .into_iter()
-            .filter(|(bucket, _)| wanted(bucket))
-            .collect();
-        let read: Vec<HourManifest> = futures::stream::iter(chosen.iter().cloned())
-            .map(|(bucket, seq)| {
-                let ledger = self.ledger.clone();
-                async move { ledger.read_manifest(&bucket, seq).await }
-            })
-            .buffer_unordered(32)
-            .try_collect()
-            .await?;
-        let base: HashMap<&str, u64> = chosen.iter().map(|(b, s)| (b.as_str(), *s)).collect();
-        let mut out: Vec<FileRef> = read.into_iter().flat_map(|m| m.files).collect();
+            None => {
+                let chosen: Vec<(String, u64)> = self
+                    .ledger
+                    .newest_manifests(list_prefix, self.high)
+                    .await?
+                    .into_iter()
+                    .filter(|(bucket, _)| wanted(bucket))
+                    .collect();
+                let read: Vec<HourManifest> = futures::stream::iter(chosen.iter().cloned())
+                    .map(|(bucket, seq)| {
+                        let ledger = self.ledger.clone();
+                        async move { ledger.read_manifest(&bucket, seq).await }
+                    })
+                    .buffer_unordered(32)
+                    .try_collect()
+                    .await?;
+                for m in read {
+                    out.extend(Change {
+                        added: m.files,
+                        removed: m.removed,
+                    });
+                }
+                chosen.into_iter().collect()
+            }
+        };
         for e in &self.tail {
-            for (bucket, files) in files_by_bucket(e) {
-                if wanted(&bucket) && e.seq > base.get(bucket.as_str()).copied().unwrap_or(0) {
-                    out.extend(files);
+            for (bucket, change) in changes_by_bucket(e) {
+                if wanted(&bucket) && e.seq > base.get(&bucket).copied().unwrap_or(0) {
+                    out.extend(change);
                 }
             }
         }

@@ -33,6 +33,10 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     /// Per dataset, a snapshot of each of its ledger streams, taken when the view was made.
     streams: BTreeMap<String, Vec<StreamSnapshot>>,
+    /// Per dataset, its maintenance stream (replace entries), read before the others: a
+    /// replace entry seen here only removes files committed before it, so they are in the
+    /// streams' snapshots taken after.
+    maintenance: BTreeMap<String, StreamSnapshot>,
     /// Listings already answered, by prefix.
     listed: Mutex<HashMap<String, Arc<Vec<ObjectMeta>>>>,
 }
@@ -59,7 +63,10 @@ impl CommittedView {
         datasets: &[String],
     ) -> Result<CommittedView, LedgerError> {
         let mut streams = BTreeMap::new();
+        let mut maintenance = BTreeMap::new();
         for dataset in datasets {
+            let jobs = ledger::PartitionLedger::maintenance(store.clone(), dataset);
+            maintenance.insert(dataset.clone(), jobs.snapshot().await?);
             let ledgers =
                 ledger::streams(&store, dataset)
                     .await
@@ -78,6 +85,7 @@ impl CommittedView {
             inner: Arc::new(Inner {
                 store,
                 streams,
+                maintenance,
                 listed: Mutex::new(HashMap::new()),
             }),
         })
@@ -104,14 +112,12 @@ impl CommittedView {
         }
         match segments.as_slice() {
             [] => {
-                for snapshots in self.inner.streams.values() {
-                    files.extend(gather(snapshots, Some(String::new())).await?);
+                for dataset in self.inner.streams.keys() {
+                    files.extend(self.data_files(dataset, "").await?);
                 }
             }
             [dataset, rest @ ..] if !dataset.starts_with('_') => {
-                if let Some(snapshots) = self.inner.streams.get(*dataset) {
-                    files.extend(gather(snapshots, Some(rest.join("/"))).await?);
-                }
+                files.extend(self.data_files(dataset, &rest.join("/")).await?);
             }
             _ => {}
         }
@@ -136,6 +142,37 @@ impl CommittedView {
             .unwrap()
             .insert(prefix.to_owned(), metas.clone());
         Ok(metas)
+    }
+}
+
+impl CommittedView {
+    /// Every data file of `dataset`'s table.
+    pub async fn committed_files(&self, dataset: &str) -> OsResult<Vec<FileRef>> {
+        self.data_files(dataset, "").await
+    }
+
+    /// The table's files under `prefix` (relative to the dataset folder): what the
+    /// partitions' streams and the maintenance stream put there, minus what the
+    /// maintenance stream took out.
+    async fn data_files(&self, dataset: &str, prefix: &str) -> OsResult<Vec<FileRef>> {
+        let Some(snapshots) = self.inner.streams.get(dataset) else {
+            return Ok(Vec::new());
+        };
+        let mut files = gather(snapshots, Some(prefix.to_owned())).await?;
+        if let Some(jobs) = self.inner.maintenance.get(dataset) {
+            let change =
+                jobs.data_changes(prefix)
+                    .await
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "ledger",
+                        source: Box::new(e),
+                    })?;
+            files.extend(change.added);
+            let gone: std::collections::HashSet<String> =
+                change.removed.into_iter().map(|f| f.path).collect();
+            files.retain(|f| !gone.contains(&f.path));
+        }
+        Ok(files)
     }
 }
 
@@ -234,5 +271,112 @@ impl ObjectStore for CommittedView {
     }
     async fn copy_opts(&self, _: &Path, _: &Path, _: CopyOptions) -> OsResult<()> {
         Err(read_only())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::ledger::{Entry, LEDGER_VERSION, PartitionLedger};
+
+    fn file(path: &str, rows: u64) -> FileRef {
+        FileRef {
+            path: path.into(),
+            rows,
+            bytes: 10,
+        }
+    }
+
+    fn entry(l: &PartitionLedger, seq: u64, files: Vec<FileRef>, removed: Vec<FileRef>) -> Entry {
+        Entry {
+            version: LEDGER_VERSION,
+            seq,
+            epoch: 1,
+            writer: "w".into(),
+            dataset: "ds".into(),
+            topic: l.stream(),
+            partition: 0,
+            start_offset: -1,
+            next_offset: -1,
+            records: 0,
+            rows: 0,
+            dead_lettered: 0,
+            skipped_offsets: 0,
+            files,
+            dead_letters: vec![],
+            removed,
+            operator_state: vec![],
+            config_hash: "h".into(),
+            weir_version: "t".into(),
+            takeover: false,
+        }
+    }
+
+    async fn listed(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+        let view = CommittedView::load(store.clone(), &["ds".to_owned()])
+            .await
+            .unwrap();
+        let metas: Vec<ObjectMeta> = view
+            .list(Some(&Path::from(prefix)))
+            .try_collect()
+            .await
+            .unwrap();
+        metas.into_iter().map(|m| m.location.to_string()).collect()
+    }
+
+    /// A replace entry of the maintenance stream takes files out and puts others in, as one
+    /// step for readers, whether it is still in the tail or folded into a manifest.
+    #[tokio::test]
+    async fn replace_entries_swap_an_hours_files() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let h5 = "ds/date=2026-01-01/hour=05";
+        let h6 = "ds/date=2026-01-01/hour=06";
+        let p0 = PartitionLedger::new(store.clone(), "ds", "t", 0);
+        let p1 = PartitionLedger::new(store.clone(), "ds", "t", 1);
+        p0.commit(&entry(
+            &p0,
+            1,
+            vec![file(&format!("{h5}/a"), 1), file(&format!("{h6}/x"), 1)],
+            vec![],
+        ))
+        .await
+        .unwrap();
+        p1.commit(&entry(&p1, 1, vec![file(&format!("{h5}/b"), 2)], vec![]))
+            .await
+            .unwrap();
+        assert_eq!(
+            listed(&store, h5).await,
+            vec![format!("{h5}/a"), format!("{h5}/b")]
+        );
+        let jobs = PartitionLedger::maintenance(store.clone(), "ds");
+        let replace = entry(
+            &jobs,
+            1,
+            vec![file(&format!("{h5}/compact-1"), 3)],
+            vec![file(&format!("{h5}/a"), 1), file(&format!("{h5}/b"), 2)],
+        );
+        jobs.commit(&replace).await.unwrap();
+        // A file committed after the replace, into the same hour, stays.
+        p0.commit(&entry(&p0, 2, vec![file(&format!("{h5}/late"), 1)], vec![]))
+            .await
+            .unwrap();
+        let want = vec![format!("{h5}/compact-1"), format!("{h5}/late")];
+        assert_eq!(listed(&store, h5).await, want);
+        assert_eq!(listed(&store, h6).await, vec![format!("{h6}/x")]);
+        // Folded into manifests (both kinds of stream), the answer is the same.
+        jobs.checkpoint(&replace).await.unwrap();
+        let e = p0.read_entry(2).await.unwrap().unwrap();
+        p0.checkpoint(&e).await.unwrap();
+        assert_eq!(listed(&store, h5).await, want);
+        assert_eq!(
+            listed(&store, "ds").await,
+            vec![
+                format!("{h5}/compact-1"),
+                format!("{h5}/late"),
+                format!("{h6}/x")
+            ]
+        );
     }
 }

@@ -1,0 +1,444 @@
+//! `weir compact`: merges the small files of old hours into large files sorted by event
+//! time, committed as replace entries of the dataset's maintenance stream.
+//!
+//! ```text
+//!  recover the maintenance stream (claim an epoch; a takeover entry and the deletion of
+//!  │                               what a killed run left, exactly as for a partition)
+//!  ▼
+//!  the table as the ledger names it (query::CommittedView): files by hour
+//!  │
+//!  for each hour that ended at least min_age ago, oldest first:
+//!  │   small = its files under half of target_file_size;  fewer than 2 → nothing to do
+//!  │   read them (DataFusion: sorted by event time, spilling to disk past its memory limit)
+//!  │   write files of about target_file_size (zstd level, page index, bloom filters)
+//!  │   rows written = rows the ledger says the inputs hold, or stop with an error
+//!  ▼
+//!  one replace entry per hour: removed = the inputs, files = the outputs
+//!      (intent, upload, create-if-absent entry: the commit protocol of `crate::commit`)
+//! ```
+//!
+//! Readers see an hour's old files or its new ones, never both: the entry is one object.
+//! A file `weir run` commits into the hour meanwhile is not among the inputs and stays.
+//! Output names carry the entry's sequence number and epoch
+//! (`compact-<seq>-e<epoch>-<n>.parquet`), so a file of an attempt can only ever be named
+//! by that attempt's entry, and a killed run's files are found from its intent and deleted
+//! by the next run's recovery. The replaced files stay in storage until `weir vacuum`
+//! deletes them after the grace period. Two compactions of one dataset at once are not
+//! wanted (the CronJob forbids it): the second to commit is fenced, its files are deleted,
+//! and it stops with an error that says so.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::common::Column;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use tracing::info;
+
+use crate::commit::{Attempt, Outcome, Protocol};
+use crate::config::{CompactionConfig, Config};
+use crate::ledger::{self, Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger};
+use crate::query::CommittedView;
+use crate::runtime::DatasetRuntime;
+use crate::sink::parquet::{ChunkedFile, ClosedFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompactError {
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("listing the committed files: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("reading the files of {hour}: {source}")]
+    Read {
+        hour: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    #[error("writing the compacted files of {hour}: {source}")]
+    Write {
+        hour: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error(
+        "{dataset} {hour}: the ledger says the inputs hold {expected} rows, {written} were written; nothing committed"
+    )]
+    RowCount {
+        dataset: String,
+        hour: String,
+        expected: u64,
+        written: u64,
+    },
+    #[error(
+        "{dataset}: another maintenance job committed entry {seq} first (epoch {theirs}, ours {ours}); its work stands, ours was removed: run again"
+    )]
+    Concurrent {
+        dataset: String,
+        seq: u64,
+        ours: u64,
+        theirs: u64,
+    },
+    #[error("compaction.bloom_filter_columns: {0}")]
+    Config(String),
+}
+
+/// What one run did, for the summary line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub hours: u64,
+    pub files_in: u64,
+    pub files_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rows: u64,
+}
+
+impl Summary {
+    fn add(&mut self, other: &Summary) {
+        self.hours += other.hours;
+        self.files_in += other.files_in;
+        self.files_out += other.files_out;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.rows += other.rows;
+    }
+}
+
+/// Settings of one run.
+#[derive(Clone)]
+pub struct Options {
+    pub min_age: Duration,
+    /// This process start's writer id (`host/pid/random`), as `weir run` has one.
+    pub writer: String,
+    /// Called with a line per hour done (a progress line on a terminal, a log line
+    /// otherwise).
+    pub progress: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Compacts every hour of `dataset` older than `opts.min_age` at `now`.
+pub async fn compact_dataset(
+    config: &Config,
+    dataset: &DatasetRuntime,
+    store: Arc<dyn ObjectStore>,
+    opts: &Options,
+    now: DateTime<Utc>,
+) -> Result<Summary, CompactError> {
+    let settings = &config.compaction;
+    let schema = dataset.output_schema.clone();
+    let props_base = writer_properties(settings, &schema)?;
+    let protocol = Protocol::new(
+        PartitionLedger::maintenance(store.clone(), &dataset.name),
+        store.clone(),
+        &opts.writer,
+        config.storage_multipart_threshold(),
+        config.commit.checkpoint_every,
+    );
+    let recovered = protocol.recover().await?;
+    if recovered.removed > 0 {
+        info!(dataset = %dataset.name, files = recovered.removed, "removed the files of an interrupted maintenance run");
+    }
+    let epoch = recovered.epoch;
+    let mut seq = recovered.tail.next_seq();
+    let view = CommittedView::load(store.clone(), std::slice::from_ref(&dataset.name)).await?;
+    let mut by_hour: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
+    for f in view.committed_files(&dataset.name).await? {
+        let bucket = ledger::bucket_of(&dataset.name, &f.path);
+        by_hour.entry(bucket).or_default().push(f);
+    }
+    let cutoff = now - chrono::Duration::from_std(opts.min_age).unwrap_or_default();
+    let half = settings.target_file_size / 2;
+    let mut total = Summary::default();
+    for (hour, files) in by_hour {
+        let Some(end) = hour_end(&hour) else {
+            continue;
+        };
+        if end > cutoff {
+            continue;
+        }
+        let mut inputs: Vec<FileRef> = files.into_iter().filter(|f| f.bytes < half).collect();
+        if inputs.len() < 2 {
+            continue;
+        }
+        inputs.sort_by(|a, b| a.path.cmp(&b.path));
+        let started = Instant::now();
+        let outputs = merge(
+            store.clone(),
+            &dataset.name,
+            &hour,
+            &inputs,
+            &schema,
+            &dataset.resolved.schema.event_time,
+            settings,
+            // Sorting spills to disk past this; the output file is held in memory besides.
+            (config.memory.limit / 2) as usize,
+            props_base.clone(),
+            (seq, epoch),
+        )
+        .await?;
+        let expected: u64 = inputs.iter().map(|f| f.rows).sum();
+        let written: u64 = outputs.iter().map(|f| f.rows).sum();
+        if expected != written {
+            return Err(CompactError::RowCount {
+                dataset: dataset.name.clone(),
+                hour,
+                expected,
+                written,
+            });
+        }
+        let done = Summary {
+            hours: 1,
+            files_in: inputs.len() as u64,
+            files_out: outputs.len() as u64,
+            bytes_in: inputs.iter().map(|f| f.bytes).sum(),
+            bytes_out: outputs
+                .iter()
+                .map(|f| f.bytes.content_length() as u64)
+                .sum(),
+            rows: written,
+        };
+        let entry = replace_entry(dataset, seq, epoch, &opts.writer, &inputs, &outputs, config);
+        let mut attempt = Attempt::new(entry, outputs);
+        protocol.stage(&mut attempt).await?;
+        match protocol.finish(&attempt).await? {
+            Outcome::Committed => {}
+            Outcome::Fenced { theirs, .. } => {
+                return Err(CompactError::Concurrent {
+                    dataset: dataset.name.clone(),
+                    seq,
+                    ours: epoch,
+                    theirs,
+                });
+            }
+        }
+        seq += 1;
+        (opts.progress)(&format!(
+            "{} {hour}: {} files ({} bytes) → {} ({} bytes), {} rows, {:.1} s",
+            dataset.name,
+            done.files_in,
+            done.bytes_in,
+            done.files_out,
+            done.bytes_out,
+            done.rows,
+            started.elapsed().as_secs_f64()
+        ));
+        total.add(&done);
+    }
+    Ok(total)
+}
+
+/// The end of the hour a bucket (`date=YYYY-MM-DD/hour=HH`) names.
+fn hour_end(bucket: &str) -> Option<DateTime<Utc>> {
+    let (date, hour) = bucket.split_once('/')?;
+    let date = NaiveDate::parse_from_str(date.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
+    let hour: u32 = hour.strip_prefix("hour=")?.parse().ok()?;
+    let start = date.and_hms_opt(hour, 0, 0)?.and_utc();
+    Some(start + chrono::Duration::hours(1))
+}
+
+fn writer_properties(
+    settings: &CompactionConfig,
+    schema: &SchemaRef,
+) -> Result<parquet::file::properties::WriterPropertiesBuilder, CompactError> {
+    let level = ZstdLevel::try_new(settings.zstd_level)
+        .map_err(|e| CompactError::Config(format!("zstd_level: {e}")))?;
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_statistics_enabled(EnabledStatistics::Page);
+    for name in &settings.bloom_filter_columns {
+        if let Ok(field) = schema.field_with_name(name) {
+            let _ = field;
+            b = b.set_column_bloom_filter_enabled(ColumnPath::from(name.as_str()), true);
+        }
+    }
+    Ok(b)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn merge(
+    store: Arc<dyn ObjectStore>,
+    dataset: &str,
+    hour: &str,
+    inputs: &[FileRef],
+    schema: &SchemaRef,
+    event_time: &str,
+    settings: &CompactionConfig,
+    memory_limit: usize,
+    props: parquet::file::properties::WriterPropertiesBuilder,
+    (seq, epoch): (u64, u64),
+) -> Result<Vec<ClosedFile>, CompactError> {
+    let read_err = |source| CompactError::Read {
+        hour: hour.to_owned(),
+        source,
+    };
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_limit, 1.0)
+        .build_arc()
+        .map_err(read_err)?;
+    let mut session = SessionConfig::new().with_target_partitions(1);
+    session.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = SessionContext::new_with_config_rt(session, runtime);
+    let url = url::Url::parse("weir-compact://lake/").expect("static url");
+    ctx.register_object_store(&url, store);
+    let paths = inputs
+        .iter()
+        .map(|f| ListingTableUrl::parse(format!("weir-compact://lake/{}", f.path)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_err)?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let table = ListingTable::try_new(
+        ListingTableConfig::new_with_multi_paths(paths)
+            .with_listing_options(options)
+            .with_schema(schema.clone()),
+    )
+    .map_err(read_err)?;
+    let sorted = ctx
+        .read_table(Arc::new(table))
+        .map_err(read_err)?
+        .sort(vec![
+            Expr::Column(Column::new_unqualified(event_time)).sort(true, false),
+        ])
+        .map_err(read_err)?;
+    let mut stream = sorted.execute_stream().await.map_err(read_err)?;
+    let write_err = |source| CompactError::Write {
+        hour: hour.to_owned(),
+        source,
+    };
+    let lineage = |n: usize| {
+        vec![
+            KeyValue::new("weir.version".into(), env!("CARGO_PKG_VERSION").to_owned()),
+            KeyValue::new("weir.dataset".into(), dataset.to_owned()),
+            KeyValue::new("weir.ledger.stream".into(), "maintenance".to_owned()),
+            KeyValue::new("weir.ledger.seq".into(), seq.to_string()),
+            KeyValue::new("weir.ledger.epoch".into(), epoch.to_string()),
+            KeyValue::new("weir.compacted_from".into(), inputs.len().to_string()),
+            KeyValue::new("weir.compacted_part".into(), n.to_string()),
+        ]
+    };
+    let mut outputs = Vec::new();
+    let mut current: Option<(ArrowWriter<ChunkedFile>, u64)> = None;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(read_err)?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let (writer, rows) = match &mut current {
+            Some(w) => w,
+            None => {
+                let props = props
+                    .clone()
+                    .set_key_value_metadata(Some(lineage(outputs.len())))
+                    .build();
+                let w = ArrowWriter::try_new(ChunkedFile::default(), schema.clone(), Some(props))
+                    .map_err(write_err)?;
+                current.insert((w, 0))
+            }
+        };
+        writer.write(&batch).map_err(write_err)?;
+        *rows += batch.num_rows() as u64;
+        let size = writer.bytes_written() + writer.in_progress_size();
+        if size as u64 >= settings.target_file_size {
+            let (w, rows) = current.take().expect("open");
+            outputs.push(close(w, rows, dataset, hour, seq, epoch, outputs.len())?);
+        }
+    }
+    if let Some((w, rows)) = current.take() {
+        outputs.push(close(w, rows, dataset, hour, seq, epoch, outputs.len())?);
+    }
+    Ok(outputs)
+}
+
+fn close(
+    writer: ArrowWriter<ChunkedFile>,
+    rows: u64,
+    dataset: &str,
+    hour: &str,
+    seq: u64,
+    epoch: u64,
+    n: usize,
+) -> Result<ClosedFile, CompactError> {
+    let file = writer.into_inner().map_err(|source| CompactError::Write {
+        hour: hour.to_owned(),
+        source,
+    })?;
+    Ok(ClosedFile {
+        path: format!("{dataset}/{hour}/{}", output_name(seq, epoch, n)),
+        rows,
+        bytes: file.into_payload(),
+    })
+}
+
+/// The name of compaction output `n` of the maintenance entry `seq` written in `epoch`.
+pub fn output_name(seq: u64, epoch: u64, n: usize) -> String {
+    format!("compact-{seq:010}-e{epoch:06}-{n:04}.parquet")
+}
+
+fn replace_entry(
+    dataset: &DatasetRuntime,
+    seq: u64,
+    epoch: u64,
+    writer: &str,
+    inputs: &[FileRef],
+    outputs: &[ClosedFile],
+    config: &Config,
+) -> Entry {
+    Entry {
+        version: LEDGER_VERSION,
+        seq,
+        epoch,
+        writer: writer.to_owned(),
+        dataset: dataset.name.clone(),
+        topic: ledger::MAINTENANCE_TOPIC.to_owned(),
+        partition: ledger::MAINTENANCE_PARTITION,
+        start_offset: -1,
+        next_offset: -1,
+        records: 0,
+        rows: outputs.iter().map(|f| f.rows).sum(),
+        dead_lettered: 0,
+        skipped_offsets: 0,
+        files: outputs
+            .iter()
+            .map(|f| FileRef {
+                path: f.path.clone(),
+                rows: f.rows,
+                bytes: f.bytes.content_length() as u64,
+            })
+            .collect(),
+        dead_letters: Vec::new(),
+        removed: inputs.to_vec(),
+        operator_state: Vec::new(),
+        config_hash: config.hash(),
+        weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+        takeover: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_end_an_hour_after_they_start() {
+        assert_eq!(
+            hour_end("date=2026-11-22/hour=23").unwrap().to_rfc3339(),
+            "2026-11-23T00:00:00+00:00"
+        );
+        assert_eq!(hour_end("_dead_letter"), None);
+        assert_eq!(hour_end("date=2026-11-22/hour=xx"), None);
+    }
+}
