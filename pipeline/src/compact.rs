@@ -292,17 +292,19 @@ async fn merge(
     let mut session = SessionConfig::new().with_target_partitions(1);
     session.options_mut().sql_parser.enable_ident_normalization = false;
     let ctx = SessionContext::new_with_config_rt(session, runtime);
+    // The hour's folder, seen through a view that lists exactly the inputs (never the
+    // folder itself: it may hold files of commits in flight and replaced files).
     let url = url::Url::parse("weir-compact://lake/").expect("static url");
-    ctx.register_object_store(&url, store);
-    let paths = inputs
-        .iter()
-        .map(|f| ListingTableUrl::parse(format!("weir-compact://lake/{}", f.path)))
-        .collect::<Result<Vec<_>, _>>()
+    ctx.register_object_store(
+        &url,
+        Arc::new(CommittedView::of_files(store, inputs.to_vec())),
+    );
+    let folder = ListingTableUrl::parse(format!("weir-compact://lake/{dataset}/{hour}/"))
         .map_err(read_err)?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let table = ListingTable::try_new(
-        ListingTableConfig::new_with_multi_paths(paths)
+        ListingTableConfig::new(folder)
             .with_listing_options(options)
             .with_schema(schema.clone()),
     )

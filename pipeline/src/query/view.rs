@@ -39,6 +39,8 @@ struct Inner {
     maintenance: BTreeMap<String, StreamSnapshot>,
     /// Listings already answered, by prefix.
     listed: Mutex<HashMap<String, Arc<Vec<ObjectMeta>>>>,
+    /// A view of exactly these files instead of the ledger's (see [`CommittedView::of_files`]).
+    fixed: Option<Vec<FileRef>>,
 }
 
 impl fmt::Debug for CommittedView {
@@ -87,8 +89,24 @@ impl CommittedView {
                 streams,
                 maintenance,
                 listed: Mutex::new(HashMap::new()),
+                fixed: None,
             }),
         })
+    }
+
+    /// A view that lists exactly `files` (with the sizes they carry) and reads from
+    /// `store`: what a job that read the ledger itself (compaction) hands DataFusion, so
+    /// that a listing table over an hour's folder reads just those files.
+    pub fn of_files(store: Arc<dyn ObjectStore>, files: Vec<FileRef>) -> CommittedView {
+        CommittedView {
+            inner: Arc::new(Inner {
+                store,
+                streams: BTreeMap::new(),
+                maintenance: BTreeMap::new(),
+                listed: Mutex::new(HashMap::new()),
+                fixed: Some(files),
+            }),
+        }
     }
 
     /// Every committed object under `prefix` (segment-wise, as `ObjectStore::list`).
@@ -96,7 +114,7 @@ impl CommittedView {
         if let Some(found) = self.inner.listed.lock().unwrap().get(prefix) {
             return Ok(found.clone());
         }
-        let mut files: Vec<FileRef> = Vec::new();
+        let mut files: Vec<FileRef> = self.inner.fixed.clone().unwrap_or_default();
         let segments: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
         let wants_dead_letters = match segments.as_slice() {
             [] | ["_weir"] | ["_weir", "dead_letter", ..] => true,

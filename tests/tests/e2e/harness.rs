@@ -546,6 +546,59 @@ timeout = "20s"
         }
     }
 
+    /// Starts a bounded `weir` job (`compact`, `vacuum`, `backfill`: `args` after the verb's
+    /// name, with `--config` added) with failpoints enabled and `env` set.
+    pub fn weir_job(
+        &self,
+        verb: &str,
+        config: &Path,
+        args: &[&str],
+        log_name: &str,
+        env: &[(&str, &str)],
+    ) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(log_name))
+            .unwrap();
+        let mut cmd = Command::new(weir_bin());
+        cmd.args([verb, "--enable-failpoints", "--config"])
+            .arg(config)
+            .args(args)
+            .env("WEIR_LOG", "info,weir_pipeline=debug")
+            .env_remove("WEIR_FAILPOINT")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Proc {
+            child: cmd.spawn().expect("starting a weir job"),
+            name: format!("weir {verb} ({log_name})"),
+            log: Some(self.path(log_name)),
+        }
+    }
+
+    /// The paths every entry of a ledger directory (a stream's `entries/`) names, under
+    /// `list` (`files`, `dead_letters` or `removed`).
+    pub fn named_by_entries(&self, entries_dir: &Path, list: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(dir) = std::fs::read_dir(entries_dir) else {
+            return out;
+        };
+        for entry in dir.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", entry.path().display()));
+            for f in v[list].as_array().into_iter().flatten() {
+                out.push(f["path"].as_str().expect("a file path").to_owned());
+            }
+        }
+        out
+    }
+
     pub fn log(&self, log_name: &str) -> String {
         std::fs::read_to_string(self.path(log_name)).unwrap_or_default()
     }

@@ -1,0 +1,200 @@
+//! `weir compact` on hours that `weir run` is still writing into (late data), with
+//! kill -9 of both processes at seeded points: every row stays exactly once through
+//! `weir query`, no file of a killed compaction survives the next run, and a run with
+//! nothing left to do changes nothing.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use weir_schemas::synth::{DEFAULT_START_NS, HttpRequests};
+
+use crate::backbone::{TOPIC, dataset_toml};
+use crate::harness::{MockKafka, Proc, World, produce_http};
+
+const PARTITIONS: i32 = 4;
+/// Event time advances 2.5 s per record: each wave of 4 × 400 records spans about an hour.
+const STEP_NS: i64 = 2_500_000_000;
+
+/// Where `weir compact` may be killed: after uploading its files, before its entry; right
+/// after its entry; while a later run removes what a killed one left.
+const COMPACT_POINTS: [&str; 3] = ["after-upload:1", "after-ledger:1", "after-upload:2"];
+
+fn compact(world: &World, config: &std::path::Path, log: &str, failpoint: Option<&str>) -> Proc {
+    let env: Vec<(&str, &str)> = failpoint
+        .map(|p| vec![("WEIR_FAILPOINT", p)])
+        .unwrap_or_default();
+    world.weir_job("compact", config, &["--min-age", "0s"], log, &env)
+}
+
+#[test]
+fn compaction_during_ingestion_with_kills_keeps_every_row_once() {
+    let seed: u64 = std::env::var("WEIR_COMPACTION_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
+    let config = world.config(
+        "weir.toml",
+        &kafka.bootstrap,
+        &format!(
+            "[compaction]\nbloom_filter_columns = [\"RayID\", \"ClientIP\"]\n{}",
+            dataset_toml("")
+        ),
+    );
+    let mut generator = HttpRequests::new(seed).compact(true).with_step(STEP_NS);
+    let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 400, &mut generator);
+    let mut weir = world.weir_run(&config, "weir-0.log", &[]);
+    world.expect_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(180),
+        &mut [&mut weir],
+    );
+
+    let mut aborted = 0;
+    for round in 0..4 {
+        // More records: some late (back at the first hours), some new.
+        if round % 2 == 1 {
+            generator.set_event_time(DEFAULT_START_NS + rng.random_range(0..3_600_000_000_000));
+        }
+        ids.extend(produce_http(
+            &kafka.bootstrap,
+            TOPIC,
+            PARTITIONS,
+            200,
+            &mut generator,
+        ));
+        // A compaction while weir run consumes them; killed at a seeded point or not.
+        let point = if rng.random_bool(0.75) {
+            Some(COMPACT_POINTS[rng.random_range(0..COMPACT_POINTS.len())])
+        } else {
+            None
+        };
+        let log = format!("compact-{round}.log");
+        let mut job = compact(&world, &config, &log, point);
+        let status = job
+            .wait_timeout(Duration::from_secs(240))
+            .unwrap_or_else(|| panic!("weir compact did not finish\n{}", world.log(&log)));
+        let compacted = world.log(&log).matches(" rows, ").count();
+        eprintln!("round {round}: failpoint {point:?}, exit {status}, hours compacted {compacted}");
+        match point {
+            Some(p) if world.log(&log).contains("failpoint") => {
+                assert!(!status.success(), "compaction should have aborted at {p}");
+                aborted += 1;
+            }
+            // The point may not be reached (nothing to compact, or one hour only).
+            _ => assert!(
+                status.success(),
+                "weir compact failed: {status}\n{}",
+                world.log(&log)
+            ),
+        }
+        // And weir run killed -9 now and then.
+        if rng.random_bool(0.5) {
+            weir.signal("KILL");
+            let _ = weir.wait_timeout(Duration::from_secs(10));
+            weir = world.weir_run(&config, &format!("weir-{}.log", round + 1), &[]);
+        }
+    }
+    assert!(
+        aborted > 0,
+        "seed {seed}: no compaction was killed; pick another seed"
+    );
+    world.expect_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(180),
+        &mut [&mut weir],
+    );
+    weir.terminate();
+
+    // A last compaction with nothing in flight, then one with nothing to do.
+    let mut job = compact(&world, &config, "compact-final.log", None);
+    let status = job
+        .wait_timeout(Duration::from_secs(240))
+        .expect("compaction finishes");
+    assert!(status.success(), "{}", world.log("compact-final.log"));
+    let mut job = compact(&world, &config, "compact-noop.log", None);
+    let status = job
+        .wait_timeout(Duration::from_secs(120))
+        .expect("compaction finishes");
+    assert!(status.success(), "{}", world.log("compact-noop.log"));
+    assert!(
+        world.log("compact-noop.log").contains("compacted 0 hours"),
+        "a second run must have nothing to do:\n{}",
+        world.log("compact-noop.log")
+    );
+
+    world.assert_exactly_once_sql(&config, "http_requests", &ids);
+    // The ledger's own account agrees: rows added minus rows removed.
+    let count = world.query(
+        &config,
+        "SELECT sum(rows) - sum(removed_rows), sum(CASE WHEN kind = 'replace' THEN 1 ELSE 0 END) FROM commits WHERE dataset = 'http_requests'",
+    );
+    let (net, replaces) = count[0].split_once(',').unwrap();
+    assert_eq!(net.parse::<usize>().unwrap(), ids.len());
+    assert!(
+        replaces.parse::<usize>().unwrap() >= 3,
+        "hours were compacted: {replaces}"
+    );
+    // Each past hour is now a few files: what the last compaction left, plus nothing.
+    let files = world.query(
+        &config,
+        "SELECT date, hour, count(*) FROM http_requests GROUP BY 1, 2 ORDER BY 1, 2",
+    );
+    assert!(files.len() >= 3, "{files:?}");
+
+    // No file of a killed compaction is left: every compacted file on disk is named by a
+    // maintenance entry, and every file a live entry names exists.
+    let maintenance = world
+        .lake_dir()
+        .join("_weir/maintenance/http_requests/entries");
+    let named: HashSet<String> = world
+        .named_by_entries(&maintenance, "files")
+        .into_iter()
+        .collect();
+    let mut on_disk = Vec::new();
+    for hour in walk(&world.lake_dir().join("http_requests")) {
+        let rel = hour
+            .strip_prefix(world.lake_dir())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.starts_with("compact-"))
+        {
+            on_disk.push(rel);
+        }
+    }
+    assert!(!on_disk.is_empty(), "compaction wrote files");
+    for f in &on_disk {
+        assert!(named.contains(f), "{f} is left from a killed compaction");
+    }
+    for f in &named {
+        assert!(
+            world.lake_dir().join(f).exists(),
+            "{f} is named but missing"
+        );
+    }
+    world.assert_named_files_exist("http_requests");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
