@@ -48,11 +48,10 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use tracing::info;
 
-use crate::commit::{Attempt, Outcome, Protocol};
 use crate::config::{CompactionConfig, Config};
-use crate::ledger::{self, Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger};
+use crate::ledger::{self, FileRef, LedgerError};
+use crate::maintenance::{Job, JobError};
 use crate::query::CommittedView;
 use crate::runtime::DatasetRuntime;
 use crate::sink::parquet::{ChunkedFile, ClosedFile};
@@ -84,15 +83,8 @@ pub enum CompactError {
         expected: u64,
         written: u64,
     },
-    #[error(
-        "{dataset}: another maintenance job committed entry {seq} first (epoch {theirs}, ours {ours}); its work stands, ours was removed: run again"
-    )]
-    Concurrent {
-        dataset: String,
-        seq: u64,
-        ours: u64,
-        theirs: u64,
-    },
+    #[error("{0}")]
+    Job(#[from] JobError),
     #[error("compaction.bloom_filter_columns: {0}")]
     Config(String),
 }
@@ -141,19 +133,7 @@ pub async fn compact_dataset(
     let settings = &config.compaction;
     let schema = dataset.output_schema.clone();
     let props_base = writer_properties(settings, &schema)?;
-    let protocol = Protocol::new(
-        PartitionLedger::maintenance(store.clone(), &dataset.name),
-        store.clone(),
-        &opts.writer,
-        config.storage_multipart_threshold(),
-        config.commit.checkpoint_every,
-    );
-    let recovered = protocol.recover().await?;
-    if recovered.removed > 0 {
-        info!(dataset = %dataset.name, files = recovered.removed, "removed the files of an interrupted maintenance run");
-    }
-    let epoch = recovered.epoch;
-    let mut seq = recovered.tail.next_seq();
+    let mut job = Job::start(config, &dataset.name, store.clone(), &opts.writer).await?;
     let view = CommittedView::load(store.clone(), std::slice::from_ref(&dataset.name)).await?;
     let mut by_hour: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
     for f in view.committed_files(&dataset.name).await? {
@@ -187,7 +167,7 @@ pub async fn compact_dataset(
             // Sorting spills to disk past this; the output file is held in memory besides.
             (config.memory.limit / 2) as usize,
             props_base.clone(),
-            (seq, epoch),
+            job.next(),
         )
         .await?;
         let expected: u64 = inputs.iter().map(|f| f.rows).sum();
@@ -211,21 +191,7 @@ pub async fn compact_dataset(
                 .sum(),
             rows: written,
         };
-        let entry = replace_entry(dataset, seq, epoch, &opts.writer, &inputs, &outputs, config);
-        let mut attempt = Attempt::new(entry, outputs);
-        protocol.stage(&mut attempt).await?;
-        match protocol.finish(&attempt).await? {
-            Outcome::Committed => {}
-            Outcome::Fenced { theirs, .. } => {
-                return Err(CompactError::Concurrent {
-                    dataset: dataset.name.clone(),
-                    seq,
-                    ours: epoch,
-                    theirs,
-                });
-            }
-        }
-        seq += 1;
+        job.replace(inputs, outputs).await?;
         (opts.progress)(&format!(
             "{} {hour}: {} files ({} bytes) → {} ({} bytes), {} rows, {:.1} s",
             dataset.name,
@@ -242,7 +208,7 @@ pub async fn compact_dataset(
 }
 
 /// The end of the hour a bucket (`date=YYYY-MM-DD/hour=HH`) names.
-fn hour_end(bucket: &str) -> Option<DateTime<Utc>> {
+pub fn hour_end(bucket: &str) -> Option<DateTime<Utc>> {
     let (date, hour) = bucket.split_once('/')?;
     let date = NaiveDate::parse_from_str(date.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
     let hour: u32 = hour.strip_prefix("hour=")?.parse().ok()?;
@@ -388,46 +354,6 @@ fn close(
 /// The name of compaction output `n` of the maintenance entry `seq` written in `epoch`.
 pub fn output_name(seq: u64, epoch: u64, n: usize) -> String {
     format!("compact-{seq:010}-e{epoch:06}-{n:04}.parquet")
-}
-
-fn replace_entry(
-    dataset: &DatasetRuntime,
-    seq: u64,
-    epoch: u64,
-    writer: &str,
-    inputs: &[FileRef],
-    outputs: &[ClosedFile],
-    config: &Config,
-) -> Entry {
-    Entry {
-        version: LEDGER_VERSION,
-        seq,
-        epoch,
-        writer: writer.to_owned(),
-        dataset: dataset.name.clone(),
-        topic: ledger::MAINTENANCE_TOPIC.to_owned(),
-        partition: ledger::MAINTENANCE_PARTITION,
-        start_offset: -1,
-        next_offset: -1,
-        records: 0,
-        rows: outputs.iter().map(|f| f.rows).sum(),
-        dead_lettered: 0,
-        skipped_offsets: 0,
-        files: outputs
-            .iter()
-            .map(|f| FileRef {
-                path: f.path.clone(),
-                rows: f.rows,
-                bytes: f.bytes.content_length() as u64,
-            })
-            .collect(),
-        dead_letters: Vec::new(),
-        removed: inputs.to_vec(),
-        operator_state: Vec::new(),
-        config_hash: config.hash(),
-        weir_version: env!("CARGO_PKG_VERSION").to_owned(),
-        takeover: false,
-    }
 }
 
 #[cfg(test)]

@@ -782,6 +782,18 @@ impl PartitionLedger {
         }
     }
 
+    /// Every file the intents in `pending/` name: files of commit attempts in flight (or
+    /// of attempts that lost, kept for [`INTENT_GRACE`]).
+    pub async fn pending_paths(&self) -> Result<Vec<String>, LedgerError> {
+        let mut out = Vec::new();
+        for meta in self.list_metas("pending").await? {
+            if let Some(intent) = self.get_json::<Intent>(&meta.location).await? {
+                out.extend(intent.paths);
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes an intent after its commit (step 4); failures are left to recovery.
     pub async fn clear_intent(&self, seq: u64, epoch: u64) {
         if let Err(e) = self.store.delete(&self.intent_path(seq, epoch)).await {

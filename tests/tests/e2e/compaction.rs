@@ -184,6 +184,96 @@ fn compaction_during_ingestion_with_kills_keeps_every_row_once() {
         );
     }
     world.assert_named_files_exist("http_requests");
+
+    // Vacuum with no grace: the replaced files go, and a plain reader of the Hive folders
+    // (pyarrow) sees every row exactly once, as weir query does.
+    let mut job = world.weir_job("vacuum", &config, &["--grace", "0s"], "vacuum.log", &[]);
+    let status = job
+        .wait_timeout(Duration::from_secs(120))
+        .expect("vacuum finishes");
+    assert!(status.success(), "{}", world.log("vacuum.log"));
+    world.assert_exactly_once(&config, &ids);
+}
+
+/// `retention` takes whole hours out (through the ledger, then from storage) and leaves the
+/// others untouched.
+#[test]
+fn retention_drops_whole_hours_only() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 2)]);
+    let hour_ns = 3_600_000_000_000i64;
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    // 1,200 records over the six hours before the current one.
+    let start = (now_ns / hour_ns - 6) * hour_ns;
+    let mut generator = HttpRequests::new(7)
+        .compact(true)
+        .with_start_time(start)
+        .with_step(6 * hour_ns / 1_200);
+    let ids = produce_http(&kafka.bootstrap, TOPIC, 2, 600, &mut generator);
+    let plain = world.config("plain.toml", &kafka.bootstrap, &dataset_toml(""));
+    let mut weir = world.weir_run(&plain, "weir.log", &[]);
+    world.expect_rows(
+        &plain,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(180),
+        &mut [&mut weir],
+    );
+    weir.terminate();
+    let per_hour = |config: &std::path::Path| -> Vec<(String, usize)> {
+        world
+            .query(
+                config,
+                "SELECT date || 'T' || hour, count(*) FROM http_requests GROUP BY 1 ORDER BY 1",
+            )
+            .iter()
+            .map(|l| {
+                let (h, n) = l.split_once(',').unwrap();
+                (h.to_owned(), n.parse().unwrap())
+            })
+            .collect()
+    };
+    let before = per_hour(&plain);
+    assert_eq!(before.len(), 6, "{before:?}");
+
+    let kept = dataset_toml("").replace("max_record_bytes", "retention = \"3h\"\nmax_record_bytes");
+    let config = world.config("retention.toml", &kafka.bootstrap, &kept);
+    let cutoff_before = chrono::Utc::now() - chrono::Duration::hours(3);
+    let mut job = world.weir_job("vacuum", &config, &["--grace", "0s"], "vacuum.log", &[]);
+    let status = job
+        .wait_timeout(Duration::from_secs(120))
+        .expect("vacuum finishes");
+    assert!(status.success(), "{}", world.log("vacuum.log"));
+    let cutoff_after = chrono::Utc::now() - chrono::Duration::hours(3);
+    let after: std::collections::BTreeMap<String, usize> = per_hour(&config).into_iter().collect();
+    for (hour, rows) in &before {
+        let start = chrono::NaiveDateTime::parse_from_str(&format!("{hour}:00"), "%Y-%m-%dT%H:%M")
+            .unwrap()
+            .and_utc();
+        let end = start + chrono::Duration::hours(1);
+        match after.get(hour) {
+            None => assert!(
+                end <= cutoff_after,
+                "{hour} expired although it ended after the cutoff"
+            ),
+            Some(n) => {
+                assert!(
+                    end > cutoff_before,
+                    "{hour} kept although it ended before the cutoff"
+                );
+                assert_eq!(n, rows, "{hour} must be whole");
+            }
+        }
+    }
+    assert!(after.len() < before.len(), "some hours expired: {after:?}");
+    assert!(!after.is_empty(), "some hours kept");
+    // Plain readers agree: the expired hours' files are gone from storage.
+    let kept_rows: usize = after.values().sum();
+    let duck = world.duckdb(&format!(
+        "SELECT count(*) FROM read_parquet('{}/http_requests/*/*/*.parquet', hive_partitioning = true)",
+        world.lake_dir().display()
+    ));
+    assert_eq!(duck, vec![kept_rows.to_string()]);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -1,0 +1,139 @@
+//! What the bounded jobs that rewrite committed hours share (`weir compact`, `weir vacuum`,
+//! and backfills that replace hours): a writer of the dataset's maintenance stream
+//! ([`PartitionLedger::maintenance`]) that commits replace entries.
+//!
+//! A job starts by recovering the stream exactly as `weir run` recovers a partition: it
+//! claims an epoch, reads the tail, and, when a killed run left an intent past the tail,
+//! writes a takeover entry and deletes that run's files. Each replace entry then goes
+//! through the same steps as a partition's commit (intent, uploads, create-if-absent entry).
+//! Its files are named by the entry's sequence number and epoch, so a file of an attempt
+//! can only ever be named by that attempt's entry. Should another job commit the same
+//! sequence number first, ours is fenced: its files are deleted and the job stops with
+//! [`JobError::Concurrent`] (run one maintenance job per dataset at a time; the CronJobs
+//! forbid overlap).
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use tracing::info;
+
+use crate::commit::{Attempt, Outcome, Protocol};
+use crate::config::Config;
+use crate::ledger::{self, Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger};
+use crate::sink::parquet::ClosedFile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error(
+        "{dataset}: another maintenance job committed entry {seq} first (epoch {theirs}, ours {ours}); its work stands, ours was removed: run again"
+    )]
+    Concurrent {
+        dataset: String,
+        seq: u64,
+        ours: u64,
+        theirs: u64,
+    },
+}
+
+/// A writer of one dataset's maintenance stream.
+#[derive(Debug)]
+pub struct Job {
+    dataset: String,
+    protocol: Protocol,
+    epoch: u64,
+    seq: u64,
+    config_hash: String,
+}
+
+impl Job {
+    /// Recovers the maintenance stream of `dataset` for `writer` (this process start's id).
+    pub async fn start(
+        config: &Config,
+        dataset: &str,
+        store: Arc<dyn ObjectStore>,
+        writer: &str,
+    ) -> Result<Job, JobError> {
+        let protocol = Protocol::new(
+            PartitionLedger::maintenance(store.clone(), dataset),
+            store,
+            writer,
+            config.storage_multipart_threshold(),
+            config.commit.checkpoint_every,
+        );
+        let recovered = protocol.recover().await?;
+        if recovered.removed > 0 {
+            info!(
+                dataset,
+                files = recovered.removed,
+                "removed the files of an interrupted maintenance run"
+            );
+        }
+        Ok(Job {
+            dataset: dataset.to_owned(),
+            epoch: recovered.epoch,
+            seq: recovered.tail.next_seq(),
+            protocol,
+            config_hash: config.hash(),
+        })
+    }
+
+    /// The sequence number and epoch the next replace entry will carry: what its files'
+    /// names must be derived from.
+    pub fn next(&self) -> (u64, u64) {
+        (self.seq, self.epoch)
+    }
+
+    /// Commits one replace entry: `removed` leave the table and `added` (files named from
+    /// [`Self::next`]) take their place, as one step for readers.
+    pub async fn replace(
+        &mut self,
+        removed: Vec<FileRef>,
+        added: Vec<ClosedFile>,
+    ) -> Result<(), JobError> {
+        let entry = Entry {
+            version: LEDGER_VERSION,
+            seq: self.seq,
+            epoch: self.epoch,
+            writer: self.protocol.writer().to_owned(),
+            dataset: self.dataset.clone(),
+            topic: ledger::MAINTENANCE_TOPIC.to_owned(),
+            partition: ledger::MAINTENANCE_PARTITION,
+            start_offset: -1,
+            next_offset: -1,
+            records: 0,
+            rows: added.iter().map(|f| f.rows).sum(),
+            dead_lettered: 0,
+            skipped_offsets: 0,
+            files: added
+                .iter()
+                .map(|f| FileRef {
+                    path: f.path.clone(),
+                    rows: f.rows,
+                    bytes: f.bytes.content_length() as u64,
+                })
+                .collect(),
+            dead_letters: Vec::new(),
+            removed,
+            operator_state: Vec::new(),
+            config_hash: self.config_hash.clone(),
+            weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+            takeover: false,
+        };
+        let mut attempt = Attempt::new(entry, added);
+        self.protocol.stage(&mut attempt).await?;
+        match self.protocol.finish(&attempt).await? {
+            Outcome::Committed => {
+                self.seq += 1;
+                Ok(())
+            }
+            Outcome::Fenced { theirs, .. } => Err(JobError::Concurrent {
+                dataset: self.dataset.clone(),
+                seq: self.seq,
+                ours: self.epoch,
+                theirs,
+            }),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! `weir vacuum`: retention (whole hours), then the deletion of files the table no longer
+//! names.
+//!
+//! ```text
+//!  1. retention: every hour of a dataset with `retention` that ended longer ago than it
+//!     leaves the table through one replace entry (all its files removed, none added)
+//!  2. list the dataset's data folders                   ─┐ in this order: a file of a
+//!  3. list every stream's pending intents                │ commit in flight has its intent
+//!  4. read the table (CommittedView) and the maintenance  │ written before its upload, and
+//!     stream's entries (what was removed, and when)      ─┘ is named once that is cleared
+//!  5. delete a listed file when no live entry names it and no intent does, and
+//!       it was removed by an entry committed more than `grace` ago, or
+//!       no entry ever named it (an orphan) and it was written more than `grace` ago
+//! ```
+//!
+//! A file a live entry names is never deleted: the live set is read after the listing, so
+//! a file committed meanwhile is in it. `grace` lets queries that planned with a replaced
+//! file finish reading it; `--grace 0s` is for tests and for lakes nobody reads meanwhile.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tracing::info;
+
+use crate::config::Config;
+use crate::ledger::{self, FileRef, LedgerError, PartitionLedger};
+use crate::maintenance::{Job, JobError};
+use crate::query::CommittedView;
+use crate::store::retry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VacuumError {
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Job(#[from] JobError),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub hours_expired: u64,
+    pub files_deleted: u64,
+    pub bytes_deleted: u64,
+}
+
+/// Settings of one run.
+#[derive(Clone)]
+pub struct Options {
+    pub grace: Duration,
+    pub writer: String,
+    pub progress: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Vacuums `dataset` (with its `retention`, if any) at `now`.
+pub async fn vacuum_dataset(
+    config: &Config,
+    dataset: &str,
+    retention: Option<Duration>,
+    store: Arc<dyn ObjectStore>,
+    opts: &Options,
+    now: DateTime<Utc>,
+) -> Result<Summary, VacuumError> {
+    let mut summary = Summary::default();
+    let mut job = Job::start(config, dataset, store.clone(), &opts.writer).await?;
+    if let Some(retention) = retention {
+        let cutoff = now - chrono::Duration::from_std(retention).unwrap_or_default();
+        let view = CommittedView::load(store.clone(), &[dataset.to_owned()]).await?;
+        let mut by_hour: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
+        for f in view.committed_files(dataset).await? {
+            by_hour
+                .entry(ledger::bucket_of(dataset, &f.path))
+                .or_default()
+                .push(f);
+        }
+        for (hour, files) in by_hour {
+            if crate::compact::hour_end(&hour).is_none_or(|end| end > cutoff) {
+                continue;
+            }
+            let rows: u64 = files.iter().map(|f| f.rows).sum();
+            let n = files.len();
+            job.replace(files, Vec::new()).await?;
+            summary.hours_expired += 1;
+            (opts.progress)(&format!(
+                "{dataset} {hour}: expired ({n} files, {rows} rows) past retention {}",
+                humantime::format_duration(retention)
+            ));
+        }
+    }
+
+    // 2. What is in the data folders, with when each file was written.
+    let listed: Vec<object_store::ObjectMeta> = retry("vacuum list", 8, || {
+        let store = store.clone();
+        async move {
+            store
+                .list(Some(&Path::from(dataset)))
+                .try_collect::<Vec<_>>()
+                .await
+        }
+    })
+    .await?;
+    // 3. What commits in flight are about to name.
+    let mut intended: HashSet<String> = HashSet::new();
+    let mut streams = ledger::streams(&store, dataset).await?;
+    streams.push(PartitionLedger::maintenance(store.clone(), dataset));
+    for stream in &streams {
+        intended.extend(stream.pending_paths().await?);
+    }
+    // 4. What the table names now, and what was taken out of it, when.
+    let view = CommittedView::load(store.clone(), &[dataset.to_owned()]).await?;
+    let live: HashSet<String> = view
+        .committed_files(dataset)
+        .await?
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    let jobs = PartitionLedger::maintenance(store.clone(), dataset);
+    let mut removed_at: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for (entry, written) in jobs.entries().await? {
+        for f in entry.removed {
+            removed_at.insert(f.path, written);
+        }
+    }
+    // 5. Delete. Grace is measured to now, after this run's own retention entries.
+    let now = chrono::Utc::now();
+    let grace = chrono::Duration::from_std(opts.grace).unwrap_or_default();
+    let mut doomed = Vec::new();
+    for meta in listed {
+        let path = meta.location.to_string();
+        if live.contains(&path) || intended.contains(&path) {
+            continue;
+        }
+        let since = removed_at.get(&path).copied().unwrap_or(meta.last_modified);
+        if now.signed_duration_since(since) >= grace {
+            doomed.push(meta);
+        }
+    }
+    for meta in doomed {
+        let path = meta.location.clone();
+        retry("vacuum delete", 8, || {
+            let store = store.clone();
+            let path = path.clone();
+            async move {
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await?;
+        summary.files_deleted += 1;
+        summary.bytes_deleted += meta.size;
+    }
+    if summary.files_deleted > 0 {
+        info!(
+            dataset,
+            files = summary.files_deleted,
+            bytes = summary.bytes_deleted,
+            "deleted files the table no longer names"
+        );
+        (opts.progress)(&format!(
+            "{dataset}: deleted {} files ({} bytes) no entry names",
+            summary.files_deleted, summary.bytes_deleted
+        ));
+    }
+    Ok(summary)
+}
