@@ -42,7 +42,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -75,11 +75,10 @@ pub enum CompactError {
         source: parquet::errors::ParquetError,
     },
     #[error(
-        "{dataset} {hour}: the ledger says the inputs hold {expected} rows, {written} were written; nothing committed"
+        "{group}: the ledger says the inputs hold {expected} rows, {written} were written; nothing committed"
     )]
     RowCount {
-        dataset: String,
-        hour: String,
+        group: String,
         expected: u64,
         written: u64,
     },
@@ -142,6 +141,7 @@ pub async fn compact_dataset(
     }
     let cutoff = now - chrono::Duration::from_std(opts.min_age).unwrap_or_default();
     let half = settings.target_file_size / 2;
+    let memory_limit = (config.memory.limit / 2) as usize;
     let mut total = Summary::default();
     for (hour, files) in by_hour {
         let Some(end) = hour_end(&hour) else {
@@ -150,61 +150,144 @@ pub async fn compact_dataset(
         if end > cutoff {
             continue;
         }
-        let mut inputs: Vec<FileRef> = files.into_iter().filter(|f| f.bytes < half).collect();
-        if inputs.len() < 2 {
+        let group = Group {
+            label: format!("{} {hour}", dataset.name),
+            dir: format!("{}/{hour}", dataset.name),
+            inputs: files.into_iter().filter(|f| f.bytes < half).collect(),
+            schema: schema.clone(),
+            sort: vec![dataset.resolved.schema.event_time.clone()],
+            dead_letters: false,
+        };
+        if let Some(done) = compact_group(
+            &mut job,
+            store.clone(),
+            group,
+            settings,
+            memory_limit,
+            props_base.clone(),
+            opts,
+        )
+        .await?
+        {
+            total.add(&done);
+        }
+    }
+    // Dead letters: the small files committed at least min_age ago, by Kafka position.
+    let mut old_dead = Vec::new();
+    for f in view.dead_letter_files(&dataset.name).await? {
+        if f.bytes >= half {
             continue;
         }
-        inputs.sort_by(|a, b| a.path.cmp(&b.path));
-        let started = Instant::now();
-        let outputs = merge(
-            store.clone(),
-            &dataset.name,
-            &hour,
-            &inputs,
-            &schema,
-            &dataset.resolved.schema.event_time,
-            settings,
-            // Sorting spills to disk past this; the output file is held in memory besides.
-            (config.memory.limit / 2) as usize,
-            props_base.clone(),
-            job.next(),
-        )
+        let meta = crate::store::retry("compaction head", 8, || {
+            let store = store.clone();
+            let path = object_store::path::Path::from(f.path.as_str());
+            async move { store.head(&path).await }
+        })
         .await?;
-        let expected: u64 = inputs.iter().map(|f| f.rows).sum();
-        let written: u64 = outputs.iter().map(|f| f.rows).sum();
-        if expected != written {
-            return Err(CompactError::RowCount {
-                dataset: dataset.name.clone(),
-                hour,
-                expected,
-                written,
-            });
+        if meta.last_modified <= cutoff {
+            old_dead.push(f);
         }
-        let done = Summary {
-            hours: 1,
-            files_in: inputs.len() as u64,
-            files_out: outputs.len() as u64,
-            bytes_in: inputs.iter().map(|f| f.bytes).sum(),
-            bytes_out: outputs
-                .iter()
-                .map(|f| f.bytes.content_length() as u64)
-                .sum(),
-            rows: written,
-        };
-        job.replace(inputs, outputs).await?;
-        (opts.progress)(&format!(
-            "{} {hour}: {} files ({} bytes) → {} ({} bytes), {} rows, {:.1} s",
-            dataset.name,
-            done.files_in,
-            done.bytes_in,
-            done.files_out,
-            done.bytes_out,
-            done.rows,
-            started.elapsed().as_secs_f64()
-        ));
+    }
+    let group = Group {
+        label: format!("{} dead letters", dataset.name),
+        dir: format!("_weir/dead_letter/{}", dataset.name),
+        inputs: old_dead,
+        schema: crate::sink::dead_letter::schema(),
+        sort: vec!["topic".into(), "partition".into(), "offset".into()],
+        dead_letters: true,
+    };
+    if let Some(done) = compact_group(
+        &mut job,
+        store.clone(),
+        group,
+        settings,
+        memory_limit,
+        props_base_for(settings, &crate::sink::dead_letter::schema())?,
+        opts,
+    )
+    .await?
+    {
         total.add(&done);
     }
     Ok(total)
+}
+
+/// Files merged into one replace entry: an hour of a dataset, or its dead letters.
+struct Group {
+    /// For progress lines and errors: `http_requests date=…/hour=…`.
+    label: String,
+    /// The folder the inputs are in and the outputs go to, relative to the lake root.
+    dir: String,
+    inputs: Vec<FileRef>,
+    schema: SchemaRef,
+    /// Output order, ascending.
+    sort: Vec<String>,
+    /// The outputs are dead-letter files (the entry's `dead_letters`, not its `files`).
+    dead_letters: bool,
+}
+
+/// Merges a group of two or more files and commits the replace entry. `None` when there is
+/// nothing to merge.
+async fn compact_group(
+    job: &mut Job,
+    store: Arc<dyn ObjectStore>,
+    mut group: Group,
+    settings: &CompactionConfig,
+    memory_limit: usize,
+    props: parquet::file::properties::WriterPropertiesBuilder,
+    opts: &Options,
+) -> Result<Option<Summary>, CompactError> {
+    if group.inputs.len() < 2 {
+        return Ok(None);
+    }
+    group.inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    let started = Instant::now();
+    let outputs = merge(
+        store,
+        &group,
+        settings,
+        // Sorting spills to disk past this; the output file is held in memory besides.
+        memory_limit,
+        props,
+        job.next(),
+    )
+    .await?;
+    let expected: u64 = group.inputs.iter().map(|f| f.rows).sum();
+    let written: u64 = outputs.iter().map(|f| f.rows).sum();
+    if expected != written {
+        return Err(CompactError::RowCount {
+            group: group.label,
+            expected,
+            written,
+        });
+    }
+    let done = Summary {
+        hours: u64::from(!group.dead_letters),
+        files_in: group.inputs.len() as u64,
+        files_out: outputs.len() as u64,
+        bytes_in: group.inputs.iter().map(|f| f.bytes).sum(),
+        bytes_out: outputs
+            .iter()
+            .map(|f| f.bytes.content_length() as u64)
+            .sum(),
+        rows: written,
+    };
+    if group.dead_letters {
+        job.replace(group.inputs, Vec::new(), outputs).await?;
+    } else {
+        job.replace(group.inputs, outputs, Vec::new()).await?;
+    }
+    (opts.progress)(&format!(
+        "{}: {} files ({} bytes) → {} ({} bytes), {} rows, {:.1} s",
+        group.label,
+        done.files_in,
+        done.bytes_in,
+        done.files_out,
+        done.bytes_out,
+        done.rows,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(Some(done))
 }
 
 /// The end of the hour a bucket (`date=YYYY-MM-DD/hour=HH`) names.
@@ -214,6 +297,13 @@ pub fn hour_end(bucket: &str) -> Option<DateTime<Utc>> {
     let hour: u32 = hour.strip_prefix("hour=")?.parse().ok()?;
     let start = date.and_hms_opt(hour, 0, 0)?.and_utc();
     Some(start + chrono::Duration::hours(1))
+}
+
+fn props_base_for(
+    settings: &CompactionConfig,
+    schema: &SchemaRef,
+) -> Result<parquet::file::properties::WriterPropertiesBuilder, CompactError> {
+    writer_properties(settings, schema)
 }
 
 fn writer_properties(
@@ -234,19 +324,17 @@ fn writer_properties(
     Ok(b)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn merge(
     store: Arc<dyn ObjectStore>,
-    dataset: &str,
-    hour: &str,
-    inputs: &[FileRef],
-    schema: &SchemaRef,
-    event_time: &str,
+    group: &Group,
     settings: &CompactionConfig,
     memory_limit: usize,
     props: parquet::file::properties::WriterPropertiesBuilder,
     (seq, epoch): (u64, u64),
 ) -> Result<Vec<ClosedFile>, CompactError> {
+    let hour = group.label.as_str();
+    let inputs = group.inputs.as_slice();
+    let schema = &group.schema;
     let read_err = |source| CompactError::Read {
         hour: hour.to_owned(),
         source,
@@ -258,15 +346,18 @@ async fn merge(
     let mut session = SessionConfig::new().with_target_partitions(1);
     session.options_mut().sql_parser.enable_ident_normalization = false;
     let ctx = SessionContext::new_with_config_rt(session, runtime);
-    // The hour's folder, seen through a view that lists exactly the inputs (never the
+    // The group's folder, seen through a view that lists exactly the inputs (never the
     // folder itself: it may hold files of commits in flight and replaced files).
     let url = url::Url::parse("weir-compact://lake/").expect("static url");
+    let view: Arc<dyn ObjectStore> = Arc::new(CommittedView::of_files(store, inputs.to_vec()));
     ctx.register_object_store(
         &url,
-        Arc::new(CommittedView::of_files(store, inputs.to_vec())),
+        Arc::new(object_store::prefix::PrefixStore::new(
+            view,
+            group.dir.as_str(),
+        )),
     );
-    let folder = ListingTableUrl::parse(format!("weir-compact://lake/{dataset}/{hour}/"))
-        .map_err(read_err)?;
+    let folder = ListingTableUrl::parse("weir-compact://lake/").map_err(read_err)?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let table = ListingTable::try_new(
@@ -278,9 +369,13 @@ async fn merge(
     let sorted = ctx
         .read_table(Arc::new(table))
         .map_err(read_err)?
-        .sort(vec![
-            Expr::Column(Column::new_unqualified(event_time)).sort(true, false),
-        ])
+        .sort(
+            group
+                .sort
+                .iter()
+                .map(|c| Expr::Column(Column::new_unqualified(c.as_str())).sort(true, false))
+                .collect(),
+        )
         .map_err(read_err)?;
     let mut stream = sorted.execute_stream().await.map_err(read_err)?;
     let write_err = |source| CompactError::Write {
@@ -290,7 +385,7 @@ async fn merge(
     let lineage = |n: usize| {
         vec![
             KeyValue::new("weir.version".into(), env!("CARGO_PKG_VERSION").to_owned()),
-            KeyValue::new("weir.dataset".into(), dataset.to_owned()),
+            KeyValue::new("weir.compacted_group".into(), group.label.clone()),
             KeyValue::new("weir.ledger.stream".into(), "maintenance".to_owned()),
             KeyValue::new("weir.ledger.seq".into(), seq.to_string()),
             KeyValue::new("weir.ledger.epoch".into(), epoch.to_string()),
@@ -322,11 +417,11 @@ async fn merge(
         let size = writer.bytes_written() + writer.in_progress_size();
         if size as u64 >= settings.target_file_size {
             let (w, rows) = current.take().expect("open");
-            outputs.push(close(w, rows, dataset, hour, seq, epoch, outputs.len())?);
+            outputs.push(close(w, rows, &group.dir, hour, seq, epoch, outputs.len())?);
         }
     }
     if let Some((w, rows)) = current.take() {
-        outputs.push(close(w, rows, dataset, hour, seq, epoch, outputs.len())?);
+        outputs.push(close(w, rows, &group.dir, hour, seq, epoch, outputs.len())?);
     }
     Ok(outputs)
 }
@@ -334,7 +429,7 @@ async fn merge(
 fn close(
     writer: ArrowWriter<ChunkedFile>,
     rows: u64,
-    dataset: &str,
+    dir: &str,
     hour: &str,
     seq: u64,
     epoch: u64,
@@ -345,7 +440,7 @@ fn close(
         source,
     })?;
     Ok(ClosedFile {
-        path: format!("{dataset}/{hour}/{}", output_name(seq, epoch, n)),
+        path: format!("{dir}/{}", output_name(seq, epoch, n)),
         rows,
         bytes: file.into_payload(),
     })

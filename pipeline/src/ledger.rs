@@ -121,7 +121,9 @@ use crate::store::retry;
 
 mod hours;
 
-pub use hours::{DEAD_LETTER_BUCKET, HourManifest, SUPERSEDED_GRACE, StreamSnapshot, bucket_of};
+pub use hours::{
+    Change, DEAD_LETTER_BUCKET, HourManifest, SUPERSEDED_GRACE, StreamSnapshot, bucket_of,
+};
 
 /// Format version of entries, checkpoints and manifests written by this build. Version 2
 /// added per-hour manifests and checkpoints without file lists ([`hours`]); a stream

@@ -16,14 +16,19 @@
 //!                       ▼
 //!                    Kafka group offset (after the ledger; lag metrics only)
 //!
-//!  query  ── DataFusion over the files the ledger names (query::CommittedView: per stream
-//!            the checkpoint and the entries after it, then one manifest per hour queried)
+//!  query   ── DataFusion over the files the ledger names (query::CommittedView: per stream
+//!             the checkpoint and the entries after it, then one manifest per hour queried)
+//!  compact ── an hour's small files → large sorted ones: one replace entry in the dataset's
+//!             maintenance stream (maintenance::Job, same commit protocol as a partition)
+//!  vacuum  ── retention (replace entries removing whole hours), then deletion of files no
+//!             live entry names, after a grace
 //! ```
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
 //! [`worker`], [`event_time`] (the `max_future` bound), [`sink::parquet`],
 //! [`sink::dead_letter`], [`ledger`] (the commit log) and [`commit`] (the commit protocol
-//! over it), [`query`], [`runner`]
+//! over it), [`query`], [`maintenance`] (writers of a dataset's maintenance stream),
+//! [`compact`] (`weir compact`), [`vacuum`] (`weir vacuum`), [`runner`]
 //! (`weir run`), [`demo`] (`weir demo`), [`memory`] (how `memory.limit` is shared), [`metrics`], [`reference`] (enrich reference data
 //! and its reloads), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 

@@ -91,7 +91,18 @@ impl Job {
         &mut self,
         removed: Vec<FileRef>,
         added: Vec<ClosedFile>,
+        added_dead_letters: Vec<ClosedFile>,
     ) -> Result<(), JobError> {
+        let refs = |files: &[ClosedFile]| -> Vec<FileRef> {
+            files
+                .iter()
+                .map(|f| FileRef {
+                    path: f.path.clone(),
+                    rows: f.rows,
+                    bytes: f.bytes.content_length() as u64,
+                })
+                .collect()
+        };
         let entry = Entry {
             version: LEDGER_VERSION,
             seq: self.seq,
@@ -106,22 +117,17 @@ impl Job {
             rows: added.iter().map(|f| f.rows).sum(),
             dead_lettered: 0,
             skipped_offsets: 0,
-            files: added
-                .iter()
-                .map(|f| FileRef {
-                    path: f.path.clone(),
-                    rows: f.rows,
-                    bytes: f.bytes.content_length() as u64,
-                })
-                .collect(),
-            dead_letters: Vec::new(),
+            files: refs(&added),
+            dead_letters: refs(&added_dead_letters),
             removed,
             operator_state: Vec::new(),
             config_hash: self.config_hash.clone(),
             weir_version: env!("CARGO_PKG_VERSION").to_owned(),
             takeover: false,
         };
-        let mut attempt = Attempt::new(entry, added);
+        let mut files = added;
+        files.extend(added_dead_letters);
+        let mut attempt = Attempt::new(entry, files);
         self.protocol.stage(&mut attempt).await?;
         match self.protocol.finish(&attempt).await? {
             Outcome::Committed => {

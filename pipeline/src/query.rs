@@ -290,7 +290,17 @@ pub async fn commits_batch(
         skipped.append_value(count(entry.skipped_offsets));
         committed_at.append_value(written.timestamp_millis());
         removed_files.append_value(count(entry.removed.len() as u64));
-        removed_rows.append_value(count(entry.removed.iter().map(|f| f.rows).sum()));
+        // Table rows only: a dead-letter file taken out (compacted) held no table rows.
+        removed_rows.append_value(count(
+            entry
+                .removed
+                .iter()
+                .filter(|f| {
+                    ledger::bucket_of(&entry.dataset, &f.path) != ledger::DEAD_LETTER_BUCKET
+                })
+                .map(|f| f.rows)
+                .sum(),
+        ));
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(dataset.finish()),

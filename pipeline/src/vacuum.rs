@@ -4,7 +4,7 @@
 //! ```text
 //!  1. retention: every hour of a dataset with `retention` that ended longer ago than it
 //!     leaves the table through one replace entry (all its files removed, none added)
-//!  2. list the dataset's data folders                   ─┐ in this order: a file of a
+//!  2. list the dataset's data and dead-letter folders   ─┐ in this order: a file of a
 //!  3. list every stream's pending intents                │ commit in flight has its intent
 //!  4. read the table (CommittedView) and the maintenance  │ written before its upload, and
 //!     stream's entries (what was removed, and when)      ─┘ is named once that is cleared
@@ -86,7 +86,7 @@ pub async fn vacuum_dataset(
             }
             let rows: u64 = files.iter().map(|f| f.rows).sum();
             let n = files.len();
-            job.replace(files, Vec::new()).await?;
+            job.replace(files, Vec::new(), Vec::new()).await?;
             summary.hours_expired += 1;
             (opts.progress)(&format!(
                 "{dataset} {hour}: expired ({n} files, {rows} rows) past retention {}",
@@ -96,16 +96,17 @@ pub async fn vacuum_dataset(
     }
 
     // 2. What is in the data folders, with when each file was written.
-    let listed: Vec<object_store::ObjectMeta> = retry("vacuum list", 8, || {
-        let store = store.clone();
-        async move {
-            store
-                .list(Some(&Path::from(dataset)))
-                .try_collect::<Vec<_>>()
-                .await
-        }
-    })
-    .await?;
+    let mut listed: Vec<object_store::ObjectMeta> = Vec::new();
+    for folder in [dataset.to_owned(), format!("_weir/dead_letter/{dataset}")] {
+        listed.extend(
+            retry("vacuum list", 8, || {
+                let store = store.clone();
+                let folder = Path::from(folder.as_str());
+                async move { store.list(Some(&folder)).try_collect::<Vec<_>>().await }
+            })
+            .await?,
+        );
+    }
     // 3. What commits in flight are about to name.
     let mut intended: HashSet<String> = HashSet::new();
     let mut streams = ledger::streams(&store, dataset).await?;
@@ -119,6 +120,7 @@ pub async fn vacuum_dataset(
         .committed_files(dataset)
         .await?
         .into_iter()
+        .chain(view.dead_letter_files(dataset).await?)
         .map(|f| f.path)
         .collect();
     let jobs = PartitionLedger::maintenance(store.clone(), dataset);

@@ -169,12 +169,15 @@ impl StreamSnapshot {
         self.changes(|b| under(b, prefix), prefix).await
     }
 
-    /// Every dead-letter file of the stream.
+    /// Every dead-letter file the stream's entries put in.
     pub async fn dead_letter_files(&self) -> Result<Vec<FileRef>, LedgerError> {
-        Ok(self
-            .changes(|b| b == DEAD_LETTER_BUCKET, DEAD_LETTER_BUCKET)
-            .await?
-            .added)
+        Ok(self.dead_letter_changes().await?.added)
+    }
+
+    /// The dead-letter files the stream's entries put in, and those they took out.
+    pub async fn dead_letter_changes(&self) -> Result<Change, LedgerError> {
+        self.changes(|b| b == DEAD_LETTER_BUCKET, DEAD_LETTER_BUCKET)
+            .await
     }
 
     async fn changes(

@@ -122,9 +122,9 @@ impl CommittedView {
         };
         if wants_dead_letters {
             let only = segments.get(2).copied();
-            for (dataset, snapshots) in &self.inner.streams {
+            for dataset in self.inner.streams.keys() {
                 if only.is_none_or(|d| d == dataset) {
-                    files.extend(gather(snapshots, None).await?);
+                    files.extend(self.dead_letter_files(dataset).await?);
                 }
             }
         }
@@ -169,6 +169,26 @@ impl CommittedView {
         self.data_files(dataset, "").await
     }
 
+    /// Every dead-letter file of `dataset`: what its partitions' streams and its
+    /// maintenance stream put in, minus what the maintenance stream took out.
+    pub async fn dead_letter_files(&self, dataset: &str) -> OsResult<Vec<FileRef>> {
+        let Some(snapshots) = self.inner.streams.get(dataset) else {
+            return Ok(Vec::new());
+        };
+        let mut files = gather(snapshots, None).await?;
+        if let Some(jobs) = self.inner.maintenance.get(dataset) {
+            let change =
+                jobs.dead_letter_changes()
+                    .await
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "ledger",
+                        source: Box::new(e),
+                    })?;
+            apply(&mut files, change);
+        }
+        Ok(files)
+    }
+
     /// The table's files under `prefix` (relative to the dataset folder): what the
     /// partitions' streams and the maintenance stream put there, minus what the
     /// maintenance stream took out.
@@ -185,13 +205,18 @@ impl CommittedView {
                         store: "ledger",
                         source: Box::new(e),
                     })?;
-            files.extend(change.added);
-            let gone: std::collections::HashSet<String> =
-                change.removed.into_iter().map(|f| f.path).collect();
-            files.retain(|f| !gone.contains(&f.path));
+            apply(&mut files, change);
         }
         Ok(files)
     }
+}
+
+/// Adds what a maintenance stream put in and drops what it took out.
+fn apply(files: &mut Vec<FileRef>, change: ledger::Change) {
+    files.extend(change.added);
+    let gone: std::collections::HashSet<String> =
+        change.removed.into_iter().map(|f| f.path).collect();
+    files.retain(|f| !gone.contains(&f.path));
 }
 
 /// The data files under `data_prefix` (relative to the dataset folder), or with `None` the

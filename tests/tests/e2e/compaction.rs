@@ -9,8 +9,8 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use weir_schemas::synth::{DEFAULT_START_NS, HttpRequests};
 
-use crate::backbone::{TOPIC, dataset_toml};
-use crate::harness::{MockKafka, Proc, World, produce_http};
+use crate::backbone::{TOPIC, dataset_toml, malformed};
+use crate::harness::{MockKafka, Proc, World, flush, produce_http, producer, send};
 
 const PARTITIONS: i32 = 4;
 /// Event time advances 2.5 s per record: each wave of 4 × 400 records spans about an hour.
@@ -56,6 +56,7 @@ fn compaction_during_ingestion_with_kills_keeps_every_row_once() {
     );
 
     let mut aborted = 0;
+    let mut bad = 0usize;
     for round in 0..4 {
         // More records: some late (back at the first hours), some new.
         if round % 2 == 1 {
@@ -68,6 +69,13 @@ fn compaction_during_ingestion_with_kills_keeps_every_row_once() {
             200,
             &mut generator,
         ));
+        // And records that go to the dead letters, compacted too.
+        let p = producer(&kafka.bootstrap);
+        for (payload, _) in malformed() {
+            send(&p, TOPIC, round % PARTITIONS, &payload);
+            bad += 1;
+        }
+        flush(&p);
         // A compaction while weir run consumes them; killed at a seeded point or not.
         let point = if rng.random_bool(0.75) {
             Some(COMPACT_POINTS[rng.random_range(0..COMPACT_POINTS.len())])
@@ -131,6 +139,23 @@ fn compaction_during_ingestion_with_kills_keeps_every_row_once() {
     );
 
     world.assert_exactly_once_sql(&config, "http_requests", &ids);
+    let dead_once = |world: &World| {
+        let dead = world.query(
+            &config,
+            "SELECT count(*), count(DISTINCT \"partition\" * 1000000 + \"offset\") FROM dead_letter",
+        );
+        assert_eq!(dead, vec![format!("{bad},{bad}")], "each dead letter once");
+    };
+    dead_once(&world);
+    let dead_replaced = world.query(
+        &config,
+        "SELECT count(*) FROM commits WHERE kind = 'replace' AND removed_files > 0 AND removed_rows = 0",
+    );
+    assert_ne!(
+        dead_replaced,
+        vec!["0".to_owned()],
+        "dead letters were compacted"
+    );
     // The ledger's own account agrees: rows added minus rows removed.
     let count = world.query(
         &config,
@@ -193,6 +218,16 @@ fn compaction_during_ingestion_with_kills_keeps_every_row_once() {
         .expect("vacuum finishes");
     assert!(status.success(), "{}", world.log("vacuum.log"));
     world.assert_exactly_once(&config, &ids);
+    dead_once(&world);
+    let plain = world.duckdb(&format!(
+        "SELECT count(*) FROM read_parquet('{}/_weir/dead_letter/http_requests/*.parquet')",
+        world.lake_dir().display()
+    ));
+    assert_eq!(
+        plain,
+        vec![bad.to_string()],
+        "DuckDB over the dead-letter folder"
+    );
 }
 
 /// `retention` takes whole hours out (through the ledger, then from storage) and leaves the
