@@ -1044,18 +1044,20 @@ impl PartitionLedger {
             )
             .await;
         // Checkpoints below the previous one are superseded twice over.
-        let old: Vec<_> = self
+        let mut checkpoints: Vec<(u64, object_store::ObjectMeta)> = self
             .list_metas("checkpoints")
             .await?
             .into_iter()
-            .filter(|m| {
-                m.location
+            .filter_map(|m| {
+                let seq = m
+                    .location
                     .filename()
-                    .and_then(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
-                    .is_some_and(|s| s < p)
+                    .and_then(|n| n.strip_suffix(".json")?.parse::<u64>().ok())?;
+                Some((seq, m))
             })
             .collect();
-        hours::delete_superseded(&self.store, old).await;
+        checkpoints.sort_by_key(|(s, _)| *s);
+        hours::delete_superseded(&self.store, &checkpoints, p).await;
         Ok(())
     }
 
@@ -1117,12 +1119,7 @@ impl PartitionLedger {
             |_| Ok(true),
         )
         .await?;
-        let superseded: Vec<_> = existing
-            .into_iter()
-            .filter(|(s, _)| *s < base_seq)
-            .map(|(_, m)| m)
-            .collect();
-        hours::delete_superseded(&self.store, superseded).await;
+        hours::delete_superseded(&self.store, &existing, base_seq).await;
         Ok(())
     }
 

@@ -311,16 +311,27 @@ impl PartitionLedger {
     }
 }
 
-/// Deletes `metas` that are older than [`SUPERSEDED_GRACE`] (best effort).
-pub(super) async fn delete_superseded(store: &Arc<dyn ObjectStore>, metas: Vec<ObjectMeta>) {
+/// Deletes objects superseded for at least [`SUPERSEDED_GRACE`] (best effort). `versions`
+/// are one kind of object (a bucket's manifests, a stream's checkpoints) sorted by seq;
+/// those below `below` are candidates, and each counts as superseded since the next one
+/// was written (a reader that listed before then may still pick it).
+pub(super) async fn delete_superseded(
+    store: &Arc<dyn ObjectStore>,
+    versions: &[(u64, ObjectMeta)],
+    below: u64,
+) {
     let now = chrono::Utc::now();
-    for meta in metas {
-        let age = now
-            .signed_duration_since(meta.last_modified)
+    for pair in versions.windows(2) {
+        let ((seq, old), (_, next)) = (&pair[0], &pair[1]);
+        if *seq >= below {
+            break;
+        }
+        let since = now
+            .signed_duration_since(next.last_modified)
             .to_std()
             .unwrap_or_default();
-        if age >= SUPERSEDED_GRACE {
-            let _ = store.delete(&meta.location).await;
+        if since >= SUPERSEDED_GRACE {
+            let _ = store.delete(&old.location).await;
         }
     }
 }
