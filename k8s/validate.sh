@@ -29,7 +29,7 @@ trap 'rm -rf "$OUT"' EXIT
 CHECKOV=("$BIN/checkov" --quiet --compact --skip-download)
 
 echo "k8s: hadolint deploy/Dockerfile"
-"$BIN/hadolint" deploy/Dockerfile
+"$BIN/hadolint" --no-color deploy/Dockerfile
 echo "k8s: checkov deploy/Dockerfile"
 "${CHECKOV[@]}" --framework dockerfile -f deploy/Dockerfile
 
