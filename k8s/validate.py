@@ -1,6 +1,6 @@
 """Checks rendered kustomize output (one YAML stream per overlay) for k8s/validate.sh.
 
-    python k8s/validate.py RENDERED.yaml...
+    python k8s/validate.py [--rules-out DIR] RENDERED.yaml...
 
 For every object:
   - built-in kinds: strict JSON-schema validation against Kubernetes 1.32
@@ -18,7 +18,8 @@ Then, per overlay, what the schemas cannot see:
   - every CronJob forbids concurrent runs;
   - every checkov skip annotation gives a reason;
   - the weir_* series that alert rules and dashboards query are ones weir exports.
-Exits 1 with one line per problem.
+Exits 1 with one line per problem. With --rules-out, also writes each overlay's alert
+rules as a plain Prometheus rule file (DIR/<overlay>/weir-rules.yaml) for promtool.
 """
 
 import json
@@ -218,9 +219,26 @@ def check_overlay(path, crd_validators):
     return problems
 
 
-def main(paths):
+def write_rules(paths, rules_dir):
+    """Each overlay's PrometheusRule spec as a plain rule file, for promtool:
+    RULES_DIR/<overlay>/weir-rules.yaml."""
+    for path in paths:
+        for obj in yaml.safe_load_all(Path(path).read_text()):
+            if obj and obj["kind"] == "PrometheusRule":
+                folder = Path(rules_dir) / Path(path).stem
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "weir-rules.yaml").write_text(yaml.safe_dump(obj["spec"], sort_keys=False))
+
+
+def main(args):
+    rules_dir = None
+    if args[:1] == ["--rules-out"]:
+        rules_dir, args = args[1], args[2:]
+    paths = args
     crd_validators = load_crd_validators()
     problems = []
+    if rules_dir:
+        write_rules(paths, rules_dir)
     for path in paths:
         found = check_overlay(path, crd_validators)
         problems += found

@@ -10,16 +10,20 @@
 #  3. k8s/base and every overlay in k8s/overlays/ render with `kubectl kustomize`.
 #  4. Each overlay's output is valid against the Kubernetes 1.32 schemas and the vendored
 #     CRD schemas (k8s/schemas/), strictly, plus the cross-checks of k8s/validate.py.
-#  5. checkov's Kubernetes checks pass on each overlay's output; a deliberate exception is
+#  5. The alert rules pass `promtool check rules` and their unit tests
+#     (k8s/components/monitoring/prometheusrule.test.yaml).
+#  6. checkov's Kubernetes checks pass on each overlay's output; a deliberate exception is
 #     a `checkov.io/skipN: CKV_K8S_NN=<reason>` annotation on the object.
-# The tools come from the venv that .ci/install keeps at $WEIR_CACHE/venv-ops.
+# The tools come from what .ci/install keeps under $WEIR_CACHE: the venv-ops venv and
+# promtool (taken from Debian's prometheus package, not installed as a service).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${WEIR_CACHE:-$HOME/.cache/weir}"
 BIN="$CACHE/venv-ops/bin"
-for tool in hadolint kubectl checkov python; do
-  if [ ! -x "$BIN/$tool" ]; then
-    echo "k8s: $BIN/$tool missing: run bash .ci/install first" >&2
+PROMTOOL="$CACHE/promtool/usr/bin/promtool"
+for tool in "$BIN/hadolint" "$BIN/kubectl" "$BIN/checkov" "$BIN/python" "$PROMTOOL"; do
+  if [ ! -x "$tool" ]; then
+    echo "k8s: $tool missing: run bash .ci/install first" >&2
     exit 1
   fi
 done
@@ -57,7 +61,17 @@ if [ "${#rendered[@]}" -eq 0 ]; then
   exit 1
 fi
 
-"$BIN/python" k8s/validate.py "${rendered[@]}"
+"$BIN/python" k8s/validate.py --rules-out "$OUT/rules" "${rendered[@]}"
+
+# The alert rules as each overlay renders them: PromQL and templates parse, and the
+# unit tests next to them pass.
+for dir in "$OUT"/rules/*/; do
+  [ -d "$dir" ] || continue
+  echo "k8s: promtool on the alert rules of $(basename "$dir")"
+  "$PROMTOOL" check rules "$dir/weir-rules.yaml"
+  cp k8s/components/monitoring/prometheusrule.test.yaml "$dir/"
+  "$PROMTOOL" test rules "$dir/prometheusrule.test.yaml"
+done
 
 echo "k8s: checkov on ${#rendered[@]} rendered overlays"
 mkdir "$OUT/checkov"
