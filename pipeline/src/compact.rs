@@ -84,7 +84,7 @@ pub enum CompactError {
     },
     #[error("{0}")]
     Job(#[from] JobError),
-    #[error("compaction.bloom_filter_columns: {0}")]
+    #[error("compaction.{0}")]
     Config(String),
 }
 
@@ -202,7 +202,7 @@ pub async fn compact_dataset(
         group,
         settings,
         memory_limit,
-        props_base_for(settings, &crate::sink::dead_letter::schema())?,
+        writer_properties(settings, &crate::sink::dead_letter::schema())?,
         opts,
     )
     .await?
@@ -299,13 +299,6 @@ pub fn hour_end(bucket: &str) -> Option<DateTime<Utc>> {
     Some(start + chrono::Duration::hours(1))
 }
 
-fn props_base_for(
-    settings: &CompactionConfig,
-    schema: &SchemaRef,
-) -> Result<parquet::file::properties::WriterPropertiesBuilder, CompactError> {
-    writer_properties(settings, schema)
-}
-
 fn writer_properties(
     settings: &CompactionConfig,
     schema: &SchemaRef,
@@ -316,12 +309,29 @@ fn writer_properties(
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page);
     for name in &settings.bloom_filter_columns {
-        if let Ok(field) = schema.field_with_name(name) {
-            let _ = field;
+        if schema.field_with_name(name).is_ok() {
             b = b.set_column_bloom_filter_enabled(ColumnPath::from(name.as_str()), true);
         }
     }
     Ok(b)
+}
+
+/// Refuses `compaction.bloom_filter_columns` naming a column no dataset has.
+pub fn check_bloom_filter_columns(
+    config: &Config,
+    datasets: &[Arc<DatasetRuntime>],
+) -> Result<(), CompactError> {
+    for name in &config.compaction.bloom_filter_columns {
+        if !datasets
+            .iter()
+            .any(|d| d.output_schema.field_with_name(name).is_ok())
+        {
+            return Err(CompactError::Config(format!(
+                "bloom_filter_columns: no dataset has a column {name}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn merge(

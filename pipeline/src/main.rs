@@ -221,6 +221,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                 .await
                 .map_err(anyhow::Error::msg)?;
             let datasets = select(runner::prepare(&config, &EnvSecrets, &resources)?, dataset)?;
+            weir_pipeline::compact::check_bloom_filter_columns(&config, &datasets)?;
             let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
                 .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
             let opts = weir_pipeline::compact::Options {

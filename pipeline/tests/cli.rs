@@ -77,7 +77,7 @@ fn example_configs_pass_check_config() {
 fn verbs_exist() {
     let out = weir().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for verb in ["run", "demo", "query", "check-config"] {
+    for verb in ["run", "demo", "query", "compact", "vacuum", "check-config"] {
         assert!(help.contains(verb), "{verb} missing from:\n{help}");
     }
     let out = weir().args(["query", "--help"]).output().unwrap();
@@ -106,4 +106,56 @@ fn missing_env_var_is_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("WEIR_TEST_SURELY_UNSET_BROKERS"), "{err}");
+}
+
+/// The maintenance jobs refuse what they cannot do, naming the key or flag.
+#[test]
+fn maintenance_jobs_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let path = dir.path().join("weir.toml");
+    let config = |extra: &str| {
+        format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[storage]\nurl = \"file://{}\"\n{extra}\n\
+             [[datasets]]\nname = \"dns_logs\"\ntopic = \"dns\"\n",
+            lake.display()
+        )
+    };
+    let run = |args: &[&str]| {
+        let out = weir()
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    std::fs::write(
+        &path,
+        config("[compaction]\nbloom_filter_columns = [\"NoSuchColumn\"]"),
+    )
+    .unwrap();
+    let (ok, err, _) = run(&["compact"]);
+    assert!(
+        !ok && err.contains("compaction.bloom_filter_columns") && err.contains("NoSuchColumn"),
+        "{err}"
+    );
+    std::fs::write(&path, config("[compaction]\nzstd_level = 40")).unwrap();
+    let (ok, err, _) = run(&["compact"]);
+    assert!(!ok && err.contains("compaction.zstd_level"), "{err}");
+    std::fs::write(&path, config("")).unwrap();
+    let (ok, err, _) = run(&["vacuum", "--dataset", "nope"]);
+    assert!(
+        !ok && err.contains("--dataset") && err.contains("dns_logs"),
+        "{err}"
+    );
+    // An empty lake: both jobs have nothing to do and say so.
+    let (ok, err, out) = run(&["compact"]);
+    assert!(ok && out.contains("compacted 0 hours"), "{err}{out}");
+    let (ok, err, out) = run(&["vacuum", "--grace", "0s"]);
+    assert!(ok && out.contains("0 files deleted"), "{err}{out}");
 }
