@@ -474,8 +474,40 @@ impl PartitionLedger {
         .map_err(|e| self.err(e))
     }
 
-    /// Lists the objects directly under `dir`, with their metadata.
+    /// Lists the objects directly under `dir`, with their metadata. One delimited listing
+    /// of that folder alone (a recursive listing costs some servers the whole bucket).
     async fn list_metas(&self, dir: &str) -> Result<Vec<object_store::ObjectMeta>, LedgerError> {
+        let (mut metas, _) = self.list_level(dir).await?;
+        metas.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(metas)
+    }
+
+    /// One delimited listing of `dir`: its objects and its sub-folders (relative to the
+    /// stream's root).
+    async fn list_level(
+        &self,
+        dir: &str,
+    ) -> Result<(Vec<object_store::ObjectMeta>, Vec<String>), LedgerError> {
+        let prefix = Path::from(format!("{}/{dir}", self.root));
+        let store = self.store.clone();
+        let listed = retry("ledger list", ATTEMPTS, || {
+            let store = store.clone();
+            let prefix = prefix.clone();
+            async move { store.list_with_delimiter(Some(&prefix)).await }
+        })
+        .await
+        .map_err(|e| self.err(e))?;
+        let root = format!("{}/", self.root);
+        let dirs = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.as_ref().strip_prefix(&root).map(str::to_owned))
+            .collect();
+        Ok((listed.objects, dirs))
+    }
+
+    /// Every object below `dir`, in one recursive listing (paginated by the store).
+    async fn list_tree(&self, dir: &str) -> Result<Vec<object_store::ObjectMeta>, LedgerError> {
         let prefix = Path::from(format!("{}/{dir}", self.root));
         let store = self.store.clone();
         let mut metas = retry("ledger list", ATTEMPTS, || {
@@ -489,30 +521,11 @@ impl PartitionLedger {
         Ok(metas)
     }
 
-    /// Lists the file names (last path segment) under `dir`, after `offset` if given.
-    async fn list_names(&self, dir: &str, after: Option<&str>) -> Result<Vec<String>, LedgerError> {
-        let prefix = Path::from(format!("{}/{dir}", self.root));
-        let store = self.store.clone();
-        let after = after.map(|a| Path::from(format!("{}/{dir}/{a}", self.root)));
-        let metas: Vec<_> = retry("ledger list", ATTEMPTS, || {
-            let store = store.clone();
-            let prefix = prefix.clone();
-            let after = after.clone();
-            async move {
-                match after {
-                    Some(after) => {
-                        store
-                            .list_with_offset(Some(&prefix), &after)
-                            .try_collect::<Vec<_>>()
-                            .await
-                    }
-                    None => store.list(Some(&prefix)).try_collect::<Vec<_>>().await,
-                }
-            }
-        })
-        .await
-        .map_err(|e| self.err(e))?;
-        let mut names: Vec<String> = metas
+    /// Lists the file names (last path segment) directly under `dir`.
+    async fn list_names(&self, dir: &str) -> Result<Vec<String>, LedgerError> {
+        let mut names: Vec<String> = self
+            .list_metas(dir)
+            .await?
             .into_iter()
             .filter_map(|m| m.location.filename().map(str::to_owned))
             .collect();
@@ -523,7 +536,7 @@ impl PartitionLedger {
     /// Claims a new epoch for `owner` (this process start's writer id): one higher than
     /// any claimed before.
     pub async fn claim_epoch(&self, owner: &str) -> Result<u64, LedgerError> {
-        let names = self.list_names("epochs", None).await?;
+        let names = self.list_names("epochs").await?;
         let mut epoch = names
             .iter()
             .filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
@@ -700,7 +713,7 @@ impl PartitionLedger {
         }
         // No hint, or its checkpoint was garbage-collected: the listing decides.
         let newest = self
-            .list_names("checkpoints", None)
+            .list_names("checkpoints")
             .await?
             .iter()
             .filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok())
@@ -1555,7 +1568,7 @@ mod tests {
         // The winner's intent is gone; the two losers' intents stay for INTENT_GRACE, so
         // a late upload of a paused writer is still found by the next recovery.
         assert_eq!(
-            l.list_names("pending", None).await.unwrap(),
+            l.list_names("pending").await.unwrap(),
             vec![
                 format!("{}-e{:010}.json", seq_name(1), 2),
                 format!("{}-e{:010}.json", seq_name(2), 1)

@@ -253,7 +253,17 @@ impl PartitionLedger {
         };
         let hours_root = format!("{}/hours/", self.root);
         let mut out: BTreeMap<String, Vec<(u64, ObjectMeta)>> = BTreeMap::new();
-        for meta in self.list_metas(&dir).await? {
+        // One bucket (the usual query: `date = … AND hour = …`, and every fold) is one
+        // folder: a listing of it alone. A wider prefix needs the folders below it.
+        let is_bucket = prefix == DEAD_LETTER_BUCKET
+            || prefix == FLAT_BUCKET
+            || prefix.rsplit('/').next().is_some_and(|last| last.starts_with("hour="));
+        let metas = if is_bucket {
+            self.list_metas(&dir).await?
+        } else {
+            self.list_tree(&dir).await?
+        };
+        for meta in metas {
             let Some(rel) = meta.location.as_ref().strip_prefix(&hours_root) else {
                 continue;
             };
