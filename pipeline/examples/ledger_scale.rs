@@ -163,6 +163,7 @@ async fn fill(
         let parquet = parquet.clone();
         async move {
             let ledger = PartitionLedger::new(store.clone(), DATASET, TOPIC, p);
+            let epoch = ledger.claim_epoch("ledger_scale").await?;
             for seq in 1..=per_partition {
                 let (date, hour) = hour_of(seq, per_hour);
                 let path = format!("{DATASET}/date={date}/hour={hour}/p{p:05}-{seq:010}.parquet");
@@ -180,7 +181,7 @@ async fn fill(
                 let entry = Entry {
                     version: LEDGER_VERSION,
                     seq,
-                    epoch: 1,
+                    epoch,
                     writer: "ledger_scale".into(),
                     dataset: DATASET.into(),
                     topic: TOPIC.into(),

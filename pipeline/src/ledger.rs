@@ -536,6 +536,18 @@ impl PartitionLedger {
     /// Claims a new epoch for `owner` (this process start's writer id): one higher than
     /// any claimed before.
     pub async fn claim_epoch(&self, owner: &str) -> Result<u64, LedgerError> {
+        // Indexed before it can hold an entry, so readers of the index never miss it.
+        if self.partition != MAINTENANCE_PARTITION {
+            let store = self.store.clone();
+            let path = index_path(&self.dataset, &self.topic, self.partition);
+            retry("streams index", ATTEMPTS, || {
+                let store = store.clone();
+                let path = path.clone();
+                async move { store.put(&path, PutPayload::default()).await }
+            })
+            .await
+            .map_err(|e| self.err(e))?;
+        }
         let names = self.list_names("epochs").await?;
         let mut epoch = names
             .iter()
@@ -1177,11 +1189,58 @@ enum Created {
     Theirs(bytes::Bytes),
 }
 
+/// Where the index of a dataset's streams lives: one empty object per stream,
+/// `<topic>@<partition>` (`@` cannot occur in a Kafka topic name), and `_complete` once the
+/// index is known to hold every stream. Readers list this one folder instead of the ledger's
+/// tree (which some servers walk in full, entries and all, to answer a delimited listing).
+pub fn streams_index_root(dataset: &str) -> String {
+    format!("_weir/streams/{dataset}")
+}
+
+const INDEX_COMPLETE: &str = "_complete";
+
+fn index_path(dataset: &str, topic: &str, partition: i32) -> Path {
+    Path::from(format!(
+        "{}/{topic}@{partition}",
+        streams_index_root(dataset)
+    ))
+}
+
 /// Every (topic, partition) stream that has a ledger for `dataset`.
+///
+/// From the streams index when it is complete. Otherwise (a lake whose streams were all
+/// created before the index existed, or not yet indexed) from the ledger's folders, and
+/// the index is then completed (best effort) for the next reader. Every stream is indexed
+/// when it is claimed ([`PartitionLedger::claim_epoch`]), before it can hold an entry.
 pub async fn streams(
     store: &Arc<dyn ObjectStore>,
     dataset: &str,
 ) -> Result<Vec<PartitionLedger>, object_store::Error> {
+    let index = Path::from(streams_index_root(dataset));
+    let listed = retry("streams index", ATTEMPTS, || {
+        let store = store.clone();
+        let index = index.clone();
+        async move { store.list_with_delimiter(Some(&index)).await }
+    })
+    .await?;
+    let names: Vec<String> = listed
+        .objects
+        .iter()
+        .filter_map(|m| m.location.filename().map(str::to_owned))
+        .collect();
+    let parse = |name: &str| -> Option<(String, i32)> {
+        let (topic, partition) = name.rsplit_once('@')?;
+        Some((topic.to_owned(), partition.parse().ok()?))
+    };
+    if names.iter().any(|n| n == INDEX_COMPLETE) {
+        let mut out: Vec<PartitionLedger> = names
+            .iter()
+            .filter_map(|n| parse(n))
+            .map(|(topic, p)| PartitionLedger::new(store.clone(), dataset, &topic, p))
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        return Ok(out);
+    }
     let root = Path::from(ledger_root(dataset));
     let topics = store.list_with_delimiter(Some(&root)).await?;
     let mut out = Vec::new();
@@ -1195,6 +1254,25 @@ pub async fn streams(
                 out.push(PartitionLedger::new(store.clone(), dataset, &topic, p));
             }
         }
+    }
+    // Complete the index: every stream found, then the marker.
+    let mut indexed = true;
+    for l in &out {
+        indexed &= store
+            .put(
+                &index_path(dataset, &l.topic, l.partition),
+                PutPayload::default(),
+            )
+            .await
+            .is_ok();
+    }
+    if indexed {
+        let _ = store
+            .put(
+                &Path::from(format!("{}/{INDEX_COMPLETE}", streams_index_root(dataset))),
+                PutPayload::default(),
+            )
+            .await;
     }
     Ok(out)
 }
@@ -1608,6 +1686,40 @@ mod tests {
             l.commit(&entry(1, 1, 0, 4, &["early.parquet"])).await,
             Err(LedgerError::Fenced { .. })
         ));
+    }
+
+    /// Readers find streams through the index: a lake from before it is listed once the
+    /// old way (and indexed), and a stream claimed later is in the index.
+    #[tokio::test]
+    async fn streams_are_found_through_the_index() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let names =
+            |v: Vec<PartitionLedger>| -> Vec<String> { v.iter().map(|l| l.stream()).collect() };
+        // Written before the index existed: entries only.
+        let old = PartitionLedger::new(store.clone(), "ds", "t", 3);
+        old.commit(&entry(1, 1, 0, 5, &[])).await.unwrap();
+        assert_eq!(names(streams(&store, "ds").await.unwrap()), vec!["ds/t/3"]);
+        let index = Path::from(streams_index_root("ds"));
+        let indexed: Vec<String> = store
+            .list(Some(&index))
+            .map_ok(|m| m.location.filename().unwrap().to_owned())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(indexed, vec!["_complete".to_owned(), "t@3".to_owned()]);
+        // A new stream is indexed when claimed, before any entry.
+        let new = PartitionLedger::new(store.clone(), "ds", "t.x", 0);
+        new.claim_epoch("w").await.unwrap();
+        assert_eq!(
+            names(streams(&store, "ds").await.unwrap()),
+            vec!["ds/t/3", "ds/t.x/0"]
+        );
+        // The maintenance stream is not a partition's.
+        PartitionLedger::maintenance(store.clone(), "ds")
+            .claim_epoch("w")
+            .await
+            .unwrap();
+        assert_eq!(streams(&store, "ds").await.unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -257,7 +257,10 @@ impl PartitionLedger {
         // folder: a listing of it alone. A wider prefix needs the folders below it.
         let is_bucket = prefix == DEAD_LETTER_BUCKET
             || prefix == FLAT_BUCKET
-            || prefix.rsplit('/').next().is_some_and(|last| last.starts_with("hour="));
+            || prefix
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.starts_with("hour="));
         let metas = if is_bucket {
             self.list_metas(&dir).await?
         } else {
