@@ -76,6 +76,7 @@
 //! with [`UnknownFields::Extra`] gathered into one nullable Utf8 column `_extra` holding a
 //! JSON object of them.
 
+mod compiled;
 pub mod decode;
 mod rawpass;
 pub mod schema;
@@ -85,7 +86,9 @@ pub mod timestamp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use decode::{BatchDecoder, DecodeError, DecodeErrorKind, Decoded, DecoderOptions, Reject};
+pub use decode::{
+    BatchDecoder, DecodeError, DecodeErrorKind, Decoded, DecoderEngine, DecoderOptions, Reject,
+};
 pub use schema::{DatasetSchema, EXTRA_COLUMN, FieldDef, FieldType};
 
 /// A schema that cannot be used: the user's file (or name) is at fault, not the input data.
