@@ -169,7 +169,7 @@ impl CompiledDecoder {
 
     /// One record into the columns at `row`.
     fn record(&mut self, text: &str, row: usize) -> Result<(), Verdict> {
-        if has_unpaired_surrogate(text.as_bytes()) {
+        if has_odd_unicode_escape(text.as_bytes()) {
             return Err(Verdict::Oracle);
         }
         self.extra_text.clear();
@@ -257,9 +257,11 @@ enum Verdict {
     Oracle,
 }
 
-/// True if a `\u` escape names a UTF-16 surrogate that is not part of a high-low pair (or
-/// could be: an escaped backslash followed by `u` is counted too, which only costs speed).
-fn has_unpaired_surrogate(text: &[u8]) -> bool {
+/// True if a `\u` escape is not four hex digits, or names a UTF-16 surrogate that is not
+/// part of a high-low pair. arrow-json refuses both; sonic-rs skips the four characters after
+/// `\u` unchecked in values it skips, and the compiled path leaves such records to the oracle.
+/// An escaped backslash followed by `u` is counted too, which only costs speed.
+fn has_odd_unicode_escape(text: &[u8]) -> bool {
     let finder = memchr::memmem::find_iter(text, b"\\u");
     let mut skip_until = 0;
     for at in finder {
@@ -267,7 +269,7 @@ fn has_unpaired_surrogate(text: &[u8]) -> bool {
             continue;
         }
         let Some(unit) = hex4(text.get(at + 2..at + 6)) else {
-            continue;
+            return true;
         };
         match unit {
             0xD800..=0xDBFF => {
@@ -453,12 +455,15 @@ impl TextColumn {
         self.close();
         self.valid.push(false);
     }
+    /// Cuts back to `len` values, and drops text written after the last one (a value cut
+    /// off before it was closed).
     fn truncate(&mut self, len: usize) {
         if self.len() > len {
             self.valid.truncate(len);
             self.offsets.truncate(len + 1);
-            self.data.truncate(self.offsets[len] as usize);
         }
+        let end = self.offsets.last().map_or(0, |&end| end as usize);
+        self.data.truncate(end);
     }
     fn finish(&mut self, len: usize) -> StringArray {
         self.pad(len);
@@ -631,11 +636,10 @@ impl Column {
         }
     }
 
-    /// Drops every value from position `len` on (a refused record's partial values).
+    /// Drops every value from position `len` on (a refused record's partial values). Lists
+    /// and maps close a value only at its end, so their items are cut even when the column
+    /// itself is not longer than `len`.
     fn truncate(&mut self, len: usize) {
-        if self.len() <= len {
-            return;
-        }
         match self {
             Column::Int { values, valid } | Column::Timestamp { values, valid, .. } => {
                 values.truncate(len);
@@ -646,7 +650,9 @@ impl Column {
                 valid.truncate(len);
             }
             Column::Bool { values, valid } => {
-                values.truncate(len);
+                if values.len() > len {
+                    values.truncate(len);
+                }
                 valid.truncate(len);
             }
             Column::Text(text) | Column::Json(text) => text.truncate(len),
@@ -657,7 +663,7 @@ impl Column {
             } => {
                 offsets.truncate(len + 1);
                 valid.truncate(len);
-                item.truncate(offsets[len] as usize);
+                item.truncate(offsets.last().map_or(0, |&end| end as usize));
             }
             Column::Map {
                 offsets,
@@ -667,8 +673,9 @@ impl Column {
             } => {
                 offsets.truncate(len + 1);
                 valid.truncate(len);
-                keys.truncate(offsets[len] as usize);
-                values.truncate(offsets[len] as usize);
+                let end = offsets.last().map_or(0, |&end| end as usize);
+                keys.truncate(end);
+                values.truncate(end);
             }
             Column::Struct { valid, children } => {
                 valid.truncate(len);
@@ -1227,15 +1234,15 @@ impl<'de> Visitor<'de> for NestedVisitor<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{has_unpaired_surrogate, unescape};
+    use super::{has_odd_unicode_escape, unescape};
 
     #[test]
     fn surrogates() {
-        assert!(!has_unpaired_surrogate(br#"{"a":"\ud83d\ude00"}"#));
-        assert!(has_unpaired_surrogate(br#"{"a":"\ud83d"}"#));
-        assert!(has_unpaired_surrogate(br#"{"a":"\ude00"}"#));
-        assert!(has_unpaired_surrogate(br#"{"a":"\ud83d\u0041"}"#));
-        assert!(!has_unpaired_surrogate(br#"{"a":"\u00e9"}"#));
+        assert!(!has_odd_unicode_escape(br#"{"a":"\ud83d\ude00"}"#));
+        assert!(has_odd_unicode_escape(br#"{"a":"\ud83d"}"#));
+        assert!(has_odd_unicode_escape(br#"{"a":"\ude00"}"#));
+        assert!(has_odd_unicode_escape(br#"{"a":"\ud83d\u0041"}"#));
+        assert!(!has_odd_unicode_escape(br#"{"a":"\u00e9"}"#));
     }
 
     #[test]

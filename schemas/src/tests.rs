@@ -620,6 +620,8 @@ fn kind_names_are_stable() {
     );
 }
 
+mod oracle;
+
 mod properties {
     use proptest::prelude::*;
 
