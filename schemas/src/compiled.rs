@@ -66,6 +66,8 @@ pub(crate) struct CompiledDecoder {
     event_time_name: String,
     non_null: Vec<(usize, String)>,
     oracle: ArrowJsonDecoder,
+    /// Records handed to the oracle since the decoder was built.
+    oracle_records: u64,
 }
 
 impl CompiledDecoder {
@@ -100,11 +102,16 @@ impl CompiledDecoder {
             event_time_name: schema.event_time.clone(),
             non_null,
             oracle,
+            oracle_records: 0,
         })
     }
 
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    pub fn oracle_records(&self) -> u64 {
+        self.oracle_records
     }
 
     pub fn decode(&mut self, records: &[&[u8]]) -> (RecordBatch, Vec<Reject>) {
@@ -141,6 +148,7 @@ impl CompiledDecoder {
                 }
                 Err(Verdict::Oracle) => {
                     self.cut_back(rows);
+                    self.oracle_records += 1;
                     let decoded = self.oracle.decode(&[record]);
                     match decoded.rejects.into_iter().next() {
                         Some(reject) => rejects.push(Reject {
@@ -297,11 +305,15 @@ fn hex4(digits: Option<&[u8]>) -> Option<u16> {
     Some(value)
 }
 
-/// Key lookup for one struct level: the field after the last one matched is tried first
-/// (producers write keys in a stable order), then a small open-addressing table.
+/// Key lookup for one struct level. Producers write keys in a stable order, so the plan
+/// remembers which field followed each field last time (`successor`) and tries that first;
+/// otherwise a small open-addressing table.
 struct StructPlan {
     names: Vec<Box<str>>,
     table: Vec<u32>,
+    /// `successor[i]`: the field that came after field i last time; the last slot is for the
+    /// first key of an object.
+    successor: Vec<u32>,
     children: Vec<Option<StructPlan>>,
     /// Declared `"nullable": false` (nested levels only; the top level is checked per record).
     required: Vec<bool>,
@@ -334,6 +346,7 @@ impl StructPlan {
         StructPlan {
             names: fields.iter().map(|f| f.name.clone().into()).collect(),
             table,
+            successor: (1..=fields.len() as u32).chain([0]).collect(),
             children: fields.iter().map(|f| nested_plan(&f.field_type)).collect(),
             required: fields.iter().map(|f| !top_level && !f.nullable).collect(),
             seen: vec![0; fields.len()],
@@ -341,10 +354,21 @@ impl StructPlan {
         }
     }
 
-    fn find(&self, key: &str, hint: usize) -> Option<usize> {
-        if self.names.get(hint).is_some_and(|n| **n == *key) {
-            return Some(hint);
+    /// The field named `key`, given the previous known field of this object (`None` at the
+    /// object's start).
+    #[inline]
+    fn find(&mut self, key: &str, previous: Option<usize>) -> Option<usize> {
+        let from = previous.unwrap_or(self.names.len());
+        let guess = self.successor[from] as usize;
+        if self.names.get(guess).is_some_and(|n| n.as_bytes() == key.as_bytes()) {
+            return Some(guess);
         }
+        let found = self.lookup(key)?;
+        self.successor[from] = found as u32;
+        Some(found)
+    }
+
+    fn lookup(&self, key: &str) -> Option<usize> {
         let mask = self.table.len() - 1;
         let mut slot = key_hash(key.as_bytes()) & mask;
         loop {
@@ -382,38 +406,40 @@ fn nested_plan(field_type: &FieldType) -> Option<StructPlan> {
     }
 }
 
-/// Validity bits plus the column's length.
-#[derive(Default)]
-struct Validity(Option<BooleanBufferBuilder>);
+/// Validity bits; their count is the column's length.
+struct Validity(BooleanBufferBuilder);
+
+impl Default for Validity {
+    fn default() -> Self {
+        Validity(BooleanBufferBuilder::new(1024))
+    }
+}
 
 impl Validity {
-    fn bits(&mut self) -> &mut BooleanBufferBuilder {
-        self.0.get_or_insert_with(|| BooleanBufferBuilder::new(1024))
-    }
+    #[inline]
     fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, BooleanBufferBuilder::len)
+        self.0.len()
     }
+    #[inline]
     fn push(&mut self, valid: bool) {
-        self.bits().append(valid);
+        self.0.append(valid);
     }
+    #[inline]
     fn push_n(&mut self, n: usize, valid: bool) {
-        self.bits().append_n(n, valid);
-    }
-    fn truncate(&mut self, len: usize) {
-        if let Some(bits) = &mut self.0 {
-            bits.truncate(len);
+        if n > 0 {
+            self.0.append_n(n, valid);
         }
     }
+    fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
     fn is_valid(&self, index: usize) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|bits| index < bits.len() && bits.get_bit(index))
+        index < self.0.len() && self.0.get_bit(index)
     }
     fn finish(&mut self) -> Option<NullBuffer> {
-        let mut bits = self.0.take()?;
-        let capacity = bits.capacity();
-        let nulls = NullBuffer::new(bits.finish());
-        self.0 = Some(BooleanBufferBuilder::new(capacity.max(1024)));
+        let capacity = self.0.capacity();
+        let nulls = NullBuffer::new(self.0.finish());
+        self.0 = BooleanBufferBuilder::new(capacity.max(1024));
         (nulls.null_count() > 0).then_some(nulls)
     }
 }
@@ -423,6 +449,9 @@ struct TextColumn {
     offsets: Vec<i32>,
     data: Vec<u8>,
     valid: Validity,
+    /// Read values as raw JSON text (slower), so that non-integer numbers keep their text as
+    /// written. Set for good once the column meets such a number.
+    numbers_as_written: bool,
 }
 
 impl TextColumn {
@@ -694,11 +723,11 @@ impl Column {
         self.pad(len);
         match self {
             Column::Int { values, valid } => Arc::new(Int64Array::new(
-                ScalarBuffer::from(std::mem::take(values)),
+                ScalarBuffer::from(std::mem::replace(values, Vec::with_capacity(len))),
                 valid.finish(),
             )),
             Column::Float { values, valid } => Arc::new(Float64Array::new(
-                ScalarBuffer::from(std::mem::take(values)),
+                ScalarBuffer::from(std::mem::replace(values, Vec::with_capacity(len))),
                 valid.finish(),
             )),
             Column::Bool { values, valid } => {
@@ -707,7 +736,7 @@ impl Column {
             }
             Column::Text(text) | Column::Json(text) => Arc::new(text.finish(len)),
             Column::Timestamp { values, valid, .. } => {
-                let values = ScalarBuffer::from(std::mem::take(values));
+                let values = ScalarBuffer::from(std::mem::replace(values, Vec::with_capacity(len)));
                 let nulls = valid.finish();
                 match data_type {
                     DataType::Timestamp(TimeUnit::Second, _) => Arc::new(
@@ -851,14 +880,14 @@ impl<'de> Visitor<'de> for RootSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         self.plan.begin_object();
-        let mut hint = 0;
+        let mut previous = None;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            match self.plan.find(&key, hint) {
+            match self.plan.find(&key, previous) {
                 Some(index) => {
                     if !self.plan.mark(index) {
                         return Err(miss());
                     }
-                    hint = index + 1;
+                    previous = Some(index);
                     map.next_value_seed(ValueSeed {
                         column: &mut self.columns[index],
                         plan: self.plan.children[index].as_mut(),
@@ -936,7 +965,7 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
                 valid.push(value.is_some());
                 Ok(())
             }
-            Column::Text(text) => {
+            Column::Text(text) if text.numbers_as_written => {
                 let raw = LazyValue::deserialize(deserializer)?;
                 let raw = raw.as_raw_str().as_bytes();
                 text.pad(at);
@@ -952,6 +981,10 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
                     _ => text.push_bytes(raw),
                 }
                 Ok(())
+            }
+            Column::Text(text) => {
+                text.pad(at);
+                deserializer.deserialize_any(TextVisitor(text))
             }
             Column::Json(text) => {
                 let raw = LazyValue::deserialize(deserializer)?;
@@ -1079,6 +1112,54 @@ fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
+/// A `string` value: strings as they are (sonic-rs unescapes them), integers and booleans
+/// as their JSON text. A JSON integer's text is its canonical decimal (sonic-rs reads `-0`
+/// as a float), so writing the value back gives the text as written. The text of a float
+/// cannot be recovered from its value: the record goes to the oracle, and the column
+/// switches to reading raw text from then on.
+struct TextVisitor<'s>(&'s mut TextColumn);
+
+impl<'de> Visitor<'de> for TextVisitor<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.0.push_null();
+        Ok(())
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.0.push_bytes(v.as_bytes());
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.push_bytes(v.as_bytes());
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        self.0.push_bytes(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        use std::io::Write;
+        let _ = write!(&mut self.0.data, "{v}");
+        self.0.close();
+        self.0.valid.push(true);
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        use std::io::Write;
+        let _ = write!(&mut self.0.data, "{v}");
+        self.0.close();
+        self.0.valid.push(true);
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.0.numbers_as_written = true;
+        Err(miss())
+    }
+}
+
 struct IntVisitor;
 
 impl<'de> Visitor<'de> for IntVisitor {
@@ -1201,14 +1282,14 @@ impl<'de> Visitor<'de> for NestedVisitor<'_> {
                 valid.push_n(missing, false);
                 valid.push(true);
                 plan.begin_object();
-                let mut hint = 0;
+                let mut previous = None;
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    match plan.find(&key, hint) {
+                    match plan.find(&key, previous) {
                         Some(index) => {
                             if !plan.mark(index) {
                                 return Err(miss());
                             }
-                            hint = index + 1;
+                            previous = Some(index);
                             map.next_value_seed(ValueSeed {
                                 column: &mut children[index],
                                 plan: plan.children[index].as_mut(),
@@ -1252,3 +1333,4 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "a\"b\\c/\né😀");
     }
 }
+

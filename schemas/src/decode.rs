@@ -265,6 +265,15 @@ impl BatchDecoder {
         &self.options
     }
 
+    /// Records the compiled engine handed to arrow-json (outside its fast path) since this
+    /// decoder was built; always 0 for [`DecoderEngine::ArrowJson`].
+    pub fn fallback_records(&self) -> u64 {
+        match &self.engine {
+            Engine::Compiled(decoder) => decoder.oracle_records(),
+            Engine::ArrowJson(_) => 0,
+        }
+    }
+
     /// Decodes one message per element of `records`. Never fails as a whole: each bad
     /// record becomes a [`Reject`], and the good ones land in `batch` in input order.
     pub fn decode(&mut self, records: &[&[u8]]) -> Decoded {
