@@ -77,6 +77,8 @@ fn measure(
     let micros = cpu * 1e6 / rows as f64;
     let engine = match engine {
         DecoderEngine::Compiled => "compiled",
+        DecoderEngine::CompiledSonic => "sonic-rs",
+        DecoderEngine::CompiledSerdeJson => "serde_json",
         DecoderEngine::ArrowJson => "arrow-json",
     };
     println!(
@@ -89,19 +91,25 @@ fn measure(
     micros
 }
 
-/// Both engines on the same records; prints old / new.
+/// The arrow-json engine and the compiled one with each parser on the same records; prints
+/// old / new for each.
 fn compare(label: &str, dataset: &str, records: &[Vec<u8>], unknown_fields: UnknownFields) {
+    let compiled = [DecoderEngine::CompiledSonic, DecoderEngine::CompiledSerdeJson];
     if std::env::var("DECODE_ONLY").as_deref() == Ok("compiled") {
         // For profiles of the new engine alone.
-        measure(label, dataset, records, unknown_fields, DecoderEngine::Compiled);
+        for engine in compiled {
+            measure(label, dataset, records, unknown_fields, engine);
+        }
         return;
     }
     let old = measure(label, dataset, records, unknown_fields, DecoderEngine::ArrowJson);
-    let new = measure(label, dataset, records, unknown_fields, DecoderEngine::Compiled);
-    println!(
-        "decode {label:<34} compiled is {:.2}x arrow-json ({old:.2} → {new:.2} µs/record)",
-        old / new
-    );
+    for engine in compiled {
+        let new = measure(label, dataset, records, unknown_fields, engine);
+        println!(
+            "decode {label:<34} {engine:?} is {:.2}x arrow-json ({old:.2} → {new:.2} µs/record)",
+            old / new
+        );
+    }
 }
 
 fn machine() -> String {
@@ -125,6 +133,7 @@ fn main() {
         .unwrap_or(100_000);
 
     println!("machine: {}", machine());
+    println!("compiled engine's parser in this build: {:?}", weir_schemas::Parser::DEFAULT);
     let timer = Timer::start();
     let mut generator = HttpRequests::new(1);
     let mut out = Vec::with_capacity(4096);

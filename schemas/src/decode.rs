@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::compiled::CompiledDecoder;
+pub use crate::compiled::Parser;
 use crate::rawpass::{RawColumns, RawPass};
 use crate::schema::{DatasetSchema, FieldType, Stage, UTC, struct_fields};
 use crate::timestamp::parse_instant;
@@ -176,20 +177,25 @@ impl Decoded {
     }
 }
 
-/// Which implementation a [`BatchDecoder`] uses. Both give the same batches and the same
-/// rejects (kinds and reasons) for every input; the property tests in `tests.rs` hold them
-/// to it.
+/// Which implementation a [`BatchDecoder`] uses. All give the same batches and the same
+/// rejects (kinds and reasons) for every input; the oracle tests in `tests/oracle.rs` hold
+/// them to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecoderEngine {
-    /// One sonic-rs pass per record into column buffers built from the schema; records
-    /// outside its fast path are handed, one at a time, to the arrow-json decoder.
+    /// One pass per record into column buffers compiled from the schema, with the parser
+    /// that suits the build target ([`Parser::DEFAULT`]); records outside its fast path are
+    /// handed, one at a time, to the arrow-json decoder.
     Compiled,
+    /// [`DecoderEngine::Compiled`] with sonic-rs, whatever the build target.
+    CompiledSonic,
+    /// [`DecoderEngine::Compiled`] with serde_json, whatever the build target.
+    CompiledSerdeJson,
     /// arrow-json's `Decoder` plus a serde_json pass for json fields and `_extra`.
     ArrowJson,
 }
 
 impl DecoderEngine {
-    /// The engine [`BatchDecoder::new`] uses: the one switch between the two.
+    /// The engine [`BatchDecoder::new`] uses: the one switch between them.
     pub const DEFAULT: DecoderEngine = DecoderEngine::ArrowJson;
 }
 
@@ -234,21 +240,34 @@ impl BatchDecoder {
         engine: DecoderEngine,
     ) -> Result<Self, SchemaError> {
         let arrow_json = ArrowJsonDecoder::new(schema, options.clone())?;
-        let engine = match engine {
-            DecoderEngine::ArrowJson => Engine::ArrowJson(Box::new(arrow_json)),
-            DecoderEngine::Compiled => Engine::Compiled(Box::new(CompiledDecoder::new(
-                schema,
-                options.unknown_fields,
-                options.max_record_bytes,
-                arrow_json,
-            )?)),
+        let parser = match engine {
+            DecoderEngine::ArrowJson => {
+                return Ok(BatchDecoder {
+                    options,
+                    engine: Engine::ArrowJson(Box::new(arrow_json)),
+                });
+            }
+            DecoderEngine::Compiled => Parser::DEFAULT,
+            DecoderEngine::CompiledSonic => Parser::Sonic,
+            DecoderEngine::CompiledSerdeJson => Parser::SerdeJson,
         };
+        let engine = Engine::Compiled(Box::new(CompiledDecoder::new(
+            schema,
+            options.unknown_fields,
+            options.max_record_bytes,
+            parser,
+            arrow_json,
+        )?));
         Ok(BatchDecoder { options, engine })
     }
 
+    /// The engine, with the parser a [`DecoderEngine::Compiled`] decoder settled on.
     pub fn engine(&self) -> DecoderEngine {
-        match self.engine {
-            Engine::Compiled(_) => DecoderEngine::Compiled,
+        match &self.engine {
+            Engine::Compiled(decoder) => match decoder.parser() {
+                Parser::Sonic => DecoderEngine::CompiledSonic,
+                Parser::SerdeJson => DecoderEngine::CompiledSerdeJson,
+            },
             Engine::ArrowJson(_) => DecoderEngine::ArrowJson,
         }
     }

@@ -87,7 +87,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use decode::{
-    BatchDecoder, DecodeError, DecodeErrorKind, Decoded, DecoderEngine, DecoderOptions, Reject,
+    BatchDecoder, DecodeError, DecodeErrorKind, Decoded, DecoderEngine, DecoderOptions, Parser,
+    Reject,
 };
 pub use schema::{DatasetSchema, EXTRA_COLUMN, FieldDef, FieldType};
 

@@ -333,10 +333,10 @@ fn describe(records: &[Vec<u8>], index: usize) -> String {
     String::from_utf8_lossy(&records[index]).into_owned()
 }
 
-/// Decodes `records` with both engines and compares everything.
+/// Decodes `records` with the oracle and with each compiled decoder, and compares everything.
 fn compare(
     oracle: &mut BatchDecoder,
-    compiled: &mut BatchDecoder,
+    compiled: &mut [BatchDecoder],
     records: &[Vec<u8>],
     context: &str,
 ) {
@@ -346,7 +346,14 @@ fn compare(
         std::fs::write(&path, records.join(&b"\x1e"[..])).expect("dump");
     }
     let expected = oracle.decode(&slices);
-    let actual = compiled.decode(&slices);
+    for decoder in compiled {
+        let actual = decoder.decode(&slices);
+        let context = format!("{context} {:?}", decoder.engine());
+        compare_one(&expected, &actual, records, &context);
+    }
+}
+
+fn compare_one(expected: &Decoded, actual: &Decoded, records: &[Vec<u8>], context: &str) {
     for (e, a) in expected.rejects.iter().zip(&actual.rejects) {
         assert_eq!(
             e,
@@ -387,6 +394,17 @@ fn compare(
     }
 }
 
+/// The oracle and one compiled decoder per parser.
+fn decoders(schema: &DatasetSchema, options: DecoderOptions) -> (BatchDecoder, Vec<BatchDecoder>) {
+    let oracle =
+        BatchDecoder::with_engine(schema, options.clone(), DecoderEngine::ArrowJson).unwrap();
+    let compiled = [DecoderEngine::CompiledSonic, DecoderEngine::CompiledSerdeJson]
+        .into_iter()
+        .map(|engine| BatchDecoder::with_engine(schema, options.clone(), engine).unwrap())
+        .collect();
+    (oracle, compiled)
+}
+
 #[test]
 fn compiled_decoder_matches_the_arrow_json_oracle() {
     let seeds: u64 = std::env::var("WEIR_ORACLE_SEEDS")
@@ -400,11 +418,7 @@ fn compiled_decoder_matches_the_arrow_json_oracle() {
                 unknown_fields,
                 max_record_bytes: 4096,
             };
-            let mut oracle =
-                BatchDecoder::with_engine(&schema, options.clone(), DecoderEngine::ArrowJson)
-                    .unwrap();
-            let mut compiled =
-                BatchDecoder::with_engine(&schema, options, DecoderEngine::Compiled).unwrap();
+            let (mut oracle, mut compiled) = decoders(&schema, options);
             for seed in 0..seeds {
                 let mut generator = Gen {
                     rng: ChaCha8Rng::seed_from_u64(seed),
@@ -445,11 +459,7 @@ fn synthetic_events_match_the_oracle() {
                 unknown_fields,
                 ..DecoderOptions::default()
             };
-            let mut oracle =
-                BatchDecoder::with_engine(&schema, options.clone(), DecoderEngine::ArrowJson)
-                    .unwrap();
-            let mut compiled =
-                BatchDecoder::with_engine(&schema, options, DecoderEngine::Compiled).unwrap();
+            let (mut oracle, mut compiled) = decoders(&schema, options);
             compare(
                 &mut oracle,
                 &mut compiled,
@@ -509,11 +519,7 @@ fn hand_picked_edge_cases_match_the_oracle() {
                 unknown_fields,
                 ..DecoderOptions::default()
             };
-            let mut oracle =
-                BatchDecoder::with_engine(&schema, options.clone(), DecoderEngine::ArrowJson)
-                    .unwrap();
-            let mut compiled =
-                BatchDecoder::with_engine(&schema, options, DecoderEngine::Compiled).unwrap();
+            let (mut oracle, mut compiled) = decoders(&schema, options);
             compare(
                 &mut oracle,
                 &mut compiled,
@@ -532,14 +538,21 @@ fn replay_a_dump() {
     let bytes = std::fs::read(path).unwrap();
     let records: Vec<Vec<u8>> = bytes.split(|&b| b == 0x1e).map(<[u8]>::to_vec).collect();
     let schema = DatasetSchema::builtin(&name).unwrap();
-    let options = DecoderOptions { unknown_fields: UnknownFields::Drop, max_record_bytes: 4096 };
-    let mut oracle = BatchDecoder::with_engine(&schema, options.clone(), DecoderEngine::ArrowJson).unwrap();
-    let mut compiled = BatchDecoder::with_engine(&schema, options, DecoderEngine::Compiled).unwrap();
-    for (i, r) in records.iter().enumerate() {
-        let a = oracle.decode(&[r]).rejects;
-        let b = compiled.decode(&[r]).rejects;
-        if a != b {
-            println!("alone {i}: {:?} vs {:?}\n{}", a, b, String::from_utf8_lossy(r));
+    let options = DecoderOptions {
+        unknown_fields: UnknownFields::Drop,
+        max_record_bytes: 4096,
+    };
+    let (mut oracle, mut compiled) = decoders(&schema, options);
+    for (i, record) in records.iter().enumerate() {
+        let expected = oracle.decode(&[record]).rejects;
+        for decoder in &mut compiled {
+            let actual = decoder.decode(&[record]).rejects;
+            if expected != actual {
+                println!(
+                    "alone {i}: {expected:?} vs {actual:?}\n{}",
+                    String::from_utf8_lossy(record)
+                );
+            }
         }
     }
     compare(&mut oracle, &mut compiled, &records, "replay");
