@@ -5,8 +5,14 @@ use weir_schemas::{BatchDecoder, DatasetSchema, DecoderEngine, DecoderOptions};
 fn main() {
     let sets: [(&str, Vec<Vec<u8>>); 3] = [
         ("http_requests", HttpRequests::new(1).take(2000).collect()),
-        ("http_requests", HttpRequests::new(1).compact(true).take(2000).collect()),
-        ("workers_trace_events", WorkersTraceEvents::new(1).take(2000).collect()),
+        (
+            "http_requests",
+            HttpRequests::new(1).compact(true).take(2000).collect(),
+        ),
+        (
+            "workers_trace_events",
+            WorkersTraceEvents::new(1).take(2000).collect(),
+        ),
     ];
     for (name, records) in sets {
         let schema = DatasetSchema::builtin(name).unwrap();
@@ -22,6 +28,10 @@ fn main() {
                 println!("{}", String::from_utf8_lossy(record));
             }
         }
-        println!("{name}: {} of {} records through arrow-json", decoder.fallback_records(), records.len());
+        println!(
+            "{name}: {} of {} records through arrow-json",
+            decoder.fallback_records(),
+            records.len()
+        );
     }
 }

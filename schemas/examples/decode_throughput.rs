@@ -94,7 +94,10 @@ fn measure(
 /// The arrow-json engine and the compiled one with each parser on the same records; prints
 /// old / new for each.
 fn compare(label: &str, dataset: &str, records: &[Vec<u8>], unknown_fields: UnknownFields) {
-    let compiled = [DecoderEngine::CompiledSonic, DecoderEngine::CompiledSerdeJson];
+    let compiled = [
+        DecoderEngine::CompiledSonic,
+        DecoderEngine::CompiledSerdeJson,
+    ];
     if std::env::var("DECODE_ONLY").as_deref() == Ok("compiled") {
         // For profiles of the new engine alone.
         for engine in compiled {
@@ -102,7 +105,13 @@ fn compare(label: &str, dataset: &str, records: &[Vec<u8>], unknown_fields: Unkn
         }
         return;
     }
-    let old = measure(label, dataset, records, unknown_fields, DecoderEngine::ArrowJson);
+    let old = measure(
+        label,
+        dataset,
+        records,
+        unknown_fields,
+        DecoderEngine::ArrowJson,
+    );
     for engine in compiled {
         let new = measure(label, dataset, records, unknown_fields, engine);
         println!(
@@ -133,7 +142,10 @@ fn main() {
         .unwrap_or(100_000);
 
     println!("machine: {}", machine());
-    println!("compiled engine's parser in this build: {:?}", weir_schemas::Parser::DEFAULT);
+    println!(
+        "compiled engine's parser in this build: {:?}",
+        weir_schemas::Parser::DEFAULT
+    );
     let timer = Timer::start();
     let mut generator = HttpRequests::new(1);
     let mut out = Vec::with_capacity(4096);

@@ -25,6 +25,8 @@ fn main() {
             let _: sonic_rs::Value = sonic_rs::from_slice(r).unwrap();
         }
         let dom = start.elapsed().as_secs_f64() * 1e6 / n as f64;
-        println!("round {round}: sonic skip {sonic:.2} µs, serde_json skip {serde:.2} µs, sonic dom {dom:.2} µs per record");
+        println!(
+            "round {round}: sonic skip {sonic:.2} µs, serde_json skip {serde:.2} µs, sonic dom {dom:.2} µs per record"
+        );
     }
 }

@@ -1,10 +1,11 @@
-//! The compiled decoder: one pass of sonic-rs over each record, straight into column buffers.
+//! The compiled decoder: one pass of a strict JSON parser (sonic-rs or serde_json, see
+//! [`Parser`]) over each record, straight into column buffers.
 //!
 //! ```text
-//! message ─▶ checks (empty, too large, utf-8 once) ─▶ surrogate escapes all paired?
+//! message ─▶ checks (empty, too large, utf-8 once) ─▶ every \u escape 4 hex digits, paired?
 //!                                                          │ yes
 //!                                                          ▼
-//!   sonic-rs serde walk, driven by a tree compiled from the schema:
+//!   serde walk (sonic-rs or serde_json), driven by a tree compiled from the schema:
 //!     known key  ─▶ its column (int, float, bool, text, timestamp, json text, list, map, struct)
 //!     other key  ─▶ skipped, or its raw text appended to this record's `_extra` object
 //!                                                          │
@@ -16,16 +17,18 @@
 //!   spliced in when the batch is finished
 //! ```
 //!
-//! The fast path takes a record only when it is strict JSON (sonic-rs validates every byte,
-//! skipped values included) whose values have the types the schema names: integers for
-//! `int`, numbers for `float`, `true`/`false` for `bool`, strings, numbers or booleans for
-//! `string` (numbers keep their text as written), any value for `json`, integers or instants
-//! for `timestamp`, integers for `timestamp_*`, arrays, objects and nulls where declared.
-//! Everything else the old decoder treats with care of its own (floats or strings in integer
-//! columns, non-integer timestamps, duplicate known keys, lone surrogate escapes, stray commas
-//! and other tokenizer leniencies of arrow-json, syntax errors, values of the wrong type) sends
-//! that one record to the arrow-json decoder, so its verdict and its row are the oracle's by
-//! construction, at the oracle's price, for that record only.
+//! The fast path takes a record only when it is strict JSON (both parsers validate every
+//! byte, skipped values included, except the hex digits of `\u` escapes in values that
+//! sonic-rs skips, which are checked before the walk) whose values have the types the schema
+//! names: integers or digit strings for `int`, numbers for `float`, `true`/`false` for
+//! `bool`, strings, numbers or booleans for `string` (numbers keep their text as written),
+//! any value for `json`, integers, decimals or instants for `timestamp`, integers for
+//! `timestamp_*`, and arrays, objects and nulls where declared. Everything the arrow-json
+//! decoder treats with rules of its own (floats and other strings in integer columns,
+//! non-integer or text values in `timestamp_*` columns, duplicate known keys, unpaired
+//! surrogate escapes, stray commas and the other leniencies of its tokenizer, syntax errors,
+//! values of the wrong type) sends that one record to the arrow-json decoder: its verdict and
+//! its row are the oracle's by construction, at the oracle's price, for that record only.
 //!
 //! Columns are lazily padded: a column is only touched when a record holds its key, and nulls
 //! are appended up to the row being written (or the batch's length at the end), so the ~half
@@ -83,21 +86,11 @@ pub enum Parser {
 }
 
 impl Parser {
-    /// sonic-rs where its build has the SIMD it was written for, serde_json elsewhere: on a
-    /// portable x86_64 build serde_json walked http_requests events ~15–20% faster (see the
-    /// README's decoding section).
-    pub const DEFAULT: Parser = if cfg!(any(
-        all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "pclmulqdq"
-        ),
-        all(target_arch = "aarch64", target_feature = "neon")
-    )) {
-        Parser::Sonic
-    } else {
-        Parser::SerdeJson
-    };
+    /// serde_json: on the portable x86_64 build walked Logpush events ~15–25% faster than
+    /// sonic-rs's SSE2 code (the README's decoding section has the figures). sonic-rs built
+    /// for AVX2 (`-C target-cpu=x86-64-v3`) or aarch64 is not measured yet: measure it with
+    /// `decode_throughput` before making it the default for such builds.
+    pub const DEFAULT: Parser = Parser::SerdeJson;
 }
 
 impl CompiledDecoder {
@@ -134,11 +127,7 @@ impl CompiledDecoder {
             non_null,
             oracle,
             oracle_records: 0,
-            parser: match std::env::var("WEIR_DECODE_PARSER").as_deref() {
-                Ok("serde_json") => Parser::SerdeJson,
-                Ok("sonic") => Parser::Sonic,
-                _ => parser,
-            },
+            parser,
         })
     }
 
@@ -419,7 +408,11 @@ impl StructPlan {
     fn find(&mut self, key: &str, previous: Option<usize>) -> Option<usize> {
         let from = previous.unwrap_or(self.names.len());
         let guess = self.successor[from] as usize;
-        if self.names.get(guess).is_some_and(|n| n.as_bytes() == key.as_bytes()) {
+        if self
+            .names
+            .get(guess)
+            .is_some_and(|n| same_key(n.as_bytes(), key.as_bytes()))
+        {
             return Some(guess);
         }
         let found = self.lookup(key)?;
@@ -454,6 +447,28 @@ impl StructPlan {
     fn mark(&mut self, index: usize) -> bool {
         std::mem::replace(&mut self.seen[index], self.stamp) != self.stamp
     }
+}
+
+/// Byte equality for short keys, eight bytes at a time, without a call to `memcmp`.
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut a_chunks = a.chunks_exact(8);
+    let mut b_chunks = b.chunks_exact(8);
+    for (x, y) in a_chunks.by_ref().zip(b_chunks.by_ref()) {
+        let x = u64::from_le_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(y.try_into().expect("8 bytes"));
+        if x != y {
+            return false;
+        }
+    }
+    a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .all(|(x, y)| x == y)
 }
 
 /// The struct plan a field's values need (for a struct, or a list or map of them).
@@ -976,7 +991,7 @@ impl<'de, P: JsonParser> Visitor<'de> for RootSeed<'_, P> {
                     }
                     previous = Some(index);
                     map.next_value_seed(ValueSeed {
-    parser: std::marker::PhantomData::<P>,
+                        parser: std::marker::PhantomData::<P>,
                         column: &mut self.columns[index],
                         plan: self.plan.children[index].as_mut(),
                         at: self.row,
@@ -1119,14 +1134,13 @@ impl<'de, P: JsonParser> DeserializeSeed<'de> for ValueSeed<'_, P> {
                 push_primitive(values, valid, at, value);
                 Ok(())
             }
-            Column::List { .. } | Column::Map { .. } | Column::Struct { .. } => {
-                deserializer.deserialize_any(NestedVisitor {
-    parser: std::marker::PhantomData::<P>,
+            Column::List { .. } | Column::Map { .. } | Column::Struct { .. } => deserializer
+                .deserialize_any(NestedVisitor {
+                    parser: std::marker::PhantomData::<P>,
                     column: self.column,
                     plan: self.plan,
                     at,
-                })
-            }
+                }),
         }
     }
 }
@@ -1186,7 +1200,8 @@ fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
                         .then(|| hex4(rest.get(2..6)))
                         .flatten()?;
                     rest = &rest[6..];
-                    let code = 0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+                    let code =
+                        0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
                     char::from_u32(code)?
                 } else {
                     char::from_u32(u32::from(unit))?
@@ -1327,7 +1342,7 @@ impl<'de, P: JsonParser> Visitor<'de> for NestedVisitor<'_, P> {
         loop {
             let at = item.len();
             let seed = ValueSeed {
-    parser: std::marker::PhantomData::<P>,
+                parser: std::marker::PhantomData::<P>,
                 column: item,
                 plan: plan.as_deref_mut(),
                 at,
@@ -1360,7 +1375,7 @@ impl<'de, P: JsonParser> Visitor<'de> for NestedVisitor<'_, P> {
                     let at = keys.len();
                     keys.push_bytes(key.as_bytes());
                     map.next_value_seed(ValueSeed {
-    parser: std::marker::PhantomData::<P>,
+                        parser: std::marker::PhantomData::<P>,
                         column: values,
                         plan: plan.as_deref_mut(),
                         at,
@@ -1385,7 +1400,7 @@ impl<'de, P: JsonParser> Visitor<'de> for NestedVisitor<'_, P> {
                             }
                             previous = Some(index);
                             map.next_value_seed(ValueSeed {
-    parser: std::marker::PhantomData::<P>,
+                                parser: std::marker::PhantomData::<P>,
                                 column: &mut children[index],
                                 plan: plan.children[index].as_mut(),
                                 at: self.at,
@@ -1410,15 +1425,35 @@ impl<'de, P: JsonParser> Visitor<'de> for NestedVisitor<'_, P> {
 
 #[cfg(test)]
 mod tests {
-    use super::{has_odd_unicode_escape, unescape};
+    use super::{has_odd_unicode_escape, same_key, unescape};
 
     #[test]
     fn surrogates() {
         assert!(!has_odd_unicode_escape(br#"{"a":"\ud83d\ude00"}"#));
         assert!(has_odd_unicode_escape(br#"{"a":"\ud83d"}"#));
         assert!(has_odd_unicode_escape(br#"{"a":"\ude00"}"#));
+        assert!(has_odd_unicode_escape(br#"{"a":"\u0"0e9"}"#));
         assert!(has_odd_unicode_escape(br#"{"a":"\ud83d\u0041"}"#));
         assert!(!has_odd_unicode_escape(br#"{"a":"\u00e9"}"#));
+    }
+
+    #[test]
+    fn keys_compare_by_bytes() {
+        for (a, b) in [
+            ("", ""),
+            ("a", "a"),
+            ("EdgeStartTimestamp", "EdgeStartTimestamp"),
+        ] {
+            assert!(same_key(a.as_bytes(), b.as_bytes()));
+        }
+        for (a, b) in [
+            ("a", "b"),
+            ("EdgeStartTimestamp", "EdgeStartTimestampX"),
+            ("ClientRequestHost", "ClientRequestHosu"),
+            ("12345678", "12345679"),
+        ] {
+            assert!(!same_key(a.as_bytes(), b.as_bytes()));
+        }
     }
 
     #[test]
@@ -1428,4 +1463,3 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "a\"b\\c/\né😀");
     }
 }
-

@@ -1,5 +1,16 @@
 //! NDJSON → Arrow decoding with per-record errors.
 //!
+//! [`BatchDecoder`] has two engines, picked by [`DecoderEngine::DEFAULT`] (the one switch):
+//!
+//! - the compiled engine ([`DecoderEngine::Compiled`], module `compiled`): one strict JSON
+//!   pass per record straight into column buffers built from the schema; records outside
+//!   its fast path are decoded alone by the arrow-json engine, so both give the same
+//!   batches and rejects;
+//! - the arrow-json engine ([`DecoderEngine::ArrowJson`], below): the first implementation,
+//!   kept as the test oracle of the compiled one and as its fallback.
+//!
+//! The arrow-json engine:
+//!
 //! ```text
 //! messages ─▶ checks (empty, too large, utf-8) ─▶ arrow-json Decoder, one message at a time
 //!                                                   │ exactly one complete value each?
@@ -196,7 +207,7 @@ pub enum DecoderEngine {
 
 impl DecoderEngine {
     /// The engine [`BatchDecoder::new`] uses: the one switch between them.
-    pub const DEFAULT: DecoderEngine = DecoderEngine::ArrowJson;
+    pub const DEFAULT: DecoderEngine = DecoderEngine::Compiled;
 }
 
 impl Default for DecoderEngine {

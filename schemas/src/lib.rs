@@ -71,10 +71,11 @@
 //!
 //! # Decoding
 //!
-//! [`BatchDecoder`] decodes with arrow-json straight into column builders; see [`decode`]
-//! for the stages and how bad records are isolated. Unknown top-level keys are dropped, or
-//! with [`UnknownFields::Extra`] gathered into one nullable Utf8 column `_extra` holding a
-//! JSON object of them.
+//! [`BatchDecoder`] decodes each message in one pass straight into column buffers compiled
+//! from the schema, or with arrow-json (the older engine, kept as the test oracle and as the
+//! fallback for odd records); see [`decode`] for the engines and how bad records are
+//! isolated. Unknown top-level keys are dropped, or with [`UnknownFields::Extra`] gathered
+//! into one nullable Utf8 column `_extra` holding a JSON object of them.
 
 mod compiled;
 pub mod decode;

@@ -673,3 +673,9 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn decoders_can_move_between_threads() {
+    fn send<T: Send>() {}
+    send::<BatchDecoder>();
+}

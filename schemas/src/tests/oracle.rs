@@ -161,7 +161,10 @@ impl Gen {
         match field_type {
             FieldType::Int => match self.rng.random_range(0..10) {
                 0 => self.pick(NUMBERS).into(),
-                1 => format!("\"{}\"", self.pick(&["123", "-0", "+5", " 7", "007", "1.5", "x"])),
+                1 => format!(
+                    "\"{}\"",
+                    self.pick(&["123", "-0", "+5", " 7", "007", "1.5", "x"])
+                ),
                 _ => self.rng.random_range(-5_000i64..5_000_000).to_string(),
             },
             FieldType::Float => match self.rng.random_range(0..6) {
@@ -169,10 +172,13 @@ impl Gen {
                 1 => format!("\"{}\"", self.pick(&["1.5", "nan", "inf", "x"])),
                 _ => format!(
                     "{}",
-                    self.rng.random_range(-1000.0f64..1000.0) * 10f64.powi(self.rng.random_range(-8..8))
+                    self.rng.random_range(-1000.0f64..1000.0)
+                        * 10f64.powi(self.rng.random_range(-8..8))
                 ),
             },
-            FieldType::Bool => self.pick(&["true", "false", "true", "\"true\"", "1"]).into(),
+            FieldType::Bool => self
+                .pick(&["true", "false", "true", "\"true\"", "1"])
+                .into(),
             FieldType::String => match self.rng.random_range(0..10) {
                 0 => self.number(),
                 1 => self.pick(&["true", "false"]).into(),
@@ -190,7 +196,10 @@ impl Gen {
                 1 => self.pick(NUMBERS).into(),
                 2 => "true".into(),
                 3 => format!("\"{}\"", self.rng.random_range(0i64..1_800_000_000_000)),
-                _ => self.rng.random_range(1_600_000_000i64..1_800_000_000_000_000_000).to_string(),
+                _ => self
+                    .rng
+                    .random_range(1_600_000_000i64..1_800_000_000_000_000_000)
+                    .to_string(),
             },
             FieldType::TimestampIn(_) => match self.rng.random_range(0..6) {
                 0 => format!("\"{}\"", self.pick(STRINGS)),
@@ -240,7 +249,10 @@ impl Gen {
             } else {
                 field.name.clone()
             };
-            members.push(format!("\"{key}\":{}", self.value(&field.field_type, depth)));
+            members.push(format!(
+                "\"{key}\":{}",
+                self.value(&field.field_type, depth)
+            ));
             if self.chance(0.01) {
                 members.push(format!(
                     "\"{key}\":{}",
@@ -284,7 +296,10 @@ impl Gen {
                 let at = self.rng.random_range(0..bytes.len());
                 bytes.truncate(at);
             }
-            1 => bytes.extend_from_slice(self.pick(&[" x", "}", "{}", "\n{\"a\":1}", ",", "  "]).as_bytes()),
+            1 => bytes.extend_from_slice(
+                self.pick(&[" x", "}", "{}", "\n{\"a\":1}", ",", "  "])
+                    .as_bytes(),
+            ),
             2 => {
                 let at = self.rng.random_range(0..bytes.len());
                 bytes[at] = self.pick_byte(&[0xff, 0xc3, 0x80, 0xed]);
@@ -306,7 +321,21 @@ impl Gen {
                 *bytes = self.any(2).into_bytes();
             }
             6 => {
-                *bytes = self.pick(&["", "   ", "[1]", "{}", "{\"a\" 1}", "{\"a\":}", "{a:1}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":tru}", "{\"a\":\"\u{1}\"}"]).into();
+                *bytes = self
+                    .pick(&[
+                        "",
+                        "   ",
+                        "[1]",
+                        "{}",
+                        "{\"a\" 1}",
+                        "{\"a\":}",
+                        "{a:1}",
+                        "{\"a\":01}",
+                        "{\"a\":1.}",
+                        "{\"a\":tru}",
+                        "{\"a\":\"\u{1}\"}",
+                    ])
+                    .into();
             }
             7 => {
                 // A number that is not JSON, in place of the first digit run.
@@ -398,10 +427,13 @@ fn compare_one(expected: &Decoded, actual: &Decoded, records: &[Vec<u8>], contex
 fn decoders(schema: &DatasetSchema, options: DecoderOptions) -> (BatchDecoder, Vec<BatchDecoder>) {
     let oracle =
         BatchDecoder::with_engine(schema, options.clone(), DecoderEngine::ArrowJson).unwrap();
-    let compiled = [DecoderEngine::CompiledSonic, DecoderEngine::CompiledSerdeJson]
-        .into_iter()
-        .map(|engine| BatchDecoder::with_engine(schema, options.clone(), engine).unwrap())
-        .collect();
+    let compiled = [
+        DecoderEngine::CompiledSonic,
+        DecoderEngine::CompiledSerdeJson,
+    ]
+    .into_iter()
+    .map(|engine| BatchDecoder::with_engine(schema, options.clone(), engine).unwrap())
+    .collect();
     (oracle, compiled)
 }
 
@@ -445,7 +477,10 @@ fn synthetic_events_match_the_oracle() {
             "http_requests",
             HttpRequests::new(8).compact(true).take(300).collect(),
         ),
-        ("firewall_events", FirewallEvents::new(7).take(300).collect()),
+        (
+            "firewall_events",
+            FirewallEvents::new(7).take(300).collect(),
+        ),
         (
             "workers_trace_events",
             WorkersTraceEvents::new(7).take(300).collect(),
