@@ -86,11 +86,11 @@ pub enum Parser {
 }
 
 impl Parser {
-    /// serde_json: on the portable x86_64 build walked Logpush events ~15–25% faster than
-    /// sonic-rs's SSE2 code (the README's decoding section has the figures). sonic-rs built
-    /// for AVX2 (`-C target-cpu=x86-64-v3`) or aarch64 is not measured yet: measure it with
-    /// `decode_throughput` before making it the default for such builds.
-    pub const DEFAULT: Parser = Parser::SerdeJson;
+    /// sonic-rs. In release builds for the portable x86_64 target (its SSE2 code) the two
+    /// parsers came out within noise of each other on Logpush events (the README's decoding
+    /// section has the figures); sonic-rs is the one with SIMD code to gain from an AVX2 or
+    /// aarch64 build, not measured yet.
+    pub const DEFAULT: Parser = Parser::Sonic;
 }
 
 impl CompiledDecoder {
@@ -113,7 +113,7 @@ impl CompiledDecoder {
         let columns = schema
             .fields
             .iter()
-            .map(|f| Column::new(&f.field_type, true))
+            .map(|f| Column::new(&f.field_type))
             .collect();
         Ok(CompiledDecoder {
             schema: schema.arrow_schema(unknown_fields),
@@ -631,7 +631,7 @@ enum Column {
 }
 
 impl Column {
-    fn new(field_type: &FieldType, top_level: bool) -> Column {
+    fn new(field_type: &FieldType) -> Column {
         match field_type {
             FieldType::Int => Column::Int {
                 values: Vec::new(),
@@ -660,24 +660,18 @@ impl Column {
             FieldType::List(inner) => Column::List {
                 offsets: Vec::new(),
                 valid: Validity::default(),
-                item: Box::new(Column::new(inner, false)),
+                item: Box::new(Column::new(inner)),
             },
             FieldType::Map(inner) => Column::Map {
                 offsets: Vec::new(),
                 valid: Validity::default(),
                 keys: TextColumn::default(),
-                values: Box::new(Column::new(inner, false)),
+                values: Box::new(Column::new(inner)),
             },
-            FieldType::Struct(fields) => {
-                let _ = top_level;
-                Column::Struct {
-                    valid: Validity::default(),
-                    children: fields
-                        .iter()
-                        .map(|f| Column::new(&f.field_type, false))
-                        .collect(),
-                }
-            }
+            FieldType::Struct(fields) => Column::Struct {
+                valid: Validity::default(),
+                children: fields.iter().map(|f| Column::new(&f.field_type)).collect(),
+            },
         }
     }
 
