@@ -30,6 +30,8 @@
 //! values of the wrong type) sends that one record to the arrow-json decoder: its verdict and
 //! its row are the oracle's by construction, at the oracle's price, for that record only.
 //!
+//! A batch with many such records (see `HAND_OVER_AFTER`) is handed to the oracle whole.
+//!
 //! Columns are lazily padded: a column is only touched when a record holds its key, and nulls
 //! are appended up to the row being written (or the batch's length at the end), so the ~half
 //! of the schema absent from a typical record costs nothing per record.
@@ -148,6 +150,8 @@ impl CompiledDecoder {
         // Rows the oracle decoded: (row in the batch, its one-row batch).
         let mut spliced: Vec<(usize, RecordBatch)> = Vec::new();
         let mut rows = 0;
+        // Records of this batch handed to the oracle.
+        let mut odd = 0;
         for (index, record) in records.iter().enumerate() {
             if let Err(error) = precheck_size(record, self.max_record_bytes) {
                 rejects.push(Reject { index, error });
@@ -178,6 +182,16 @@ impl CompiledDecoder {
                 Err(Verdict::Oracle) => {
                     self.cut_back(rows);
                     self.oracle_records += 1;
+                    odd += 1;
+                    if odd >= HAND_OVER_AFTER && odd * 4 > index + 1 {
+                        // A stream the fast path does not fit (say, floats in an integer
+                        // column of every record): one-record oracle calls would cost more
+                        // than the oracle on the whole batch.
+                        self.cut_back(0);
+                        self.oracle_records += (records.len() - odd) as u64;
+                        let decoded = self.oracle.decode(records);
+                        return (decoded.batch, decoded.rejects);
+                    }
                     let decoded = self.oracle.decode(&[record]);
                     match decoded.rejects.into_iter().next() {
                         Some(reject) => rejects.push(Reject {
@@ -304,6 +318,10 @@ impl CompiledDecoder {
         RecordBatch::try_new(self.schema.clone(), arrays).expect("columns follow the output schema")
     }
 }
+
+/// Once this many records of a batch (and more than a quarter of those read so far) were
+/// outside the fast path, the whole batch goes to the oracle.
+const HAND_OVER_AFTER: usize = 16;
 
 /// Why the fast path did not keep a record.
 enum Verdict {

@@ -295,8 +295,10 @@ impl BatchDecoder {
         &self.options
     }
 
-    /// Records the compiled engine handed to arrow-json (outside its fast path) since this
-    /// decoder was built; always 0 for [`DecoderEngine::ArrowJson`].
+    /// Records the compiled engine had arrow-json decode since this decoder was built: those
+    /// outside its fast path, and every record of a batch it handed over whole (when more
+    /// than a quarter of the batch, and at least 16 records, fell outside). Always 0 for
+    /// [`DecoderEngine::ArrowJson`].
     pub fn fallback_records(&self) -> u64 {
         match &self.engine {
             Engine::Compiled(decoder) => decoder.oracle_records(),
