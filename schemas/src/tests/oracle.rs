@@ -442,7 +442,7 @@ fn compiled_decoder_matches_the_arrow_json_oracle() {
     let seeds: u64 = std::env::var("WEIR_ORACLE_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(4);
     let first: u64 = std::env::var("WEIR_ORACLE_FIRST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
