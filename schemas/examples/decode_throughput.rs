@@ -1,11 +1,13 @@
-//! Release-mode throughput of the synthetic generator and of `BatchDecoder::decode`.
+//! Release-mode throughput of the synthetic generator and of `BatchDecoder::decode`, with
+//! both decoder engines on the same events in the same run (the compiled one against the
+//! arrow-json one, as a ratio of µs per record per CPU-second).
 //!
 //! `cargo run --release -p weir-schemas --example decode_throughput [records]`
 
 use std::time::Instant;
 
 use weir_schemas::synth::{HttpRequests, WorkersTraceEvents};
-use weir_schemas::{BatchDecoder, DatasetSchema, DecoderOptions, UnknownFields};
+use weir_schemas::{BatchDecoder, DatasetSchema, DecoderEngine, DecoderOptions, UnknownFields};
 
 const BATCH: usize = 8192;
 
@@ -41,13 +43,20 @@ impl Timer {
     }
 }
 
-fn measure(label: &str, dataset: &str, records: &[Vec<u8>], unknown_fields: UnknownFields) {
+/// Decodes `records` in batches of [`BATCH`]; returns µs per record per CPU-second.
+fn measure(
+    label: &str,
+    dataset: &str,
+    records: &[Vec<u8>],
+    unknown_fields: UnknownFields,
+    engine: DecoderEngine,
+) -> f64 {
     let schema = DatasetSchema::builtin(dataset).expect("built-in schema");
     let options = DecoderOptions {
         unknown_fields,
         ..DecoderOptions::default()
     };
-    let mut decoder = BatchDecoder::new(&schema, options).expect("decoder");
+    let mut decoder = BatchDecoder::with_engine(&schema, options, engine).expect("decoder");
     let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
     let bytes: usize = records.iter().map(Vec::len).sum();
     // One warm-up pass, then the timed passes.
@@ -65,13 +74,65 @@ fn measure(label: &str, dataset: &str, records: &[Vec<u8>], unknown_fields: Unkn
         }
     }
     let (wall, cpu) = timer.stop();
+    let micros = cpu * 1e6 / rows as f64;
+    let engine = match engine {
+        DecoderEngine::Compiled => "compiled",
+        DecoderEngine::CompiledSonic => "sonic-rs",
+        DecoderEngine::CompiledSerdeJson => "serde_json",
+        DecoderEngine::ArrowJson => "arrow-json",
+    };
     println!(
-        "decode {label:<34} {:>7.1} MB/s per cpu-second ({:>6.1} wall) {:>9.0} records/cpu-s ({} B avg)",
+        "decode {label:<34} {engine:<10} {micros:>6.2} µs/record {:>7.1} MB/s per cpu-second ({:>6.1} wall) {:>9.0} records/cpu-s ({} B avg)",
         (bytes * passes) as f64 / cpu / 1e6,
         (bytes * passes) as f64 / wall / 1e6,
         rows as f64 / cpu,
         bytes / records.len()
     );
+    micros
+}
+
+/// The arrow-json engine and the compiled one with each parser on the same records; prints
+/// old / new for each.
+fn compare(label: &str, dataset: &str, records: &[Vec<u8>], unknown_fields: UnknownFields) {
+    let compiled = [
+        DecoderEngine::CompiledSonic,
+        DecoderEngine::CompiledSerdeJson,
+    ];
+    if std::env::var("DECODE_ONLY").as_deref() == Ok("compiled") {
+        // For profiles of the new engine alone.
+        for engine in compiled {
+            measure(label, dataset, records, unknown_fields, engine);
+        }
+        return;
+    }
+    let old = measure(
+        label,
+        dataset,
+        records,
+        unknown_fields,
+        DecoderEngine::ArrowJson,
+    );
+    for engine in compiled {
+        let new = measure(label, dataset, records, unknown_fields, engine);
+        println!(
+            "decode {label:<34} {engine:?} is {:.2}x arrow-json ({old:.2} → {new:.2} µs/record)",
+            old / new
+        );
+    }
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown cpu".to_owned());
+    format!("{cpus} cpus, {model}, {}", std::env::consts::ARCH)
 }
 
 fn main() {
@@ -80,6 +141,11 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(100_000);
 
+    println!("machine: {}", machine());
+    println!(
+        "compiled engine's parser in this build: {:?}",
+        weir_schemas::Parser::DEFAULT
+    );
     let timer = Timer::start();
     let mut generator = HttpRequests::new(1);
     let mut out = Vec::with_capacity(4096);
@@ -100,25 +166,25 @@ fn main() {
     let full: Vec<Vec<u8>> = HttpRequests::new(1).take(count).collect();
     let compact: Vec<Vec<u8>> = HttpRequests::new(1).compact(true).take(count).collect();
     let workers: Vec<Vec<u8>> = WorkersTraceEvents::new(1).take(count).collect();
-    measure(
+    compare(
         "http_requests full",
         "http_requests",
         &full,
         UnknownFields::Drop,
     );
-    measure(
+    compare(
         "http_requests compact",
         "http_requests",
         &compact,
         UnknownFields::Drop,
     );
-    measure(
+    compare(
         "http_requests full, extra mode",
         "http_requests",
         &full,
         UnknownFields::Extra,
     );
-    measure(
+    compare(
         "workers_trace_events (json fields)",
         "workers_trace_events",
         &workers,

@@ -1,5 +1,16 @@
 //! NDJSON → Arrow decoding with per-record errors.
 //!
+//! [`BatchDecoder`] has two engines, picked by [`DecoderEngine::DEFAULT`] (the one switch):
+//!
+//! - the compiled engine ([`DecoderEngine::Compiled`], module `compiled`): one strict JSON
+//!   pass per record straight into column buffers built from the schema; records outside
+//!   its fast path are decoded alone by the arrow-json engine, so both give the same
+//!   batches and rejects;
+//! - the arrow-json engine ([`DecoderEngine::ArrowJson`], below): the first implementation,
+//!   kept as the test oracle of the compiled one and as its fallback.
+//!
+//! The arrow-json engine:
+//!
 //! ```text
 //! messages ─▶ checks (empty, too large, utf-8) ─▶ arrow-json Decoder, one message at a time
 //!                                                   │ exactly one complete value each?
@@ -42,6 +53,8 @@ use arrow_schema::{ArrowError, DataType, FieldRef, SchemaRef};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::compiled::CompiledDecoder;
+pub use crate::compiled::Parser;
 use crate::rawpass::{RawColumns, RawPass};
 use crate::schema::{DatasetSchema, FieldType, Stage, UTC, struct_fields};
 use crate::timestamp::parse_instant;
@@ -175,6 +188,137 @@ impl Decoded {
     }
 }
 
+/// Which implementation a [`BatchDecoder`] uses. All give the same batches and the same
+/// rejects (kinds and reasons) for every input; the oracle tests in `tests/oracle.rs` hold
+/// them to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderEngine {
+    /// One pass per record into column buffers compiled from the schema, with the parser
+    /// that suits the build target ([`Parser::DEFAULT`]); records outside its fast path are
+    /// handed, one at a time, to the arrow-json decoder.
+    Compiled,
+    /// [`DecoderEngine::Compiled`] with sonic-rs, whatever the build target.
+    CompiledSonic,
+    /// [`DecoderEngine::Compiled`] with serde_json, whatever the build target.
+    CompiledSerdeJson,
+    /// arrow-json's `Decoder` plus a serde_json pass for json fields and `_extra`.
+    ArrowJson,
+}
+
+impl DecoderEngine {
+    /// The engine [`BatchDecoder::new`] uses: the one switch between them.
+    pub const DEFAULT: DecoderEngine = DecoderEngine::Compiled;
+}
+
+impl Default for DecoderEngine {
+    fn default() -> Self {
+        DecoderEngine::DEFAULT
+    }
+}
+
+/// Decodes Kafka messages (one JSON object each) into record batches of one dataset.
+///
+/// Reuse one decoder per dataset and partition: it keeps its buffers between calls.
+pub struct BatchDecoder {
+    options: DecoderOptions,
+    engine: Engine,
+}
+
+enum Engine {
+    Compiled(Box<CompiledDecoder>),
+    ArrowJson(Box<ArrowJsonDecoder>),
+}
+
+impl std::fmt::Debug for BatchDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchDecoder")
+            .field("schema", self.schema())
+            .field("options", &self.options)
+            .field("engine", &self.engine())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchDecoder {
+    /// A decoder with [`DecoderEngine::DEFAULT`].
+    pub fn new(schema: &DatasetSchema, options: DecoderOptions) -> Result<Self, SchemaError> {
+        BatchDecoder::with_engine(schema, options, DecoderEngine::DEFAULT)
+    }
+
+    pub fn with_engine(
+        schema: &DatasetSchema,
+        options: DecoderOptions,
+        engine: DecoderEngine,
+    ) -> Result<Self, SchemaError> {
+        let arrow_json = ArrowJsonDecoder::new(schema, options.clone())?;
+        let parser = match engine {
+            DecoderEngine::ArrowJson => {
+                return Ok(BatchDecoder {
+                    options,
+                    engine: Engine::ArrowJson(Box::new(arrow_json)),
+                });
+            }
+            DecoderEngine::Compiled => Parser::DEFAULT,
+            DecoderEngine::CompiledSonic => Parser::Sonic,
+            DecoderEngine::CompiledSerdeJson => Parser::SerdeJson,
+        };
+        let engine = Engine::Compiled(Box::new(CompiledDecoder::new(
+            schema,
+            options.unknown_fields,
+            options.max_record_bytes,
+            parser,
+            arrow_json,
+        )?));
+        Ok(BatchDecoder { options, engine })
+    }
+
+    /// The engine, with the parser a [`DecoderEngine::Compiled`] decoder settled on.
+    pub fn engine(&self) -> DecoderEngine {
+        match &self.engine {
+            Engine::Compiled(decoder) => match decoder.parser() {
+                Parser::Sonic => DecoderEngine::CompiledSonic,
+                Parser::SerdeJson => DecoderEngine::CompiledSerdeJson,
+            },
+            Engine::ArrowJson(_) => DecoderEngine::ArrowJson,
+        }
+    }
+
+    /// The schema of every batch this decoder returns.
+    pub fn schema(&self) -> &SchemaRef {
+        match &self.engine {
+            Engine::Compiled(decoder) => decoder.schema(),
+            Engine::ArrowJson(decoder) => decoder.schema(),
+        }
+    }
+
+    pub fn options(&self) -> &DecoderOptions {
+        &self.options
+    }
+
+    /// Records the compiled engine had arrow-json decode since this decoder was built: those
+    /// outside its fast path, and every record of a batch it handed over whole (when more
+    /// than a quarter of the batch, and at least 16 records, fell outside). Always 0 for
+    /// [`DecoderEngine::ArrowJson`].
+    pub fn fallback_records(&self) -> u64 {
+        match &self.engine {
+            Engine::Compiled(decoder) => decoder.oracle_records(),
+            Engine::ArrowJson(_) => 0,
+        }
+    }
+
+    /// Decodes one message per element of `records`. Never fails as a whole: each bad
+    /// record becomes a [`Reject`], and the good ones land in `batch` in input order.
+    pub fn decode(&mut self, records: &[&[u8]]) -> Decoded {
+        match &mut self.engine {
+            Engine::Compiled(decoder) => {
+                let (batch, rejects) = decoder.decode(records);
+                Decoded { batch, rejects }
+            }
+            Engine::ArrowJson(decoder) => decoder.decode(records),
+        }
+    }
+}
+
 /// How to build each top-level output column from what arrow-json decoded.
 #[derive(Debug)]
 enum Column {
@@ -220,10 +364,9 @@ fn shape_of(field_type: &FieldType, next_leaf: &mut usize) -> Shape {
     }
 }
 
-/// Decodes Kafka messages (one JSON object each) into record batches of one dataset.
-///
-/// Reuse one decoder per dataset and partition: it keeps its arrow-json state between calls.
-pub struct BatchDecoder {
+/// The arrow-json decoder: the first implementation, now the test oracle of the compiled one
+/// (and its fallback for records outside the compiled fast path).
+pub(crate) struct ArrowJsonDecoder {
     schema: SchemaRef,
     read_schema: SchemaRef,
     options: DecoderOptions,
@@ -234,16 +377,7 @@ pub struct BatchDecoder {
     decoder: Decoder,
 }
 
-impl std::fmt::Debug for BatchDecoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchDecoder")
-            .field("schema", &self.schema)
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
-}
-
-impl BatchDecoder {
+impl ArrowJsonDecoder {
     pub fn new(schema: &DatasetSchema, options: DecoderOptions) -> Result<Self, SchemaError> {
         schema.validate()?;
         let read_schema = schema.read_schema();
@@ -278,7 +412,7 @@ impl BatchDecoder {
             name: schema.name.clone(),
             reason: format!("arrow-json cannot decode this schema: {e}"),
         })?;
-        Ok(BatchDecoder {
+        Ok(ArrowJsonDecoder {
             schema: schema.arrow_schema(options.unknown_fields),
             read_schema,
             options,
@@ -290,17 +424,10 @@ impl BatchDecoder {
         })
     }
 
-    /// The schema of every batch this decoder returns.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
-    pub fn options(&self) -> &DecoderOptions {
-        &self.options
-    }
-
-    /// Decodes one message per element of `records`. Never fails as a whole: each bad
-    /// record becomes a [`Reject`], and the good ones land in `batch` in input order.
     pub fn decode(&mut self, records: &[&[u8]]) -> Decoded {
         let mut rejects = Vec::new();
         let mut candidates = Vec::with_capacity(records.len());
@@ -605,6 +732,18 @@ fn new_decoder(read_schema: &SchemaRef) -> Result<Decoder, ArrowError> {
 }
 
 fn precheck(record: &[u8], max_record_bytes: usize) -> Result<(), DecodeError> {
+    precheck_size(record, max_record_bytes)?;
+    if let Err(e) = simdutf8::compat::from_utf8(record) {
+        return Err(DecodeError {
+            kind: DecodeErrorKind::InvalidUtf8,
+            reason: format!("invalid utf-8 at byte {}", e.valid_up_to()),
+        });
+    }
+    Ok(())
+}
+
+/// The checks before any parsing: too large, then empty.
+pub(crate) fn precheck_size(record: &[u8], max_record_bytes: usize) -> Result<(), DecodeError> {
     if record.len() > max_record_bytes {
         return Err(DecodeError {
             kind: DecodeErrorKind::TooLarge,
@@ -618,12 +757,6 @@ fn precheck(record: &[u8], max_record_bytes: usize) -> Result<(), DecodeError> {
         return Err(DecodeError {
             kind: DecodeErrorKind::Empty,
             reason: "empty message".to_owned(),
-        });
-    }
-    if let Err(e) = simdutf8::compat::from_utf8(record) {
-        return Err(DecodeError {
-            kind: DecodeErrorKind::InvalidUtf8,
-            reason: format!("invalid utf-8 at byte {}", e.valid_up_to()),
         });
     }
     Ok(())

@@ -71,11 +71,13 @@
 //!
 //! # Decoding
 //!
-//! [`BatchDecoder`] decodes with arrow-json straight into column builders; see [`decode`]
-//! for the stages and how bad records are isolated. Unknown top-level keys are dropped, or
-//! with [`UnknownFields::Extra`] gathered into one nullable Utf8 column `_extra` holding a
-//! JSON object of them.
+//! [`BatchDecoder`] decodes each message in one pass straight into column buffers compiled
+//! from the schema, or with arrow-json (the older engine, kept as the test oracle and as the
+//! fallback for odd records); see [`decode`] for the engines and how bad records are
+//! isolated. Unknown top-level keys are dropped, or with [`UnknownFields::Extra`] gathered
+//! into one nullable Utf8 column `_extra` holding a JSON object of them.
 
+mod compiled;
 pub mod decode;
 mod rawpass;
 pub mod schema;
@@ -85,7 +87,10 @@ pub mod timestamp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use decode::{BatchDecoder, DecodeError, DecodeErrorKind, Decoded, DecoderOptions, Reject};
+pub use decode::{
+    BatchDecoder, DecodeError, DecodeErrorKind, Decoded, DecoderEngine, DecoderOptions, Parser,
+    Reject,
+};
 pub use schema::{DatasetSchema, EXTRA_COLUMN, FieldDef, FieldType};
 
 /// A schema that cannot be used: the user's file (or name) is at fault, not the input data.

@@ -620,6 +620,8 @@ fn kind_names_are_stable() {
     );
 }
 
+mod oracle;
+
 mod properties {
     use proptest::prelude::*;
 
@@ -670,4 +672,10 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn decoders_can_move_between_threads() {
+    fn send<T: Send>() {}
+    send::<BatchDecoder>();
 }
