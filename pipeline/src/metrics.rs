@@ -396,12 +396,15 @@ impl Collector for PartitionCollector {
     }
 }
 
+/// One operator counter's value by label set.
+type OperatorSeries = BTreeMap<Vec<(String, String)>, u64>;
+
 /// The operators' own counters (redaction hits, sampling decisions, enrichment caches),
 /// summed over this process's workers, under the names the operators give them.
 #[derive(Debug, Default)]
 pub struct OperatorCounters {
     /// name (with `_total`) -> labels -> value
-    values: Mutex<BTreeMap<String, BTreeMap<Vec<(String, String)>, u64>>>,
+    values: Mutex<BTreeMap<String, OperatorSeries>>,
 }
 
 impl OperatorCounters {

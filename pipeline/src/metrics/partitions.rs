@@ -96,6 +96,7 @@ impl Partitions {
     }
 
     /// A worker starts on the partition at the ledger's `position`.
+    #[allow(clippy::too_many_arguments)]
     pub fn assigned(
         &self,
         dataset: &str,
