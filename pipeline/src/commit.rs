@@ -44,6 +44,11 @@ impl Attempt {
         }
     }
 
+    /// Whether [`Protocol::stage`] has written the intent and uploaded every file.
+    pub fn staged(&self) -> bool {
+        self.staged
+    }
+
     pub fn paths(&self) -> Vec<String> {
         self.files.iter().map(|f| f.path.clone()).collect()
     }

@@ -58,6 +58,8 @@ pub struct Config {
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
     pub reference: ReferenceConfig,
     #[serde(default)]
     pub memory: MemoryConfig,
@@ -476,6 +478,28 @@ pub struct MetricsConfig {
     pub listen: Option<String>,
 }
 
+/// What `/livez` (on `metrics.listen`) checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// `/livez` fails when partitions had records waiting and none made progress (a batch
+    /// processed, a commit, a retry of a failing dependency) for this long. Default `5m`.
+    #[serde(default = "default_stall_timeout", with = "humantime_serde")]
+    pub stall_timeout: Duration,
+}
+
+fn default_stall_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            stall_timeout: default_stall_timeout(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
@@ -655,6 +679,15 @@ impl Config {
             .map_err(|reason| invalid("storage.url", reason))?;
         if self.commit.interval < Duration::from_millis(100) {
             return Err(invalid("commit.interval", "must be at least 100ms"));
+        }
+        if self.health.stall_timeout < Duration::from_secs(10) {
+            return Err(invalid("health.stall_timeout", "must be at least 10s"));
+        }
+        if self.health.stall_timeout <= self.commit.interval {
+            return Err(invalid(
+                "health.stall_timeout",
+                "must be longer than commit.interval (a partition may show no progress for a whole interval)",
+            ));
         }
         if self.commit.max_bytes < (1 << 20) {
             return Err(invalid("commit.max_bytes", "must be at least 1MiB"));
@@ -963,6 +996,33 @@ topic = "cf.http_requests"
         assert_eq!(parse_bytes("10MB").unwrap(), 10_000_000);
         assert_eq!(parse_bytes("123").unwrap(), 123);
         assert!(parse_bytes("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn stall_timeout_defaults_and_bounds() {
+        let validate = |text: &str| {
+            Config::parse(text)
+                .unwrap()
+                .validate(&weir_operators::config::StaticSecrets::default())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let c = Config::parse(&minimal()).unwrap();
+        assert_eq!(c.health.stall_timeout, Duration::from_secs(300));
+        let with = |health: &str| format!("[health]\n{health}\n{}", minimal());
+        assert!(validate(&with("stall_timeout = \"2m\"")).is_ok());
+        let err = validate(&with("stall_timeout = \"5s\"")).unwrap_err();
+        assert!(err.contains("health.stall_timeout"), "{err}");
+        let err = validate(&format!(
+            "[commit]\ninterval = \"2m\"\n{}",
+            with("stall_timeout = \"1m\"")
+        ))
+        .unwrap_err();
+        assert!(err.contains("longer than commit.interval"), "{err}");
+        assert!(
+            Config::parse(&with("stall = \"1m\"")).is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]

@@ -154,11 +154,13 @@ pub async fn load(config: &Config) -> Result<Resources, String> {
 }
 
 /// Re-reads changed reference files every `reference.reload_interval` and swaps them in.
-/// A replacement that fails to parse or validate is refused (the old data stays) and
-/// logged. Runs until the returned task is aborted.
+/// A replacement that cannot be read, parsed or validated is refused (the old data stays)
+/// and logged. `outcome` hears of every changed file: `true` swapped in, `false` refused.
+/// Runs until the returned task is aborted.
 pub fn spawn_reloader(
     config: Arc<Config>,
     resources: Arc<Resources>,
+    outcome: impl Fn(bool) + Send + 'static,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let every = config.reference.reload_interval;
     let paths = paths(&config);
@@ -177,12 +179,36 @@ pub fn spawn_reloader(
         loop {
             tokio::time::sleep(every).await;
             for path in &paths {
-                if let Err(e) = check_one(path, &config, &resources, &mut stamps).await {
-                    warn!(path = %path, error = %e, "reference data reload refused; keeping the loaded version");
+                match check_one(path, &config, &resources, &mut stamps).await {
+                    Ok(Checked::Unchanged) => {}
+                    Ok(Checked::Reloaded) => outcome(true),
+                    Err(CheckError::Unreachable(e)) => {
+                        warn!(path = %path, error = %e, "reference data cannot be checked for changes; keeping the loaded version");
+                    }
+                    Err(CheckError::Refused(e)) => {
+                        outcome(false);
+                        warn!(path = %path, error = %e, "reference data reload refused; keeping the loaded version");
+                    }
                 }
             }
         }
     }))
+}
+
+/// What one look at a reference file found.
+enum Checked {
+    Unchanged,
+    Reloaded,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    /// The file could not be looked at: nothing was loaded, nothing refused.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A changed version could not be read, parsed or validated.
+    #[error("{0}")]
+    Refused(String),
 }
 
 async fn check_one(
@@ -190,19 +216,21 @@ async fn check_one(
     config: &Config,
     resources: &Resources,
     stamps: &mut BTreeMap<String, Option<Stamp>>,
-) -> Result<(), String> {
-    let loc = locate(path, config)?;
-    let now = stamp(&loc).await?;
+) -> Result<Checked, CheckError> {
+    let loc = locate(path, config).map_err(CheckError::Unreachable)?;
+    let now = stamp(&loc).await.map_err(CheckError::Unreachable)?;
     if stamps.get(path).and_then(Option::as_ref) == Some(&now) {
-        return Ok(());
+        return Ok(Checked::Unchanged);
     }
     // Remember the stamp even when the new file is bad, so a broken file is reported once
     // per change rather than on every tick.
     stamps.insert(path.to_owned(), Some(now));
-    let data = read(path, &loc).await?;
-    let version = resources.reload(path, data).map_err(|e| e.to_string())?;
+    let data = read(path, &loc).await.map_err(CheckError::Refused)?;
+    let version = resources
+        .reload(path, data)
+        .map_err(|e| CheckError::Refused(e.to_string()))?;
     info!(path = %path, version = ?version, "reference data reloaded");
-    Ok(())
+    Ok(Checked::Reloaded)
 }
 
 /// How often the reloader looks, exposed for the config docs.

@@ -144,8 +144,14 @@ pub async fn run(
         resources,
         dead_letter_topic,
     );
-    let reloader =
-        crate::reference::spawn_reloader(Arc::new(config.clone()), shared.resources.clone());
+    let reloader = {
+        let shared = shared.clone();
+        crate::reference::spawn_reloader(
+            Arc::new(config.clone()),
+            shared.resources.clone(),
+            move |ok| shared.metrics.reference_reload(ok),
+        )
+    };
     info!(
         storage = %config.storage.url,
         brokers = %config.kafka.brokers,
@@ -169,12 +175,13 @@ pub async fn run(
         .map_err(|e| RunError::Kafka(e.to_string()))?;
     let metrics_server = match &config.metrics.listen {
         Some(addr) => Some(
-            crate::metrics::serve(addr, shared.clone())
+            crate::metrics::server::serve(addr, shared.clone())
                 .await
-                .map_err(RunError::Fatal)?,
+                .map_err(|e| RunError::Fatal(e.to_string()))?,
         ),
         None => None,
     };
+    let lag_poller = kafka::spawn_lag_poller(&consumer);
     tokio::pin!(shutdown);
     let result = loop {
         tokio::select! {
@@ -208,6 +215,7 @@ pub async fn run(
         Stop::Revoke
     };
     consumer.context().stop_all(how).await;
+    lag_poller.abort();
     if let Some(server) = metrics_server {
         server.abort();
     }

@@ -1,8 +1,7 @@
 //! State shared by the source, the partition workers and the metrics endpoint.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use object_store::ObjectStore;
@@ -10,6 +9,7 @@ use tokio::sync::mpsc;
 use weir_operators::{OperatorSpec, SecretSource};
 
 use crate::config::{Config, ResolvedDataset};
+use crate::metrics::Metrics;
 
 /// A dataset as the workers need it.
 #[derive(Debug)]
@@ -20,131 +20,6 @@ pub struct DatasetRuntime {
     pub operators: Vec<OperatorSpec>,
     /// Schema of the rows that land (after the operator chain).
     pub output_schema: SchemaRef,
-}
-
-/// A monotonic counter.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Process-wide counters, exported as Prometheus text by `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub kafka_errors: Counter,
-    pub store_errors: Counter,
-    pub commit_conflicts: Counter,
-    /// `(name, sorted labels) -> value` for labelled counters.
-    labelled: Mutex<BTreeMap<(String, Vec<(String, String)>), u64>>,
-    /// `(name, sorted labels) -> value` for gauges.
-    gauges: Mutex<BTreeMap<(String, Vec<(String, String)>), i64>>,
-    store_healthy: AtomicBool,
-}
-
-impl Metrics {
-    pub fn add(&self, name: &str, labels: &[(&str, &str)], n: u64) {
-        let key = (
-            name.to_owned(),
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        );
-        *self
-            .labelled
-            .lock()
-            .expect("metrics lock")
-            .entry(key)
-            .or_default() += n;
-    }
-
-    pub fn set_gauge(&self, name: &str, labels: &[(&str, &str)], v: i64) {
-        let key = (
-            name.to_owned(),
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        );
-        self.gauges.lock().expect("metrics lock").insert(key, v);
-    }
-
-    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let key = (
-            name.to_owned(),
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<Vec<_>>(),
-        );
-        self.labelled
-            .lock()
-            .expect("metrics lock")
-            .get(&key)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    pub fn set_store_healthy(&self, ok: bool) {
-        self.store_healthy.store(ok, Ordering::Relaxed);
-    }
-
-    pub fn store_healthy(&self) -> bool {
-        self.store_healthy.load(Ordering::Relaxed)
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        fn labels(l: &[(String, String)]) -> String {
-            if l.is_empty() {
-                return String::new();
-            }
-            let inner: Vec<String> = l
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        let mut out = String::new();
-        for (name, v) in [
-            ("weir_kafka_errors_total", self.kafka_errors.get()),
-            ("weir_store_errors_total", self.store_errors.get()),
-            ("weir_commit_conflicts_total", self.commit_conflicts.get()),
-        ] {
-            out.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
-        }
-        out.push_str(&format!(
-            "# TYPE weir_store_healthy gauge\nweir_store_healthy {}\n",
-            u8::from(self.store_healthy())
-        ));
-        let mut last = String::new();
-        for ((name, l), v) in self.labelled.lock().expect("metrics lock").iter() {
-            if *name != last {
-                out.push_str(&format!("# TYPE weir_{name} counter\n"));
-                last = name.clone();
-            }
-            out.push_str(&format!("weir_{name}{} {v}\n", labels(l)));
-        }
-        let mut last = String::new();
-        for ((name, l), v) in self.gauges.lock().expect("metrics lock").iter() {
-            if *name != last {
-                out.push_str(&format!("# TYPE weir_{name} gauge\n"));
-                last = name.clone();
-            }
-            out.push_str(&format!("weir_{name}{} {v}\n", labels(l)));
-        }
-        out
-    }
 }
 
 /// Everything a running pipeline shares.
@@ -207,7 +82,7 @@ impl Shared {
             datasets,
             secrets,
             resources,
-            metrics: Metrics::default(),
+            metrics: Metrics::new(),
             dead_letter_topic,
             fatal_tx,
         };

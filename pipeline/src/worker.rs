@@ -30,9 +30,10 @@ use weir_operators::chain::RestoreOutcome;
 use weir_schemas::{BatchDecoder, DecodeErrorKind, Decoded, DecoderOptions};
 
 use crate::commit::{Attempt, Outcome, Protocol};
-use crate::config::OnOffsetGap;
+use crate::config::{OnOffsetGap, StartFrom};
 use crate::failpoint;
 use crate::ledger::{Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger, Tail};
+use crate::metrics::{BatchStage, Metrics, Partitions};
 use crate::runtime::{DatasetRuntime, Shared};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterBuffer};
 use crate::sink::parquet::{ClosedFile, PartitionWriter, WriteError, file_name};
@@ -263,9 +264,9 @@ impl Worker {
             }
         };
         if recovered.removed > 0 {
-            shared.metrics.add(
-                "orphans_removed_total",
-                &[("dataset", &dataset.name)],
+            shared.metrics.count(
+                &shared.metrics.orphans_removed,
+                &dataset.name,
                 recovered.removed as u64,
             );
         }
@@ -324,16 +325,15 @@ impl Worker {
         })
     }
 
-    fn labels(&self) -> [(&str, &str); 1] {
-        [("dataset", self.ds.name.as_str())]
-    }
-
     pub async fn run(
         mut self,
         queue: StreamPartitionQueue<WeirContext>,
         mut stop: watch::Receiver<Stop>,
     ) {
         let cfg = self.shared.config.clone();
+        // The partition's series on `/metrics` live as long as this future: they go when
+        // the worker returns or its task is aborted.
+        let _held = Held::register(&self, cfg.kafka.start_from == StartFrom::Earliest);
         let mut commit_deadline = Instant::now() + cfg.commit.interval;
         let mut batch_deadline: Option<Instant> = None;
         loop {
@@ -506,13 +506,12 @@ impl Worker {
         }
         error!(topic = %self.topic, partition = self.partition, resume, earliest, skipped, "offset gap: records were deleted from the broker before they were read; resuming at the earliest offset, the gap is recorded in the next ledger entry");
         self.skipped_offsets += skipped;
-        self.shared.metrics.add(
-            "skipped_offsets_total",
-            &[
-                ("dataset", &self.ds.name),
-                ("topic", &self.topic),
-                ("partition", &self.partition.to_string()),
-            ],
+        let metrics = &self.shared.metrics;
+        metrics.partition(
+            &metrics.skipped_offsets,
+            &self.ds.name,
+            &self.topic,
+            self.partition,
             skipped,
         );
         Ok(())
@@ -569,13 +568,12 @@ impl Worker {
             });
         }
         error!(topic = %self.topic, partition = self.partition, resume, earliest = record.offset, "offsets went back below the ledger's position (topic recreated or offsets reset); committing what is open, then resuming at the earliest offset");
-        self.shared.metrics.add(
-            "offset_resets_total",
-            &[
-                ("dataset", &self.ds.name),
-                ("topic", &self.topic),
-                ("partition", &self.partition.to_string()),
-            ],
+        let metrics = &self.shared.metrics;
+        metrics.partition(
+            &metrics.offset_resets,
+            &self.ds.name,
+            &self.topic,
+            self.partition,
             1,
         );
         self.flush_batch()?;
@@ -622,6 +620,11 @@ impl Worker {
         self.batch = batch;
         self.batch.clear(self.shared.budget.batch_bytes());
         self.account();
+        self.shared.metrics.partitions.consumed(
+            &self.topic,
+            self.partition,
+            std::time::Instant::now(),
+        );
         res
     }
 
@@ -637,12 +640,12 @@ impl Worker {
 
     fn process(&mut self, batch: &RawBatch) -> Result<(), WorkerError> {
         let payloads: Vec<&[u8]> = batch.payloads().collect();
+        let started = std::time::Instant::now();
         let decoded = self.decoder.decode(&payloads);
         let n = batch.len();
         let rejected = decoded.rejects.len();
-        self.shared
-            .metrics
-            .add("records_total", &self.labels(), n as u64);
+        let metrics = &self.shared.metrics;
+        metrics.count(&metrics.records, &self.ds.name, n as u64);
         let mut accepted = vec![true; n];
         for r in &decoded.rejects {
             accepted[r.index] = false;
@@ -655,12 +658,9 @@ impl Worker {
             );
         }
         if rejected > 0 {
-            let ds = self.ds.name.clone();
-            self.shared.metrics.add(
-                "dead_letters_total",
-                &[("dataset", &ds), ("stage", "decode")],
-                rejected as u64,
-            );
+            self.shared
+                .metrics
+                .dead_lettered(&self.ds.name, "decode", rejected as u64);
         }
         let future = self.too_far_ahead(&decoded.batch);
         let mut input = decoded.batch;
@@ -683,17 +683,24 @@ impl Worker {
                     error,
                 );
             }
-            let ds = self.ds.name.clone();
-            self.shared.metrics.add(
-                "dead_letters_total",
-                &[("dataset", &ds), ("stage", "decode")],
-                future.len() as u64,
-            );
+            self.shared
+                .metrics
+                .dead_lettered(&self.ds.name, "decode", future.len() as u64);
             input = crate::event_time::without(&input, &future).map_err(WriteError::from)?;
         }
         let rejected = rejected + future.len();
         failpoint::hit("mid-batch");
+        let decoded_at = std::time::Instant::now();
+        self.shared
+            .metrics
+            .batch_stage(&self.ds.name, BatchStage::Decode, decoded_at - started);
         let processed = self.chain.process(input);
+        let processed_at = std::time::Instant::now();
+        self.shared.metrics.batch_stage(
+            &self.ds.name,
+            BatchStage::Operators,
+            processed_at - decoded_at,
+        );
         self.export_operator_metrics();
         // A batch the chain failed on, or whose output the writer refused, goes to the dead
         // letters whole: (stage, error_kind, error).
@@ -716,12 +723,9 @@ impl Worker {
                     self.dead_letter(p, payloads[i], &stage, kind, error.clone());
                 }
             }
-            let ds = self.ds.name.clone();
-            self.shared.metrics.add(
-                "dead_letters_total",
-                &[("dataset", &ds), ("stage", &stage)],
-                (n - rejected) as u64,
-            );
+            self.shared
+                .metrics
+                .dead_lettered(&self.ds.name, &stage, (n - rejected) as u64);
         }
         Ok(())
     }
@@ -777,26 +781,26 @@ impl Worker {
             let key = (m.name, m.labels);
             let seen = self.exported.entry(key.clone()).or_default();
             if m.value > *seen {
-                let mut labels: Vec<(&str, &str)> = key
-                    .1
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                if !labels.iter().any(|(k, _)| *k == "dataset") {
-                    labels.insert(0, ("dataset", self.ds.name.as_str()));
+                let mut labels = key.1.clone();
+                if !labels.iter().any(|(k, _)| k == "dataset") {
+                    labels.insert(0, ("dataset".to_owned(), self.ds.name.clone()));
                 }
-                self.shared.metrics.add(&key.0, &labels, m.value - *seen);
+                self.shared
+                    .metrics
+                    .operators
+                    .add(&key.0, labels, m.value - *seen);
                 *seen = m.value;
             }
         }
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), WorkerError> {
+        let started = std::time::Instant::now();
         self.writer.set_max_open(self.max_open_hours());
         self.writer.write(batch)?;
-        self.shared
-            .metrics
-            .add("rows_total", &self.labels(), batch.num_rows() as u64);
+        let metrics = &self.shared.metrics;
+        metrics.batch_stage(&self.ds.name, BatchStage::Write, started.elapsed());
+        metrics.count(&metrics.rows, &self.ds.name, batch.num_rows() as u64);
         Ok(())
     }
 
@@ -825,9 +829,21 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         let mut prepared: Option<Prepared> = None;
         let mut delay = Duration::from_millis(500);
+        let started = std::time::Instant::now();
         loop {
             match self.commit(&mut prepared).await {
-                Ok(CommitOutcome::Committed | CommitOutcome::Nothing | CommitOutcome::Fenced) => {
+                Ok(
+                    outcome @ (CommitOutcome::Committed
+                    | CommitOutcome::Nothing
+                    | CommitOutcome::Fenced),
+                ) => {
+                    if matches!(outcome, CommitOutcome::Committed) {
+                        Metrics::observe(
+                            &self.shared.metrics.commit_duration,
+                            &self.ds.name,
+                            started.elapsed(),
+                        );
+                    }
                     // The closed files were held (and counted) until they were uploaded.
                     self.account();
                     self.shared.metrics.set_store_healthy(true);
@@ -848,6 +864,11 @@ impl Worker {
                 self.abandon();
                 return Ok(());
             }
+            self.shared.metrics.partitions.retrying(
+                &self.topic,
+                self.partition,
+                std::time::Instant::now(),
+            );
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.changed(), if !final_commit => {}
@@ -867,7 +888,15 @@ impl Worker {
             *prepared = Some(self.prepare()?);
         }
         let p = prepared.as_mut().expect("prepared");
-        self.protocol.stage(&mut p.attempt).await?;
+        if !p.attempt.staged() {
+            let started = std::time::Instant::now();
+            self.protocol.stage(&mut p.attempt).await?;
+            Metrics::observe(
+                &self.shared.metrics.upload_duration,
+                &self.ds.name,
+                started.elapsed(),
+            );
+        }
         if let Some(dlt) = &self.shared.dead_letter_topic
             && !p.to_topic.is_empty()
         {
@@ -889,18 +918,15 @@ impl Worker {
         let p = prepared.take().expect("prepared");
         let bytes = p.attempt.bytes();
         let entry = p.attempt.entry;
-        let labels = self.labels();
-        self.shared.metrics.add("commits_total", &labels, 1);
-        self.shared
-            .metrics
-            .add("bytes_written_total", &labels, bytes);
-        self.shared.metrics.set_gauge(
-            "committed_offset",
-            &[
-                ("topic", &self.topic),
-                ("partition", &self.partition.to_string()),
-            ],
+        let metrics = &self.shared.metrics;
+        metrics.count(&metrics.commits, &self.ds.name, 1);
+        metrics.count(&metrics.bytes_written, &self.ds.name, bytes);
+        metrics.partitions.committed(
+            &self.topic,
+            self.partition,
             entry.next_offset,
+            p.newest_event_time,
+            std::time::Instant::now(),
         );
         info!(topic = %self.topic, partition = self.partition, seq = entry.seq, offsets = %format!("{}..{}", entry.start_offset, entry.next_offset), rows = entry.rows, dead_letters = entry.dead_lettered, files = entry.files.len(), "committed");
         let mut tpl = TopicPartitionList::new();
@@ -937,6 +963,7 @@ impl Worker {
             ("weir.ledger.seq".to_owned(), seq.to_string()),
             ("weir.ledger.epoch".to_owned(), self.epoch.to_string()),
         ];
+        let newest_event_time = self.writer.newest_event_time();
         let to_topic = if self.shared.dead_letter_topic.is_some() {
             self.dead.letters().to_vec()
         } else {
@@ -981,6 +1008,7 @@ impl Worker {
         Ok(Prepared {
             attempt: Attempt::new(entry, files),
             to_topic,
+            newest_event_time,
         })
     }
 
@@ -1000,6 +1028,12 @@ impl Worker {
         self.chain = build_chain(&self.shared, &self.ds, &tail)?;
         self.exported.clear();
         let next = tail.next_offset();
+        self.shared.metrics.partitions.reset(
+            &self.topic,
+            self.partition,
+            next,
+            std::time::Instant::now(),
+        );
         self.tail = tail;
         self.next_offset = next;
         self.commit_start = next;
@@ -1027,6 +1061,45 @@ struct Prepared {
     /// Dead letters still to produce to `dead_letter.kafka_topic` (emptied once sent, so a
     /// retried commit does not send them again).
     to_topic: Vec<DeadLetter>,
+    /// Newest event time (ns) of the rows the attempt commits.
+    newest_event_time: Option<i64>,
+}
+
+/// A worker's entry in [`Partitions`], removed when the worker's future ends (it returned,
+/// or its task was aborted).
+struct Held {
+    partitions: Arc<Partitions>,
+    topic: String,
+    partition: i32,
+    epoch: u64,
+}
+
+impl Held {
+    fn register(worker: &Worker, from_earliest: bool) -> Held {
+        let partitions = worker.shared.metrics.partitions.clone();
+        partitions.assigned(
+            &worker.ds.name,
+            &worker.topic,
+            worker.partition,
+            worker.epoch,
+            worker.tail.next_offset(),
+            from_earliest,
+            std::time::Instant::now(),
+        );
+        Held {
+            partitions,
+            topic: worker.topic.clone(),
+            partition: worker.partition,
+            epoch: worker.epoch,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.partitions
+            .remove(&self.topic, self.partition, self.epoch);
+    }
 }
 
 fn build_chain(shared: &Shared, ds: &DatasetRuntime, tail: &Tail) -> Result<Chain, WorkerError> {

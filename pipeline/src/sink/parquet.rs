@@ -122,6 +122,8 @@ pub struct PartitionWriter {
     waiting: Waiting,
     /// At most this many hours have an open writer.
     max_open: usize,
+    /// Newest event time (ns since the epoch) of the rows written since the last close.
+    newest: Option<i64>,
 }
 
 /// Rows of hours past the open-file cap.
@@ -205,6 +207,7 @@ impl PartitionWriter {
             open: BTreeMap::new(),
             waiting: Waiting::default(),
             max_open: usize::MAX,
+            newest: None,
         })
     }
 
@@ -245,6 +248,7 @@ impl PartitionWriter {
                 rows: times.null_count(),
             });
         }
+        self.newest = self.newest.max(arrow::compute::max(times));
         let bucket_of = |i: usize| times.value(i).div_euclid(NANOS_PER_HOUR);
         let first = bucket_of(0);
         if (1..times.len()).all(|i| bucket_of(i) == first) && self.writes_directly(first) {
@@ -346,6 +350,12 @@ impl PartitionWriter {
                 .sum::<u64>()
     }
 
+    /// Newest event time (ns since the epoch) of the rows written since the last
+    /// [`PartitionWriter::close`] or [`PartitionWriter::discard`].
+    pub fn newest_event_time(&self) -> Option<i64> {
+        self.newest
+    }
+
     /// The paths `close` will produce for this commit.
     pub fn planned_paths(&self, file: &str) -> Vec<String> {
         let mut buckets: Vec<HourBucket> = self
@@ -367,6 +377,7 @@ impl PartitionWriter {
         file: &str,
         lineage: &[(String, String)],
     ) -> Result<Vec<ClosedFile>, WriteError> {
+        self.newest = None;
         let mut out = Vec::with_capacity(self.open.len() + self.waiting.rows.len());
         for (bucket, (writer, rows)) in std::mem::take(&mut self.open) {
             out.push(self.finish(bucket, writer, rows, file, lineage)?);
@@ -409,6 +420,7 @@ impl PartitionWriter {
 
     /// Drops every open file and waiting row (an abandoned commit).
     pub fn discard(&mut self) {
+        self.newest = None;
         self.open.clear();
         self.waiting = Waiting::default();
     }
@@ -473,9 +485,15 @@ mod tests {
         .unwrap();
         w.write(&batch).unwrap();
         assert_eq!(w.rows(), 4);
+        assert_eq!(w.newest_event_time(), Some(base + h + 5));
         let files = w
             .close("f.parquet", &[("weir.kafka.topic".into(), "t".into())])
             .unwrap();
+        assert_eq!(
+            w.newest_event_time(),
+            None,
+            "a close starts the next commit"
+        );
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].path, "ds/date=2026-11-22/hour=05/f.parquet");
         assert_eq!(files[1].path, "ds/date=2026-11-22/hour=06/f.parquet");

@@ -366,6 +366,44 @@ pub async fn wait_for_broker(
     }
 }
 
+/// Asks the broker for the watermarks of every held partition every
+/// [`LAG_POLL_INTERVAL`](crate::metrics::partitions::LAG_POLL_INTERVAL), for
+/// `weir_consumer_lag` and `/livez`: one request per partition on a blocking thread, never
+/// on a worker's path. A partition whose watermarks cannot be read has an unknown lag until
+/// the next round. Runs until the returned task is aborted.
+pub fn spawn_lag_poller(consumer: &Arc<WeirConsumer>) -> tokio::task::JoinHandle<()> {
+    use crate::metrics::partitions::LAG_POLL_INTERVAL;
+    let consumer = Arc::downgrade(consumer);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LAG_POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let consumer = consumer.clone();
+            let round = tokio::task::spawn_blocking(move || {
+                // Only while the consumer lives: the poller never keeps it open.
+                let Some(consumer) = consumer.upgrade() else {
+                    return false;
+                };
+                let partitions = consumer.context().shared.metrics.partitions.clone();
+                for (topic, partition) in partitions.keys() {
+                    let watermarks = consumer
+                        .fetch_watermarks(&topic, partition, Duration::from_secs(2))
+                        .map_err(|e| {
+                            tracing::debug!(topic = %topic, partition, error = %e, "watermarks not read; lag unknown until the next round");
+                        })
+                        .ok();
+                    partitions.watermarks(&topic, partition, watermarks, std::time::Instant::now());
+                }
+                true
+            });
+            if !matches!(round.await, Ok(true)) {
+                return;
+            }
+        }
+    })
+}
+
 impl WeirContext {
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared

@@ -13,6 +13,7 @@ mod input;
 mod input_bounds;
 mod late_data;
 mod lost_answers;
+mod metrics;
 mod operators;
 mod tansu;
 mod tls;

@@ -294,7 +294,38 @@ reload_interval = "300ms"
         city.display(),
         lookup.display()
     );
-    let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(&ops));
+    let port = crate::harness::free_port();
+    let config = world.config(
+        "weir.toml",
+        &kafka.bootstrap,
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n{}",
+            dataset_toml(&ops)
+        ),
+    );
+    // `weir_reference_reloads_total{outcome}` reaches `want` (it is counted just after the
+    // log line).
+    let wait_reloads = |outcome: &str, want: u64| {
+        let series = format!("weir_reference_reloads_total{{outcome=\"{outcome}\"}} ");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = crate::harness::http_get(port, "/metrics")
+                .map(|r| r.1)
+                .unwrap_or_default();
+            let got: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+                .unwrap_or(0);
+            if got >= want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series}{got}, want {want}\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     let mut weir = world.weir_run(&config, "weir.log", &[]);
     let mut counts = vec![0i64; PARTITIONS as usize];
     let phase = |seed: u64, counts: &mut Vec<i64>, weir: &mut crate::harness::Proc| {
@@ -326,12 +357,14 @@ reload_interval = "300ms"
     .unwrap();
     std::fs::rename(world.path("city.mmdb.new"), &city).unwrap();
     wait_for_log(&world, "weir.log", "reference data reloaded", 2);
+    wait_reloads("ok", 2);
     let second = phase(2, &mut counts, &mut weir);
 
     // A bad replacement (duplicate keys) is refused; the previous version stays.
     std::fs::write(&lookup, "ZoneName,team\na.example,x\na.example,y\n").unwrap();
     std::fs::write(&city, b"this is not a maxmind database").unwrap();
     wait_for_log(&world, "weir.log", "reference data reload refused", 2);
+    wait_reloads("refused", 2);
     let third = phase(3, &mut counts, &mut weir);
     weir.terminate();
     assert!(
