@@ -72,7 +72,15 @@ pub async fn session(
         .options_mut()
         .execution
         .listing_table_ignore_subdirectory = false;
-    let ctx = SessionContext::new_with_config(config);
+    // No listing cache: on a miss DataFusion's lists the whole table to fill it, which would
+    // read every hour's manifests for a query that touches one.
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_cache_manager(
+            datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+                .with_list_files_cache_limit(0),
+        )
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     let url = url::Url::parse(LAKE_URL).expect("static url");
     let store_for_commits = store;
     let view: Arc<dyn ObjectStore> = Arc::new(view);

@@ -153,6 +153,7 @@ impl CommittedView {
             .collect();
         metas.sort_by(|a, b| a.location.cmp(&b.location));
         metas.dedup_by(|a, b| a.location == b.location);
+        tracing::debug!(prefix, files = metas.len(), "listed committed files");
         let metas = Arc::new(metas);
         self.inner
             .listed
