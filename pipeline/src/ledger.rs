@@ -884,6 +884,41 @@ impl PartitionLedger {
         Ok(())
     }
 
+    /// Settles intents older than [`INTENT_GRACE`] at `now` at or below the tail, for `weir vacuum`
+    /// (recovery does the same on assignment): the files their entry does not name are
+    /// deleted through [`Self::delete_unnamed`], then the intent. Intents past the tail
+    /// belong to a commit in flight (or to the next recovery) and are left alone. Returns
+    /// (intents removed, files deleted).
+    pub async fn expire_intents(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(usize, usize), LedgerError> {
+        let tail = self.tail().await?;
+        let last_seq = tail.last.as_ref().map_or(0, |e| e.seq);
+        let (mut intents, mut files) = (0, 0);
+        for meta in self.list_metas("pending").await? {
+            let age = now
+                .signed_duration_since(meta.last_modified)
+                .to_std()
+                .unwrap_or_default();
+            if age < INTENT_GRACE {
+                continue;
+            }
+            let Some(intent) = self.get_json::<Intent>(&meta.location).await? else {
+                continue;
+            };
+            if intent.seq > last_seq {
+                continue;
+            }
+            if let Some(done) = self.delete_unnamed(intent.seq, &intent.paths).await? {
+                files += done.files;
+                let _ = self.store.delete(&meta.location).await;
+                intents += 1;
+            }
+        }
+        Ok((intents, files))
+    }
+
     /// Removes the files of every intent that no entry committed. Returns the tail to
     /// resume from and how many files were deleted.
     ///
@@ -1662,6 +1697,43 @@ mod tests {
             l.commit(&entry(2, 1, 5, 9, &["crashed.parquet"])).await,
             Err(LedgerError::Fenced { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn expired_intents_are_settled_and_fresh_or_in_flight_ones_kept() {
+        let (store, l) = ledger();
+        for p in ["won.parquet", "lost.parquet", "next.parquet"] {
+            store
+                .put(&Path::from(p), PutPayload::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        l.write_intent(1, 1, "w", &["won.parquet".into()])
+            .await
+            .unwrap();
+        l.write_intent(1, 2, "w2", &["lost.parquet".into()])
+            .await
+            .unwrap();
+        l.commit(&entry(1, 1, 0, 5, &["won.parquet"]))
+            .await
+            .unwrap();
+        // In flight: past the tail.
+        l.write_intent(2, 1, "w", &["next.parquet".into()])
+            .await
+            .unwrap();
+        // Within the grace nothing moves.
+        assert_eq!(l.expire_intents(chrono::Utc::now()).await.unwrap(), (0, 0));
+        assert_eq!(l.list_names("pending").await.unwrap().len(), 3);
+        // Past it, the two at the tail are settled; the one in flight stays, with its file.
+        let later = chrono::Utc::now() + chrono::Duration::hours(2);
+        assert_eq!(l.expire_intents(later).await.unwrap(), (2, 1));
+        assert_eq!(
+            l.list_names("pending").await.unwrap(),
+            vec![format!("{}-e{:010}.json", seq_name(2), 1)]
+        );
+        assert!(store.head(&Path::from("won.parquet")).await.is_ok());
+        assert!(store.head(&Path::from("lost.parquet")).await.is_err());
+        assert!(store.head(&Path::from("next.parquet")).await.is_ok());
     }
 
     async fn tail_of(l: &PartitionLedger) -> Tail {

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!  1. retention: every hour of a dataset with `retention` that ended longer ago than it
-//!     leaves the table through one replace entry (all its files removed, none added)
+//!     leaves the table through one replace entry (all its files removed, none added);
+//!     intents older than `ledger::INTENT_GRACE` at or below their stream's tail are
+//!     settled and removed
 //!  2. list the dataset's data and dead-letter folders   ─┐ in this order: a file of a
 //!  3. list every stream's pending intents                │ commit in flight has its intent
 //!  4. read the table (CommittedView) and the maintenance  │ written before its upload, and
@@ -95,6 +97,17 @@ pub async fn vacuum_dataset(
         }
     }
 
+    // Intents that outlived their grace: their attempts are settled (the files their entry
+    // does not name deleted), so they stop protecting anything below.
+    let mut streams = ledger::streams(&store, dataset).await?;
+    streams.push(PartitionLedger::maintenance(store.clone(), dataset));
+    for stream in &streams {
+        let (intents, files) = stream.expire_intents(chrono::Utc::now()).await?;
+        if intents > 0 {
+            info!(stream = %stream.stream(), intents, files, "removed expired intents");
+        }
+    }
+
     // 2. What is in the data folders, with when each file was written.
     let mut listed: Vec<object_store::ObjectMeta> = Vec::new();
     for folder in [dataset.to_owned(), format!("_weir/dead_letter/{dataset}")] {
@@ -108,6 +121,7 @@ pub async fn vacuum_dataset(
         );
     }
     // 3. What commits in flight are about to name.
+    // Listed again: a stream created since step 2 began may have a commit in flight.
     let mut intended: HashSet<String> = HashSet::new();
     let mut streams = ledger::streams(&store, dataset).await?;
     streams.push(PartitionLedger::maintenance(store.clone(), dataset));
