@@ -218,6 +218,15 @@ fn compaction_during_ingestion_with_kills_keeps_every_row_once() {
         .expect("vacuum finishes");
     assert!(status.success(), "{}", world.log("vacuum.log"));
     world.assert_exactly_once(&config, &ids);
+    let duck = world.duckdb(&format!(
+        "SELECT count(*), count(DISTINCT RayID) FROM read_parquet('{}/http_requests/*/*/*.parquet', hive_partitioning = true)",
+        world.lake_dir().display()
+    ));
+    assert_eq!(
+        duck,
+        vec![format!("{},{}", ids.len(), ids.len())],
+        "DuckDB over the Hive folders"
+    );
     dead_once(&world);
     let plain = world.duckdb(&format!(
         "SELECT count(*) FROM read_parquet('{}/_weir/dead_letter/http_requests/*.parquet')",
