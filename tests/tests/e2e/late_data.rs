@@ -17,7 +17,11 @@ const PARTITIONS: i32 = 2;
 /// single batch would hold hundreds of them. Each commit writes one small file per hour it
 /// touched, ~720, which a debug build makes slowly: the size stays small for CI.
 const EVENTS: usize = 6_000;
-const WAVES: usize = 6;
+const WAVES: usize = 3;
+/// Waves produced ahead of what the ledger has committed. The mock broker keeps 5 MiB per
+/// partition; two waves (2,000 events a partition) stay well inside it however slowly the
+/// machine lets `weir` start and commit.
+const WAVES_AHEAD: usize = 2;
 const LIMIT_MIB: u64 = 512;
 /// What the allocator and the kernel may add beyond the buffers `memory.limit` plans.
 const SLACK_MIB: u64 = 64;
@@ -57,8 +61,20 @@ fn a_backlog_spread_over_30_days_lands_within_the_memory_limit() {
     let p = producer(&kafka.bootstrap);
     let mut ids = Vec::with_capacity(EVENTS);
     let mut buf = Vec::with_capacity(4096);
-    // In waves, so no partition's unread backlog passes the mock broker's retention.
+    // In waves, so no partition's unread backlog passes the mock broker's retention: a wave
+    // is produced only once the wave `WAVES_AHEAD` before it is committed.
+    let per_partition_wave = (EVENTS / WAVES / PARTITIONS as usize) as i64;
     for wave in 0..WAVES {
+        if wave >= WAVES_AHEAD {
+            let want = per_partition_wave * (wave + 1 - WAVES_AHEAD) as i64;
+            world.wait_consumed(
+                "http_requests",
+                TOPIC,
+                &[want; PARTITIONS as usize],
+                Duration::from_secs(600),
+                &mut weir,
+            );
+        }
         for i in 0..EVENTS / WAVES {
             generator.set_event_time(start + rng.random_range(0..30 * day));
             buf.clear();
@@ -67,7 +83,6 @@ fn a_backlog_spread_over_30_days_lands_within_the_memory_limit() {
             send(&p, TOPIC, ((wave + i) % PARTITIONS as usize) as i32, &buf);
         }
         flush(&p);
-        std::thread::sleep(Duration::from_millis(500));
     }
     world.expect_rows(
         &config,
