@@ -205,6 +205,8 @@ async fn fill(
                     config_hash: "bench".into(),
                     weir_version: env!("CARGO_PKG_VERSION").into(),
                     takeover: false,
+                    units: Vec::new(),
+                    backfill: None,
                 };
                 ledger.commit(&entry).await?;
                 if seq % CHECKPOINT_EVERY == 0 {

@@ -70,7 +70,19 @@ pub struct Config {
     #[serde(default)]
     pub retention: RetentionConfig,
     #[serde(default)]
+    pub backfill: BackfillConfig,
+    #[serde(default)]
     pub datasets: Vec<DatasetConfig>,
+}
+
+/// `weir backfill`: how it reaches an archive source.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillConfig {
+    /// Credentials and settings of the archive store (`--source <URL>`), with the keys of
+    /// `[storage.options]`. Default: `[storage.options]`.
+    #[serde(default)]
+    pub source_options: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `weir compact`: what it merges and how it writes.

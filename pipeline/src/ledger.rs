@@ -252,6 +252,15 @@ pub struct Entry {
     /// Covers no records; `next_offset` is the previous entry's (or -1 when there is none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub takeover: bool,
+    /// Backfills only ([`crate::backfill`]): the source units (archive files, offset
+    /// ranges) whose rows this entry committed in full. A backfill's progress is the union of
+    /// its entries' units.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<String>,
+    /// A maintenance replace entry that publishes a `--replace` backfill: its id. The entry
+    /// adds the backfill's staged files and removes the rows they re-derive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<String>,
 }
 
 impl Entry {
@@ -375,6 +384,17 @@ pub fn maintenance_root(dataset: &str) -> String {
     format!("_weir/maintenance/{dataset}")
 }
 
+/// Backfill streams ([`crate::backfill`]) are named `@backfill.<id>` (rows added as they
+/// commit) or `@staged.<id>` (`--replace`: out of the table until published), partition =
+/// shard. `@` cannot occur in a Kafka topic name, so no partition's stream collides.
+pub const BACKFILL_PREFIX: &str = "@backfill.";
+pub const STAGED_PREFIX: &str = "@staged.";
+
+/// Whether a stream holds a `--replace` backfill's staged files.
+pub fn is_staged(topic: &str) -> bool {
+    topic.starts_with(STAGED_PREFIX)
+}
+
 /// The topic and partition a maintenance stream's entries carry.
 pub const MAINTENANCE_TOPIC: &str = "_maintenance";
 pub const MAINTENANCE_PARTITION: i32 = -1;
@@ -403,6 +423,14 @@ impl PartitionLedger {
             partition: MAINTENANCE_PARTITION,
             root: maintenance_root(dataset),
         }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
     }
 
     pub fn stream(&self) -> String {
@@ -970,6 +998,8 @@ impl PartitionLedger {
                 config_hash: previous.map(|e| e.config_hash.clone()).unwrap_or_default(),
                 weir_version: env!("CARGO_PKG_VERSION").to_owned(),
                 takeover: true,
+                units: Vec::new(),
+                backfill: None,
             };
             match self.commit(&takeover).await {
                 Ok(()) => {
@@ -1346,6 +1376,8 @@ mod tests {
             config_hash: "h".into(),
             weir_version: "test".into(),
             takeover: false,
+            units: Vec::new(),
+            backfill: None,
         }
     }
 

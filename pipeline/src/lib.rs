@@ -22,16 +22,20 @@
 //!             maintenance stream (maintenance::Job, same commit protocol as a partition)
 //!  vacuum  ── retention (replace entries removing whole hours), then deletion of files no
 //!             live entry names, after a grace
+//!  backfill ── whole hours from an NDJSON archive or re-read from Kafka, through the current
+//!             chain, one entry per source unit in the backfill's own streams; --replace
+//!             stages them and publishes with one maintenance replace entry
 //! ```
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
 //! [`worker`], [`event_time`] (the `max_future` bound), [`sink::parquet`],
 //! [`sink::dead_letter`], [`ledger`] (the commit log) and [`commit`] (the commit protocol
 //! over it), [`query`], [`maintenance`] (writers of a dataset's maintenance stream),
-//! [`compact`] (`weir compact`), [`vacuum`] (`weir vacuum`), [`runner`]
+//! [`compact`] (`weir compact`), [`vacuum`] (`weir vacuum`), [`backfill`] (`weir backfill`), [`runner`]
 //! (`weir run`), [`demo`] (`weir demo`), [`memory`] (how `memory.limit` is shared), [`metrics`], [`reference`] (enrich reference data
 //! and its reloads), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 
+pub mod backfill;
 pub mod commit;
 pub mod compact;
 pub mod config;

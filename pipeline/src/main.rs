@@ -131,6 +131,41 @@ enum Command {
         #[arg(long, hide = true)]
         enable_failpoints: bool,
     },
+    /// (Re)fill whole hours [--from, --to) of a dataset from an NDJSON archive or from
+    /// Kafka, through the current operator chain (a bounded job: exits 0 when done; a
+    /// re-run continues, a finished backfill is a no-op).
+    Backfill {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        /// First hour (event time): RFC 3339 or YYYY-MM-DDTHH, on a whole hour.
+        #[arg(long, value_parser = weir_pipeline::backfill::parse_hour)]
+        from: chrono::DateTime<chrono::Utc>,
+        /// End of the range (excluded), like --from.
+        #[arg(long, value_parser = weir_pipeline::backfill::parse_hour)]
+        to: chrono::DateTime<chrono::Utc>,
+        /// `kafka` (re-read the records that produced the hours) or an archive URL
+        /// (s3://, gs://, az://, file://) of NDJSON files, optionally .gz or .zst.
+        #[arg(long, default_value = "kafka", value_parser = weir_pipeline::backfill::Source::parse)]
+        source: weir_pipeline::backfill::Source,
+        /// Replace the hours atomically instead of adding rows.
+        #[arg(long)]
+        replace: bool,
+        /// The backfill's identity in the ledger (default: from dataset, range, source and
+        /// config hash).
+        #[arg(long)]
+        id: Option<String>,
+        /// Run shard I of N (e.g. 0/3; a Kubernetes Indexed Job passes its index).
+        #[arg(long, value_parser = weir_pipeline::backfill::Shard::parse)]
+        shard: Option<weir_pipeline::backfill::Shard>,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Honour WEIR_FAILPOINT (crash points for tests).
+        #[arg(long, hide = true)]
+        enable_failpoints: bool,
+    },
     /// Validate a config without touching Kafka or storage.
     CheckConfig {
         #[arg(long, short)]
@@ -157,7 +192,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     // The demo and queries print results on stdout; keep their logs to warnings by default.
     init_logging(match cli.command {
-        Command::Run { .. } | Command::Compact { .. } | Command::Vacuum { .. } => "info",
+        Command::Run { .. }
+        | Command::Compact { .. }
+        | Command::Vacuum { .. }
+        | Command::Backfill { .. } => "info",
         _ => "warn",
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -314,6 +352,84 @@ async fn async_main(cli: Cli) -> Result<()> {
                 total.bytes_deleted,
                 started.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Backfill {
+            config,
+            dataset,
+            from,
+            to,
+            source,
+            replace,
+            id,
+            shard,
+            dry_run,
+            enable_failpoints,
+        } => {
+            use weir_pipeline::backfill;
+            if enable_failpoints {
+                weir_pipeline::failpoint::arm_from_env().map_err(anyhow::Error::msg)?;
+            }
+            let config = Config::load(&config)?;
+            let resources = std::sync::Arc::new(
+                weir_pipeline::reference::load(&config)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            );
+            let ds = select(
+                runner::prepare(&config, &EnvSecrets, &resources)?,
+                Some(dataset),
+            )?
+            .remove(0);
+            let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
+                .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+            let opts = backfill::Options {
+                dataset: ds.name.clone(),
+                from,
+                to,
+                source,
+                replace,
+                id,
+                shard: shard.unwrap_or(backfill::Shard::ALL),
+                dry_run,
+                writer: weir_pipeline::runtime::writer_id(),
+            };
+            let job = backfill::Backfill::new(
+                config,
+                ds,
+                store,
+                std::sync::Arc::new(EnvSecrets),
+                resources,
+                opts,
+            )?;
+            let started = std::time::Instant::now();
+            let say = |line: &str| println!("{line}");
+            let s = job
+                .run(&say)
+                .await
+                .with_context(|| format!("backfill {}", job.id()))?;
+            if !dry_run && !s.nothing_to_do {
+                println!(
+                    "backfill {}: {} units ({} already done), {} records, {} rows, {} outside the range, {} dead letters, {} files, {} bytes read, {} bytes written, {:.1} s",
+                    s.id,
+                    s.units,
+                    s.units_skipped,
+                    s.records,
+                    s.rows,
+                    s.outside_range,
+                    s.dead_lettered,
+                    s.files,
+                    s.bytes_read,
+                    s.bytes_written,
+                    started.elapsed().as_secs_f64()
+                );
+                if let Some(p) = s.published {
+                    println!(
+                        "backfill {}: published: {} files ({} rows) in, {} files ({} rows) out",
+                        s.id, p.files_added, p.rows_added, p.files_removed, p.rows_removed
+                    );
+                }
+            }
             Ok(())
         }
         Command::CheckConfig { config } => {

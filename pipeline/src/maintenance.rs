@@ -85,6 +85,68 @@ impl Job {
         (self.seq, self.epoch)
     }
 
+    /// Commits the replace entry that publishes `--replace` backfill `id`: its staged files
+    /// (already uploaded and named by its own streams) enter the table as `removed` leave.
+    pub async fn publish(
+        &mut self,
+        id: &str,
+        removed: Vec<FileRef>,
+        added: Vec<FileRef>,
+        added_dead_letters: Vec<FileRef>,
+    ) -> Result<(), JobError> {
+        let mut entry = self.entry(removed, added, added_dead_letters);
+        entry.backfill = Some(id.to_owned());
+        self.commit(Attempt::new(entry, Vec::new())).await
+    }
+
+    fn entry(
+        &self,
+        removed: Vec<FileRef>,
+        files: Vec<FileRef>,
+        dead_letters: Vec<FileRef>,
+    ) -> Entry {
+        Entry {
+            version: LEDGER_VERSION,
+            seq: self.seq,
+            epoch: self.epoch,
+            writer: self.protocol.writer().to_owned(),
+            dataset: self.dataset.clone(),
+            topic: ledger::MAINTENANCE_TOPIC.to_owned(),
+            partition: ledger::MAINTENANCE_PARTITION,
+            start_offset: -1,
+            next_offset: -1,
+            records: 0,
+            rows: files.iter().map(|f| f.rows).sum(),
+            dead_lettered: 0,
+            skipped_offsets: 0,
+            files,
+            dead_letters,
+            removed,
+            operator_state: Vec::new(),
+            config_hash: self.config_hash.clone(),
+            weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+            takeover: false,
+            units: Vec::new(),
+            backfill: None,
+        }
+    }
+
+    async fn commit(&mut self, mut attempt: Attempt) -> Result<(), JobError> {
+        self.protocol.stage(&mut attempt).await?;
+        match self.protocol.finish(&attempt).await? {
+            Outcome::Committed => {
+                self.seq += 1;
+                Ok(())
+            }
+            Outcome::Fenced { theirs, .. } => Err(JobError::Concurrent {
+                dataset: self.dataset.clone(),
+                seq: self.seq,
+                ours: self.epoch,
+                theirs,
+            }),
+        }
+    }
+
     /// Commits one replace entry: `removed` leave the table and `added` (files named from
     /// [`Self::next`]) take their place, as one step for readers.
     pub async fn replace(
@@ -103,43 +165,9 @@ impl Job {
                 })
                 .collect()
         };
-        let entry = Entry {
-            version: LEDGER_VERSION,
-            seq: self.seq,
-            epoch: self.epoch,
-            writer: self.protocol.writer().to_owned(),
-            dataset: self.dataset.clone(),
-            topic: ledger::MAINTENANCE_TOPIC.to_owned(),
-            partition: ledger::MAINTENANCE_PARTITION,
-            start_offset: -1,
-            next_offset: -1,
-            records: 0,
-            rows: added.iter().map(|f| f.rows).sum(),
-            dead_lettered: 0,
-            skipped_offsets: 0,
-            files: refs(&added),
-            dead_letters: refs(&added_dead_letters),
-            removed,
-            operator_state: Vec::new(),
-            config_hash: self.config_hash.clone(),
-            weir_version: env!("CARGO_PKG_VERSION").to_owned(),
-            takeover: false,
-        };
+        let entry = self.entry(removed, refs(&added), refs(&added_dead_letters));
         let mut files = added;
         files.extend(added_dead_letters);
-        let mut attempt = Attempt::new(entry, files);
-        self.protocol.stage(&mut attempt).await?;
-        match self.protocol.finish(&attempt).await? {
-            Outcome::Committed => {
-                self.seq += 1;
-                Ok(())
-            }
-            Outcome::Fenced { theirs, .. } => Err(JobError::Concurrent {
-                dataset: self.dataset.clone(),
-                seq: self.seq,
-                ours: self.epoch,
-                theirs,
-            }),
-        }
+        self.commit(Attempt::new(entry, files)).await
     }
 }

@@ -81,6 +81,16 @@ pub fn open(
     text: &str,
     options: &std::collections::BTreeMap<String, String>,
 ) -> Result<Arc<dyn ObjectStore>, String> {
+    open_as(text, options, "storage.options")
+}
+
+/// [`open`], with errors about an option naming it under `key` (the config table the
+/// options came from).
+pub fn open_as(
+    text: &str,
+    options: &std::collections::BTreeMap<String, String>,
+    key: &str,
+) -> Result<Arc<dyn ObjectStore>, String> {
     match StoreUrl::parse(text)? {
         StoreUrl::Memory => Ok(Arc::new(object_store::memory::InMemory::new())),
         StoreUrl::Local(path) => {
@@ -100,7 +110,7 @@ pub fn open(
                     for (k, v) in options {
                         let key = k
                             .parse::<object_store::aws::AmazonS3ConfigKey>()
-                            .map_err(|e| format!("storage.options.{k}: {e}"))?;
+                            .map_err(|e| format!("{key}.{k}: {e}"))?;
                         b = b.with_config(key, v);
                     }
                     Box::new(b.build().map_err(|e| e.to_string())?)
@@ -112,7 +122,7 @@ pub fn open(
                     for (k, v) in options {
                         let key = k
                             .parse::<object_store::gcp::GoogleConfigKey>()
-                            .map_err(|e| format!("storage.options.{k}: {e}"))?;
+                            .map_err(|e| format!("{key}.{k}: {e}"))?;
                         b = b.with_config(key, v);
                     }
                     Box::new(b.build().map_err(|e| e.to_string())?)
@@ -124,7 +134,7 @@ pub fn open(
                     for (k, v) in options {
                         let key = k
                             .parse::<object_store::azure::AzureConfigKey>()
-                            .map_err(|e| format!("storage.options.{k}: {e}"))?;
+                            .map_err(|e| format!("{key}.{k}: {e}"))?;
                         b = b.with_config(key, v);
                     }
                     Box::new(b.build().map_err(|e| e.to_string())?)

@@ -144,6 +144,19 @@ pub async fn vacuum_dataset(
             removed_at.insert(f.path, written);
         }
     }
+    // The staged files of `--replace` backfills are named by their own streams, which
+    // readers skip until a maintenance entry publishes them: kept until that entry (or a
+    // later one) takes them out.
+    let mut live = live;
+    for stream in streams.iter().filter(|s| ledger::is_staged(s.topic())) {
+        let (data, dead) = stream.committed_files().await?;
+        live.extend(
+            data.into_iter()
+                .chain(dead)
+                .map(|f| f.path)
+                .filter(|p| !removed_at.contains_key(p)),
+        );
+    }
     // 5. Delete. Grace is measured to now, after this run's own retention entries.
     let now = chrono::Utc::now();
     let grace = chrono::Duration::from_std(opts.grace).unwrap_or_default();

@@ -1002,6 +1002,8 @@ impl Worker {
             config_hash: self.shared.config_hash.clone(),
             weir_version: env!("CARGO_PKG_VERSION").to_owned(),
             takeover: false,
+            units: Vec::new(),
+            backfill: None,
         };
         let mut files = data;
         files.extend(dead);

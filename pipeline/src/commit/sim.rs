@@ -455,6 +455,8 @@ async fn writer(
             config_hash: "sim".into(),
             weir_version: "sim".into(),
             takeover: false,
+            units: Vec::new(),
+            backfill: None,
         };
         let mut attempt = Attempt::new(entry, files);
         let mut round = 0;

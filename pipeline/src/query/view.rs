@@ -69,13 +69,16 @@ impl CommittedView {
         for dataset in datasets {
             let jobs = ledger::PartitionLedger::maintenance(store.clone(), dataset);
             maintenance.insert(dataset.clone(), jobs.snapshot().await?);
-            let ledgers =
+            let mut ledgers =
                 ledger::streams(&store, dataset)
                     .await
                     .map_err(|source| LedgerError::Store {
                         stream: dataset.clone(),
                         source,
                     })?;
+            // A `--replace` backfill's staged files enter the table only through the
+            // maintenance entry that publishes them.
+            ledgers.retain(|l| !ledger::is_staged(l.topic()));
             let snapshots: Vec<StreamSnapshot> = futures::stream::iter(ledgers)
                 .map(|l| async move { l.snapshot().await })
                 .buffer_unordered(32)
@@ -193,7 +196,7 @@ impl CommittedView {
     /// The table's files under `prefix` (relative to the dataset folder): what the
     /// partitions' streams and the maintenance stream put there, minus what the
     /// maintenance stream took out.
-    async fn data_files(&self, dataset: &str, prefix: &str) -> OsResult<Vec<FileRef>> {
+    pub async fn data_files(&self, dataset: &str, prefix: &str) -> OsResult<Vec<FileRef>> {
         let Some(snapshots) = self.inner.streams.get(dataset) else {
             return Ok(Vec::new());
         };
@@ -355,6 +358,8 @@ mod tests {
             config_hash: "h".into(),
             weir_version: "t".into(),
             takeover: false,
+            units: Vec::new(),
+            backfill: None,
         }
     }
 

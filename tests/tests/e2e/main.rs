@@ -5,6 +5,7 @@
 mod harness;
 
 mod backbone;
+mod backfill;
 mod compaction;
 mod crash;
 mod faults;

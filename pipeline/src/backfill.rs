@@ -1,0 +1,1096 @@
+//! `weir backfill`: a bounded job that (re)fills whole hours of a dataset's table from a
+//! source other than the live firehose.
+//!
+//! ```text
+//!  plan: the source units of [from, to)      archive: files under a prefix (Logpush layout
+//!        (sorted by name, each one shard's)           picks them by their time window)
+//!                                            kafka:   the offset ranges of the entries that
+//!                                                     wrote the hours' files (the ledger)
+//!  done: units named by the backfill's entries (its own ledger streams)
+//!  for each unit of this shard not done:     read ─▶ decode (bad records → dead letters)
+//!                                            ─▶ rows outside [from, to) skipped, counted
+//!                                            ─▶ a fresh operator chain ─▶ Parquet per hour
+//!                                            ─▶ one ledger entry naming the unit
+//!  --replace, once every unit is done:       one maintenance replace entry: the staged files
+//!                                            in, the hours' old files out
+//! ```
+//!
+//! **Streams.** A backfill commits to ledger streams of its own, one per shard:
+//! `@backfill.<id>/<shard>` when rows are added (they are in the table as each entry
+//! commits), `@staged.<id>/<shard>` with `--replace` (readers skip staged streams; the
+//! files enter the table only through the maintenance entry that publishes them, tagged
+//! with the backfill id, which also removes the old files: readers see the old hours or
+//! the new ones). Each entry goes through the commit protocol of partitions (intent,
+//! uploads, create-if-absent entry, takeover on recovery), so a killed run leaves nothing
+//! that a re-run does not clean, and a unit is either committed whole or not at all.
+//!
+//! **Identity and progress.** `--id`, or by default `<dataset>-<from>-<to>-<hash>` of the
+//! dataset, range, source and config hash. Progress is the set of unit names the id's
+//! entries carry (of every shard's stream): a re-run skips them, a finished run is a no-op
+//! that says so. A unit belongs to shard `hash(name) mod N`, so shards never share a unit
+//! and their union is the unsharded run.
+//!
+//! **Determinism.** Every unit runs through a fresh operator chain: the rows of a unit do
+//! not depend on which shard ran it or what ran before. Operators whose output depends on
+//! arrival order across units (a budget sampler's per-second budget) therefore start each
+//! unit from zero: see the README.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
+use arrow::datatypes::{DataType, TimeUnit};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use object_store::ObjectStore;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+use weir_operators::{Chain, SecretSource};
+use weir_schemas::{BatchDecoder, DecoderOptions};
+
+use crate::commit::{Attempt, Outcome, Protocol};
+use crate::config::Config;
+use crate::ledger::{
+    self, BACKFILL_PREFIX, Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger,
+    STAGED_PREFIX,
+};
+use crate::maintenance::{Job, JobError};
+use crate::query::CommittedView;
+use crate::runtime::DatasetRuntime;
+use crate::sink::dead_letter::{DeadLetter, DeadLetterBuffer};
+use crate::sink::parquet::{ClosedFile, PartitionWriter, WriteError, file_name, hive_dir};
+
+pub mod archive;
+pub mod kafka;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Job(#[from] JobError),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("writing parquet: {0}")]
+    Write(#[from] WriteError),
+    #[error("source {unit}: {reason}")]
+    Source { unit: String, reason: String },
+    #[error("operator chain of {dataset}: {reason}")]
+    Chain { dataset: String, reason: String },
+    #[error(
+        "cannot re-derive every hour from kafka: offsets no longer retained (nothing was written):\n{0}"
+    )]
+    NotRetained(String),
+    #[error(
+        "backfill {id} shard {shard}: another run of the same shard committed entry {seq} first (epoch {theirs}, ours {ours}); run one process per shard"
+    )]
+    Concurrent {
+        id: String,
+        shard: u32,
+        seq: u64,
+        ours: u64,
+        theirs: u64,
+    },
+}
+
+/// Where a backfill reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The records that produced the hours, read again from the dataset's topic.
+    Kafka,
+    /// NDJSON files (optionally `.gz` or `.zst`) under an object-store prefix.
+    Archive(String),
+}
+
+impl Source {
+    pub fn parse(text: &str) -> Result<Source, String> {
+        if text == "kafka" {
+            return Ok(Source::Kafka);
+        }
+        match text.split_once("://") {
+            Some(("s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "file", _)) => {
+                Ok(Source::Archive(text.to_owned()))
+            }
+            _ => Err(format!(
+                "{text:?}: want kafka or an archive URL (s3://, gs://, az://, file://)"
+            )),
+        }
+    }
+
+    fn describe(&self) -> &str {
+        match self {
+            Source::Kafka => "kafka",
+            Source::Archive(url) => url,
+        }
+    }
+}
+
+/// `--shard I/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("{text:?}: want I/N with 0 <= I < N (e.g. 0/3)");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether `unit` is this shard's: a hash of its name, so the split does not depend on
+    /// the order or number of the other units.
+    pub fn owns(&self, unit: &str) -> bool {
+        let digest = Sha256::digest(unit.as_bytes());
+        let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        n % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+/// An RFC 3339 time or an hour `YYYY-MM-DDTHH` (UTC); it must fall on a whole hour.
+pub fn parse_hour(text: &str) -> Result<DateTime<Utc>, String> {
+    let t = if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        t.with_timezone(&Utc)
+    } else if let Ok(t) =
+        NaiveDateTime::parse_from_str(&format!("{text}:00:00"), "%Y-%m-%dT%H:%M:%S")
+    {
+        t.and_utc()
+    } else {
+        return Err(format!(
+            "{text:?} is neither an RFC 3339 time nor an hour YYYY-MM-DDTHH"
+        ));
+    };
+    if t.timestamp().rem_euclid(3600) != 0 || t.timestamp_subsec_nanos() != 0 {
+        return Err(format!("{text:?} is not on a whole hour"));
+    }
+    Ok(t)
+}
+
+/// What `weir backfill` was asked.
+#[derive(Clone)]
+pub struct Options {
+    pub dataset: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub source: Source,
+    pub replace: bool,
+    pub id: Option<String>,
+    pub shard: Shard,
+    pub dry_run: bool,
+    /// This process start's writer id.
+    pub writer: String,
+}
+
+/// One source unit: the grain of progress and of sharding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// Stable identity, recorded in the entry that commits it.
+    pub name: String,
+    pub bytes: u64,
+    pub what: UnitSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitSource {
+    /// An archive file (path within the archive store).
+    File(object_store::path::Path),
+    /// `[start, end)` of one partition of the dataset's topic.
+    Offsets {
+        topic: String,
+        partition: i32,
+        start: i64,
+        end: i64,
+        /// The range's hours the plan found its rows in.
+        hours: Vec<String>,
+    },
+}
+
+/// What a run did (the summary line).
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub id: String,
+    pub units: usize,
+    pub units_skipped: usize,
+    pub records: u64,
+    pub rows: u64,
+    pub outside_range: u64,
+    pub dead_lettered: u64,
+    pub files: usize,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub published: Option<Published>,
+    pub nothing_to_do: bool,
+}
+
+/// What the publishing replace entry of a `--replace` backfill did.
+#[derive(Debug, Default, Clone)]
+pub struct Published {
+    pub files_added: usize,
+    pub rows_added: u64,
+    pub files_removed: usize,
+    pub rows_removed: u64,
+}
+
+/// The default identity: readable, and changed by anything that changes the rows.
+pub fn default_id(opts: &Options, config_hash: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        opts.dataset.as_str(),
+        &opts.from.to_rfc3339(),
+        &opts.to.to_rfc3339(),
+        opts.source.describe(),
+        config_hash,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!(
+        "{}-{}-{}-{}",
+        opts.dataset,
+        opts.from.format("%Y%m%dT%H"),
+        opts.to.format("%Y%m%dT%H"),
+        hex::encode(&h.finalize()[..4])
+    )
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 120
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("--id {id:?}: use 1 to 120 of A-Z a-z 0-9 . _ -"))
+    }
+}
+
+/// The hour folders of `[from, to)`, e.g. `date=2026-12-05/hour=07`.
+pub fn hours(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
+    let (a, b) = (from.timestamp() / 3600, to.timestamp() / 3600);
+    (a..b).map(hive_dir).collect()
+}
+
+/// Everything a run needs that does not change between units.
+pub struct Backfill {
+    config: Config,
+    ds: Arc<DatasetRuntime>,
+    store: Arc<dyn ObjectStore>,
+    secrets: Arc<dyn SecretSource>,
+    resources: Arc<weir_operators::enrich::Resources>,
+    opts: Options,
+    id: String,
+    config_hash: String,
+}
+
+impl Backfill {
+    pub fn new(
+        config: Config,
+        ds: Arc<DatasetRuntime>,
+        store: Arc<dyn ObjectStore>,
+        secrets: Arc<dyn SecretSource>,
+        resources: Arc<weir_operators::enrich::Resources>,
+        opts: Options,
+    ) -> Result<Backfill, BackfillError> {
+        if opts.from >= opts.to {
+            return Err(BackfillError::Invalid(format!(
+                "--from {} is not before --to {}",
+                opts.from.to_rfc3339(),
+                opts.to.to_rfc3339()
+            )));
+        }
+        let config_hash = config.hash();
+        let id = match &opts.id {
+            Some(id) => id.clone(),
+            None => default_id(&opts, &config_hash),
+        };
+        check_id(&id).map_err(BackfillError::Invalid)?;
+        Ok(Backfill {
+            config,
+            ds,
+            store,
+            secrets,
+            resources,
+            opts,
+            id,
+            config_hash,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The stream topic of this backfill's shards.
+    fn stream_topic(&self) -> String {
+        let prefix = if self.opts.replace {
+            STAGED_PREFIX
+        } else {
+            BACKFILL_PREFIX
+        };
+        format!("{prefix}{}", self.id)
+    }
+
+    /// Every stream of this backfill that exists (any shard count it ran with).
+    async fn streams(&self) -> Result<Vec<PartitionLedger>, BackfillError> {
+        let topic = self.stream_topic();
+        Ok(ledger::streams(&self.store, &self.ds.name)
+            .await?
+            .into_iter()
+            .filter(|l| l.topic() == topic)
+            .collect())
+    }
+
+    /// Units committed by any shard of this backfill.
+    async fn done(&self) -> Result<HashSet<String>, BackfillError> {
+        let mut done = HashSet::new();
+        for stream in self.streams().await? {
+            for (entry, _) in stream.entries().await? {
+                done.extend(entry.units);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Whether a maintenance entry already published this (`--replace`) backfill.
+    async fn published(&self) -> Result<bool, BackfillError> {
+        let jobs = PartitionLedger::maintenance(self.store.clone(), &self.ds.name);
+        Ok(jobs
+            .entries()
+            .await?
+            .iter()
+            .any(|(e, _)| e.backfill.as_deref() == Some(self.id.as_str())))
+    }
+
+    /// Every unit of the whole backfill (all shards), sorted by name.
+    async fn plan(&self) -> Result<Vec<Unit>, BackfillError> {
+        let mut units = match &self.opts.source {
+            Source::Archive(url) => {
+                archive::plan(&self.config, url, self.opts.from, self.opts.to).await?
+            }
+            Source::Kafka => {
+                kafka::plan(&self.store, &self.ds, self.opts.from, self.opts.to).await?
+            }
+        };
+        units.sort_by(|a, b| a.name.cmp(&b.name));
+        units.dedup_by(|a, b| a.name == b.name);
+        Ok(units)
+    }
+
+    /// Runs (or with `--dry-run` describes) the backfill. `say` prints for the user.
+    pub async fn run(&self, say: &(dyn Fn(&str) + Sync)) -> Result<Summary, BackfillError> {
+        let mut summary = Summary {
+            id: self.id.clone(),
+            ..Summary::default()
+        };
+        let (shard, replace) = (self.opts.shard, self.opts.replace);
+        if replace && self.published().await? {
+            say(&format!(
+                "backfill {} is already published: nothing to do",
+                self.id
+            ));
+            summary.nothing_to_do = true;
+            return Ok(summary);
+        }
+        let plan = self.plan().await?;
+        let done = self.done().await?;
+        let mine: Vec<&Unit> = plan
+            .iter()
+            .filter(|u| shard.owns(&u.name) && !done.contains(&u.name))
+            .collect();
+        summary.units_skipped = plan
+            .iter()
+            .filter(|u| shard.owns(&u.name) && done.contains(&u.name))
+            .count();
+        if self.opts.dry_run {
+            self.describe(&plan, &mine, &done, say).await?;
+            return Ok(summary);
+        }
+        if let Source::Kafka = self.opts.source {
+            // Nothing is written unless every remaining unit (of every shard) can be read.
+            let pending: Vec<&Unit> = plan.iter().filter(|u| !done.contains(&u.name)).collect();
+            kafka::check_retained(&self.config, &pending).await?;
+        }
+        if mine.is_empty() && !replace {
+            say(&format!(
+                "backfill {} shard {}/{}: every unit is done ({} of {}): nothing to do",
+                self.id,
+                shard.index,
+                shard.count,
+                summary.units_skipped,
+                plan.iter().filter(|u| shard.owns(&u.name)).count()
+            ));
+            summary.nothing_to_do = true;
+            return Ok(summary);
+        }
+        if !mine.is_empty() {
+            self.commit_units(&mine, &mut summary, say).await?;
+        }
+        if replace {
+            let done = self.done().await?;
+            let missing = plan.iter().filter(|u| !done.contains(&u.name)).count();
+            if missing > 0 {
+                say(&format!(
+                    "backfill {} shard {}/{}: done; {missing} units of other shards remain, the shard that finishes last publishes",
+                    self.id, shard.index, shard.count
+                ));
+            } else {
+                summary.published = Some(self.publish(&done, say).await?);
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn describe(
+        &self,
+        plan: &[Unit],
+        mine: &[&Unit],
+        done: &HashSet<String>,
+        say: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), BackfillError> {
+        let shard = self.opts.shard;
+        say(&format!(
+            "backfill {} of {}: [{}, {}) from {}, {}, shard {}/{}",
+            self.id,
+            self.ds.name,
+            self.opts.from.to_rfc3339(),
+            self.opts.to.to_rfc3339(),
+            self.opts.source.describe(),
+            if self.opts.replace {
+                "replacing the hours"
+            } else {
+                "adding rows"
+            },
+            shard.index,
+            shard.count
+        ));
+        let hours = hours(self.opts.from, self.opts.to);
+        say(&format!(
+            "hours: {} ({} .. {})",
+            hours.len(),
+            hours.first().map(String::as_str).unwrap_or(""),
+            hours.last().map(String::as_str).unwrap_or("")
+        ));
+        for u in plan.iter().filter(|u| shard.owns(&u.name)) {
+            let state = if done.contains(&u.name) {
+                "done"
+            } else {
+                "to do"
+            };
+            say(&format!("  {state:5} {} ({} bytes)", u.name, u.bytes));
+        }
+        let bytes: u64 = mine.iter().map(|u| u.bytes).sum();
+        say(&format!(
+            "this shard: {} units to do ({bytes} bytes), {} done; all shards: {} units",
+            mine.len(),
+            plan.iter()
+                .filter(|u| shard.owns(&u.name) && done.contains(&u.name))
+                .count(),
+            plan.len()
+        ));
+        if self.opts.replace {
+            let view = CommittedView::load(self.store.clone(), &[self.ds.name.clone()]).await?;
+            let (removed, _) = self.old_files(&view, done, true).await?;
+            let mut per_hour: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+            for f in &removed {
+                let e = per_hour
+                    .entry(ledger::bucket_of(&self.ds.name, &f.path))
+                    .or_default();
+                e.0 += 1;
+                e.1 += f.rows;
+            }
+            for (hour, (files, rows)) in &per_hour {
+                say(&format!("  replaces {hour}: {files} files, {rows} rows"));
+            }
+            say(&format!(
+                "--replace would remove {} files ({} rows) when published",
+                removed.len(),
+                removed.iter().map(|f| f.rows).sum::<u64>()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Processes and commits this shard's units, one entry each.
+    async fn commit_units(
+        &self,
+        units: &[&Unit],
+        summary: &mut Summary,
+        say: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), BackfillError> {
+        let shard = self.opts.shard;
+        let topic = self.stream_topic();
+        let protocol = Protocol::new(
+            PartitionLedger::new(
+                self.store.clone(),
+                &self.ds.name,
+                &topic,
+                shard.index as i32,
+            ),
+            self.store.clone(),
+            &self.opts.writer,
+            self.config.storage_multipart_threshold(),
+            self.config.commit.checkpoint_every,
+        );
+        let recovered = protocol.recover().await?;
+        if recovered.removed > 0 {
+            info!(backfill = %self.id, shard = shard.index, files = recovered.removed, "removed the files of an interrupted run");
+        }
+        let epoch = recovered.epoch;
+        let mut next_seq = recovered.tail.next_seq();
+        let progress = Progress::new(units.iter().map(|u| u.bytes).sum(), units.len());
+        let kafka = match self.opts.source {
+            Source::Kafka => Some(kafka::Reader::new(&self.config)?),
+            Source::Archive(_) => None,
+        };
+        let archive = match &self.opts.source {
+            Source::Archive(url) => Some(archive::open(&self.config, url)?),
+            Source::Kafka => None,
+        };
+        for unit in units {
+            let mut run = UnitRun::new(self, unit)?;
+            match &unit.what {
+                UnitSource::File(path) => {
+                    let store = archive.as_ref().expect("archive source");
+                    let bytes = archive::fetch(store, path).await?;
+                    let origin = format!(
+                        "{}/{}",
+                        self.opts.source.describe().trim_end_matches('/'),
+                        unit.name
+                    );
+                    tokio::task::block_in_place(|| {
+                        archive::lines(unit, &origin, &bytes, &mut |r| run.push(r))?;
+                        run.flush()
+                    })?;
+                }
+                UnitSource::Offsets { .. } => {
+                    let reader = kafka.as_ref().expect("kafka source");
+                    tokio::task::block_in_place(|| {
+                        reader.read(unit, &mut |r| run.push(r))?;
+                        run.flush()
+                    })?;
+                }
+            }
+            let seq = next_seq;
+            let prefix = topic.trim_start_matches('@');
+            let file = file_name(prefix, shard.index as i32, 0, seq, epoch);
+            let lineage = vec![
+                ("weir.backfill.id".to_owned(), self.id.clone()),
+                ("weir.backfill.unit".to_owned(), unit.name.clone()),
+                ("weir.ledger.seq".to_owned(), seq.to_string()),
+                ("weir.ledger.epoch".to_owned(), epoch.to_string()),
+            ];
+            let (data, dead) = tokio::task::block_in_place(|| {
+                let data = run.writer.close(&file, &lineage)?;
+                let dead = run.dead.close(&self.ds.name, &file)?;
+                Ok::<_, WriteError>((data, dead))
+            })?;
+            let refs = |files: &[ClosedFile]| -> Vec<FileRef> {
+                files
+                    .iter()
+                    .map(|f| FileRef {
+                        path: f.path.clone(),
+                        rows: f.rows,
+                        bytes: f.bytes.content_length() as u64,
+                    })
+                    .collect()
+            };
+            let dead: Vec<ClosedFile> = dead.into_iter().collect();
+            let entry = Entry {
+                version: LEDGER_VERSION,
+                seq,
+                epoch,
+                writer: self.opts.writer.clone(),
+                dataset: self.ds.name.clone(),
+                topic: topic.clone(),
+                partition: shard.index as i32,
+                start_offset: -1,
+                next_offset: -1,
+                records: run.records,
+                rows: data.iter().map(|f| f.rows).sum(),
+                dead_lettered: dead.iter().map(|f| f.rows).sum(),
+                skipped_offsets: 0,
+                files: refs(&data),
+                dead_letters: refs(&dead),
+                removed: Vec::new(),
+                operator_state: Vec::new(),
+                config_hash: self.config_hash.clone(),
+                weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+                takeover: false,
+                units: vec![unit.name.clone()],
+                backfill: None,
+            };
+            let (rows, dead_lettered, files) = (entry.rows, entry.dead_lettered, entry.files.len());
+            let mut all = data;
+            all.extend(dead);
+            let mut attempt = Attempt::new(entry, all);
+            protocol.stage(&mut attempt).await?;
+            let written = attempt.bytes();
+            match protocol.finish(&attempt).await? {
+                Outcome::Committed => next_seq += 1,
+                Outcome::Fenced { theirs, .. } => {
+                    return Err(BackfillError::Concurrent {
+                        id: self.id.clone(),
+                        shard: shard.index,
+                        seq,
+                        ours: epoch,
+                        theirs,
+                    });
+                }
+            }
+            summary.units += 1;
+            summary.records += run.records;
+            summary.rows += rows;
+            summary.outside_range += run.outside;
+            summary.dead_lettered += dead_lettered;
+            summary.files += files;
+            summary.bytes_read += unit.bytes;
+            summary.bytes_written += written;
+            info!(backfill = %self.id, shard = shard.index, unit = %unit.name, seq, records = run.records, rows, outside_range = run.outside, dead_letters = dead_lettered, files, "unit committed");
+            progress.unit_done(unit.bytes, summary, say);
+        }
+        progress.finish();
+        Ok(())
+    }
+
+    /// The files of the range's hours that a publish takes out, and the hours' files it
+    /// leaves (committed after the backfill planned, from units it did not re-derive).
+    async fn old_files(
+        &self,
+        view: &CommittedView,
+        done: &HashSet<String>,
+        dry_run: bool,
+    ) -> Result<(Vec<FileRef>, Vec<FileRef>), BackfillError> {
+        let mut removed = Vec::new();
+        let mut kept = Vec::new();
+        let mut origins = kafka::Origins::new(self.store.clone(), &self.ds.name);
+        for hour in hours(self.opts.from, self.opts.to) {
+            for f in view.data_files(&self.ds.name, &hour).await? {
+                let take = match self.opts.source {
+                    // The archive is the whole truth of its hours.
+                    Source::Archive(_) => true,
+                    // Only rows this backfill re-derived: every unit the file came from.
+                    Source::Kafka => {
+                        dry_run || origins.of(&f.path).await?.iter().all(|u| done.contains(u))
+                    }
+                };
+                if take {
+                    removed.push(f);
+                } else {
+                    kept.push(f);
+                }
+            }
+        }
+        Ok((removed, kept))
+    }
+
+    /// Commits the maintenance replace entry that puts the staged files in and the hours'
+    /// old files out. Retried when another maintenance job committed first (the set of old
+    /// files is then read again).
+    async fn publish(
+        &self,
+        done: &HashSet<String>,
+        say: &(dyn Fn(&str) + Sync),
+    ) -> Result<Published, BackfillError> {
+        const ATTEMPTS: u32 = 5;
+        let mut round = 1;
+        loop {
+            let mut job = Job::start(
+                &self.config,
+                &self.ds.name,
+                self.store.clone(),
+                &self.opts.writer,
+            )
+            .await?;
+            if self.published().await? {
+                say(&format!(
+                    "backfill {} was published by another shard",
+                    self.id
+                ));
+                return Ok(Published::default());
+            }
+            let view = CommittedView::load(self.store.clone(), &[self.ds.name.clone()]).await?;
+            let (removed, kept) = self.old_files(&view, done, false).await?;
+            if !kept.is_empty() {
+                warn!(backfill = %self.id, files = kept.len(), "files of the hours that came from records this backfill did not read (committed after it planned) stay in the table");
+            }
+            let mut added = Vec::new();
+            let mut added_dead = Vec::new();
+            for stream in self.streams().await? {
+                let (data, dead) = stream.committed_files().await?;
+                added.extend(data);
+                added_dead.extend(dead);
+            }
+            let published = Published {
+                files_added: added.len(),
+                rows_added: added.iter().map(|f| f.rows).sum(),
+                files_removed: removed.len(),
+                rows_removed: removed.iter().map(|f| f.rows).sum(),
+            };
+            match job.publish(&self.id, removed, added, added_dead).await {
+                Ok(()) => {
+                    info!(backfill = %self.id, files_added = published.files_added, rows_added = published.rows_added, files_removed = published.files_removed, rows_removed = published.rows_removed, "backfill published");
+                    return Ok(published);
+                }
+                Err(JobError::Concurrent { .. }) if round < ATTEMPTS => {
+                    warn!(backfill = %self.id, round, "another maintenance job committed first; publishing again");
+                    round += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// One unit on its way: a fresh decoder and chain, open files, dead letters.
+struct UnitRun<'a> {
+    bf: &'a Backfill,
+    unit: &'a Unit,
+    decoder: BatchDecoder,
+    chain: Chain,
+    writer: PartitionWriter,
+    dead: DeadLetterBuffer,
+    pending: Vec<SourceRecord>,
+    pending_bytes: usize,
+    records: u64,
+    outside: u64,
+    event_time: String,
+}
+
+/// One record of a source: where it came from (for dead letters) and its bytes.
+#[derive(Debug, Clone)]
+pub struct SourceRecord {
+    /// Archive: the file; kafka: the topic.
+    pub origin: String,
+    /// Archive: -1; kafka: the partition.
+    pub partition: i32,
+    /// Archive: the line number (from 1); kafka: the offset.
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+    pub payload: Vec<u8>,
+}
+
+const BATCH_RECORDS: usize = 8192;
+const BATCH_BYTES: usize = 16 << 20;
+
+impl<'a> UnitRun<'a> {
+    fn new(bf: &'a Backfill, unit: &'a Unit) -> Result<UnitRun<'a>, BackfillError> {
+        let ds = &bf.ds;
+        let chain_err = |reason: String| BackfillError::Chain {
+            dataset: ds.name.clone(),
+            reason,
+        };
+        let decoder = BatchDecoder::new(
+            &ds.resolved.schema,
+            DecoderOptions {
+                unknown_fields: ds.resolved.config.unknown_fields,
+                max_record_bytes: ds.resolved.config.max_record_bytes as usize,
+            },
+        )
+        .map_err(|e| chain_err(e.to_string()))?;
+        let chain = Chain::build(
+            &ds.operators,
+            &ds.name,
+            ds.resolved.input_schema.clone(),
+            bf.secrets.as_ref(),
+            &bf.resources,
+        )
+        .map_err(|e| chain_err(e.to_string()))?;
+        let mut lineage = vec![
+            (
+                "weir.version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            ),
+            ("weir.dataset".to_owned(), ds.name.clone()),
+            ("weir.schema".to_owned(), ds.resolved.schema.name.clone()),
+            ("weir.config_hash".to_owned(), bf.config_hash.clone()),
+        ];
+        lineage.extend(chain.lineage());
+        let mut writer = PartitionWriter::new(
+            &ds.name,
+            chain.output_schema().clone(),
+            &ds.resolved.schema.event_time,
+            &bf.config.parquet,
+            lineage,
+        )?;
+        // A unit spans few hours (an archive file its time window, an entry its commit);
+        // more wait as Arrow rows instead of holding codec contexts.
+        writer.set_max_open(8);
+        Ok(UnitRun {
+            bf,
+            unit,
+            decoder,
+            chain,
+            writer,
+            dead: DeadLetterBuffer::default(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            records: 0,
+            outside: 0,
+            event_time: ds.resolved.schema.event_time.clone(),
+        })
+    }
+
+    fn push(&mut self, record: SourceRecord) -> Result<(), BackfillError> {
+        self.pending_bytes += record.payload.len();
+        self.pending.push(record);
+        if self.pending.len() >= BATCH_RECORDS || self.pending_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, r: &SourceRecord, stage: &str, kind: &str, error: String) {
+        self.dead.push(DeadLetter {
+            topic: r.origin.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            kafka_timestamp: r.timestamp,
+            stage: stage.to_owned(),
+            error_kind: kind.to_owned(),
+            error,
+            raw: r.payload.clone(),
+        });
+    }
+
+    fn flush(&mut self) -> Result<(), BackfillError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let n = batch.len();
+        self.records += n as u64;
+        let payloads: Vec<&[u8]> = batch.iter().map(|r| r.payload.as_slice()).collect();
+        let decoded = self.decoder.decode(&payloads);
+        let from_kafka = matches!(self.bf.opts.source, Source::Kafka);
+        for r in &decoded.rejects {
+            if from_kafka {
+                // No event time, so no hour: the run that first read it dead-lettered it.
+                continue;
+            }
+            self.dead_letter(
+                &batch[r.index],
+                "decode",
+                r.error.kind.as_str(),
+                r.error.reason.clone(),
+            );
+        }
+        let positions = weir_schemas::Decoded::accepted_positions(&decoded.rejects, n);
+        let (from, to) = (
+            self.bf.opts.from.timestamp_nanos_opt().unwrap_or(i64::MIN),
+            self.bf.opts.to.timestamp_nanos_opt().unwrap_or(i64::MAX),
+        );
+        let times = event_times(&decoded.batch, &self.event_time);
+        let mut outside = Vec::new();
+        let mut kept = Vec::new();
+        for (row, t) in times.iter().enumerate() {
+            match t {
+                Some(t) if *t >= from && *t < to => kept.push(positions[row]),
+                // Null event times are the decoder's to refuse; keep them for the writer's
+                // check (which dead-letters them).
+                None => kept.push(positions[row]),
+                Some(_) => outside.push(row),
+            }
+        }
+        self.outside += outside.len() as u64;
+        let input =
+            crate::event_time::without(&decoded.batch, &outside).map_err(WriteError::from)?;
+        let failure = match self.chain.process(input) {
+            Ok(out) => match self.writer.write(&out) {
+                Ok(()) => None,
+                Err(e @ WriteError::NullEventTime { .. }) => Some((
+                    "write".to_owned(),
+                    weir_schemas::DecodeErrorKind::InvalidEventTime.as_str(),
+                    e.to_string(),
+                )),
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => Some((e.stage, "operator_error", e.error.to_string())),
+        };
+        if let Some((stage, kind, error)) = failure {
+            warn!(unit = %self.unit.name, stage = %stage, error_kind = kind, error = %error, records = kept.len(), "batch failed after decoding; it goes to dead letters");
+            for &i in &kept {
+                self.dead_letter(&batch[i], &stage, kind, error.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The event times of `batch`'s column `name`, in nanoseconds (whatever its unit).
+fn event_times(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    let Ok(index) = batch.schema().index_of(name) else {
+        return vec![None; batch.num_rows()];
+    };
+    let column = batch.column(index);
+    let Ok(nanos) = arrow::compute::cast(column, &DataType::Timestamp(TimeUnit::Nanosecond, None))
+    else {
+        return vec![None; batch.num_rows()];
+    };
+    let Some(nanos) = nanos.as_any().downcast_ref::<TimestampNanosecondArray>() else {
+        return vec![None; batch.num_rows()];
+    };
+    (0..nanos.len())
+        .map(|i| (!nanos.is_null(i)).then(|| nanos.value(i)))
+        .collect()
+}
+
+/// A progress bar on a terminal, periodic log lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total_units: usize,
+    total_bytes: u64,
+    started: Instant,
+    last_log: std::sync::Mutex<Instant>,
+    done: std::sync::Mutex<(usize, u64)>,
+}
+
+impl Progress {
+    fn new(total_bytes: u64, total_units: usize) -> Progress {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total_bytes);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            total_units,
+            total_bytes,
+            started: Instant::now(),
+            last_log: std::sync::Mutex::new(Instant::now()),
+            done: std::sync::Mutex::new((0, 0)),
+        }
+    }
+
+    fn unit_done(&self, bytes: u64, summary: &Summary, _say: &(dyn Fn(&str) + Sync)) {
+        let (units, done_bytes) = {
+            let mut d = self.done.lock().unwrap();
+            d.0 += 1;
+            d.1 += bytes;
+            *d
+        };
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+            bar.set_message(format!(
+                "{units}/{} units, {} records",
+                self.total_units, summary.records
+            ));
+            return;
+        }
+        let mut last = self.last_log.lock().unwrap();
+        if last.elapsed() < std::time::Duration::from_secs(10) && units < self.total_units {
+            return;
+        }
+        *last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = done_bytes as f64 / secs;
+        let eta = if rate > 0.0 {
+            (self.total_bytes.saturating_sub(done_bytes)) as f64 / rate
+        } else {
+            0.0
+        };
+        info!(
+            units = %format!("{units}/{}", self.total_units),
+            records = summary.records,
+            bytes_per_second = rate as u64,
+            eta_seconds = eta as u64,
+            "backfill progress"
+        );
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Hours (folders) whose names fall in `[from, to)`, as a set.
+pub fn hour_set(from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<String> {
+    hours(from, to).into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_hours_or_rfc3339_on_the_hour() {
+        assert_eq!(
+            parse_hour("2026-12-05T07").unwrap().to_rfc3339(),
+            "2026-12-05T07:00:00+00:00"
+        );
+        assert_eq!(
+            parse_hour("2026-12-05T07:00:00Z").unwrap(),
+            parse_hour("2026-12-05T08:00:00+01:00").unwrap()
+        );
+        assert!(
+            parse_hour("2026-12-05T07:30:00Z")
+                .unwrap_err()
+                .contains("whole hour")
+        );
+        assert!(parse_hour("yesterday").is_err());
+    }
+
+    #[test]
+    fn shards_split_units_without_overlap() {
+        let names: Vec<String> = (0..300)
+            .map(|i| format!("20261205/file-{i}.log.gz"))
+            .collect();
+        let shards: Vec<Shard> = (0..3).map(|i| Shard { index: i, count: 3 }).collect();
+        for n in &names {
+            assert_eq!(shards.iter().filter(|s| s.owns(n)).count(), 1, "{n}");
+            assert!(Shard::ALL.owns(n));
+        }
+        // Every shard gets some.
+        for s in &shards {
+            assert!(names.iter().filter(|n| s.owns(n)).count() > 50);
+        }
+        assert!(Shard::parse("3/3").is_err());
+        assert!(Shard::parse("0/0").is_err());
+        assert_eq!(Shard::parse("1/3").unwrap(), Shard { index: 1, count: 3 });
+    }
+
+    #[test]
+    fn hours_of_a_range() {
+        let h = hours(
+            parse_hour("2026-12-04T22").unwrap(),
+            parse_hour("2026-12-05T01").unwrap(),
+        );
+        assert_eq!(
+            h,
+            vec![
+                "date=2026-12-04/hour=22",
+                "date=2026-12-04/hour=23",
+                "date=2026-12-05/hour=00"
+            ]
+        );
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id("nightly-2026-12-04").is_ok());
+        assert!(check_id("a/b").is_err());
+        assert!(check_id("").is_err());
+    }
+}

@@ -1,0 +1,357 @@
+//! The Kafka source of `weir backfill`: the records that produced the hours, found from the
+//! ledger and read again from the dataset's topic.
+//!
+//! Every data file of an hour in the range leads back to the ledger entries whose records
+//! it holds ([`Origins`]): a partition's file to its entry (file names carry the stream
+//! and sequence number), a compacted file to the files its replace entry removed, a
+//! backfill's file to the units its entry names. A unit is one such entry's offset range,
+//! `<topic>@<partition>:<start>-<end>`. Before anything is written, every range must still
+//! be on the broker; otherwise the backfill stops naming the hours and offsets it cannot
+//! re-derive.
+//!
+//! Records that do not decode are not dead-lettered again: they have no event time, so no
+//! hour, and the run that first read them dead-lettered them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use object_store::ObjectStore;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::{BackfillError, SourceRecord, Unit, UnitSource};
+use crate::config::Config;
+use crate::ledger::{self, BACKFILL_PREFIX, Entry, PartitionLedger, STAGED_PREFIX};
+use crate::query::CommittedView;
+use crate::runtime::DatasetRuntime;
+
+/// The units of `[from, to)`: the offset ranges whose records the hours' files hold.
+pub async fn plan(
+    store: &Arc<dyn ObjectStore>,
+    ds: &DatasetRuntime,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Unit>, BackfillError> {
+    let view = CommittedView::load(store.clone(), &[ds.name.clone()]).await?;
+    let mut origins = Origins::new(store.clone(), &ds.name);
+    let mut hours_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for hour in super::hours(from, to) {
+        for f in view.data_files(&ds.name, &hour).await? {
+            for unit in origins.of(&f.path).await? {
+                hours_of.entry(unit).or_default().insert(hour.clone());
+            }
+        }
+    }
+    let mut units = Vec::with_capacity(hours_of.len());
+    for (name, hours) in hours_of {
+        let Some((topic, partition, start, end)) = parse_unit(&name) else {
+            return Err(BackfillError::Invalid(format!(
+                "{} holds rows a backfill imported from {name}: they cannot be re-derived from kafka (backfill those hours from the archive)",
+                hours.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        };
+        units.push(Unit {
+            name,
+            bytes: 0,
+            what: UnitSource::Offsets {
+                topic,
+                partition,
+                start,
+                end,
+                hours: hours.into_iter().collect(),
+            },
+        });
+    }
+    Ok(units)
+}
+
+/// `<topic>@<partition>:<start>-<end>` of an entry.
+pub fn unit_name(entry: &Entry) -> String {
+    format!(
+        "{}@{}:{}-{}",
+        entry.topic, entry.partition, entry.start_offset, entry.next_offset
+    )
+}
+
+fn parse_unit(name: &str) -> Option<(String, i32, i64, i64)> {
+    let (topic, rest) = name.rsplit_once('@')?;
+    let (partition, range) = rest.split_once(':')?;
+    let (start, end) = range.split_once('-')?;
+    Some((
+        topic.to_owned(),
+        partition.parse().ok()?,
+        start.parse().ok()?,
+        end.parse().ok()?,
+    ))
+}
+
+/// Which source units a committed file's rows came from.
+pub struct Origins {
+    store: Arc<dyn ObjectStore>,
+    dataset: String,
+    entries: HashMap<(String, i32, u64), Entry>,
+}
+
+impl Origins {
+    pub fn new(store: Arc<dyn ObjectStore>, dataset: &str) -> Origins {
+        Origins {
+            store,
+            dataset: dataset.to_owned(),
+            entries: HashMap::new(),
+        }
+    }
+
+    async fn entry(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        seq: u64,
+    ) -> Result<Entry, BackfillError> {
+        let key = (topic.to_owned(), partition, seq);
+        if let Some(e) = self.entries.get(&key) {
+            return Ok(e.clone());
+        }
+        let stream = if topic == ledger::MAINTENANCE_TOPIC {
+            PartitionLedger::maintenance(self.store.clone(), &self.dataset)
+        } else {
+            PartitionLedger::new(self.store.clone(), &self.dataset, topic, partition)
+        };
+        let entry = stream.read_entry(seq).await?.ok_or_else(|| {
+            BackfillError::Invalid(format!(
+                "ledger entry {seq} of {} is missing, yet a committed file names it",
+                stream.stream()
+            ))
+        })?;
+        self.entries.insert(key, entry.clone());
+        Ok(entry)
+    }
+
+    /// The units whose rows the file at `path` (relative to the lake root) holds.
+    pub async fn of(&mut self, path: &str) -> Result<Vec<String>, BackfillError> {
+        let mut out = Vec::new();
+        let mut todo = vec![path.to_owned()];
+        while let Some(path) = todo.pop() {
+            let file = path.rsplit('/').next().unwrap_or(&path);
+            let stem = file.strip_suffix(".parquet").unwrap_or(file);
+            if let Some(rest) = stem.strip_prefix("compact-") {
+                // compact-<seq>-e<epoch>-<n>
+                let seq = rest
+                    .split('-')
+                    .next()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| unknown(&path))?;
+                let entry = self
+                    .entry(
+                        ledger::MAINTENANCE_TOPIC,
+                        ledger::MAINTENANCE_PARTITION,
+                        seq,
+                    )
+                    .await?;
+                todo.extend(entry.removed.into_iter().map(|f| f.path));
+                continue;
+            }
+            // <topic>-<partition>-<first offset>-<seq>-e<epoch>
+            let mut parts = stem.rsplitn(5, '-');
+            let (_epoch, seq, _first, partition, topic) = (
+                parts.next(),
+                parts.next().and_then(|s| s.parse::<u64>().ok()),
+                parts.next(),
+                parts.next().and_then(|s| s.parse::<i32>().ok()),
+                parts.next(),
+            );
+            let (Some(seq), Some(partition), Some(topic)) = (seq, partition, topic) else {
+                return Err(unknown(&path));
+            };
+            let topic = if topic.starts_with(&BACKFILL_PREFIX[1..])
+                || topic.starts_with(&STAGED_PREFIX[1..])
+            {
+                format!("@{topic}")
+            } else {
+                topic.to_owned()
+            };
+            let entry = self.entry(&topic, partition, seq).await?;
+            if entry.units.is_empty() {
+                out.push(unit_name(&entry));
+            } else {
+                out.extend(entry.units);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+fn unknown(path: &str) -> BackfillError {
+    BackfillError::Invalid(format!(
+        "cannot tell which ledger entry wrote {path} from its name"
+    ))
+}
+
+fn consumer(config: &Config) -> Result<BaseConsumer, BackfillError> {
+    let mut client = crate::source::kafka::client_config(&config.kafka, 64 * 1024);
+    // Reads by assignment only: never joins the service's group or commits offsets.
+    client.set("group.id", format!("{}-backfill", config.kafka.group_id));
+    client
+        .create()
+        .map_err(|e| BackfillError::Invalid(format!("kafka: creating the consumer: {e}")))
+}
+
+/// Stops (before anything is written) when a range is no longer on the broker, naming
+/// the hours and offsets that cannot be re-derived.
+pub async fn check_retained(config: &Config, units: &[&Unit]) -> Result<(), BackfillError> {
+    let ranges: Vec<(String, i32, i64, i64, Vec<String>)> = units
+        .iter()
+        .filter_map(|u| match &u.what {
+            UnitSource::Offsets {
+                topic,
+                partition,
+                start,
+                end,
+                hours,
+            } => Some((topic.clone(), *partition, *start, *end, hours.clone())),
+            UnitSource::File(_) => None,
+        })
+        .collect();
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer = consumer(&config)?;
+        let mut low: HashMap<(String, i32), i64> = HashMap::new();
+        let mut missing = Vec::new();
+        for (topic, partition, start, end, hours) in &ranges {
+            let key = (topic.clone(), *partition);
+            let earliest = match low.get(&key) {
+                Some(l) => *l,
+                None => {
+                    let (l, _) = consumer
+                        .fetch_watermarks(topic, *partition, Duration::from_secs(30))
+                        .map_err(|e| {
+                            BackfillError::Invalid(format!(
+                                "kafka: watermarks of {topic}/{partition}: {e}"
+                            ))
+                        })?;
+                    low.insert(key, l);
+                    l
+                }
+            };
+            if *start < earliest {
+                missing.push(format!(
+                    "  {}: {topic}/{partition} offsets {start}..{} (earliest retained {earliest})",
+                    hours.join(", "),
+                    (*end).min(earliest)
+                ));
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(BackfillError::NotRetained(missing.join("\n")))
+        }
+    })
+    .await
+    .map_err(|e| BackfillError::Invalid(format!("kafka: {e}")))?
+}
+
+/// Reads offset ranges.
+pub struct Reader {
+    consumer: BaseConsumer,
+}
+
+impl Reader {
+    pub fn new(config: &Config) -> Result<Reader, BackfillError> {
+        Ok(Reader {
+            consumer: consumer(config)?,
+        })
+    }
+
+    /// Hands every record of the unit's range to `push`. Blocking: run on a blocking thread.
+    pub fn read(
+        &self,
+        unit: &Unit,
+        push: &mut dyn FnMut(SourceRecord) -> Result<(), BackfillError>,
+    ) -> Result<(), BackfillError> {
+        let UnitSource::Offsets {
+            topic,
+            partition,
+            start,
+            end,
+            ..
+        } = &unit.what
+        else {
+            return Ok(());
+        };
+        if start >= end {
+            return Ok(());
+        }
+        let fail = |reason: String| BackfillError::Source {
+            unit: unit.name.clone(),
+            reason,
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*start))
+            .map_err(|e| fail(e.to_string()))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| fail(format!("assign: {e}")))?;
+        let stall = Duration::from_secs(60);
+        let mut last = Instant::now();
+        loop {
+            match self.consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    last = Instant::now();
+                    if m.topic() != topic || m.partition() != *partition {
+                        continue;
+                    }
+                    if m.offset() >= *end {
+                        break;
+                    }
+                    push(SourceRecord {
+                        origin: topic.clone(),
+                        partition: *partition,
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                    })?;
+                    if m.offset() + 1 >= *end {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    if last.elapsed() > stall {
+                        return Err(fail(format!("kafka: {e}")));
+                    }
+                }
+                None => {
+                    if last.elapsed() > stall {
+                        return Err(fail(format!(
+                            "no record for {}s before offset {end}",
+                            stall.as_secs()
+                        )));
+                    }
+                }
+            }
+        }
+        let _ = self.consumer.unassign();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names_round_trip() {
+        assert_eq!(
+            parse_unit("cf.http_requests@3:100-250"),
+            Some(("cf.http_requests".into(), 3, 100, 250))
+        );
+        assert_eq!(parse_unit("20261205/a_b_c.log.gz"), None);
+    }
+}

@@ -1,0 +1,358 @@
+//! `weir backfill`: archive imports that survive kill -9 and re-runs, shards whose union is
+//! the unsharded run, and Kafka re-derivations that refuse to start when the broker no
+//! longer holds the records.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use weir_schemas::synth::{HttpRequests, ray_id_hex};
+
+use crate::backbone::{TOPIC, dataset_toml};
+use crate::harness::{MockKafka, World, flush, producer, send};
+
+/// 2026-11-01T00:00:00Z in nanoseconds.
+const DAY_START_NS: i64 = 1_793_491_200_000_000_000;
+const MINUTE_NS: i64 = 60_000_000_000;
+/// Archive files: 15-minute windows from 00:00 to 02:45 and one from 02:50 to 03:10 (its
+/// rows from 03:00 are outside the range); the backfill asks for [00, 03).
+const FILES: i64 = 12;
+const PER_FILE: usize = 150;
+/// The line of the second file that is not JSON.
+const BAD_LINE: i64 = 5;
+
+struct Archive {
+    /// Ids of the rows whose event time is inside [00:00, 03:00).
+    in_range: Vec<String>,
+    outside: usize,
+    /// Name (under the archive prefix) of the file with the bad line.
+    bad_file: String,
+}
+
+/// Writes the archive (gzip NDJSON, Logpush layout) under `s3 root/weir/archive/`, plus a
+/// file of the day before whose window is outside the range (never read: no id of it may
+/// land).
+fn write_archive(world: &World) -> Archive {
+    let root = world.s3.lake_dir("archive");
+    let mut generator = HttpRequests::new(77).compact(true);
+    let mut in_range = Vec::new();
+    let mut outside = 0;
+    let mut bad_file = String::new();
+    let mut buf = Vec::new();
+    let mut write_file =
+        |start_ns: i64, minutes: i64, rows: usize, bad: bool, ids: &mut Vec<(String, i64)>| {
+            let start = chrono::DateTime::from_timestamp_nanos(start_ns);
+            let end = chrono::DateTime::from_timestamp_nanos(start_ns + minutes * MINUTE_NS);
+            let dir = root.join(start.format("%Y%m%d").to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            let name = format!(
+                "{}_{}_{:08x}.log.gz",
+                start.format("%Y%m%dT%H%M%SZ"),
+                end.format("%Y%m%dT%H%M%SZ"),
+                start_ns / MINUTE_NS
+            );
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            for i in 0..rows {
+                if bad && i as i64 == BAD_LINE - 1 {
+                    gz.write_all(b"{\"RayID\": \"not closed\n").unwrap();
+                }
+                let t = start_ns + (i as i64 * minutes * MINUTE_NS) / rows as i64;
+                generator.set_event_time(t);
+                buf.clear();
+                let meta = generator.write_record(&mut buf);
+                gz.write_all(&buf).unwrap();
+                gz.write_all(b"\n").unwrap();
+                ids.push((ray_id_hex(meta.id), t));
+            }
+            std::fs::write(dir.join(&name), gz.finish().unwrap()).unwrap();
+            format!("{}/{name}", start.format("%Y%m%d"))
+        };
+    let mut all = Vec::new();
+    for f in 0..FILES {
+        let name = write_file(
+            DAY_START_NS + f * 15 * MINUTE_NS,
+            15,
+            PER_FILE,
+            f == 1,
+            &mut all,
+        );
+        if f == 1 {
+            bad_file = name;
+        }
+    }
+    write_file(
+        DAY_START_NS + 170 * MINUTE_NS,
+        20,
+        PER_FILE,
+        false,
+        &mut all,
+    );
+    let mut never = Vec::new();
+    write_file(
+        DAY_START_NS - 24 * 60 * MINUTE_NS,
+        15,
+        50,
+        false,
+        &mut never,
+    );
+    for (id, t) in all {
+        if t < DAY_START_NS + 3 * 60 * MINUTE_NS {
+            in_range.push(id);
+        } else {
+            outside += 1;
+        }
+    }
+    Archive {
+        in_range,
+        outside,
+        bad_file: format!("s3://weir/archive/{bad_file}"),
+    }
+}
+
+fn config(world: &World) -> PathBuf {
+    // No broker is needed for an archive backfill.
+    world.config("weir.toml", "127.0.0.1:9", &dataset_toml(""))
+}
+
+fn backfill(
+    world: &World,
+    config: &Path,
+    extra: &[&str],
+    log: &str,
+    env: &[(&str, &str)],
+) -> std::process::ExitStatus {
+    let mut args = vec![
+        "--dataset",
+        "http_requests",
+        "--from",
+        "2026-11-01T00",
+        "--to",
+        "2026-11-01T03:00:00Z",
+    ];
+    args.extend_from_slice(extra);
+    let mut job = world.weir_job("backfill", config, &args, log, env);
+    job.wait_timeout(Duration::from_secs(300))
+        .unwrap_or_else(|| panic!("weir backfill did not finish\n{}", world.log(log)))
+}
+
+fn source(world: &World) -> String {
+    let _ = world;
+    "s3://weir/archive".to_owned()
+}
+
+#[test]
+fn an_archive_backfill_survives_kill_9_and_a_rerun_then_does_nothing() {
+    let world = World::new();
+    let archive = write_archive(&world);
+    let config = config(&world);
+    let src = source(&world);
+    // Killed after the 4th unit's files are uploaded, before its entry.
+    let status = backfill(
+        &world,
+        &config,
+        &["--source", &src],
+        "run-1.log",
+        &[("WEIR_FAILPOINT", "after-upload:4")],
+    );
+    assert!(
+        !status.success(),
+        "the failpoint did not fire\n{}",
+        world.log("run-1.log")
+    );
+    let status = backfill(&world, &config, &["--source", &src], "run-2.log", &[]);
+    assert!(status.success(), "{}", world.log("run-2.log"));
+    let log = world.log("run-2.log");
+    assert!(
+        log.contains("units (3 already done)"),
+        "the re-run did not continue where the ledger stopped:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("{} outside the range", archive.outside)),
+        "rows outside [from, to) not counted as skipped:\n{log}"
+    );
+    world.assert_exactly_once(&config, &archive.in_range);
+    // The bad line is a dead letter naming its file and line.
+    let dead = world.query(
+        &config,
+        "SELECT topic, \"offset\", error_kind FROM dead_letter",
+    );
+    assert_eq!(
+        dead,
+        vec![format!("{},{BAD_LINE},invalid_json", archive.bad_file)],
+        "dead letters"
+    );
+    // A third run is a no-op that says so.
+    let status = backfill(&world, &config, &["--source", &src], "run-3.log", &[]);
+    assert!(status.success(), "{}", world.log("run-3.log"));
+    assert!(
+        world.log("run-3.log").contains("nothing to do"),
+        "{}",
+        world.log("run-3.log")
+    );
+    world.assert_exactly_once(&config, &archive.in_range);
+    // A dry run lists the plan and changes nothing.
+    let status = backfill(
+        &world,
+        &config,
+        &["--source", &src, "--dry-run", "--id", "other"],
+        "dry.log",
+        &[],
+    );
+    assert!(status.success(), "{}", world.log("dry.log"));
+    let dry = world.log("dry.log");
+    assert!(dry.contains("13 units to do"), "{dry}");
+    assert!(
+        !dry.contains("20261031"),
+        "a file outside the window was planned:\n{dry}"
+    );
+    world.assert_exactly_once(&config, &archive.in_range);
+}
+
+#[test]
+fn three_shards_give_exactly_the_unsharded_result() {
+    let sql = "SELECT \"RayID\", \"EdgeStartTimestamp\", \"ClientIP\", \"ClientRequestPath\", date, hour FROM http_requests ORDER BY 1";
+    let one = World::new();
+    let archive = write_archive(&one);
+    let config_one = config(&one);
+    let status = backfill(
+        &one,
+        &config_one,
+        &["--source", &source(&one)],
+        "one.log",
+        &[],
+    );
+    assert!(status.success(), "{}", one.log("one.log"));
+
+    let three = World::new();
+    write_archive(&three);
+    let config_three = config(&three);
+    let src = source(&three);
+    let mut jobs: Vec<_> = (0..3)
+        .map(|i| {
+            let shard = format!("{i}/3");
+            let args = [
+                "--dataset",
+                "http_requests",
+                "--from",
+                "2026-11-01T00",
+                "--to",
+                "2026-11-01T03",
+                "--source",
+                &src,
+                "--shard",
+                &shard,
+            ];
+            three.weir_job(
+                "backfill",
+                &config_three,
+                &args,
+                &format!("shard-{i}.log"),
+                &[],
+            )
+        })
+        .collect();
+    for (i, job) in jobs.iter_mut().enumerate() {
+        let status = job
+            .wait_timeout(Duration::from_secs(300))
+            .expect("shard finished");
+        assert!(status.success(), "{}", three.log(&format!("shard-{i}.log")));
+    }
+    let a = one.query(&config_one, sql);
+    let b = three.query(&config_three, sql);
+    assert_eq!(a.len(), archive.in_range.len());
+    assert!(a == b, "three shards differ from one run");
+    three.assert_exactly_once(&config_three, &archive.in_range);
+    assert_eq!(
+        one.query(&config_one, "SELECT count(*) FROM dead_letter"),
+        three.query(&config_three, "SELECT count(*) FROM dead_letter")
+    );
+}
+
+#[test]
+fn a_kafka_backfill_whose_offsets_were_deleted_stops_before_writing() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(""));
+    let mut weir = world.weir_run(&config, "weir.log", &[]);
+    let p = producer(&kafka.bootstrap);
+    let mut generator = HttpRequests::new(5).compact(true);
+    let mut buf = Vec::new();
+    // 300 records of 2026-11-01T05, then enough of another hour to push them out of the
+    // mock broker's 5 MiB.
+    let hour5 = DAY_START_NS + 5 * 60 * MINUTE_NS;
+    for i in 0..300 {
+        generator.set_event_time(hour5 + i * 1_000_000_000);
+        buf.clear();
+        generator.write_record(&mut buf);
+        send(&p, TOPIC, 0, &buf);
+    }
+    flush(&p);
+    world.wait_consumed(
+        "http_requests",
+        TOPIC,
+        &[300],
+        Duration::from_secs(120),
+        &mut weir,
+    );
+    let filler = vec![b'x'; 60_000];
+    let hour9 = DAY_START_NS + 9 * 60 * MINUTE_NS;
+    let mut sent = 300i64;
+    for i in 0..150 {
+        generator.set_event_time(hour9 + i * 1_000_000_000);
+        buf.clear();
+        generator.write_record(&mut buf);
+        // Padding the decoder ignores would change the record; instead big records are
+        // dead letters (over max_record_bytes): they still fill the broker's log.
+        let mut big = buf.clone();
+        big.extend_from_slice(&filler);
+        send(&p, TOPIC, 0, &big);
+        sent += 1;
+    }
+    flush(&p);
+    world.wait_consumed(
+        "http_requests",
+        TOPIC,
+        &[sent],
+        Duration::from_secs(120),
+        &mut weir,
+    );
+    weir.terminate();
+    let args = [
+        "--dataset",
+        "http_requests",
+        "--from",
+        "2026-11-01T05",
+        "--to",
+        "2026-11-01T06",
+        "--source",
+        "kafka",
+    ];
+    let mut job = world.weir_job("backfill", &config, &args, "backfill.log", &[]);
+    let status = job
+        .wait_timeout(Duration::from_secs(120))
+        .expect("backfill finished");
+    let log = world.log("backfill.log");
+    assert!(
+        !status.success(),
+        "a backfill of deleted offsets succeeded:\n{log}"
+    );
+    assert!(
+        log.contains("no longer retained")
+            && log.contains("date=2026-11-01/hour=05")
+            && log.contains(&format!("{TOPIC}/0 offsets 0..")),
+        "the error does not name the hour and offsets:\n{log}"
+    );
+    // Nothing was written: no stream of the backfill exists.
+    let streams = world
+        .s3
+        .lake_dir(&format!("{}/_weir/streams/http_requests", world.prefix));
+    let names: Vec<String> = std::fs::read_dir(&streams)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with('@')),
+        "the backfill created a stream: {names:?}"
+    );
+}
