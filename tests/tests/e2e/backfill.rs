@@ -356,3 +356,156 @@ fn a_kafka_backfill_whose_offsets_were_deleted_stops_before_writing() {
         "the backfill created a stream: {names:?}"
     );
 }
+
+#[test]
+fn a_replace_from_kafka_swaps_whole_hours_and_readers_never_see_a_mixture() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 2)]);
+    let lookup = world.path("zones.csv");
+    std::fs::write(&lookup, "ZoneName,team\na.example,alpha\n").unwrap();
+    let ops = format!(
+        "[[datasets.operators]]\ntype = \"enrich\"\n[[datasets.operators.lookup]]\npath = \"{}\"\nkey = [\"ZoneName\"]\ncolumns = [\"team\"]\n",
+        lookup.display()
+    );
+    let config = world.config("weir.toml", &kafka.bootstrap, &dataset_toml(&ops));
+    let mut weir = world.weir_run(&config, "weir.log", &[]);
+    let p = producer(&kafka.bootstrap);
+    let mut generator = HttpRequests::new(11).compact(true);
+    let mut buf = Vec::new();
+    let mut ids = Vec::new();
+    let hour5 = DAY_START_NS + 5 * 60 * MINUTE_NS;
+    // Two waves, so each partition commits several entries; hours 05 and 06.
+    let mut counts = [0i64; 2];
+    for wave in 0..2 {
+        for i in 0..400i64 {
+            let t = hour5 + (wave * 400 + i) * 8 * 1_000_000_000;
+            generator.set_event_time(t);
+            buf.clear();
+            let meta = generator.write_record(&mut buf);
+            let mut v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            v["ZoneName"] = "a.example".into();
+            let part = (i % 2) as usize;
+            send(&p, TOPIC, part as i32, &serde_json::to_vec(&v).unwrap());
+            counts[part] += 1;
+            if t < hour5 + 60 * MINUTE_NS {
+                ids.push(ray_id_hex(meta.id));
+            }
+        }
+        flush(&p);
+        world.wait_consumed(
+            "http_requests",
+            TOPIC,
+            &counts,
+            Duration::from_secs(120),
+            &mut weir,
+        );
+    }
+    weir.terminate();
+    let in_hour5 = ids.len();
+    let total = counts.iter().sum::<i64>() as usize;
+    assert!(in_hour5 > 0 && in_hour5 < total);
+    let hour5_sql = "SELECT team, count(*) FROM http_requests WHERE date = '2026-11-01' AND hour = 5 GROUP BY team";
+    assert_eq!(
+        world.query(&config, hour5_sql),
+        vec![format!("alpha,{in_hour5}")]
+    );
+
+    // A new reference file, then the replace, with a reader querying throughout.
+    std::fs::write(&lookup, "ZoneName,team\na.example,gamma\n").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let rows = world.query(&config, hour5_sql);
+                assert!(
+                    rows == vec![format!("alpha,{in_hour5}")]
+                        || rows == vec![format!("gamma,{in_hour5}")],
+                    "a reader saw {rows:?} during the replace"
+                );
+                seen.insert(rows[0].clone());
+            }
+            seen
+        });
+        let args = [
+            "--dataset",
+            "http_requests",
+            "--from",
+            "2026-11-01T05",
+            "--to",
+            "2026-11-01T06",
+            "--replace",
+        ];
+        let mut job = world.weir_job("backfill", &config, &args, "replace.log", &[]);
+        let status = job
+            .wait_timeout(Duration::from_secs(300))
+            .expect("backfill finished");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(status.success(), "{}", world.log("replace.log"));
+        reader.join().unwrap()
+    });
+    assert!(seen.contains(&format!("alpha,{in_hour5}")), "{seen:?}");
+    assert_eq!(
+        world.query(&config, hour5_sql),
+        vec![format!("gamma,{in_hour5}")]
+    );
+    let log = world.log("replace.log");
+    assert!(log.contains("published"), "{log}");
+    // Hour 06 was not touched.
+    assert_eq!(
+        world.query(
+            &config,
+            "SELECT team, count(*) FROM http_requests WHERE hour = 6 GROUP BY team"
+        ),
+        vec![format!("alpha,{}", total - in_hour5)]
+    );
+    // Every row once, through the ledger and (after vacuum) in the plain folders.
+    let status = world
+        .weir_job("vacuum", &config, &["--grace", "0s"], "vacuum.log", &[])
+        .wait_timeout(Duration::from_secs(120))
+        .expect("vacuum finished");
+    assert!(status.success(), "{}", world.log("vacuum.log"));
+    let all: Vec<String> = world
+        .query(&config, "SELECT \"RayID\" FROM http_requests")
+        .into_iter()
+        .collect();
+    assert_eq!(all.len(), total);
+    let hour5_ids = world.query(
+        &config,
+        "SELECT \"RayID\" FROM http_requests WHERE hour = 5 ORDER BY 1",
+    );
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(hour5_ids, want);
+    let rerun = world
+        .weir_job("backfill", &config, &args_rerun(), "rerun.log", &[])
+        .wait_timeout(Duration::from_secs(120))
+        .expect("rerun finished");
+    assert!(rerun.success(), "{}", world.log("rerun.log"));
+    assert!(
+        world.log("rerun.log").contains("already published"),
+        "{}",
+        world.log("rerun.log")
+    );
+    let pyarrow_total = world.duckdb(&format!(
+        "SELECT count(*) FROM read_parquet('{}/http_requests/*/*/*.parquet', hive_partitioning = true) WHERE hour = 5",
+        world.s3.lake_dir(&world.prefix).display()
+    ));
+    assert_eq!(
+        pyarrow_total,
+        vec![in_hour5.to_string()],
+        "plain folders after vacuum"
+    );
+}
+
+fn args_rerun() -> Vec<&'static str> {
+    vec![
+        "--dataset",
+        "http_requests",
+        "--from",
+        "2026-11-01T05",
+        "--to",
+        "2026-11-01T06",
+        "--replace",
+    ]
+}
