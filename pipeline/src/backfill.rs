@@ -502,7 +502,7 @@ impl Backfill {
             plan.len()
         ));
         if self.opts.replace {
-            let view = CommittedView::load(self.store.clone(), &[self.ds.name.clone()]).await?;
+            let view = CommittedView::load(self.store.clone(), std::slice::from_ref(&self.ds.name)).await?;
             let (removed, _) = self.old_files(&view, done, true).await?;
             let mut per_hour: BTreeMap<String, (usize, u64)> = BTreeMap::new();
             for f in &removed {
@@ -722,7 +722,7 @@ impl Backfill {
                 ));
                 return Ok(Published::default());
             }
-            let view = CommittedView::load(self.store.clone(), &[self.ds.name.clone()]).await?;
+            let view = CommittedView::load(self.store.clone(), std::slice::from_ref(&self.ds.name)).await?;
             let (removed, kept) = self.old_files(&view, done, false).await?;
             if !kept.is_empty() {
                 warn!(backfill = %self.id, files = kept.len(), "files of the hours that came from records this backfill did not read (committed after it planned) stay in the table");

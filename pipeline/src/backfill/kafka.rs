@@ -35,7 +35,7 @@ pub async fn plan(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Unit>, BackfillError> {
-    let view = CommittedView::load(store.clone(), &[ds.name.clone()]).await?;
+    let view = CommittedView::load(store.clone(), std::slice::from_ref(&ds.name)).await?;
     let mut origins = Origins::new(store.clone(), &ds.name);
     let mut hours_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for hour in super::hours(from, to) {
