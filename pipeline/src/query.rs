@@ -161,6 +161,10 @@ pub fn entry_kind(entry: &ledger::Entry) -> &'static str {
         "takeover"
     } else if entry.partition == ledger::MAINTENANCE_PARTITION {
         "replace"
+    } else if ledger::is_staged(&entry.topic) {
+        "staged"
+    } else if entry.topic.starts_with(ledger::BACKFILL_PREFIX) {
+        "backfill"
     } else {
         "append"
     }
