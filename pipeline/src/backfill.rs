@@ -406,6 +406,15 @@ impl Backfill {
             return Ok(summary);
         }
         let plan = self.plan().await?;
+        if plan.is_empty()
+            && let Source::Archive(url) = &self.opts.source
+        {
+            return Err(BackfillError::Invalid(format!(
+                "no file under {url} can hold rows of [{}, {}): check --source and the range",
+                self.opts.from.to_rfc3339(),
+                self.opts.to.to_rfc3339()
+            )));
+        }
         let done = self.done().await?;
         let mine: Vec<&Unit> = plan
             .iter()
@@ -502,7 +511,8 @@ impl Backfill {
             plan.len()
         ));
         if self.opts.replace {
-            let view = CommittedView::load(self.store.clone(), std::slice::from_ref(&self.ds.name)).await?;
+            let view = CommittedView::load(self.store.clone(), std::slice::from_ref(&self.ds.name))
+                .await?;
             let (removed, _) = self.old_files(&view, done, true).await?;
             let mut per_hour: BTreeMap<String, (usize, u64)> = BTreeMap::new();
             for f in &removed {
@@ -722,7 +732,8 @@ impl Backfill {
                 ));
                 return Ok(Published::default());
             }
-            let view = CommittedView::load(self.store.clone(), std::slice::from_ref(&self.ds.name)).await?;
+            let view = CommittedView::load(self.store.clone(), std::slice::from_ref(&self.ds.name))
+                .await?;
             let (removed, kept) = self.old_files(&view, done, false).await?;
             if !kept.is_empty() {
                 warn!(backfill = %self.id, files = kept.len(), "files of the hours that came from records this backfill did not read (committed after it planned) stay in the table");

@@ -7,7 +7,7 @@
 //!                                      [--slow-store 200ms] [--weir-only]
 //!                                      [--extra-config '[parquet]\nrow_group_rows = 32768']
 //!                                      [--weir-env KEY=VALUE ...]
-//!                                      [--weir-bin PATH ...] [--rounds N]
+//!                                      [--weir-bin PATH ...] [--rounds N] [--backfill]
 //! ```
 //!
 //! 1. generates `--events` compact http_requests records (~2 KB each) into `events.ndjson`;
@@ -19,6 +19,10 @@
 //! 4. **weir**: the records are produced into a tansu broker first (a backlog), then
 //!    `weir run` with default settings and no operators drains it into a local lake; it
 //!    is stopped with SIGTERM once every partition's ledger has reached the end.
+//!
+//! 5. with `--backfill`, **weir backfill**: the same events as a gzip NDJSON archive (files
+//!    of 50,000 lines) on the local disk, imported by
+//!    `weir backfill --source file://…` into a lake of its own, every round after the drain.
 //!
 //! Each measured program runs as a child; CPU seconds (user + system, all threads) and
 //! peak RSS come from `wait4`'s rusage, so "per core" means per CPU-second whatever the
@@ -215,6 +219,11 @@ fn main() -> Result<()> {
     }
     let rounds: usize = arg(&args, "--rounds", 1);
     let compare = bins.len() > 1 || rounds > 1;
+    let backfill = args.iter().any(|a| a == "--backfill");
+    let archive = dir.join("archive");
+    if backfill {
+        write_archive(&input, &archive)?;
+    }
     let backlog = Backlog::produce(&input, partitions)?;
     let mut run = 0;
     for round in 0..rounds {
@@ -246,6 +255,20 @@ fn main() -> Result<()> {
                 format!("weir: kafka -> decode -> parquet [bin {b}, round {round}]")
             };
             rows.push((name, usage, out));
+        }
+        if backfill {
+            let (usage, out) = run_backfill(
+                &bins[0],
+                &archive,
+                &dir.join("lake-0"),
+                &dir.join(format!("lake-backfill-{round}")),
+                &dir.join(format!("backfill-{round}.log")),
+            )?;
+            rows.push((
+                format!("weir backfill: gzip archive -> decode -> parquet [round {round}]"),
+                usage,
+                out,
+            ));
         }
     }
     if compare {
@@ -281,7 +304,7 @@ fn main() -> Result<()> {
         .map(per_core);
     let weirs: Vec<f64> = rows
         .iter()
-        .filter(|r| r.0.starts_with("weir"))
+        .filter(|r| r.0.starts_with("weir:"))
         .map(per_core)
         .collect();
     println!();
@@ -307,6 +330,21 @@ fn main() -> Result<()> {
             );
         }
     }
+    let backfills: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.0.starts_with("weir backfill"))
+        .map(per_core)
+        .collect();
+    if !backfills.is_empty() {
+        // Within each round: the backfill against bin 0's drain.
+        let drains: Vec<f64> = weirs.iter().step_by(bins.len()).copied().collect();
+        let ratios: Vec<f64> = backfills.iter().zip(&drains).map(|(b, d)| b / d).collect();
+        println!(
+            "weir backfill (gzip archive) / weir run (kafka backlog) throughput per core: {:.2}x (median of {} rounds)",
+            median(ratios),
+            backfills.len()
+        );
+    }
     if !keep {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
@@ -322,6 +360,101 @@ fn median(mut v: Vec<f64>) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// The input as a gzip NDJSON archive, `archive/part-<n>.ndjson.gz`, 50,000
+/// lines a file (not named by time window, so every file is read).
+fn write_archive(input: &Path, archive: &Path) -> Result<()> {
+    let day = archive;
+    std::fs::create_dir_all(day)?;
+    let mut lines = BufReader::new(std::fs::File::open(input)?).lines();
+    let mut n = 0;
+    loop {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut wrote = 0;
+        for line in lines.by_ref().take(50_000) {
+            gz.write_all(line?.as_bytes())?;
+            gz.write_all(b"\n")?;
+            wrote += 1;
+        }
+        if wrote == 0 {
+            return Ok(());
+        }
+        let name = format!("part-{n:04}.ndjson.gz");
+        std::fs::write(day.join(name), gz.finish()?)?;
+        n += 1;
+    }
+}
+
+/// The hours `[first, last + 1)` a drained lake holds, as `--from` and `--to`.
+fn lake_hours(lake: &Path) -> Result<(String, String)> {
+    let mut hours = Vec::new();
+    for date in std::fs::read_dir(lake.join("http_requests"))?.flatten() {
+        let d = date.file_name().to_string_lossy().into_owned();
+        let Some(d) = d.strip_prefix("date=") else {
+            continue;
+        };
+        for hour in std::fs::read_dir(date.path())?.flatten() {
+            if let Some(h) = hour.file_name().to_string_lossy().strip_prefix("hour=") {
+                hours.push(format!("{d}T{h}"));
+            }
+        }
+    }
+    hours.sort();
+    let (Some(first), Some(last)) = (hours.first(), hours.last()) else {
+        bail!("no hour folders in {}", lake.display());
+    };
+    let last =
+        chrono::NaiveDateTime::parse_from_str(&format!("{last}:00:00"), "%Y-%m-%dT%H:%M:%S")?
+            + chrono::Duration::hours(1);
+    Ok((first.clone(), last.format("%Y-%m-%dT%H").to_string()))
+}
+
+/// `weir backfill` of the archive into a lake of its own: CPU, peak RSS, Parquet bytes.
+fn run_backfill(
+    weir_bin: &Path,
+    archive: &Path,
+    drained: &Path,
+    lake: &Path,
+    log_path: &Path,
+) -> Result<(Usage, u64)> {
+    let (from, to) = lake_hours(drained)?;
+    let config = lake.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\ngroup_id = \"unused\"\n[storage]\nurl = \"file://{}\"\n[[datasets]]\nname = \"http_requests\"\ntopic = \"{TOPIC}\"\nschema = \"http_requests\"\n",
+            lake.display()
+        ),
+    )?;
+    let log = std::fs::File::create(log_path)?;
+    let started = Instant::now();
+    let mut child = Command::new(weir_bin)
+        .args([
+            "backfill",
+            "--dataset",
+            "http_requests",
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ])
+        .arg("--source")
+        .arg(format!("file://{}", archive.display()))
+        .arg("--config")
+        .arg(&config)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let (status, usage) = watch(&mut child, started, || false)?;
+    if !status.is_some_and(|s| s.success()) {
+        bail!(
+            "weir backfill failed ({status:?}); see {}",
+            log_path.display()
+        );
+    }
+    println!("weir backfill imported the archive in {:.1}s", usage.wall);
+    Ok((usage, dir_parquet_bytes(&lake.join("http_requests"))))
 }
 
 fn file_size(p: &Path) -> u64 {
