@@ -8,6 +8,7 @@
 //!                                      [--extra-config '[parquet]\nrow_group_rows = 32768']
 //!                                      [--weir-env KEY=VALUE ...]
 //!                                      [--weir-bin PATH ...] [--rounds N] [--backfill]
+//!                                      [--spread-days 30]
 //! ```
 //!
 //! 1. generates `--events` compact http_requests records (~2 KB each) into `events.ndjson`;
@@ -23,6 +24,12 @@
 //! 5. with `--backfill`, **weir backfill**: the same events as a gzip NDJSON archive (files
 //!    of 50,000 lines) on the local disk, imported by
 //!    `weir backfill --source file://…` into a lake of its own, every round after the drain.
+//!
+//! 6. with `--spread-days D`, **late data**: the same number of events twice more, once
+//!    with event times spread over one hour and once over `D` days (every commit then
+//!    touches hundreds of hours), each drained from a backlog of its own by `weir run`
+//!    with `memory.limit = 512MiB`; the drain rates (events per wall second and per
+//!    CPU-second) of the two are compared within each round.
 //!
 //! Each measured program runs as a child; CPU seconds (user + system, all threads) and
 //! peak RSS come from `wait4`'s rusage, so "per core" means per CPU-second whatever the
@@ -276,6 +283,41 @@ fn main() -> Result<()> {
             println!("bin {b}: {}", bin.display());
         }
     }
+    let spread_days: u64 = arg(&args, "--spread-days", 0);
+    let mut spread_ratios = Vec::new();
+    if spread_days > 0 {
+        let hour_input = dir.join("events-hour.ndjson");
+        let spread_input = dir.join("events-spread.ndjson");
+        generate_spread(&hour_input, events, 3600)?;
+        generate_spread(&spread_input, events, spread_days * 86_400)?;
+        let hour_backlog = Backlog::produce(&hour_input, partitions)?;
+        let spread_backlog = Backlog::produce(&spread_input, partitions)?;
+        let limit = format!("[memory]\nlimit = \"512MiB\"\n{extra_config}");
+        for round in 0..rounds {
+            let mut pair = Vec::new();
+            for (what, backlog) in [("1 hour", &hour_backlog), ("spread", &spread_backlog)] {
+                let tag = format!("{}-{round}", what.replace(' ', ""));
+                let (usage, out) = backlog.drain(
+                    &bins[0],
+                    &dir.join(format!("lake-{tag}")),
+                    &format!("weir-bench-{tag}"),
+                    events,
+                    None,
+                    &limit,
+                    &weir_env,
+                    &dir.join(format!("weir-{tag}.log")),
+                )?;
+                let label = if what == "spread" {
+                    format!("late data: event times over {spread_days} days [round {round}]")
+                } else {
+                    format!("late data: event times within 1 hour [round {round}]")
+                };
+                pair.push((events as f64 / usage.wall, events as f64 / usage.cpu));
+                rows.push((label, usage, out));
+            }
+            spread_ratios.push((pair[1].0 / pair[0].0, pair[1].1 / pair[0].1));
+        }
+    }
 
     println!(
         "\n| program | events/s per core | MB/s per core | output B/event | peak RSS MiB | CPU s | wall s |"
@@ -343,6 +385,14 @@ fn main() -> Result<()> {
             "weir backfill (gzip archive) / weir run (kafka backlog) throughput per core: {:.2}x (median of {} rounds)",
             median(ratios),
             backfills.len()
+        );
+    }
+    if !spread_ratios.is_empty() {
+        println!(
+            "drain rate, event times over {spread_days} days / within 1 hour: {:.2}x per wall second, {:.2}x per core (target: >= 0.5; median of {} rounds)",
+            median(spread_ratios.iter().map(|r| r.0).collect()),
+            median(spread_ratios.iter().map(|r| r.1).collect()),
+            spread_ratios.len()
         );
     }
     if !keep {
@@ -482,6 +532,29 @@ fn generate(path: &Path, events: usize) -> Result<u64> {
     let mut buf = Vec::with_capacity(4096);
     let mut bytes = 0u64;
     for _ in 0..events {
+        buf.clear();
+        generator.write_record(&mut buf);
+        bytes += buf.len() as u64;
+        out.write_all(&buf)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(bytes)
+}
+
+/// Like [`generate`], with event times spread evenly (in a scrambled order) over
+/// `span_secs` from 2024-05-01T00:00Z.
+fn generate_spread(path: &Path, events: usize, span_secs: u64) -> Result<u64> {
+    const START_NS: i64 = 1_714_521_600_000_000_000;
+    let span_ns = span_secs * 1_000_000_000;
+    let mut out = BufWriter::new(std::fs::File::create(path)?);
+    let mut generator = weir_schemas::synth::HttpRequests::new(2024).compact(true);
+    let mut buf = Vec::with_capacity(4096);
+    let mut bytes = 0u64;
+    for i in 0..events as u64 {
+        // A multiplicative hash of the index: every part of the span, in no order.
+        let offset = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % span_ns;
+        generator.set_event_time(START_NS + offset as i64);
         buf.clear();
         generator.write_record(&mut buf);
         bytes += buf.len() as u64;
