@@ -555,7 +555,20 @@ impl Backfill {
             self.config.storage_multipart_threshold(),
             self.config.commit.checkpoint_every,
         );
-        let recovered = protocol.recover().await?;
+        let mut delay = std::time::Duration::from_millis(500);
+        let mut round = 1;
+        let recovered = loop {
+            match protocol.recover().await {
+                Ok(r) => break r,
+                Err(e) if e.is_retryable() && round < 8 => {
+                    warn!(stream = %protocol.ledger.stream(), round, error = %e, "backfill stream recovery failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                    round += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if recovered.removed > 0 {
             info!(backfill = %self.id, shard = shard.index, files = recovered.removed, "removed the files of an interrupted run");
         }
@@ -647,9 +660,8 @@ impl Backfill {
             let mut all = data;
             all.extend(dead);
             let mut attempt = Attempt::new(entry, all);
-            protocol.stage(&mut attempt).await?;
             let written = attempt.bytes();
-            match protocol.finish(&attempt).await? {
+            match commit_until_settled(&protocol, &mut attempt).await? {
                 Outcome::Committed => next_seq += 1,
                 Outcome::Fenced { theirs, .. } => {
                     return Err(BackfillError::Concurrent {
@@ -762,6 +774,36 @@ impl Backfill {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+}
+
+/// Stages and finishes one attempt, retrying the same attempt (same sequence number,
+/// epoch, files and bytes: idempotent) while the store's answer is unknown or it is
+/// unreachable, for up to about five minutes; a verdict is returned at once.
+async fn commit_until_settled(
+    protocol: &Protocol,
+    attempt: &mut Attempt,
+) -> Result<Outcome, LedgerError> {
+    const ROUNDS: u32 = 12;
+    let mut delay = std::time::Duration::from_millis(500);
+    let mut round = 1;
+    loop {
+        let result = async {
+            if !attempt.staged() {
+                protocol.stage(attempt).await?;
+            }
+            protocol.finish(attempt).await
+        }
+        .await;
+        match result {
+            Err(e) if e.is_retryable() && round < ROUNDS => {
+                warn!(stream = %protocol.ledger.stream(), seq = attempt.entry.seq, round, error = %e, retry_in_ms = delay.as_millis() as u64, "backfill commit not settled, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                round += 1;
+            }
+            other => return other,
         }
     }
 }

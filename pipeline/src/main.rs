@@ -381,8 +381,14 @@ async fn async_main(cli: Cli) -> Result<()> {
                 Some(dataset),
             )?
             .remove(0);
-            let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
-                .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+            let mut store =
+                weir_pipeline::store::open(&config.storage.url, &config.storage.options)
+                    .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+            if let Some(faults) = weir_pipeline::failpoint::store_faults() {
+                store = std::sync::Arc::new(weir_pipeline::faulty_store::FaultyStore::new(
+                    store, faults,
+                ));
+            }
             let opts = backfill::Options {
                 dataset: ds.name.clone(),
                 from,

@@ -509,3 +509,47 @@ fn args_rerun() -> Vec<&'static str> {
         "--replace",
     ]
 }
+
+/// Store faults (refused calls, lost answers, timeouts; seeded): a run may fail, a re-run
+/// continues, and every record lands once in the end.
+#[test]
+fn an_archive_backfill_through_store_faults_lands_every_record_once() {
+    let world = World::new();
+    let archive = write_archive(&world);
+    let config = config(&world);
+    let src = source(&world);
+    let seed: u64 = std::env::var("WEIR_BACKFILL_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    let mut succeeded = false;
+    let mut injected = 0;
+    for run in 0..12u64 {
+        let faults = format!("rate=0.2,seed={},delay=300ms", seed + run);
+        let log = format!("faults-{run}.log");
+        let status = backfill(
+            &world,
+            &config,
+            &["--source", &src],
+            &log,
+            &[("WEIR_STORE_FAULTS", faults.as_str())],
+        );
+        injected += world.log(&log).matches("injected fault").count();
+        if status.success() {
+            succeeded = true;
+            break;
+        }
+        assert!(
+            world.log(&log).contains("injected fault"),
+            "a run failed without an injected fault:\n{}",
+            world.log(&log)
+        );
+    }
+    assert!(succeeded, "no run finished in 12 tries");
+    assert!(injected > 0, "no fault was injected: the test tested nothing");
+    world.assert_exactly_once(&config, &archive.in_range);
+    assert_eq!(
+        world.query(&config, "SELECT count(*) FROM dead_letter"),
+        vec!["1"]
+    );
+}
