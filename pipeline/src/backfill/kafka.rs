@@ -301,16 +301,21 @@ impl Reader {
             .map_err(|e| fail(format!("assign: {e}")))?;
         let stall = Duration::from_secs(60);
         let mut last = Instant::now();
+        // The next offset this range still needs.
+        let mut next = *start;
         loop {
             match self.consumer.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => {
                     last = Instant::now();
-                    if m.topic() != topic || m.partition() != *partition {
+                    // Only this assignment's records (a fetch of an earlier one is dropped by
+                    // the client on reassignment; this guards the range anyway).
+                    if m.topic() != topic || m.partition() != *partition || m.offset() < next {
                         continue;
                     }
                     if m.offset() >= *end {
                         break;
                     }
+                    next = m.offset() + 1;
                     push(SourceRecord {
                         origin: topic.clone(),
                         partition: *partition,
@@ -328,6 +333,19 @@ impl Reader {
                     }
                 }
                 None => {
+                    // Offsets at the end of the range without a record (transaction
+                    // markers, compaction) never arrive: the range is done once nothing
+                    // is left below the high watermark.
+                    if last.elapsed() > Duration::from_secs(5)
+                        && let Ok((_, high)) = self.consumer.fetch_watermarks(
+                            topic,
+                            *partition,
+                            Duration::from_secs(10),
+                        )
+                        && next >= high.min(*end)
+                    {
+                        break;
+                    }
                     if last.elapsed() > stall {
                         return Err(fail(format!(
                             "no record for {}s before offset {end}",

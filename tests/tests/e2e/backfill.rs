@@ -546,7 +546,10 @@ fn an_archive_backfill_through_store_faults_lands_every_record_once() {
         );
     }
     assert!(succeeded, "no run finished in 12 tries");
-    assert!(injected > 0, "no fault was injected: the test tested nothing");
+    assert!(
+        injected > 0,
+        "no fault was injected: the test tested nothing"
+    );
     world.assert_exactly_once(&config, &archive.in_range);
     assert_eq!(
         world.query(&config, "SELECT count(*) FROM dead_letter"),
