@@ -24,11 +24,14 @@
 //! uploads, create-if-absent entry, takeover on recovery), so a killed run leaves nothing
 //! that a re-run does not clean, and a unit is either committed whole or not at all.
 //!
-//! **Identity and progress.** `--id`, or by default `<dataset>-<from>-<to>-<hash>` of the
-//! dataset, range, source and config hash. Progress is the set of unit names the id's
-//! entries carry (of every shard's stream): a re-run skips them, a finished run is a no-op
-//! that says so. A unit belongs to shard `hash(name) mod N`, so shards never share a unit
-//! and their union is the unsharded run.
+//! **Identity, plan and progress.** `--id`, or by default `<dataset>-<from>-<to>-<hash>`
+//! of the dataset, range, source and config hash. The first run records the plan
+//! ([`Plan`]: units and parameters) create-if-absent; every shard and re-run works from it
+//! and a run with other parameters is refused. Progress is the set of unit names the id's
+//! entries carry (of every shard's stream), read after the shard's stream is recovered, so
+//! a unit another run of the shard commits later fences ours: a re-run skips them, a
+//! finished run is a no-op that says so. A unit belongs to shard `hash(name) mod N`, so
+//! shards never share a unit and their union is the unsharded run.
 //!
 //! **Determinism.** Every unit runs through a fresh operator chain: the rows of a unit do
 //! not depend on which shard ran it or what ran before. Operators whose output depends on
@@ -42,7 +45,8 @@ use std::time::Instant;
 use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, TimeUnit};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 use weir_operators::{Chain, SecretSource};
@@ -58,7 +62,7 @@ use crate::maintenance::{Job, JobError};
 use crate::query::CommittedView;
 use crate::runtime::DatasetRuntime;
 use crate::sink::dead_letter::{DeadLetter, DeadLetterBuffer};
-use crate::sink::parquet::{ClosedFile, PartitionWriter, WriteError, file_name, hive_dir};
+use crate::sink::parquet::{ClosedFile, PartitionWriter, WriteError, hive_dir};
 
 pub mod archive;
 pub mod kafka;
@@ -194,7 +198,7 @@ pub struct Options {
 }
 
 /// One source unit: the grain of progress and of sharding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unit {
     /// Stable identity, recorded in the entry that commits it.
     pub name: String,
@@ -202,19 +206,84 @@ pub struct Unit {
     pub what: UnitSource,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UnitSource {
     /// An archive file (path within the archive store).
-    File(object_store::path::Path),
-    /// `[start, end)` of one partition of the dataset's topic.
+    File(String),
+    /// `[start, end)` of one partition of the dataset's topic: the range of one ledger
+    /// entry, which read `records` records from it.
     Offsets {
         topic: String,
         partition: i32,
         start: i64,
         end: i64,
+        records: u64,
         /// The range's hours the plan found its rows in.
         hours: Vec<String>,
     },
+}
+
+/// What a backfill planned, recorded once (create-if-absent) under
+/// `_weir/backfill/<dataset>/<id>/plan.json` by its first run: every shard and re-run works
+/// from it, so they agree on the units whoever planned, and a run with other parameters
+/// under the same id is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: String,
+    pub dataset: String,
+    pub from: String,
+    pub to: String,
+    pub source: String,
+    pub replace: bool,
+    pub shards: u32,
+    pub config_hash: String,
+    pub units: Vec<Unit>,
+}
+
+impl Plan {
+    /// The first parameter in which `other` differs from this plan, as (name, ours, theirs).
+    fn differs(&self, other: &Plan) -> Option<(&'static str, String, String)> {
+        let pairs = [
+            ("--dataset", &self.dataset, &other.dataset),
+            ("--from", &self.from, &other.from),
+            ("--to", &self.to, &other.to),
+            ("--source", &self.source, &other.source),
+            ("the config hash", &self.config_hash, &other.config_hash),
+        ];
+        for (name, a, b) in pairs {
+            if a != b {
+                return Some((name, a.clone(), b.clone()));
+            }
+        }
+        if self.replace != other.replace {
+            return Some((
+                "--replace",
+                self.replace.to_string(),
+                other.replace.to_string(),
+            ));
+        }
+        if self.shards != other.shards {
+            return Some((
+                "the shard count",
+                self.shards.to_string(),
+                other.shards.to_string(),
+            ));
+        }
+        None
+    }
+}
+
+/// Where a backfill's plan is recorded.
+pub fn plan_path(dataset: &str, id: &str) -> String {
+    format!("_weir/backfill/{dataset}/{id}/plan.json")
+}
+
+/// The object name of a backfill's data file: `<prefix>-<shard>-<seq>-e<epoch>`, four
+/// parts, where a partition's file has five (`file_name`), so neither can be taken for
+/// the other.
+pub fn unit_file_name(prefix: &str, shard: u32, seq: u64, epoch: u64) -> String {
+    format!("{prefix}-{shard:05}-{seq:010}-e{epoch:06}.parquet")
 }
 
 /// What a run did (the summary line).
@@ -312,6 +381,11 @@ impl Backfill {
                 opts.to.to_rfc3339()
             )));
         }
+        if opts.source == Source::Kafka && !opts.replace {
+            return Err(BackfillError::Invalid(
+                "--source kafka re-derives hours that already hold the rows it reads: add --replace (adding them again would write every row twice)".to_owned(),
+            ));
+        }
         let config_hash = config.hash();
         let id = match &opts.id {
             Some(id) => id.clone(),
@@ -390,6 +464,139 @@ impl Backfill {
         Ok(units)
     }
 
+    /// This run's parameters as a plan without units (what a recorded plan must match).
+    fn params(&self) -> Plan {
+        Plan {
+            id: self.id.clone(),
+            dataset: self.ds.name.clone(),
+            from: self.opts.from.to_rfc3339(),
+            to: self.opts.to.to_rfc3339(),
+            source: self.opts.source.describe().to_owned(),
+            replace: self.opts.replace,
+            shards: self.opts.shard.count,
+            config_hash: self.config_hash.clone(),
+            units: Vec::new(),
+        }
+    }
+
+    /// The recorded plan, checked against this run's parameters.
+    async fn recorded_plan(&self) -> Result<Option<Plan>, BackfillError> {
+        let path = object_store::path::Path::from(plan_path(&self.ds.name, &self.id));
+        let got = crate::store::retry("backfill plan", 8, || {
+            let store = self.store.clone();
+            let path = path.clone();
+            async move {
+                match store.get(&path).await {
+                    Ok(r) => r.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await?;
+        let Some(bytes) = got else {
+            return Ok(None);
+        };
+        let plan: Plan = serde_json::from_slice(&bytes)
+            .map_err(|e| BackfillError::Invalid(format!("{path} does not parse: {e}")))?;
+        if let Some((what, theirs, ours)) = plan.differs(&self.params()) {
+            return Err(BackfillError::Invalid(format!(
+                "backfill {} was planned with {what} {theirs}; this run has {ours}: run it with the same (or give a new --id)",
+                self.id
+            )));
+        }
+        Ok(Some(plan))
+    }
+
+    /// The plan every shard and re-run works from: the recorded one, or a new one recorded
+    /// now (create-if-absent: when two shards plan at once, the first recorded wins and
+    /// both use it). A dry run records nothing.
+    async fn plan_once(&self) -> Result<Plan, BackfillError> {
+        if let Some(plan) = self.recorded_plan().await? {
+            return Ok(plan);
+        }
+        let units = self.plan().await?;
+        if units.is_empty()
+            && let Source::Archive(url) = &self.opts.source
+        {
+            return Err(BackfillError::Invalid(format!(
+                "no file under {url} can hold rows of [{}, {}): check --source and the range",
+                self.opts.from.to_rfc3339(),
+                self.opts.to.to_rfc3339()
+            )));
+        }
+        if self.opts.source == Source::Kafka && !self.opts.dry_run {
+            // Nothing is recorded (or written) unless every range can still be read.
+            kafka::check_retained(&self.config, &units.iter().collect::<Vec<_>>()).await?;
+        }
+        let plan = Plan {
+            units,
+            ..self.params()
+        };
+        if self.opts.dry_run {
+            return Ok(plan);
+        }
+        let path = object_store::path::Path::from(plan_path(&self.ds.name, &self.id));
+        let body = serde_json::to_vec_pretty(&plan).expect("a plan serializes");
+        let put = self
+            .store
+            .put_opts(
+                &path,
+                PutPayload::from(body),
+                PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                },
+            )
+            .await;
+        match put {
+            Ok(_) => Ok(plan),
+            // Another shard's plan, or ours whose answer was lost: what is there counts.
+            Err(e) => match self.recorded_plan().await? {
+                Some(recorded) => Ok(recorded),
+                None => Err(BackfillError::Store(e)),
+            },
+        }
+    }
+
+    /// Recovers this shard's stream: settles a killed run's attempt (its files removed),
+    /// and fixes the sequence number our next entry takes, so a unit another run of this
+    /// shard commits after this point fences ours instead of landing twice.
+    async fn recover(&self) -> Result<(Protocol, u64, u64), BackfillError> {
+        let shard = self.opts.shard;
+        let protocol = Protocol::new(
+            PartitionLedger::new(
+                self.store.clone(),
+                &self.ds.name,
+                &self.stream_topic(),
+                shard.index as i32,
+            ),
+            self.store.clone(),
+            &self.opts.writer,
+            self.config.storage_multipart_threshold(),
+            self.config.commit.checkpoint_every,
+        );
+        let mut delay = std::time::Duration::from_millis(500);
+        let mut round = 1;
+        let recovered = loop {
+            match protocol.recover().await {
+                Ok(r) => break r,
+                Err(e) if e.is_retryable() && round < 8 => {
+                    warn!(stream = %protocol.ledger.stream(), round, error = %e, "backfill stream recovery failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                    round += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if recovered.removed > 0 {
+            info!(backfill = %self.id, shard = shard.index, files = recovered.removed, "removed the files of an interrupted run");
+        }
+        let (epoch, next_seq) = (recovered.epoch, recovered.tail.next_seq());
+        Ok((protocol, epoch, next_seq))
+    }
+
     /// Runs (or with `--dry-run` describes) the backfill. `say` prints for the user.
     pub async fn run(&self, say: &(dyn Fn(&str) + Sync)) -> Result<Summary, BackfillError> {
         let mut summary = Summary {
@@ -405,16 +612,20 @@ impl Backfill {
             summary.nothing_to_do = true;
             return Ok(summary);
         }
-        let plan = self.plan().await?;
-        if plan.is_empty()
-            && let Source::Archive(url) = &self.opts.source
+        let plan = self.plan_once().await?.units;
+        if let Source::Kafka = self.opts.source
+            && !self.opts.dry_run
         {
-            return Err(BackfillError::Invalid(format!(
-                "no file under {url} can hold rows of [{}, {}): check --source and the range",
-                self.opts.from.to_rfc3339(),
-                self.opts.to.to_rfc3339()
-            )));
+            // Nothing is written unless every remaining unit (of every shard) can be read.
+            let done = self.done().await?;
+            let pending: Vec<&Unit> = plan.iter().filter(|u| !done.contains(&u.name)).collect();
+            kafka::check_retained(&self.config, &pending).await?;
         }
+        let stream = if self.opts.dry_run {
+            None
+        } else {
+            Some(self.recover().await?)
+        };
         let done = self.done().await?;
         let mine: Vec<&Unit> = plan
             .iter()
@@ -424,15 +635,10 @@ impl Backfill {
             .iter()
             .filter(|u| shard.owns(&u.name) && done.contains(&u.name))
             .count();
-        if self.opts.dry_run {
+        let Some(stream) = stream else {
             self.describe(&plan, &mine, &done, say).await?;
             return Ok(summary);
-        }
-        if let Source::Kafka = self.opts.source {
-            // Nothing is written unless every remaining unit (of every shard) can be read.
-            let pending: Vec<&Unit> = plan.iter().filter(|u| !done.contains(&u.name)).collect();
-            kafka::check_retained(&self.config, &pending).await?;
-        }
+        };
         if mine.is_empty() && !replace {
             say(&format!(
                 "backfill {} shard {}/{}: every unit is done ({} of {}): nothing to do",
@@ -446,7 +652,7 @@ impl Backfill {
             return Ok(summary);
         }
         if !mine.is_empty() {
-            self.commit_units(&mine, &mut summary, say).await?;
+            self.commit_units(stream, &mine, &mut summary, say).await?;
         }
         if replace {
             let done = self.done().await?;
@@ -511,9 +717,11 @@ impl Backfill {
             plan.len()
         ));
         if self.opts.replace {
+            // As published once every unit of the plan is done.
+            let all: HashSet<String> = plan.iter().map(|u| u.name.clone()).collect();
             let view = CommittedView::load(self.store.clone(), std::slice::from_ref(&self.ds.name))
                 .await?;
-            let (removed, _) = self.old_files(&view, done, true).await?;
+            let (removed, _) = self.old_files(&view, &all, true).await?;
             let mut per_hour: BTreeMap<String, (usize, u64)> = BTreeMap::new();
             for f in &removed {
                 let e = per_hour
@@ -537,43 +745,13 @@ impl Backfill {
     /// Processes and commits this shard's units, one entry each.
     async fn commit_units(
         &self,
+        (protocol, epoch, mut next_seq): (Protocol, u64, u64),
         units: &[&Unit],
         summary: &mut Summary,
         say: &(dyn Fn(&str) + Sync),
     ) -> Result<(), BackfillError> {
         let shard = self.opts.shard;
         let topic = self.stream_topic();
-        let protocol = Protocol::new(
-            PartitionLedger::new(
-                self.store.clone(),
-                &self.ds.name,
-                &topic,
-                shard.index as i32,
-            ),
-            self.store.clone(),
-            &self.opts.writer,
-            self.config.storage_multipart_threshold(),
-            self.config.commit.checkpoint_every,
-        );
-        let mut delay = std::time::Duration::from_millis(500);
-        let mut round = 1;
-        let recovered = loop {
-            match protocol.recover().await {
-                Ok(r) => break r,
-                Err(e) if e.is_retryable() && round < 8 => {
-                    warn!(stream = %protocol.ledger.stream(), round, error = %e, "backfill stream recovery failed, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
-                    round += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        if recovered.removed > 0 {
-            info!(backfill = %self.id, shard = shard.index, files = recovered.removed, "removed the files of an interrupted run");
-        }
-        let epoch = recovered.epoch;
-        let mut next_seq = recovered.tail.next_seq();
         let progress = Progress::new(units.iter().map(|u| u.bytes).sum(), units.len());
         let kafka = match self.opts.source {
             Source::Kafka => Some(kafka::Reader::new(&self.config)?),
@@ -588,7 +766,8 @@ impl Backfill {
             match &unit.what {
                 UnitSource::File(path) => {
                     let store = archive.as_ref().expect("archive source");
-                    let bytes = archive::fetch(store, path).await?;
+                    let path = object_store::path::Path::from(path.as_str());
+                    let bytes = archive::fetch(store, &path).await?;
                     let origin = format!(
                         "{}/{}",
                         self.opts.source.describe().trim_end_matches('/'),
@@ -599,17 +778,29 @@ impl Backfill {
                         run.flush()
                     })?;
                 }
-                UnitSource::Offsets { .. } => {
+                UnitSource::Offsets { records, .. } => {
                     let reader = kafka.as_ref().expect("kafka source");
                     tokio::task::block_in_place(|| {
                         reader.read(unit, &mut |r| run.push(r))?;
                         run.flush()
                     })?;
+                    // The entry read exactly these records: fewer means some were not
+                    // delivered this time (deleted meanwhile, a fetch that skipped), and
+                    // committing the unit would replace rows with nothing.
+                    if run.records != *records {
+                        return Err(BackfillError::Source {
+                            unit: unit.name.clone(),
+                            reason: format!(
+                                "read {} records, the ledger entry read {records}: nothing of this unit was committed",
+                                run.records
+                            ),
+                        });
+                    }
                 }
             }
             let seq = next_seq;
             let prefix = topic.trim_start_matches('@');
-            let file = file_name(prefix, shard.index as i32, 0, seq, epoch);
+            let file = unit_file_name(prefix, shard.index, seq, epoch);
             let lineage = vec![
                 ("weir.backfill.id".to_owned(), self.id.clone()),
                 ("weir.backfill.unit".to_owned(), unit.name.clone()),
@@ -698,6 +889,7 @@ impl Backfill {
     ) -> Result<(Vec<FileRef>, Vec<FileRef>), BackfillError> {
         let mut removed = Vec::new();
         let mut kept = Vec::new();
+        let mut mixed = Vec::new();
         let mut origins = kafka::Origins::new(self.store.clone(), &self.ds.name);
         for hour in hours(self.opts.from, self.opts.to) {
             for f in view.data_files(&self.ds.name, &hour).await? {
@@ -706,7 +898,12 @@ impl Backfill {
                     Source::Archive(_) => true,
                     // Only rows this backfill re-derived: every unit the file came from.
                     Source::Kafka => {
-                        dry_run || origins.of(&f.path).await?.iter().all(|u| done.contains(u))
+                        let units = origins.of(&f.path).await?;
+                        let ours = units.iter().filter(|u| done.contains(*u)).count();
+                        if ours > 0 && ours < units.len() {
+                            mixed.push(f.path.clone());
+                        }
+                        ours == units.len()
                     }
                 };
                 if take {
@@ -715,6 +912,16 @@ impl Backfill {
                     kept.push(f);
                 }
             }
+        }
+        // A file holding re-derived rows and rows of records the plan did not read (a
+        // compaction merged late data after the backfill planned) can neither stay (rows
+        // twice) nor go (rows lost).
+        if !mixed.is_empty() && !dry_run {
+            return Err(BackfillError::Invalid(format!(
+                "{} files of the hours mix rows this backfill re-derived with rows of records it did not read (compacted after it planned), e.g. {}: run the backfill again under a new --id",
+                mixed.len(),
+                mixed[0]
+            )));
         }
         Ok((removed, kept))
     }

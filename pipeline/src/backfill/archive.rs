@@ -99,9 +99,9 @@ pub async fn plan(
             continue;
         }
         units.push(Unit {
-            name: path,
+            name: path.clone(),
             bytes: meta.size,
-            what: UnitSource::File(meta.location),
+            what: UnitSource::File(path),
         });
     }
     Ok(units)
@@ -204,7 +204,7 @@ mod tests {
             let unit = Unit {
                 name: name.into(),
                 bytes: 0,
-                what: UnitSource::File(Path::from(name)),
+                what: UnitSource::File(name.to_owned()),
             };
             let mut got = Vec::new();
             lines(&unit, name, &bytes, &mut |r| {
@@ -226,7 +226,7 @@ mod tests {
         let unit = Unit {
             name: "bad.log.gz".into(),
             bytes: 0,
-            what: UnitSource::File(Path::from("bad.log.gz")),
+            what: UnitSource::File("bad.log.gz".to_owned()),
         };
         let err = lines(&unit, "bad.log.gz", b"\x1f\x8b\x08\x00garbage", &mut |_| {
             Ok(())

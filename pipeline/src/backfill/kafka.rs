@@ -47,20 +47,22 @@ pub async fn plan(
     }
     let mut units = Vec::with_capacity(hours_of.len());
     for (name, hours) in hours_of {
-        let Some((topic, partition, start, end)) = parse_unit(&name) else {
+        let Some(entry) = origins.entry_of_unit(&name).await? else {
             return Err(BackfillError::Invalid(format!(
                 "{} holds rows a backfill imported from {name}: they cannot be re-derived from kafka (backfill those hours from the archive)",
                 hours.into_iter().collect::<Vec<_>>().join(", ")
             )));
         };
         units.push(Unit {
-            name,
+            name: name.clone(),
             bytes: 0,
             what: UnitSource::Offsets {
-                topic,
-                partition,
-                start,
-                end,
+                topic: entry.topic.clone(),
+                partition: entry.partition,
+                // Offsets of a recorded gap at the start were never read.
+                start: entry.start_offset + entry.skipped_offsets as i64,
+                end: entry.next_offset,
+                records: entry.records,
                 hours: hours.into_iter().collect(),
             },
         });
@@ -68,24 +70,13 @@ pub async fn plan(
     Ok(units)
 }
 
-/// `<topic>@<partition>:<start>-<end>` of an entry.
+/// The unit of a partition's entry: `<topic>@<partition>/<seq>:<start>-<end>` (the
+/// sequence number keeps ranges apart when a recreated topic reuses offsets).
 pub fn unit_name(entry: &Entry) -> String {
     format!(
-        "{}@{}:{}-{}",
-        entry.topic, entry.partition, entry.start_offset, entry.next_offset
+        "{}@{}/{}:{}-{}",
+        entry.topic, entry.partition, entry.seq, entry.start_offset, entry.next_offset
     )
-}
-
-fn parse_unit(name: &str) -> Option<(String, i32, i64, i64)> {
-    let (topic, rest) = name.rsplit_once('@')?;
-    let (partition, range) = rest.split_once(':')?;
-    let (start, end) = range.split_once('-')?;
-    Some((
-        topic.to_owned(),
-        partition.parse().ok()?,
-        start.parse().ok()?,
-        end.parse().ok()?,
-    ))
 }
 
 /// Which source units a committed file's rows came from.
@@ -93,6 +84,8 @@ pub struct Origins {
     store: Arc<dyn ObjectStore>,
     dataset: String,
     entries: HashMap<(String, i32, u64), Entry>,
+    /// Partition entries by the unit name they stand for.
+    units: HashMap<String, Entry>,
 }
 
 impl Origins {
@@ -101,6 +94,7 @@ impl Origins {
             store,
             dataset: dataset.to_owned(),
             entries: HashMap::new(),
+            units: HashMap::new(),
         }
     }
 
@@ -129,60 +123,144 @@ impl Origins {
         Ok(entry)
     }
 
-    /// The units whose rows the file at `path` (relative to the lake root) holds.
+    /// The partition entry a unit name (from [`Origins::of`]) stands for; `None` for the
+    /// units of archive imports.
+    pub async fn entry_of_unit(&mut self, unit: &str) -> Result<Option<Entry>, BackfillError> {
+        if let Some(e) = self.units.get(unit) {
+            return Ok(Some(e.clone()));
+        }
+        // `<topic>@<partition>/<seq>:<start>-<end>`, named by an earlier backfill's entry.
+        let parsed = unit.rsplit_once('@').and_then(|(topic, rest)| {
+            let (partition, rest) = rest.split_once('/')?;
+            let (seq, _) = rest.split_once(':')?;
+            Some((
+                topic,
+                partition.parse::<i32>().ok()?,
+                seq.parse::<u64>().ok()?,
+            ))
+        });
+        let Some((topic, partition, seq)) = parsed else {
+            return Ok(None);
+        };
+        let entry = self.entry(topic, partition, seq).await?;
+        if unit_name(&entry) != unit {
+            return Ok(None);
+        }
+        Ok(Some(entry))
+    }
+
+    /// The units whose rows the file at `path` (relative to the lake root) holds: the
+    /// name says which entry wrote it (a partition's, a backfill's or a maintenance
+    /// entry's), and that entry says where its rows came from.
     pub async fn of(&mut self, path: &str) -> Result<Vec<String>, BackfillError> {
         let mut out = Vec::new();
         let mut todo = vec![path.to_owned()];
         while let Some(path) = todo.pop() {
             let file = path.rsplit('/').next().unwrap_or(&path);
-            let stem = file.strip_suffix(".parquet").unwrap_or(file);
-            if let Some(rest) = stem.strip_prefix("compact-") {
-                // compact-<seq>-e<epoch>-<n>
-                let seq = rest
-                    .split('-')
-                    .next()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| unknown(&path))?;
-                let entry = self
-                    .entry(
-                        ledger::MAINTENANCE_TOPIC,
-                        ledger::MAINTENANCE_PARTITION,
-                        seq,
-                    )
-                    .await?;
-                todo.extend(entry.removed.into_iter().map(|f| f.path));
-                continue;
-            }
-            // <topic>-<partition>-<first offset>-<seq>-e<epoch>
-            let mut parts = stem.rsplitn(5, '-');
-            let (_epoch, seq, _first, partition, topic) = (
-                parts.next(),
-                parts.next().and_then(|s| s.parse::<u64>().ok()),
-                parts.next(),
-                parts.next().and_then(|s| s.parse::<i32>().ok()),
-                parts.next(),
-            );
-            let (Some(seq), Some(partition), Some(topic)) = (seq, partition, topic) else {
-                return Err(unknown(&path));
-            };
-            let topic = if topic.starts_with(&BACKFILL_PREFIX[1..])
-                || topic.starts_with(&STAGED_PREFIX[1..])
-            {
-                format!("@{topic}")
-            } else {
-                topic.to_owned()
-            };
-            let entry = self.entry(&topic, partition, seq).await?;
-            if entry.units.is_empty() {
-                out.push(unit_name(&entry));
-            } else {
-                out.extend(entry.units);
+            let stem = file
+                .strip_suffix(".parquet")
+                .ok_or_else(|| unknown(&path))?;
+            match parse_name(stem) {
+                Some(Name::Partition {
+                    topic,
+                    partition,
+                    seq,
+                }) => {
+                    let entry = self.entry(topic, partition, seq).await?;
+                    let unit = unit_name(&entry);
+                    self.units.insert(unit.clone(), entry);
+                    out.push(unit);
+                }
+                Some(Name::Backfill { prefix, shard, seq }) => {
+                    let entry = self.entry(&format!("@{prefix}"), shard, seq).await?;
+                    out.extend(entry.units);
+                }
+                Some(Name::Compacted { seq }) => {
+                    let entry = self
+                        .entry(
+                            ledger::MAINTENANCE_TOPIC,
+                            ledger::MAINTENANCE_PARTITION,
+                            seq,
+                        )
+                        .await?;
+                    todo.extend(entry.removed.into_iter().map(|f| f.path));
+                }
+                None => return Err(unknown(&path)),
             }
         }
         out.sort();
         out.dedup();
         Ok(out)
     }
+}
+
+/// Which writer a data file's name says wrote it.
+#[derive(Debug, PartialEq, Eq)]
+enum Name<'a> {
+    /// `<topic>-<partition:5>-<first offset:20>-<seq:10>-e<epoch:6>` (`file_name`).
+    Partition {
+        topic: &'a str,
+        partition: i32,
+        seq: u64,
+    },
+    /// `<backfill.id|staged.id>-<shard:5>-<seq:10>-e<epoch:6>` ([`super::unit_file_name`]).
+    Backfill {
+        prefix: &'a str,
+        shard: i32,
+        seq: u64,
+    },
+    /// `compact-<seq>-e<epoch>-<n>` (`compact::output_name`).
+    Compacted { seq: u64 },
+}
+
+fn digits(s: &str, width: usize) -> bool {
+    s.len() == width && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn parse_name(stem: &str) -> Option<Name<'_>> {
+    // Partition files first: five parts of fixed widths, whatever the topic.
+    let parts: Vec<&str> = stem.rsplitn(5, '-').collect();
+    if let [epoch, seq, first, partition, topic] = parts.as_slice()
+        && epoch.strip_prefix('e').is_some_and(|e| digits(e, 6))
+        && digits(seq, 10)
+        && digits(first, 20)
+        && digits(partition, 5)
+    {
+        return Some(Name::Partition {
+            topic,
+            partition: partition.parse().ok()?,
+            seq: seq.parse().ok()?,
+        });
+    }
+    let parts: Vec<&str> = stem.rsplitn(4, '-').collect();
+    if let [epoch, seq, shard, prefix] = parts.as_slice()
+        && epoch.strip_prefix('e').is_some_and(|e| digits(e, 6))
+        && digits(seq, 10)
+        && digits(shard, 5)
+        && (prefix.starts_with(&BACKFILL_PREFIX[1..]) || prefix.starts_with(&STAGED_PREFIX[1..]))
+    {
+        return Some(Name::Backfill {
+            prefix,
+            shard: shard.parse().ok()?,
+            seq: seq.parse().ok()?,
+        });
+    }
+    let rest = stem.strip_prefix("compact-")?;
+    let parts: Vec<&str> = rest.split('-').collect();
+    if let [seq, epoch, n] = parts.as_slice()
+        && all_digits(seq)
+        && epoch.strip_prefix('e').is_some_and(all_digits)
+        && all_digits(n)
+    {
+        return Some(Name::Compacted {
+            seq: seq.parse().ok()?,
+        });
+    }
+    None
 }
 
 fn unknown(path: &str) -> BackfillError {
@@ -195,6 +273,8 @@ fn consumer(config: &Config) -> Result<BaseConsumer, BackfillError> {
     let mut client = crate::source::kafka::client_config(&config.kafka, 64 * 1024);
     // Reads by assignment only: never joins the service's group or commits offsets.
     client.set("group.id", format!("{}-backfill", config.kafka.group_id));
+    // A range whose start is gone must fail, never continue from wherever the log starts.
+    client.set("auto.offset.reset", "error");
     client
         .create()
         .map_err(|e| BackfillError::Invalid(format!("kafka: creating the consumer: {e}")))
@@ -212,6 +292,7 @@ pub async fn check_retained(config: &Config, units: &[&Unit]) -> Result<(), Back
                 start,
                 end,
                 hours,
+                ..
             } => Some((topic.clone(), *partition, *start, *end, hours.clone())),
             UnitSource::File(_) => None,
         })
@@ -365,11 +446,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unit_names_round_trip() {
+    fn file_names_say_which_entry_wrote_them() {
+        use crate::sink::parquet::file_name;
+        let p = file_name("cf.http_requests", 3, 120, 7, 2);
         assert_eq!(
-            parse_unit("cf.http_requests@3:100-250"),
-            Some(("cf.http_requests".into(), 3, 100, 250))
+            parse_name(p.strip_suffix(".parquet").unwrap()),
+            Some(Name::Partition {
+                topic: "cf.http_requests",
+                partition: 3,
+                seq: 7
+            })
         );
-        assert_eq!(parse_unit("20261205/a_b_c.log.gz"), None);
+        // A topic that looks like the other kinds is still a partition's.
+        for topic in ["compact-7", "backfill.x", "staged.y-00001"] {
+            let p = file_name(topic, 0, 0, 1, 1);
+            assert!(
+                matches!(parse_name(p.strip_suffix(".parquet").unwrap()), Some(Name::Partition { topic: t, .. }) if t == topic),
+                "{p}"
+            );
+        }
+        let b = super::super::unit_file_name("backfill.nightly-2026-12-04", 2, 9, 3);
+        assert_eq!(
+            parse_name(b.strip_suffix(".parquet").unwrap()),
+            Some(Name::Backfill {
+                prefix: "backfill.nightly-2026-12-04",
+                shard: 2,
+                seq: 9
+            })
+        );
+        let c = crate::compact::output_name(12, 3, 0);
+        assert_eq!(
+            parse_name(c.strip_suffix(".parquet").unwrap()),
+            Some(Name::Compacted { seq: 12 })
+        );
+        assert_eq!(parse_name("something-else"), None);
     }
 }

@@ -326,6 +326,7 @@ fn a_kafka_backfill_whose_offsets_were_deleted_stops_before_writing() {
         "2026-11-01T06",
         "--source",
         "kafka",
+        "--replace",
     ];
     let mut job = world.weir_job("backfill", &config, &args, "backfill.log", &[]);
     let status = job
@@ -554,5 +555,67 @@ fn an_archive_backfill_through_store_faults_lands_every_record_once() {
     assert_eq!(
         world.query(&config, "SELECT count(*) FROM dead_letter"),
         vec!["1"]
+    );
+}
+
+/// Two runs of the same shard at once (a replacement pod while the old one still runs):
+/// each unit lands once; and a run under the same id with another range is refused.
+#[test]
+fn two_runs_of_one_shard_at_once_land_each_unit_once() {
+    let world = World::new();
+    let archive = write_archive(&world);
+    let config = config(&world);
+    let src = source(&world);
+    let args = [
+        "--dataset",
+        "http_requests",
+        "--from",
+        "2026-11-01T00",
+        "--to",
+        "2026-11-01T03",
+        "--source",
+        &src,
+        "--id",
+        "twice",
+    ];
+    let mut a = world.weir_job("backfill", &config, &args, "a.log", &[]);
+    let mut b = world.weir_job("backfill", &config, &args, "b.log", &[]);
+    let sa = a
+        .wait_timeout(Duration::from_secs(300))
+        .expect("a finished");
+    let sb = b
+        .wait_timeout(Duration::from_secs(300))
+        .expect("b finished");
+    // One may lose a commit race (fenced: it stops, its files removed); then a re-run
+    // finishes the work.
+    if !sa.success() || !sb.success() {
+        for (ok, log) in [(sa.success(), "a.log"), (sb.success(), "b.log")] {
+            assert!(
+                ok || world.log(log).contains("another run of the same shard"),
+                "{}",
+                world.log(log)
+            );
+        }
+        let status = backfill(
+            &world,
+            &config,
+            &["--source", &src, "--id", "twice"],
+            "c.log",
+            &[],
+        );
+        assert!(status.success(), "{}", world.log("c.log"));
+    }
+    world.assert_exactly_once(&config, &archive.in_range);
+    let mut other = args.to_vec();
+    other[5] = "2026-11-01T02";
+    let status = world
+        .weir_job("backfill", &config, &other, "other.log", &[])
+        .wait_timeout(Duration::from_secs(120))
+        .expect("finished");
+    assert!(!status.success());
+    assert!(
+        world.log("other.log").contains("was planned with --to"),
+        "{}",
+        world.log("other.log")
     );
 }
