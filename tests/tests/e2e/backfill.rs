@@ -605,7 +605,23 @@ fn two_runs_of_one_shard_at_once_land_each_unit_once() {
         );
         assert!(status.success(), "{}", world.log("c.log"));
     }
-    world.assert_exactly_once(&config, &archive.in_range);
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        world.assert_exactly_once(&config, &archive.in_range)
+    }));
+    if let Err(e) = checked {
+        let entries = world.query(
+            &config,
+            "SELECT topic, \"partition\", seq, epoch, kind, rows, files FROM commits ORDER BY seq",
+        );
+        panic!(
+            "{:?}\ncommits:\n{}\n--- a\n{}\n--- b\n{}\n--- c\n{}",
+            e.downcast_ref::<String>(),
+            entries.join("\n"),
+            world.log("a.log"),
+            world.log("b.log"),
+            world.log("c.log")
+        );
+    }
     let mut other = args.to_vec();
     other[5] = "2026-11-01T02";
     let status = world
