@@ -6,6 +6,12 @@
 //! [`CommittedView`], which hides every file no ledger entry names. The table `commits` is
 //! the ledger itself, one row per entry ([`commits_schema`]), read only by queries that use
 //! it.
+//!
+//! A dataset's table schema is what its newest committed files say in their Parquet
+//! footers ([`CommittedView::newest_files`]), merged: what was written, not what the config
+//! would write today. So `weir query` builds no operator chain and needs none of the
+//! operators' secrets or reference data. A table without files yet takes the schema its
+//! [`Table`] declares. Older files that lack a column read it as null.
 
 use std::sync::Arc;
 
@@ -24,6 +30,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
+use crate::config::Config;
 use crate::ledger;
 use crate::runtime::DatasetRuntime;
 mod view;
@@ -54,12 +61,55 @@ const LAKE_URL: &str = "weir://lake/";
 
 const DEAD_LETTER_URL: &str = "weir-dead-letter://lake/";
 
-/// Builds a session with every dataset and `dead_letter` registered.
+/// How many footers at most a table's schema is read from.
+const SCHEMA_FILES: usize = 64;
+
+/// A dataset's table, as a query session registers it.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    /// The schema while the table has no committed file (the footers decide after).
+    pub declared: SchemaRef,
+}
+
+impl Table {
+    /// Every dataset of `config`, declared with the schema the config gives its rows
+    /// ([`Config::declared_output_schema`]), which needs no secrets.
+    pub fn from_config(config: &Config) -> Result<Vec<Table>, crate::config::ConfigError> {
+        config
+            .datasets
+            .iter()
+            .map(|ds| {
+                Ok(Table {
+                    name: ds.name.clone(),
+                    declared: config.declared_output_schema(ds)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Builds a session with every dataset of a running pipeline and `dead_letter` registered.
 pub async fn session(
     store: Arc<dyn ObjectStore>,
     datasets: &[Arc<DatasetRuntime>],
 ) -> Result<SessionContext, QueryError> {
-    let names: Vec<String> = datasets.iter().map(|d| d.name.clone()).collect();
+    let tables: Vec<Table> = datasets
+        .iter()
+        .map(|d| Table {
+            name: d.name.clone(),
+            declared: d.output_schema.clone(),
+        })
+        .collect();
+    session_of(store, &tables).await
+}
+
+/// Builds a session with `tables` and `dead_letter` registered.
+pub async fn session_of(
+    store: Arc<dyn ObjectStore>,
+    tables: &[Table],
+) -> Result<SessionContext, QueryError> {
+    let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     let view = CommittedView::load(store.clone(), &names).await?;
     // Logpush field names are CamelCase: keep identifiers as written, so that
     // `SELECT EdgeResponseStatus FROM http_requests` works without quotes.
@@ -83,6 +133,7 @@ pub async fn session(
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     let url = url::Url::parse(LAKE_URL).expect("static url");
     let store_for_commits = store;
+    let view_of_files = view.clone();
     let view: Arc<dyn ObjectStore> = Arc::new(view);
     ctx.register_object_store(&url, view.clone());
     // DataFusion's listing skips path segments starting with `_` (Hive's hidden-file
@@ -95,15 +146,25 @@ pub async fn session(
             "_weir/dead_letter",
         )),
     );
-    for ds in datasets {
-        let table_url = ListingTableUrl::parse(format!("{LAKE_URL}{}/", ds.name))?;
+    for table in tables {
+        let table_url = ListingTableUrl::parse(format!("{LAKE_URL}{}/", table.name))?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![
                 ("date".to_owned(), DataType::Utf8),
                 ("hour".to_owned(), DataType::Utf8),
             ]);
-        register(&ctx, &ds.name, table_url, options, ds.output_schema.clone())?;
+        let newest = view_of_files.newest_files(&table.name, SCHEMA_FILES).await?;
+        let schema = if newest.is_empty() {
+            table.declared.clone()
+        } else {
+            options
+                .format
+                .infer_schema(&ctx.state(), &view, &newest)
+                .await?
+        };
+        tracing::debug!(table = %table.name, files = newest.len(), fields = schema.fields().len(), "table schema");
+        register(&ctx, &table.name, table_url, options, schema)?;
     }
     let table_url = ListingTableUrl::parse(DEAD_LETTER_URL)?;
     let options =
@@ -119,7 +180,7 @@ pub async fn session(
         "commits",
         Arc::new(CommitsTable {
             store: store_for_commits,
-            datasets: datasets.iter().map(|d| d.name.clone()).collect(),
+            datasets: names,
         }),
     )?;
     Ok(ctx)
