@@ -709,7 +709,14 @@ impl KeyTracker {
             let key = key.trim();
             let unquoted = key.trim_matches(['"', '\'']);
             // Quotes stay where they tell a key with a dot from a dotted key.
-            self.key = Some(if unquoted.contains('.') { key } else { unquoted }.to_owned());
+            self.key = Some(
+                if unquoted.contains('.') {
+                    key
+                } else {
+                    unquoted
+                }
+                .to_owned(),
+            );
         }
     }
 
@@ -992,9 +999,8 @@ impl Config {
     /// files yet (`weir query`); the files' footers are the schema after that.
     pub fn declared_output_schema(&self, ds: &DatasetConfig) -> Result<SchemaRef, ConfigError> {
         let schema_ref = ds.schema.clone().unwrap_or_else(|| ds.name.clone());
-        let schema = DatasetSchema::resolve(&schema_ref).map_err(|e| {
-            invalid(format!("datasets.{}.schema", ds.name), e.to_string())
-        })?;
+        let schema = DatasetSchema::resolve(&schema_ref)
+            .map_err(|e| invalid(format!("datasets.{}.schema", ds.name), e.to_string()))?;
         let mut out = schema.arrow_schema(ds.unknown_fields);
         for op in &ds.operators {
             if let Ok(next) = next_schema(&op.config, &out) {
@@ -1193,7 +1199,7 @@ topic = "cf.http_requests"
         match interpolate_env(text, &env).unwrap_err() {
             ConfigError::MissingEnv { key, line, .. } => {
                 assert_eq!(key, "datasets[1].operators[1].mmdb");
-                assert_eq!(line, 12);
+                assert_eq!(line, 11);
             }
             other => panic!("{other:?}"),
         }

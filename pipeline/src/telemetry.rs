@@ -21,7 +21,6 @@
 //! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`); `OTEL_EXPORTER_OTLP_PROTOCOL` must be
 //! `http/protobuf` (the default) when set, as there is no gRPC or JSON exporter.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -30,13 +29,13 @@ use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::Layer as _;
 
 /// How long one export request may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,9 +79,12 @@ impl Telemetry {
 
 /// Whether the standard variables ask for trace export.
 pub fn endpoint_configured() -> bool {
-    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-        .iter()
-        .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
 }
 
 /// Installs the global subscriber: logs on stderr filtered by `WEIR_LOG` (else
@@ -132,9 +134,8 @@ pub fn init(
                 .with_target("weir_pipeline", tracing::Level::INFO)
                 .with_target("weir", tracing::Level::INFO),
         );
-    let filter = || {
-        EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter))
-    };
+    let filter =
+        || EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = std::env::var("WEIR_LOG_FORMAT").is_ok_and(|f| f == "json");
     let json_logs = json.then(|| {
         tracing_subscriber::fmt::layer()

@@ -194,7 +194,11 @@ impl CommittedView {
                 break;
             }
             let live = if hour == ledger::FLAT_BUCKET {
-                self.data_files(dataset, hour).await?.into_iter().map(meta).collect()
+                self.data_files(dataset, hour)
+                    .await?
+                    .into_iter()
+                    .map(meta)
+                    .collect()
             } else {
                 self.committed_under(&format!("{dataset}/{hour}"))
                     .await?
