@@ -18,18 +18,21 @@ use crate::harness::{MockKafka, World, flush, produce_http, producer, send, weir
 
 const PARTITIONS: i32 = 2;
 
+/// `(path, body)` of each request a [`Collector`] received.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A stand-in OTLP/HTTP collector on 127.0.0.1: answers every POST with 200 and keeps
 /// `(path, body)` of each.
 struct Collector {
     port: u16,
-    received: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    received: Received,
 }
 
 impl Collector {
     fn start() -> Collector {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let received = Arc::new(Mutex::new(Vec::new()));
+        let received: Received = Arc::default();
         let sink = received.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
