@@ -999,8 +999,13 @@ impl Config {
     /// files yet (`weir query`); the files' footers are the schema after that.
     pub fn declared_output_schema(&self, ds: &DatasetConfig) -> Result<SchemaRef, ConfigError> {
         let schema_ref = ds.schema.clone().unwrap_or_else(|| ds.name.clone());
-        let schema = DatasetSchema::resolve(&schema_ref)
-            .map_err(|e| invalid(format!("datasets.{}.schema", ds.name), e.to_string()))?;
+        let schema = DatasetSchema::resolve(&schema_ref).map_err(|e| {
+            let i = self.datasets.iter().position(|d| d.name == ds.name);
+            invalid(
+                format!("datasets[{}].schema", i.unwrap_or_default()),
+                format!("dataset {}: {e}", ds.name),
+            )
+        })?;
         let mut out = schema.arrow_schema(ds.unknown_fields);
         for op in &ds.operators {
             if let Ok(next) = next_schema(&op.config, &out) {
