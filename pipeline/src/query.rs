@@ -8,8 +8,8 @@
 //! it.
 //!
 //! A dataset's table schema is what its newest committed files say in their Parquet
-//! footers ([`CommittedView::newest_files`]), merged: what was written, not what the config
-//! would write today. So `weir query` builds no operator chain and needs none of the
+//! footers ([`CommittedView::newest_files`]), merged, read when a query first names the
+//! table: what was written, not what the config would write today. So `weir query` builds no operator chain and needs none of the
 //! operators' secrets or reference data. A table without files yet takes the schema its
 //! [`Table`] declares. Older files that lack a column read it as null.
 
