@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use tracing::warn;
+use tracing::{Instrument as _, warn};
 
 use crate::failpoint;
 use crate::ledger::{Entry, LedgerError, PartitionLedger, Tail};
@@ -134,15 +134,27 @@ impl Protocol {
             return Ok(());
         }
         let e = &attempt.entry;
-        self.ledger
-            .write_intent(e.seq, e.epoch, &self.writer, &attempt.paths())
-            .await?;
-        upload(&self.store, self.multipart_threshold, &attempt.files)
-            .await
-            .map_err(|source| LedgerError::Store {
-                stream: self.ledger.stream(),
-                source,
-            })?;
+        let span = tracing::info_span!(
+            "upload",
+            stream = %self.ledger.stream(),
+            seq = e.seq,
+            epoch = e.epoch,
+            files = attempt.files.len(),
+            bytes = attempt.bytes(),
+        );
+        async {
+            self.ledger
+                .write_intent(e.seq, e.epoch, &self.writer, &attempt.paths())
+                .await?;
+            upload(&self.store, self.multipart_threshold, &attempt.files)
+                .await
+                .map_err(|source| LedgerError::Store {
+                    stream: self.ledger.stream(),
+                    source,
+                })
+        }
+        .instrument(span)
+        .await?;
         attempt.staged = true;
         Ok(())
     }
@@ -153,6 +165,27 @@ impl Protocol {
     pub async fn finish(&self, attempt: &Attempt) -> Result<Outcome, LedgerError> {
         assert!(attempt.staged, "finish before stage");
         failpoint::hit("after-upload");
+        let entry = &attempt.entry;
+        let span = tracing::info_span!(
+            "ledger",
+            stream = %self.ledger.stream(),
+            seq = entry.seq,
+            epoch = entry.epoch,
+            outcome = tracing::field::Empty,
+        );
+        let outcome = self.settle(attempt).instrument(span.clone()).await;
+        span.record(
+            "outcome",
+            match &outcome {
+                Ok(Outcome::Committed) => "committed",
+                Ok(Outcome::Fenced { .. }) => "fenced",
+                Err(_) => "unsettled",
+            },
+        );
+        outcome
+    }
+
+    async fn settle(&self, attempt: &Attempt) -> Result<Outcome, LedgerError> {
         let entry = &attempt.entry;
         match self.ledger.commit(entry).await {
             Ok(()) => {}

@@ -4,7 +4,7 @@
 //! the doc comments here are the source of truth for it. Unknown keys are refused
 //! (`deny_unknown_fields`) so a typo never silently falls back to a default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,8 +24,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config: environment variable {name} referenced as ${{{name}}} is not set")]
-    MissingEnv { name: String },
+    #[error(
+        "config key {key} (line {line}): environment variable {name} is not set; \
+         set it, or give a default with ${{{name}:-value}}"
+    )]
+    MissingEnv {
+        name: String,
+        key: String,
+        line: usize,
+    },
     #[error("config: {0}")]
     Parse(String),
     #[error("config key {key}: {reason}")]
@@ -464,8 +471,12 @@ pub struct DeadLetterConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShutdownConfig {
-    /// On SIGTERM, how long the in-flight commit may take before it is abandoned.
-    /// Default `30s`.
+    /// One deadline for stopping partition workers, counted from the moment they are told
+    /// to stop: on SIGTERM (or a fatal error) every worker's final commit must finish within
+    /// it, all together, not one after another; on a rebalance, the same bound for the
+    /// workers of the revoked partitions. A worker still running at the deadline is
+    /// aborted and its open commit abandoned (the partition's next owner removes its files
+    /// and redoes the work). Default `30s`.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -577,13 +588,49 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     Ok(n * mult)
 }
 
-/// Replaces `${NAME}` with the environment variable's value. `$${` escapes a literal `${`.
+/// Replaces `${NAME}` with the environment variable's value, and `${NAME:-default}` with
+/// the value or, when `NAME` is unset or empty, `default`. `$${` escapes a literal `${`.
+/// Whole-line comments are left as they are. An unset variable without a default is an
+/// error naming it and the config key it stands in (as far as a line scan can tell).
 pub fn interpolate_env(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    let mut keys = KeyTracker::default();
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        keys.see(trimmed);
+        interpolate_line(line, env, &mut out).map_err(|missing| match missing {
+            Missing::Variable(name) => ConfigError::MissingEnv {
+                name,
+                key: keys.current(),
+                line: index + 1,
+            },
+            Missing::Brace => ConfigError::Parse(format!(
+                "line {}: ${{ without a closing }} (write $${{ for a literal ${{)",
+                index + 1
+            )),
+        })?;
+    }
+    Ok(out)
+}
+
+enum Missing {
+    Variable(String),
+    Brace,
+}
+
+fn interpolate_line(
+    line: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut String,
+) -> Result<(), Missing> {
+    let mut rest = line;
     while let Some(pos) = rest.find("${") {
         if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
             out.push_str(&rest[..pos - 1]);
@@ -593,10 +640,7 @@ pub fn interpolate_env(
         }
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| ConfigError::Parse("unterminated ${ in config".to_owned()))?;
-        // `${NAME}`, or `${NAME:-default}`: the default when NAME is unset or empty.
+        let end = after.find('}').ok_or(Missing::Brace)?;
         let (name, default) = match after[..end].split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (&after[..end], None),
@@ -607,17 +651,123 @@ pub fn interpolate_env(
         ) {
             (Some(v), _) => v,
             (None, Some(d)) => d.to_owned(),
-            (None, None) => {
-                return Err(ConfigError::MissingEnv {
-                    name: name.to_owned(),
-                });
-            }
+            (None, None) => return Err(Missing::Variable(name.to_owned())),
         };
         out.push_str(&value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(())
+}
+
+/// Follows table headers and `key =` lines, to name the key a line belongs to in errors:
+/// `datasets[1].operators[0].rate`. A line scan, not a TOML parser: inline tables and
+/// dotted keys are named by their first key.
+#[derive(Default)]
+struct KeyTracker {
+    /// The current table's path, with an index for each array-of-tables element.
+    table: String,
+    /// How many elements each array of tables has had so far, by its path.
+    elements: HashMap<String, usize>,
+    key: Option<String>,
+}
+
+impl KeyTracker {
+    fn see(&mut self, line: &str) {
+        let line = line.trim_end();
+        if let Some(name) = line
+            .strip_prefix("[[")
+            .and_then(|l| l.split_once("]]"))
+            .map(|(name, _)| name)
+        {
+            let name = name.trim();
+            // Nested arrays (`[[datasets.operators]]`) belong to the parent's newest element.
+            let (parent, last) = match name.rsplit_once('.') {
+                Some((parent, last)) => (self.element_path(parent), last),
+                None => (String::new(), name),
+            };
+            let array = if parent.is_empty() {
+                last.to_owned()
+            } else {
+                format!("{parent}.{last}")
+            };
+            let count = self.elements.entry(array.clone()).or_insert(0);
+            self.table = format!("{array}[{count}]");
+            *count += 1;
+            self.key = None;
+        } else if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|l| l.split_once(']'))
+            .map(|(name, _)| name.trim())
+            .filter(|name| is_key(name))
+        {
+            self.table = self.element_path(name);
+            self.key = None;
+        } else if let Some((key, _)) = line.split_once('=')
+            && is_key(key.trim())
+        {
+            let key = key.trim();
+            let unquoted = key.trim_matches(['"', '\'']);
+            // Quotes stay where they tell a key with a dot from a dotted key.
+            self.key = Some(
+                if unquoted.contains('.') {
+                    key
+                } else {
+                    unquoted
+                }
+                .to_owned(),
+            );
+        }
+    }
+
+    /// `datasets.operators` as it stands now: `datasets[2].operators[0]`.
+    fn element_path(&self, dotted: &str) -> String {
+        let mut path = String::new();
+        for part in dotted.split('.') {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(part.trim());
+            if let Some(n) = self.elements.get(&path) {
+                path = format!("{path}[{}]", n.saturating_sub(1));
+            }
+        }
+        path
+    }
+
+    fn current(&self) -> String {
+        match (&self.key, self.table.is_empty()) {
+            (Some(key), true) => key.clone(),
+            (Some(key), false) => format!("{}.{key}", self.table),
+            (None, false) => self.table.clone(),
+            (None, true) => "(top level)".to_owned(),
+        }
+    }
+}
+
+/// A bare or quoted TOML key (possibly dotted), as opposed to a value line.
+fn is_key(text: &str) -> bool {
+    let mut rest = text.trim();
+    loop {
+        let part_len = match rest.chars().next() {
+            Some(quote @ ('"' | '\'')) => match rest[1..].find(quote) {
+                Some(close) => close + 2,
+                None => return false,
+            },
+            Some(_) => rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(rest.len()),
+            None => return false,
+        };
+        if part_len == 0 {
+            return false;
+        }
+        rest = rest[part_len..].trim_start();
+        match rest.strip_prefix('.') {
+            Some(next) => rest = next.trim_start(),
+            None => return rest.is_empty(),
+        }
+    }
 }
 
 /// A dataset with its schema resolved.
@@ -843,6 +993,28 @@ impl Config {
         Ok(resolved)
     }
 
+    /// The schema of the rows `ds` lands, from its schema and operator configs alone: no
+    /// secrets, no reference data, no validation of the operators. An operator that cannot
+    /// be built without them counts as keeping its input's columns. For a table that has no
+    /// files yet (`weir query`); the files' footers are the schema after that.
+    pub fn declared_output_schema(&self, ds: &DatasetConfig) -> Result<SchemaRef, ConfigError> {
+        let schema_ref = ds.schema.clone().unwrap_or_else(|| ds.name.clone());
+        let schema = DatasetSchema::resolve(&schema_ref).map_err(|e| {
+            let i = self.datasets.iter().position(|d| d.name == ds.name);
+            invalid(
+                format!("datasets[{}].schema", i.unwrap_or_default()),
+                format!("dataset {}: {e}", ds.name),
+            )
+        })?;
+        let mut out = schema.arrow_schema(ds.unknown_fields);
+        for op in &ds.operators {
+            if let Ok(next) = next_schema(&op.config, &out) {
+                out = next;
+            }
+        }
+        Ok(out)
+    }
+
     /// A stable hash of the config with secrets left out, recorded in Parquet footers.
     pub fn hash(&self) -> String {
         let mut redacted = self.clone();
@@ -1000,6 +1172,73 @@ topic = "cf.http_requests"
             .unwrap(),
             "b:1;127.0.0.1:9092;d;|"
         );
+    }
+
+    #[test]
+    fn an_unset_variable_names_its_key_and_line() {
+        let env = |n: &str| (n == "SET").then(|| "v".to_owned());
+        let text = "# ${IN_A_COMMENT} is left alone\n\
+                    [kafka]\n\
+                    brokers = \"${SET}\"\n\
+                    [kafka.properties]\n\
+                    \"sasl.password\" = '${KAFKA_PASSWORD}'\n";
+        let err = interpolate_env(text, &env).unwrap_err();
+        match &err {
+            ConfigError::MissingEnv { name, key, line } => {
+                assert_eq!(name, "KAFKA_PASSWORD");
+                assert_eq!(key, "kafka.properties.\"sasl.password\"");
+                assert_eq!(*line, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        let message = err.to_string();
+        assert!(
+            message.contains("KAFKA_PASSWORD") && message.contains("${KAFKA_PASSWORD:-"),
+            "{message}"
+        );
+
+        // Arrays of tables are counted, nested ones within their parent's element.
+        let text = "[[datasets]]\nname = \"a\"\n[[datasets.operators]]\ntype = \"sample\"\n\
+                    [[datasets]]\nname = \"b\"\n[[datasets.operators]]\ntype = \"redact\"\n\
+                    [[datasets.operators]]\ntype = \"enrich\"\nmmdb = \"${GEO}\"\n";
+        match interpolate_env(text, &env).unwrap_err() {
+            ConfigError::MissingEnv { key, line, .. } => {
+                assert_eq!(key, "datasets[1].operators[1].mmdb");
+                assert_eq!(line, 11);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A variable on a line of its own inside a multi-line value: the key above it.
+        let text = "[kafka]\nbrokers = \"x\"\nlist = [\n  \"a\",\n  \"${NOPE}\",\n]\n";
+        match interpolate_env(text, &env).unwrap_err() {
+            ConfigError::MissingEnv { key, line, .. } => {
+                assert_eq!(key, "kafka.list");
+                assert_eq!(line, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        // At the top level, before any table.
+        match interpolate_env("${NOPE}", &env).unwrap_err() {
+            ConfigError::MissingEnv { key, line, .. } => {
+                assert_eq!(key, "(top level)");
+                assert_eq!(line, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn comment_lines_are_not_interpolated() {
+        let env = |_: &str| None;
+        let text = "# brokers = \"${KAFKA_BROKERS}\"\n  # ${ALSO}\nx = \"${A:-1}\"\n";
+        assert_eq!(
+            interpolate_env(text, &env).unwrap(),
+            "# brokers = \"${KAFKA_BROKERS}\"\n  # ${ALSO}\nx = \"1\"\n"
+        );
+        let err = interpolate_env("x = \"${A\"\ny = \"}\"\n", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]

@@ -122,7 +122,8 @@ use crate::store::retry;
 mod hours;
 
 pub use hours::{
-    Change, DEAD_LETTER_BUCKET, HourManifest, SUPERSEDED_GRACE, StreamSnapshot, bucket_of,
+    Change, DEAD_LETTER_BUCKET, FLAT_BUCKET, HourManifest, SUPERSEDED_GRACE, StreamSnapshot,
+    bucket_of,
 };
 
 /// Format version of entries, checkpoints and manifests written by this build. Version 2
@@ -687,10 +688,17 @@ impl PartitionLedger {
         let after = checkpoint.as_ref().map_or(0, |c| c.seq);
         let tail = self.entries_after(after).await?;
         let high = tail.last().map_or(after, |e| e.seq);
+        let checkpointed = checkpoint.as_ref().map(|c| c.last.clone());
         let legacy = checkpoint
             .filter(|c| c.version < 2)
             .map(|c| c.files.into_iter().chain(c.dead_letters).collect());
-        Ok(StreamSnapshot::new(self.clone(), legacy, tail, high))
+        Ok(StreamSnapshot::new(
+            self.clone(),
+            legacy,
+            tail,
+            checkpointed,
+            high,
+        ))
     }
 
     /// Entries `after+1, after+2, …` up to the first that does not exist, oldest first.

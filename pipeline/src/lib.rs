@@ -33,7 +33,7 @@
 //! over it), [`query`], [`maintenance`] (writers of a dataset's maintenance stream),
 //! [`compact`] (`weir compact`), [`vacuum`] (`weir vacuum`), [`backfill`] (`weir backfill`), [`runner`]
 //! (`weir run`), [`demo`] (`weir demo`), [`memory`] (how `memory.limit` is shared), [`metrics`], [`reference`] (enrich reference data
-//! and its reloads), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
+//! and its reloads), [`telemetry`] (logs, spans and their OTLP export), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 
 pub mod backfill;
 pub mod commit;
@@ -54,5 +54,6 @@ pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod telemetry;
 pub mod vacuum;
 pub mod worker;

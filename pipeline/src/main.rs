@@ -173,38 +173,34 @@ enum Command {
     },
 }
 
-fn init_logging(default: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("WEIR_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> Result<()> {
     #[cfg(feature = "mimalloc")]
     allocator::tune();
     let cli = Cli::parse();
-    // The demo and queries print results on stdout; keep their logs to warnings by default.
-    init_logging(match cli.command {
-        Command::Run { .. }
-        | Command::Compact { .. }
-        | Command::Vacuum { .. }
-        | Command::Backfill { .. } => "info",
-        _ => "warn",
-    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .thread_name("weir")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async_main(cli))
+    // The demo and queries print results on stdout; keep their logs to warnings by default.
+    let telemetry = weir_pipeline::telemetry::init(
+        match cli.command {
+            Command::Run { .. }
+            | Command::Compact { .. }
+            | Command::Vacuum { .. }
+            | Command::Backfill { .. } => "info",
+            _ => "warn",
+        },
+        rt.handle().clone(),
+    )?;
+    if telemetry.exporting() {
+        tracing::info!("exporting traces over OTLP");
+    }
+    let result = rt.block_on(async_main(cli));
+    // The runtime still runs here: the last exports are sent on it.
+    telemetry.shutdown();
+    result
 }
 
 async fn async_main(cli: Cli) -> Result<()> {
@@ -230,14 +226,13 @@ async fn async_main(cli: Cli) -> Result<()> {
             format,
             sql,
         } => {
+            // No operator chain is built: table schemas come from the files' footers, so
+            // neither operator secrets nor reference data are needed to read the lake.
             let config = Config::load(&config)?;
-            let resources = weir_pipeline::reference::load(&config)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            let datasets = runner::prepare(&config, &EnvSecrets, &resources)?;
+            let tables = weir_pipeline::query::Table::from_config(&config)?;
             let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
                 .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
-            let ctx = weir_pipeline::query::session(store, &datasets).await?;
+            let ctx = weir_pipeline::query::session_of(store, &tables).await?;
             let batches = weir_pipeline::query::run(&ctx, &sql).await?;
             print!("{}", weir_pipeline::query::render(&batches, format)?);
             if format == Format::Table {

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use tracing::info;
+use tracing::{Instrument as _, info};
 
 use crate::commit::{Attempt, Outcome, Protocol};
 use crate::config::Config;
@@ -62,7 +62,15 @@ impl Job {
             config.storage_multipart_threshold(),
             config.commit.checkpoint_every,
         );
-        let recovered = protocol.recover().await?;
+        let recovered = protocol
+            .recover()
+            .instrument(tracing::info_span!(
+                "recovery",
+                dataset,
+                topic = ledger::MAINTENANCE_TOPIC,
+                partition = ledger::MAINTENANCE_PARTITION,
+            ))
+            .await?;
         if recovered.removed > 0 {
             info!(
                 dataset,
@@ -132,8 +140,20 @@ impl Job {
     }
 
     async fn commit(&mut self, mut attempt: Attempt) -> Result<(), JobError> {
-        self.protocol.stage(&mut attempt).await?;
-        match self.protocol.finish(&attempt).await? {
+        let span = tracing::info_span!(
+            "commit",
+            dataset = %self.dataset,
+            topic = %attempt.entry.topic,
+            partition = attempt.entry.partition,
+            seq = attempt.entry.seq,
+        );
+        let outcome = async {
+            self.protocol.stage(&mut attempt).await?;
+            self.protocol.finish(&attempt).await
+        }
+        .instrument(span)
+        .await?;
+        match outcome {
             Outcome::Committed => {
                 self.seq += 1;
                 Ok(())

@@ -6,24 +6,33 @@
 //! [`CommittedView`], which hides every file no ledger entry names. The table `commits` is
 //! the ledger itself, one row per entry ([`commits_schema`]), read only by queries that use
 //! it.
+//!
+//! A dataset's table schema is what its newest committed files say in their Parquet
+//! footers ([`CommittedView::newest_files`]), merged, read when a query first names the
+//! table: what was written, not what the config would write today. So `weir query` builds no operator chain and needs none of the
+//! operators' secrets or reference data. A table without files yet takes the schema its
+//! [`Table`] declares. Older files that lack a column read it as null.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{
     ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, Session, TableProvider};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::{MemTable, TableType};
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
+use crate::config::Config;
 use crate::ledger;
 use crate::runtime::DatasetRuntime;
 mod view;
@@ -54,12 +63,55 @@ const LAKE_URL: &str = "weir://lake/";
 
 const DEAD_LETTER_URL: &str = "weir-dead-letter://lake/";
 
-/// Builds a session with every dataset and `dead_letter` registered.
+/// How many footers at most a table's schema is read from.
+const SCHEMA_FILES: usize = 64;
+
+/// A dataset's table, as a query session registers it.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    /// The schema while the table has no committed file (the footers decide after).
+    pub declared: SchemaRef,
+}
+
+impl Table {
+    /// Every dataset of `config`, declared with the schema the config gives its rows
+    /// ([`Config::declared_output_schema`]), which needs no secrets.
+    pub fn from_config(config: &Config) -> Result<Vec<Table>, crate::config::ConfigError> {
+        config
+            .datasets
+            .iter()
+            .map(|ds| {
+                Ok(Table {
+                    name: ds.name.clone(),
+                    declared: config.declared_output_schema(ds)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Builds a session with every dataset of a running pipeline and `dead_letter` registered.
 pub async fn session(
     store: Arc<dyn ObjectStore>,
     datasets: &[Arc<DatasetRuntime>],
 ) -> Result<SessionContext, QueryError> {
-    let names: Vec<String> = datasets.iter().map(|d| d.name.clone()).collect();
+    let tables: Vec<Table> = datasets
+        .iter()
+        .map(|d| Table {
+            name: d.name.clone(),
+            declared: d.output_schema.clone(),
+        })
+        .collect();
+    session_of(store, &tables).await
+}
+
+/// Builds a session with `tables` and `dead_letter` registered.
+pub async fn session_of(
+    store: Arc<dyn ObjectStore>,
+    tables: &[Table],
+) -> Result<SessionContext, QueryError> {
+    let names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     let view = CommittedView::load(store.clone(), &names).await?;
     // Logpush field names are CamelCase: keep identifiers as written, so that
     // `SELECT EdgeResponseStatus FROM http_requests` works without quotes.
@@ -80,9 +132,10 @@ pub async fn session(
                 .with_list_files_cache_limit(0),
         )
         .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx = SessionContext::new_with_config_rt(config, runtime.clone());
     let url = url::Url::parse(LAKE_URL).expect("static url");
     let store_for_commits = store;
+    let view_of_files = view.clone();
     let view: Arc<dyn ObjectStore> = Arc::new(view);
     ctx.register_object_store(&url, view.clone());
     // DataFusion's listing skips path segments starting with `_` (Hive's hidden-file
@@ -91,20 +144,29 @@ pub async fn session(
     ctx.register_object_store(
         &dead_url,
         Arc::new(object_store::prefix::PrefixStore::new(
-            view,
+            view.clone(),
             "_weir/dead_letter",
         )),
     );
-    for ds in datasets {
-        let table_url = ListingTableUrl::parse(format!("{LAKE_URL}{}/", ds.name))?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![
-                ("date".to_owned(), DataType::Utf8),
-                ("hour".to_owned(), DataType::Utf8),
-            ]);
-        register(&ctx, &ds.name, table_url, options, ds.output_schema.clone())?;
-    }
+    // The dataset tables are made when a query names them (`LakeSchema`); `dead_letter`
+    // and `commits` are registered beside them.
+    let options = ctx.state().config_options().catalog.clone();
+    let lake = LakeSchema {
+        declared: tables
+            .iter()
+            .map(|t| (t.name.clone(), t.declared.clone()))
+            .collect(),
+        view: view_of_files,
+        store: view,
+        footers: datafusion::execution::SessionStateBuilder::new()
+            .with_runtime_env(runtime)
+            .build(),
+        made: Mutex::new(HashMap::new()),
+        others: MemorySchemaProvider::new(),
+    };
+    ctx.catalog(&options.default_catalog)
+        .expect("the default catalog")
+        .register_schema(&options.default_schema, Arc::new(lake))?;
     let table_url = ListingTableUrl::parse(DEAD_LETTER_URL)?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -119,10 +181,130 @@ pub async fn session(
         "commits",
         Arc::new(CommitsTable {
             store: store_for_commits,
-            datasets: datasets.iter().map(|d| d.name.clone()).collect(),
+            datasets: names,
         }),
     )?;
     Ok(ctx)
+}
+
+/// The session's default schema. A dataset's table is made when a query first names it,
+/// with its schema read from footers then ([`CommittedView::newest_files`]): a query of
+/// one table (or of `commits` alone) reads no other table's files, and a table whose
+/// footers cannot be read fails only the queries that use it.
+struct LakeSchema {
+    /// Every dataset, with the schema its table has while it has no files.
+    declared: BTreeMap<String, SchemaRef>,
+    view: CommittedView,
+    /// `view`, as the listing tables read it.
+    store: Arc<dyn ObjectStore>,
+    /// A session state for reading footers, sharing the query session's runtime (and so
+    /// its footer cache): not the query session itself, which holds this schema.
+    footers: datafusion::execution::SessionState,
+    made: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
+    /// `dead_letter`, `commits`.
+    others: MemorySchemaProvider,
+}
+
+impl std::fmt::Debug for LakeSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeSchema")
+            .field("datasets", &self.declared.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LakeSchema {
+    async fn make(
+        &self,
+        name: &str,
+        declared: &SchemaRef,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let table_url = ListingTableUrl::parse(format!("{LAKE_URL}{name}/"))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![
+                ("date".to_owned(), DataType::Utf8),
+                ("hour".to_owned(), DataType::Utf8),
+            ]);
+        let newest = self
+            .view
+            .newest_files(name, SCHEMA_FILES)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let schema = if newest.is_empty() {
+            declared.clone()
+        } else {
+            options
+                .format
+                .infer_schema(&self.footers, &self.store, &newest)
+                .await?
+        };
+        tracing::debug!(
+            table = name,
+            footers = newest.len(),
+            fields = schema.fields().len(),
+            "table schema"
+        );
+        let config = ListingTableConfig::new(table_url)
+            .with_listing_options(options)
+            .with_schema(schema);
+        Ok(Arc::new(ListingTable::try_new(config)?))
+    }
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for LakeSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.declared.keys().cloned().collect();
+        names.extend(self.others.table_names());
+        names
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        let Some(declared) = self.declared.get(name) else {
+            return self.others.table(name).await;
+        };
+        if let Some(made) = self.made.lock().expect("tables lock").get(name) {
+            return Ok(Some(made.clone()));
+        }
+        let table = self.make(name, declared).await?;
+        self.made
+            .lock()
+            .expect("tables lock")
+            .insert(name.to_owned(), table.clone());
+        Ok(Some(table))
+    }
+
+    async fn table_type(&self, name: &str) -> datafusion::error::Result<Option<TableType>> {
+        if self.declared.contains_key(name) {
+            return Ok(Some(TableType::Base));
+        }
+        self.others.table_type(name).await
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        if self.declared.contains_key(&name) {
+            return Err(DataFusionError::Plan(format!(
+                "table {name} already exists"
+            )));
+        }
+        self.others.register_table(name, table)
+    }
+
+    fn deregister_table(
+        &self,
+        name: &str,
+    ) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        self.others.deregister_table(name)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.declared.contains_key(name) || self.others.table_exist(name)
+    }
 }
 
 /// Schema of the `commits` table: one row per ledger entry. The column names are a
@@ -548,6 +730,90 @@ mod tests {
                 .skip(1)
                 .collect::<Vec<_>>(),
             ["0,28,28", "1,5,5"]
+        );
+    }
+
+    /// A table's schema is its newest files' footers (here a column no config declares,
+    /// as an operator adds), found through a checkpoint; a table without files keeps the
+    /// declared schema.
+    #[tokio::test]
+    async fn table_schemas_come_from_the_newest_footers() {
+        use arrow::array::StringArray;
+        use object_store::ObjectStoreExt as _;
+
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let written = Arc::new(Schema::new(vec![
+            Field::new("QueryName", DataType::Utf8, true),
+            Field::new("team", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            written.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a.example", "b.example"])),
+                Arc::new(StringArray::from(vec![Some("alpha"), None])),
+            ],
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, written, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let path = "dns_logs/date=2026-12-05/hour=07/p0-1.parquet";
+        store
+            .put(&object_store::path::Path::from(path), bytes.clone().into())
+            .await
+            .unwrap();
+        let mut first = entry(0, 1, 1, (0, 2), 2, 0, &[], 0);
+        first.files = vec![FileRef {
+            path: path.into(),
+            rows: 2,
+            bytes: bytes.len() as u64,
+        }];
+        first.rows = 2;
+        let ledger = PartitionLedger::new(store.clone(), "dns_logs", "dns", 0);
+        ledger.commit(&first).await.unwrap();
+        ledger.checkpoint(&first).await.unwrap();
+        // A later entry without files: the footer is still found, behind the checkpoint.
+        let mut takeover = entry(0, 2, 2, (2, 2), 0, 0, &[], 0);
+        takeover.takeover = true;
+        ledger.commit(&takeover).await.unwrap();
+
+        let declared = datasets();
+        assert!(declared[0].output_schema.index_of("team").is_err());
+        let ctx = session(store, &declared).await.unwrap();
+        let rows = run(
+            &ctx,
+            "SELECT QueryName, team, hour FROM dns_logs ORDER BY 1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            render(&rows, Format::Csv)
+                .unwrap()
+                .lines()
+                .collect::<Vec<_>>(),
+            ["QueryName,team,hour", "a.example,alpha,07", "b.example,,07"]
+        );
+        let columns = run(
+            &ctx,
+            "SELECT table_name, count(*) FROM information_schema.columns \
+             WHERE table_name IN ('dns_logs', 'firewall_events') GROUP BY 1 ORDER BY 1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            render(&columns, Format::Csv)
+                .unwrap()
+                .lines()
+                .skip(1)
+                .collect::<Vec<_>>(),
+            [
+                "dns_logs,4".to_owned(),
+                format!(
+                    "firewall_events,{}",
+                    declared[1].output_schema.fields().len() + 2
+                ),
+            ]
         );
     }
 

@@ -24,7 +24,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument as _, debug, error, info, warn};
 use weir_operators::Chain;
 use weir_operators::chain::RestoreOutcome;
 use weir_schemas::{BatchDecoder, DecodeErrorKind, Decoded, DecoderOptions};
@@ -247,22 +247,36 @@ impl Worker {
             shared.config.storage_multipart_threshold(),
             shared.config.commit.checkpoint_every,
         );
-        let mut delay = Duration::from_secs(1);
-        let mut round = 1;
-        let recovered = loop {
-            match protocol.recover().await {
-                Ok(r) => break r,
-                Err(e) if e.is_retryable() && round < RECOVERY_ATTEMPTS => {
-                    shared.metrics.store_errors.inc();
-                    shared.metrics.set_store_healthy(false);
-                    warn!(topic = %topic, partition, round, error = %e, retry_in_ms = delay.as_millis() as u64, "partition recovery failed, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                    round += 1;
+        let span = tracing::info_span!(
+            "recovery",
+            dataset = %dataset.name,
+            topic = %topic,
+            partition,
+            epoch = tracing::field::Empty,
+            orphans_removed = tracing::field::Empty,
+        );
+        let recovered = async {
+            let mut delay = Duration::from_secs(1);
+            let mut round = 1;
+            loop {
+                match protocol.recover().await {
+                    Ok(r) => break Ok(r),
+                    Err(e) if e.is_retryable() && round < RECOVERY_ATTEMPTS => {
+                        shared.metrics.store_errors.inc();
+                        shared.metrics.set_store_healthy(false);
+                        warn!(topic = %topic, partition, round, error = %e, retry_in_ms = delay.as_millis() as u64, "partition recovery failed, retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                        round += 1;
+                    }
+                    Err(e) => break Err(e),
                 }
-                Err(e) => return Err(e),
             }
-        };
+        }
+        .instrument(span.clone())
+        .await?;
+        span.record("epoch", recovered.epoch);
+        span.record("orphans_removed", recovered.removed as u64);
         if recovered.removed > 0 {
             shared.metrics.count(
                 &shared.metrics.orphans_removed,
@@ -823,6 +837,29 @@ impl Worker {
     /// the partition is revoked, or (on shutdown) the shutdown timeout passes. Every retry
     /// repeats the same attempt (same seq, epoch, files and bytes).
     async fn commit_until_done(
+        &mut self,
+        stop: &mut watch::Receiver<Stop>,
+        final_commit: bool,
+    ) -> Result<(), WorkerError> {
+        // A span only for a commit that has something to write.
+        let span = if self.commit_records > 0 {
+            tracing::info_span!(
+                "commit",
+                dataset = %self.ds.name,
+                topic = %self.topic,
+                partition = self.partition,
+                records = self.commit_records,
+                final_commit,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        self.commit_until_settled(stop, final_commit)
+            .instrument(span)
+            .await
+    }
+
+    async fn commit_until_settled(
         &mut self,
         stop: &mut watch::Receiver<Stop>,
         final_commit: bool,

@@ -106,6 +106,54 @@ fn missing_env_var_is_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("WEIR_TEST_SURELY_UNSET_BROKERS"), "{err}");
+    assert!(
+        err.contains("kafka.brokers") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+/// `weir query` builds no operator chain: a config whose redact key is not in the
+/// environment (which `check-config` refuses) still queries, here an empty lake, where
+/// the table has the columns the config declares.
+#[test]
+fn query_needs_no_operator_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weir.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[storage]\nurl = \"file://{}\"\n\
+             [[datasets]]\nname = \"http_requests\"\ntopic = \"t\"\n\
+             [[datasets.operators]]\ntype = \"redact\"\n\
+             hmac_key = {{ env = \"WEIR_TEST_SURELY_UNSET_KEY\" }}\n\
+             [datasets.operators.fields]\nClientIP = {{ action = \"token\" }}\n",
+            dir.path().join("lake").display()
+        ),
+    )
+    .unwrap();
+    let check = weir()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("WEIR_TEST_SURELY_UNSET_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        !check.status.success(),
+        "check-config passed without the key"
+    );
+    let out = weir()
+        .args(["query", "--format", "csv", "--config"])
+        .arg(&path)
+        .arg("SELECT count(*) AS n, count(ClientIP) AS ips FROM http_requests")
+        .env_remove("WEIR_TEST_SURELY_UNSET_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n,ips\n0,0\n");
 }
 
 /// The maintenance jobs refuse what they cannot do, naming the key or flag.

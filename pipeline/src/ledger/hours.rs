@@ -129,6 +129,8 @@ pub struct StreamSnapshot {
     legacy: Option<Vec<FileRef>>,
     /// Entries after the checkpoint, oldest first.
     tail: Vec<Entry>,
+    /// The entry the checkpoint was taken at (`Checkpoint::last`), if there is a checkpoint.
+    checkpointed: Option<Entry>,
     /// The newest entry seen: manifests above it are ignored.
     high: u64,
 }
@@ -138,14 +140,30 @@ impl StreamSnapshot {
         ledger: PartitionLedger,
         legacy: Option<Vec<FileRef>>,
         tail: Vec<Entry>,
+        checkpointed: Option<Entry>,
         high: u64,
     ) -> Self {
         StreamSnapshot {
             ledger,
             legacy,
             tail,
+            checkpointed,
             high,
         }
+    }
+
+    /// The data files of the newest entry that added any (from the entries this snapshot
+    /// read, without further reads); empty when the stream never committed a data file.
+    /// Later entries may have taken them out again (compaction, retention): readers that
+    /// need live files look their hour up.
+    pub fn newest_data_files(&self) -> &[FileRef] {
+        self.tail
+            .iter()
+            .rev()
+            .chain(self.checkpointed.as_ref())
+            .map(|e| e.files.as_slice())
+            .find(|files| !files.is_empty())
+            .unwrap_or_default()
     }
 
     pub fn ledger(&self) -> &PartitionLedger {

@@ -145,13 +145,7 @@ impl CommittedView {
         let want = Path::from(prefix);
         let mut metas: Vec<ObjectMeta> = files
             .into_iter()
-            .map(|f| ObjectMeta {
-                location: Path::from(f.path),
-                last_modified: chrono::DateTime::UNIX_EPOCH,
-                size: f.bytes,
-                e_tag: None,
-                version: None,
-            })
+            .map(meta)
             .filter(|m| prefix.is_empty() || m.location.prefix_matches(&want))
             .collect();
         metas.sort_by(|a, b| a.location.cmp(&b.location));
@@ -171,6 +165,58 @@ impl CommittedView {
     /// Every data file of `dataset`'s table.
     pub async fn committed_files(&self, dataset: &str) -> OsResult<Vec<FileRef>> {
         self.data_files(dataset, "").await
+    }
+
+    /// Live data files that show what the newest rows of `dataset` look like, for reading
+    /// the table's schema from their footers: the files of each stream's newest entry that
+    /// still belong to the table, and where compaction or retention took all of them out,
+    /// a few live files of the same hour. At most `limit`; empty for a table without files.
+    /// Costs one listing per hour the streams last wrote to (typically one or two).
+    pub async fn newest_files(&self, dataset: &str, limit: usize) -> OsResult<Vec<ObjectMeta>> {
+        const PER_EMPTIED_HOUR: usize = 4;
+        let Some(snapshots) = self.inner.streams.get(dataset) else {
+            return Ok(Vec::new());
+        };
+        // Hour folder → the newest files streams put there.
+        let mut hours: BTreeMap<String, Vec<&FileRef>> = BTreeMap::new();
+        for snapshot in snapshots {
+            for file in snapshot.newest_data_files() {
+                hours
+                    .entry(ledger::bucket_of(dataset, &file.path))
+                    .or_default()
+                    .push(file);
+            }
+        }
+        let mut out = Vec::new();
+        // Newest hour first (`date=…/hour=…` sorts as text).
+        for (hour, newest) in hours.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let live = if hour == ledger::FLAT_BUCKET {
+                self.data_files(dataset, hour)
+                    .await?
+                    .into_iter()
+                    .map(meta)
+                    .collect()
+            } else {
+                self.committed_under(&format!("{dataset}/{hour}"))
+                    .await?
+                    .as_ref()
+                    .clone()
+            };
+            let wanted: Vec<&ObjectMeta> = live
+                .iter()
+                .filter(|m| newest.iter().any(|f| m.location.as_ref() == f.path))
+                .collect();
+            if wanted.is_empty() {
+                out.extend(live.iter().rev().take(PER_EMPTIED_HOUR).cloned());
+            } else {
+                out.extend(wanted.into_iter().cloned());
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Every dead-letter file of `dataset`: what its partitions' streams and its
@@ -212,6 +258,17 @@ impl CommittedView {
             apply(&mut files, change);
         }
         Ok(files)
+    }
+}
+
+/// A committed file as a listing answers it (its size from the ledger).
+fn meta(file: FileRef) -> ObjectMeta {
+    ObjectMeta {
+        location: Path::from(file.path),
+        last_modified: chrono::DateTime::UNIX_EPOCH,
+        size: file.bytes,
+        e_tag: None,
+        version: None,
     }
 }
 

@@ -16,5 +16,6 @@ mod late_data;
 mod lost_answers;
 mod metrics;
 mod operators;
+mod ops;
 mod tansu;
 mod tls;
