@@ -22,19 +22,22 @@
 //!             maintenance stream (maintenance::Job, same commit protocol as a partition)
 //!  vacuum  ── retention (replace entries removing whole hours), then deletion of files no
 //!             live entry names, after a grace
+//!  delta   ── the ledger's files folded into each dataset's _delta_log (txn id per stream)
 //! ```
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
 //! [`worker`], [`event_time`] (the `max_future` bound), [`sink::parquet`],
 //! [`sink::dead_letter`], [`ledger`] (the commit log) and [`commit`] (the commit protocol
 //! over it), [`query`], [`maintenance`] (writers of a dataset's maintenance stream),
-//! [`compact`] (`weir compact`), [`vacuum`] (`weir vacuum`), [`runner`]
+//! [`compact`] (`weir compact`), [`vacuum`] (`weir vacuum`), [`delta`] (Delta Lake
+//! publishing), [`runner`]
 //! (`weir run`), [`demo`] (`weir demo`), [`memory`] (how `memory.limit` is shared), [`metrics`], [`reference`] (enrich reference data
 //! and its reloads), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 
 pub mod commit;
 pub mod compact;
 pub mod config;
+pub mod delta;
 pub mod demo;
 pub mod event_time;
 pub mod failpoint;

@@ -131,6 +131,16 @@ enum Command {
         #[arg(long, hide = true)]
         enable_failpoints: bool,
     },
+    /// Publish each dataset's committed files to its Delta table (`<dataset>/_delta_log/`)
+    /// once, as `weir run` does every delta.publish_interval. A bounded job: exits 0 when
+    /// every table holds every committed entry.
+    Publish {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Honour WEIR_FAILPOINT (crash points for tests).
+        #[arg(long, hide = true)]
+        enable_failpoints: bool,
+    },
     /// Validate a config without touching Kafka or storage.
     CheckConfig {
         #[arg(long, short)]
@@ -157,7 +167,10 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     // The demo and queries print results on stdout; keep their logs to warnings by default.
     init_logging(match cli.command {
-        Command::Run { .. } | Command::Compact { .. } | Command::Vacuum { .. } => "info",
+        Command::Run { .. }
+        | Command::Compact { .. }
+        | Command::Vacuum { .. }
+        | Command::Publish { .. } => "info",
         _ => "warn",
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -241,6 +254,11 @@ async fn async_main(cli: Cli) -> Result<()> {
                 )
                 .await
                 .with_context(|| format!("compacting {}", ds.name))?;
+                if config.delta_publishing() {
+                    weir_pipeline::delta::publish_all(&store, &ds.name, &ds.output_schema)
+                        .await
+                        .with_context(|| format!("publishing {} to its delta table", ds.name))?;
+                }
                 total.hours += done.hours;
                 total.files_in += done.files_in;
                 total.files_out += done.files_out;
@@ -282,8 +300,19 @@ async fn async_main(cli: Cli) -> Result<()> {
             }
             let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
                 .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
-            let opts = weir_pipeline::vacuum::Options {
+            // The file schemas, for Delta tables vacuum may have to create.
+            let mut schemas = std::collections::HashMap::new();
+            if config.delta_publishing() {
+                let resources = weir_pipeline::reference::load(&config)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                for ds in runner::prepare(&config, &EnvSecrets, &resources)? {
+                    schemas.insert(ds.name.clone(), ds.output_schema.clone());
+                }
+            }
+            let mut opts = weir_pipeline::vacuum::Options {
                 grace: grace.unwrap_or(config.retention.grace),
+                delta_schema: None,
                 writer: weir_pipeline::runtime::writer_id(),
                 progress: progress_printer(),
             };
@@ -293,6 +322,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                 if dataset.as_ref().is_some_and(|only| *only != ds.name) {
                     continue;
                 }
+                opts.delta_schema = schemas.get(&ds.name).cloned();
                 let done = weir_pipeline::vacuum::vacuum_dataset(
                     &config,
                     &ds.name,
@@ -314,6 +344,40 @@ async fn async_main(cli: Cli) -> Result<()> {
                 total.bytes_deleted,
                 started.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+        Command::Publish {
+            config,
+            enable_failpoints,
+        } => {
+            if enable_failpoints {
+                weir_pipeline::failpoint::arm_from_env().map_err(anyhow::Error::msg)?;
+            }
+            let config = Config::load(&config)?;
+            if !config.delta_publishing() {
+                anyhow::bail!(
+                    "delta publishing is off (delta.enabled = false, or parquet.timestamp_unit = \"nanos\", which Delta Lake cannot describe)"
+                );
+            }
+            let resources = weir_pipeline::reference::load(&config)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let datasets = runner::prepare(&config, &EnvSecrets, &resources)?;
+            let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
+                .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+            for ds in &datasets {
+                let published =
+                    weir_pipeline::delta::publish_all(&store, &ds.name, &ds.output_schema)
+                        .await
+                        .with_context(|| format!("publishing {}", ds.name))?;
+                match published.version {
+                    Some(v) => println!(
+                        "{}: version {v}: {} entries, {} files added, {} removed",
+                        ds.name, published.entries, published.added, published.removed
+                    ),
+                    None => println!("{}: up to date", ds.name),
+                }
+            }
             Ok(())
         }
         Command::CheckConfig { config } => {
