@@ -139,14 +139,13 @@ fn delta_table_agrees_with_weir_query_through_kills_compaction_and_vacuum() {
 
     // During ingestion: every version the reader sees is consistent, and it catches up.
     let mut weir = world.weir_run(&config, "weir-0.log", &[]);
-    let produced: HashSet<String> = ids.iter().cloned().collect();
     let mut seen_versions = HashSet::new();
     let table = world.lake_dir().join("http_requests");
     let started = Instant::now();
     while seen_versions.len() < 3 && started.elapsed() < Duration::from_secs(60) {
         if table.join("_delta_log").exists() {
             let read = read_delta(&table);
-            assert_consistent(&read, &produced.iter().map(String::as_str).collect());
+            assert_consistent(&read, &ids.iter().map(String::as_str).collect());
             seen_versions.insert(read.version);
         }
         ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 20, &mut generator));
