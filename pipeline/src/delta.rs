@@ -34,7 +34,9 @@
 //! (every [`CHECKPOINT_INTERVAL`] versions) and the removal of expired log files
 //! (`delta.logRetentionDuration`) are done by the Delta library after a commit.
 //!
-//! Dead letters are not published: their files live outside the dataset folder.
+//! A dataset schema that adds columns (a new operator, a wider schema file) is published as
+//! a metadata action with the next commit. Dead letters are not published: their files
+//! live outside the dataset folder.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -294,6 +296,40 @@ fn relative(dataset: &str, path: &str) -> Option<(String, HashMap<String, Option
     Some((rel.to_owned(), values))
 }
 
+/// The table's metadata with the dataset's current schema, when that schema adds columns to
+/// the table's (a new operator, a wider dataset schema). A schema that drops or changes a
+/// column of the table's is left out with a warning: files written before keep those
+/// columns, and a table whose readers would lose them is not what anyone asked for.
+fn schema_change(
+    dataset: &str,
+    snapshot: &deltalake_core::table::state::DeltaTableState,
+    file_schema: &SchemaRef,
+) -> Result<Option<deltalake_core::kernel::Metadata>, DeltaError> {
+    use deltalake_core::kernel::MetadataExt as _;
+    let wanted = table_schema(dataset, file_schema)?;
+    let current = snapshot.schema();
+    if *current == wanted {
+        return Ok(None);
+    }
+    let keeps_every_column = current
+        .fields()
+        .all(|f| wanted.field(f.name()).is_some_and(|w| w.data_type() == f.data_type()));
+    if !keeps_every_column {
+        warn!(dataset, "the dataset's schema drops or changes a column of its delta table; the table keeps its schema");
+        return Ok(None);
+    }
+    let metadata = snapshot
+        .metadata()
+        .clone()
+        .with_schema(&wanted)
+        .map_err(|e| DeltaError::Schema {
+            dataset: dataset.to_owned(),
+            reason: e.to_string(),
+        })?;
+    info!(dataset, "delta table schema widened to the dataset's");
+    Ok(Some(metadata))
+}
+
 /// Publishes every ledger entry of `dataset` not yet in its Delta table (see the module
 /// doc). `file_schema` is the dataset's file schema, used when the table is created.
 pub async fn publish(
@@ -351,11 +387,13 @@ pub async fn publish(
         out.streams.insert(app.clone(), last.seq);
         txns.push(Transaction::new(app.clone(), last.seq as i64));
     }
-    if txns.is_empty() {
+    let metadata = schema_change(dataset, snapshot, file_schema)?;
+    if txns.is_empty() && metadata.is_none() {
         return Ok(out);
     }
     let now_ms = Utc::now().timestamp_millis();
-    let actions = fold.actions(dataset, now_ms);
+    let mut actions: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
+    actions.extend(fold.actions(dataset, now_ms));
     out.added = fold.add.len();
     out.removed = fold.remove.len();
     crate::failpoint::hit("before-delta-commit");
@@ -592,6 +630,9 @@ mod tests {
         // Nothing new: no version.
         let again = publish(&store, DS, &schema()).await.unwrap();
         assert_eq!(again.version, None);
+        // A schema that drops a column leaves the table's alone.
+        let narrower = Arc::new(Schema::new(vec![schema().field(0).clone()]));
+        assert_eq!(publish(&store, DS, &narrower).await.unwrap().version, None);
 
         // Compaction of hour 00 (rows kept), then a late file into hour 01 and retention
         // of hour 01 (its files removed, the late one included), all in one publish.
@@ -615,7 +656,11 @@ mod tests {
         retention.removed = vec![file(1, "p0-1b", 3), file(1, "p1-2", 1)];
         jobs.commit(&retention).await.unwrap();
 
-        let second = publish(&store, DS, &schema()).await.unwrap();
+        // A new column (say, from a new enrich operator) comes with the next commit.
+        let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("ClientCity", DataType::Utf8, true));
+        let wider = Arc::new(Schema::new(fields));
+        let second = publish(&store, DS, &wider).await.unwrap();
         assert_eq!(second.version, Some(2));
         // p1-2 was added and removed within the fold: in neither list.
         assert_eq!((second.entries, second.added, second.removed), (3, 1, 4));
@@ -644,6 +689,11 @@ mod tests {
                 })
                 .unwrap_or_else(|| panic!("no {kind} of {name}"))
         };
+        let schema_string = actions
+            .iter()
+            .find_map(|a| a.get("metaData")?["schemaString"].as_str().map(str::to_owned))
+            .expect("a metadata action");
+        assert!(schema_string.contains("ClientCity"), "{schema_string}");
         assert!(!change("add", "compact-1"), "compaction keeps the rows");
         assert!(!change("remove", "p0-1a"));
         assert!(change("remove", "p0-1b"), "retention changes data");
