@@ -35,8 +35,9 @@
 //! (`delta.logRetentionDuration`) are done by the Delta library after a commit.
 //!
 //! A dataset schema that adds columns (a new operator, a wider schema file) is published as
-//! a metadata action with the next commit. Dead letters are not published: their files
-//! live outside the dataset folder.
+//! a metadata action with the next commit. The dead letters are a second table of the
+//! dataset, at `_weir/dead_letter/<dataset>/` (not partitioned), published the same way
+//! from the same entries ([`Table`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -99,6 +100,40 @@ pub fn app_id(dataset: &str, topic: &str, partition: i32) -> String {
     format!("weir/{dataset}/{topic}/{partition}")
 }
 
+/// The two Delta tables of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `<dataset>/`: the data files, partitioned by `date` and `hour`.
+    Data,
+    /// `_weir/dead_letter/<dataset>/`: the dead-letter files, not partitioned.
+    DeadLetters,
+}
+
+impl Table {
+    /// The table's folder, relative to the lake root.
+    pub fn root(self, dataset: &str) -> String {
+        match self {
+            Table::Data => dataset.to_owned(),
+            Table::DeadLetters => format!("_weir/dead_letter/{dataset}"),
+        }
+    }
+
+    fn partition_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Data => &PARTITION_COLUMNS,
+            Table::DeadLetters => &[],
+        }
+    }
+
+    /// The files an entry puts in this table (before filtering by path).
+    fn added(self, entry: &Entry) -> &[FileRef] {
+        match self {
+            Table::Data => &entry.files,
+            Table::DeadLetters => &entry.dead_letters,
+        }
+    }
+}
+
 /// What one publish of a dataset did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Published {
@@ -114,8 +149,13 @@ pub struct Published {
     pub oldest_new: Option<DateTime<Utc>>,
 }
 
-/// The Delta schema of a dataset: its file schema plus the partition columns.
-pub fn table_schema(dataset: &str, file_schema: &SchemaRef) -> Result<StructType, DeltaError> {
+/// The Delta schema of one of a dataset's tables: its file schema plus the partition
+/// columns.
+pub fn table_schema(
+    dataset: &str,
+    table: Table,
+    file_schema: &SchemaRef,
+) -> Result<StructType, DeltaError> {
     let schema: StructType =
         file_schema
             .as_ref()
@@ -125,7 +165,7 @@ pub fn table_schema(dataset: &str, file_schema: &SchemaRef) -> Result<StructType
                 reason: e.to_string(),
             })?;
     let mut fields: Vec<StructField> = schema.fields().cloned().collect();
-    for column in PARTITION_COLUMNS {
+    for &column in table.partition_columns() {
         if fields.iter().any(|f| f.name() == column) {
             return Err(DeltaError::Schema {
                 dataset: dataset.to_owned(),
@@ -140,16 +180,16 @@ pub fn table_schema(dataset: &str, file_schema: &SchemaRef) -> Result<StructType
     })
 }
 
-/// The table of `dataset` on the lake's store, not loaded yet.
-fn table_handle(store: &Arc<dyn ObjectStore>, dataset: &str) -> Result<DeltaTable, DeltaError> {
+/// The table at `root` (relative to the lake) on the lake's store, not loaded yet.
+fn table_handle(store: &Arc<dyn ObjectStore>, root: &str) -> Result<DeltaTable, DeltaError> {
     let table_err = |source| DeltaError::Table {
-        dataset: dataset.to_owned(),
+        dataset: root.to_owned(),
         source,
     };
-    // The store is rooted at the lake; the table is the dataset folder below it. The
-    // `memory` scheme only selects Delta's plain log store (commits as create-if-absent
-    // puts on the given store); nothing is kept in memory.
-    let url = url::Url::parse(&format!("memory:///{dataset}"))
+    // The store is rooted at the lake; the table is a folder below it. The `memory`
+    // scheme only selects Delta's plain log store (commits as create-if-absent puts on the
+    // given store); nothing is kept in memory.
+    let url = url::Url::parse(&format!("memory:///{root}"))
         .map_err(|e| table_err(DeltaTableError::InvalidTableLocation(e.to_string())))?;
     DeltaTableBuilder::from_url(url.clone())
         .map_err(table_err)?
@@ -158,29 +198,31 @@ fn table_handle(store: &Arc<dyn ObjectStore>, dataset: &str) -> Result<DeltaTabl
         .map_err(table_err)
 }
 
-/// Loads the table of `dataset`, creating it (empty, version 0) when it has no log yet.
+/// Loads `table` of `dataset`, creating it (empty, version 0) when it has no log yet.
 async fn open_table(
     store: &Arc<dyn ObjectStore>,
     dataset: &str,
+    kind: Table,
     file_schema: &SchemaRef,
 ) -> Result<DeltaTable, DeltaError> {
     let table_err = |source| DeltaError::Table {
         dataset: dataset.to_owned(),
         source,
     };
-    let mut table = table_handle(store, dataset)?;
+    let root = kind.root(dataset);
+    let mut table = table_handle(store, &root)?;
     match table.load().await {
         Ok(()) => return Ok(table),
         Err(DeltaTableError::NotATable(_)) => {}
         Err(e) => return Err(table_err(e)),
     }
-    let schema = table_schema(dataset, file_schema)?;
-    info!(dataset, "creating the delta table");
+    let schema = table_schema(dataset, kind, file_schema)?;
+    info!(dataset, table = %root, "creating the delta table");
     let created = deltalake_core::operations::create::CreateBuilder::new()
         .with_log_store(table.log_store())
         .with_table_name(dataset)
         .with_columns(schema.fields().cloned())
-        .with_partition_columns(PARTITION_COLUMNS)
+        .with_partition_columns(kind.partition_columns().iter().copied())
         .with_configuration_property(
             deltalake_core::TableProperty::CheckpointInterval,
             Some(CHECKPOINT_INTERVAL.to_string()),
@@ -191,7 +233,7 @@ async fn open_table(
         Ok(t) => Ok(t),
         // Another publisher created it first.
         Err(_) => {
-            let mut table = table_handle(store, dataset)?;
+            let mut table = table_handle(store, &root)?;
             table.load().await.map_err(table_err)?;
             Ok(table)
         }
@@ -206,19 +248,19 @@ struct Fold {
 }
 
 impl Fold {
-    /// Folds `entry` in. Paths outside `<dataset>/` (dead letters) are left out.
-    fn entry(&mut self, dataset: &str, entry: &Entry) {
+    /// Folds `entry` in: its files of `table`; other paths are left out.
+    fn entry(&mut self, dataset: &str, table: Table, entry: &Entry) {
         // Compaction keeps the rows it rewrites; retention (nothing added) and replacing
         // backfills change what the table holds.
-        let data_files: Vec<&FileRef> = entry
-            .files
+        let data_files: Vec<&FileRef> = table
+            .added(entry)
             .iter()
-            .filter(|f| relative(dataset, &f.path).is_some())
+            .filter(|f| relative(table, dataset, &f.path).is_some())
             .collect();
         let removed: Vec<&FileRef> = entry
             .removed
             .iter()
-            .filter(|f| relative(dataset, &f.path).is_some())
+            .filter(|f| relative(table, dataset, &f.path).is_some())
             .collect();
         let rewrite = !removed.is_empty()
             && !data_files.is_empty()
@@ -235,10 +277,10 @@ impl Fold {
         }
     }
 
-    fn actions(&self, dataset: &str, now_ms: i64) -> Vec<Action> {
+    fn actions(&self, dataset: &str, table: Table, now_ms: i64) -> Vec<Action> {
         let mut out = Vec::with_capacity(self.add.len() + self.remove.len());
         for (path, (f, data_change)) in &self.remove {
-            let Some((rel, partition_values)) = relative(dataset, path) else {
+            let Some((rel, partition_values)) = relative(table, dataset, path) else {
                 continue;
             };
             out.push(Action::Remove(Remove {
@@ -255,7 +297,7 @@ impl Fold {
             }));
         }
         for (path, (f, data_change)) in &self.add {
-            let Some((rel, partition_values)) = relative(dataset, path) else {
+            let Some((rel, partition_values)) = relative(table, dataset, path) else {
                 continue;
             };
             out.push(Action::Add(Add {
@@ -276,13 +318,19 @@ impl Fold {
     }
 }
 
-/// A data file's path relative to the table, with its partition values, from the Hive
-/// folders Weir writes (`<dataset>/date=…/hour=…/<file>`). `None` for any other path.
-fn relative(dataset: &str, path: &str) -> Option<(String, HashMap<String, Option<String>>)> {
-    let rel = path.strip_prefix(dataset)?.strip_prefix('/')?;
+/// A file's path relative to `table`, with its partition values: for data, from the Hive
+/// folders Weir writes (`<dataset>/date=…/hour=…/<file>`); for dead letters, a file
+/// directly in their folder. `None` for any other path.
+fn relative(
+    table: Table,
+    dataset: &str,
+    path: &str,
+) -> Option<(String, HashMap<String, Option<String>>)> {
+    let root = table.root(dataset);
+    let rel = path.strip_prefix(root.as_str())?.strip_prefix('/')?;
     let mut parts = rel.split('/');
     let mut values = HashMap::new();
-    for column in PARTITION_COLUMNS {
+    for &column in table.partition_columns() {
         let (key, value) = parts.next()?.split_once('=')?;
         if key != column {
             return None;
@@ -302,11 +350,12 @@ fn relative(dataset: &str, path: &str) -> Option<(String, HashMap<String, Option
 /// columns, and a table whose readers would lose them is not what anyone asked for.
 fn schema_change(
     dataset: &str,
+    table: Table,
     snapshot: &deltalake_core::table::state::DeltaTableState,
     file_schema: &SchemaRef,
 ) -> Result<Option<deltalake_core::kernel::Metadata>, DeltaError> {
     use deltalake_core::kernel::MetadataExt as _;
-    let wanted = table_schema(dataset, file_schema)?;
+    let wanted = table_schema(dataset, table, file_schema)?;
     let current = snapshot.schema();
     if *current == wanted {
         return Ok(None);
@@ -330,18 +379,19 @@ fn schema_change(
     Ok(Some(metadata))
 }
 
-/// Publishes every ledger entry of `dataset` not yet in its Delta table (see the module
-/// doc). `file_schema` is the dataset's file schema, used when the table is created.
+/// Publishes every ledger entry of `dataset` not yet in its `kind` Delta table (see the
+/// module doc). `file_schema` is the schema of that table's files.
 pub async fn publish(
     store: &Arc<dyn ObjectStore>,
     dataset: &str,
+    kind: Table,
     file_schema: &SchemaRef,
 ) -> Result<Published, DeltaError> {
     let table_err = |source| DeltaError::Table {
         dataset: dataset.to_owned(),
         source,
     };
-    let table = open_table(store, dataset, file_schema).await?;
+    let table = open_table(store, dataset, kind, file_schema).await?;
     let snapshot = table.snapshot().map_err(table_err)?;
     let log_store = table.log_store();
     let published_of = |app: String| {
@@ -381,19 +431,19 @@ pub async fn publish(
             };
         }
         for entry in entries {
-            fold.entry(dataset, entry);
+            fold.entry(dataset, kind, entry);
         }
         out.entries += entries.len();
         out.streams.insert(app.clone(), last.seq);
         txns.push(Transaction::new(app.clone(), last.seq as i64));
     }
-    let metadata = schema_change(dataset, snapshot, file_schema)?;
+    let metadata = schema_change(dataset, kind, snapshot, file_schema)?;
     if txns.is_empty() && metadata.is_none() {
         return Ok(out);
     }
     let now_ms = Utc::now().timestamp_millis();
     let mut actions: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
-    actions.extend(fold.actions(dataset, now_ms));
+    actions.extend(fold.actions(dataset, kind, now_ms));
     out.added = fold.add.len();
     out.removed = fold.remove.len();
     crate::failpoint::hit("before-delta-commit");
@@ -427,16 +477,52 @@ pub async fn publish(
     Ok(out)
 }
 
-/// Publishes `dataset` until a publish finds nothing new or fails for another reason than
-/// a concurrent publisher. Returns the last publish's result.
+/// What [`publish_all`] did to each of a dataset's tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DatasetPublished {
+    pub data: Published,
+    pub dead_letters: Published,
+}
+
+impl DatasetPublished {
+    /// When the oldest entry either table found unpublished was committed.
+    pub fn oldest_new(&self) -> Option<DateTime<Utc>> {
+        match (self.data.oldest_new, self.dead_letters.oldest_new) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Publishes both tables of `dataset`: the data (`file_schema`) and the dead letters.
 pub async fn publish_all(
     store: &Arc<dyn ObjectStore>,
     dataset: &str,
     file_schema: &SchemaRef,
+) -> Result<DatasetPublished, DeltaError> {
+    Ok(DatasetPublished {
+        data: publish_retrying(store, dataset, Table::Data, file_schema).await?,
+        dead_letters: publish_retrying(
+            store,
+            dataset,
+            Table::DeadLetters,
+            &crate::sink::dead_letter::schema(),
+        )
+        .await?,
+    })
+}
+
+/// Publishes one table, again while another publisher wins the version (bounded), until a
+/// publish lands, finds nothing new or fails otherwise.
+async fn publish_retrying(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+    kind: Table,
+    file_schema: &SchemaRef,
 ) -> Result<Published, DeltaError> {
     let mut conflicts = 0u32;
     loop {
-        match publish(store, dataset, file_schema).await {
+        match publish(store, dataset, kind, file_schema).await {
             Ok(p) => return Ok(p),
             Err(e) if e.is_conflict() && conflicts < 8 => {
                 conflicts += 1;
@@ -472,20 +558,26 @@ pub async fn publish_round(
 ) {
     for (dataset, schema) in datasets {
         match publish_all(store, dataset, schema).await {
-            Ok(p) => {
-                let lag = p
-                    .oldest_new
+            Ok(published) => {
+                let lag = published
+                    .oldest_new()
                     .map_or(0.0, |t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1e3);
                 metrics.set_delta_lag(dataset, lag);
-                if let Some(version) = p.version {
-                    info!(
-                        dataset = %dataset,
-                        version,
-                        entries = p.entries,
-                        added = p.added,
-                        removed = p.removed,
-                        "delta table published"
-                    );
+                for (table, p) in [
+                    (Table::Data, &published.data),
+                    (Table::DeadLetters, &published.dead_letters),
+                ] {
+                    if let Some(version) = p.version {
+                        info!(
+                            dataset = %dataset,
+                            table = %table.root(dataset),
+                            version,
+                            entries = p.entries,
+                            added = p.added,
+                            removed = p.removed,
+                            "delta table published"
+                        );
+                    }
                 }
             }
             Err(e) => {
@@ -495,18 +587,19 @@ pub async fn publish_round(
     }
 }
 
-/// The newest entry of stream `app` that the Delta table of `dataset` holds (0: none, or
-/// no table yet).
+/// The newest entry of stream `app` that the `kind` Delta table of `dataset` holds (0:
+/// none, or no table yet).
 pub async fn published_version(
     store: &Arc<dyn ObjectStore>,
     dataset: &str,
+    kind: Table,
     app: &str,
 ) -> Result<u64, DeltaError> {
     let table_err = |source| DeltaError::Table {
         dataset: dataset.to_owned(),
         source,
     };
-    let mut table = table_handle(store, dataset)?;
+    let mut table = table_handle(store, &kind.root(dataset))?;
     match table.load().await {
         Ok(()) => {}
         Err(DeltaTableError::NotATable(_)) => return Ok(0),
@@ -575,7 +668,11 @@ mod tests {
     }
 
     async fn active_files(store: &Arc<dyn ObjectStore>) -> Vec<String> {
-        let mut table = table_handle(store, DS).unwrap();
+        active_files_of(store, DS).await
+    }
+
+    async fn active_files_of(store: &Arc<dyn ObjectStore>, root: &str) -> Vec<String> {
+        let mut table = table_handle(store, root).unwrap();
         table.load().await.unwrap();
         let mut files: Vec<String> = table
             .get_file_uris()
@@ -588,7 +685,7 @@ mod tests {
 
     #[test]
     fn only_hive_data_paths_of_the_dataset_are_table_files() {
-        let (rel, values) = relative(DS, &file(5, "a", 1).path).unwrap();
+        let (rel, values) = relative(Table::Data, DS, &file(5, "a", 1).path).unwrap();
         assert_eq!(rel, "date=2026-12-05/hour=05/a.parquet");
         assert_eq!(values["date"].as_deref(), Some("2026-12-05"));
         assert_eq!(values["hour"].as_deref(), Some("05"));
@@ -599,7 +696,7 @@ mod tests {
             "http_requests/date=2026-12-05/hour=05/extra/x.parquet",
             "http_requests_2/date=2026-12-05/hour=05/x.parquet",
         ] {
-            assert!(relative(DS, other).is_none(), "{other}");
+            assert!(relative(Table::Data, DS, other).is_none(), "{other}");
         }
     }
 
@@ -619,7 +716,7 @@ mod tests {
             .await
             .unwrap();
 
-        let first = publish(&store, DS, &schema()).await.unwrap();
+        let first = publish(&store, DS, Table::Data, &schema()).await.unwrap();
         assert_eq!(first.version, Some(1), "version 0 creates the table");
         assert_eq!((first.entries, first.added, first.removed), (3, 4, 0));
         assert!(first.oldest_new.is_some());
@@ -628,11 +725,11 @@ mod tests {
             ["p0-1a.parquet", "p0-1b.parquet", "p0-2.parquet", "p1-1.parquet"]
         );
         // Nothing new: no version.
-        let again = publish(&store, DS, &schema()).await.unwrap();
+        let again = publish(&store, DS, Table::Data, &schema()).await.unwrap();
         assert_eq!(again.version, None);
         // A schema that drops a column leaves the table's alone.
         let narrower = Arc::new(Schema::new(vec![schema().field(0).clone()]));
-        assert_eq!(publish(&store, DS, &narrower).await.unwrap().version, None);
+        assert_eq!(publish(&store, DS, Table::Data, &narrower).await.unwrap().version, None);
 
         // Compaction of hour 00 (rows kept), then a late file into hour 01 and retention
         // of hour 01 (its files removed, the late one included), all in one publish.
@@ -660,7 +757,7 @@ mod tests {
         let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("ClientCity", DataType::Utf8, true));
         let wider = Arc::new(Schema::new(fields));
-        let second = publish(&store, DS, &wider).await.unwrap();
+        let second = publish(&store, DS, Table::Data, &wider).await.unwrap();
         assert_eq!(second.version, Some(2));
         // p1-2 was added and removed within the fold: in neither list.
         assert_eq!((second.entries, second.added, second.removed), (3, 1, 4));
@@ -712,11 +809,61 @@ mod tests {
             ])
         );
         assert_eq!(
-            published_version(&store, DS, &app_id(DS, "cf.http", 0))
+            published_version(&store, DS, Table::Data, &app_id(DS, "cf.http", 0))
                 .await
                 .unwrap(),
             2
         );
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_a_table_of_their_own() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dead = |name: &str| FileRef {
+            path: format!("_weir/dead_letter/{DS}/{name}.parquet"),
+            rows: 3,
+            bytes: 300,
+        };
+        let mut first = entry("cf.http", 0, 1, vec![file(0, "a", 1)]);
+        first.dead_letters = vec![dead("d1")];
+        let mut second = entry("cf.http", 0, 2, vec![file(0, "b", 1)]);
+        second.dead_letters = vec![dead("d2")];
+        let p0 = PartitionLedger::new(store.clone(), DS, "cf.http", 0);
+        p0.commit(&first).await.unwrap();
+        p0.commit(&second).await.unwrap();
+        let published = publish_all(&store, DS, &schema()).await.unwrap();
+        assert_eq!(published.data.version, Some(1));
+        assert_eq!(published.dead_letters.version, Some(1));
+        assert_eq!(active_files(&store).await, ["a.parquet", "b.parquet"]);
+        let root = Table::DeadLetters.root(DS);
+        assert_eq!(
+            active_files_of(&store, &root).await,
+            ["d1.parquet", "d2.parquet"]
+        );
+        // Compaction of the dead letters replaces them in their table only.
+        let mut compact = entry(
+            ledger::MAINTENANCE_TOPIC,
+            ledger::MAINTENANCE_PARTITION,
+            1,
+            Vec::new(),
+        );
+        compact.dead_letters = vec![FileRef {
+            rows: 6,
+            ..dead("compact-1")
+        }];
+        compact.removed = vec![dead("d1"), dead("d2")];
+        PartitionLedger::maintenance(store.clone(), DS)
+            .commit(&compact)
+            .await
+            .unwrap();
+        let published = publish_all(&store, DS, &schema()).await.unwrap();
+        assert_eq!(published.data.version, Some(2), "its txn moves on");
+        assert_eq!(published.data.added + published.data.removed, 0);
+        assert_eq!(published.dead_letters.version, Some(2));
+        assert_eq!(active_files(&store).await, ["a.parquet", "b.parquet"]);
+        assert_eq!(active_files_of(&store, &root).await, ["compact-1.parquet"]);
+        assert!(relative(Table::DeadLetters, DS, &dead("x").path).is_some());
+        assert!(relative(Table::DeadLetters, DS, &file(0, "a", 1).path).is_none());
     }
 
     #[tokio::test]
@@ -732,7 +879,7 @@ mod tests {
             publish_all(&store, DS, &schema),
             publish_all(&store, DS, &schema)
         );
-        let versions: Vec<Option<u64>> = vec![a.unwrap().version, b.unwrap().version];
+        let versions: Vec<Option<u64>> = vec![a.unwrap().data.version, b.unwrap().data.version];
         assert!(versions.contains(&Some(1)), "{versions:?}");
         assert!(!versions.contains(&Some(2)), "{versions:?}");
         assert_eq!(active_files(&store).await, ["a.parquet"]);

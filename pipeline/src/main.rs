@@ -370,12 +370,17 @@ async fn async_main(cli: Cli) -> Result<()> {
                     weir_pipeline::delta::publish_all(&store, &ds.name, &ds.output_schema)
                         .await
                         .with_context(|| format!("publishing {}", ds.name))?;
-                match published.version {
-                    Some(v) => println!(
-                        "{}: version {v}: {} entries, {} files added, {} removed",
-                        ds.name, published.entries, published.added, published.removed
-                    ),
-                    None => println!("{}: up to date", ds.name),
+                for (table, p) in [
+                    (ds.name.clone(), &published.data),
+                    (format!("{} dead letters", ds.name), &published.dead_letters),
+                ] {
+                    match p.version {
+                        Some(v) => println!(
+                            "{table}: version {v}: {} entries, {} files added, {} removed",
+                            p.entries, p.added, p.removed
+                        ),
+                        None => println!("{table}: up to date"),
+                    }
                 }
             }
             Ok(())

@@ -121,16 +121,19 @@ pub async fn vacuum_dataset(
     // maintenance entry after the one published is not acted on below.
     let delta_published: Option<u64> = match &opts.delta_schema {
         Some(schema) => {
-            let published = crate::delta::publish_all(&store, dataset, schema).await?;
+            crate::delta::publish_all(&store, dataset, schema).await?;
+            // Both tables (data, dead letters) must have let go of a file.
             let app = crate::delta::app_id(
                 dataset,
                 ledger::MAINTENANCE_TOPIC,
                 ledger::MAINTENANCE_PARTITION,
             );
-            Some(match published.streams.get(&app) {
-                Some(seq) => *seq,
-                None => crate::delta::published_version(&store, dataset, &app).await?,
-            })
+            let mut published = u64::MAX;
+            for table in [crate::delta::Table::Data, crate::delta::Table::DeadLetters] {
+                published = published
+                    .min(crate::delta::published_version(&store, dataset, table, &app).await?);
+            }
+            Some(published)
         }
         None => None,
     };

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use weir_schemas::synth::HttpRequests;
 
-use crate::backbone::{TOPIC, dataset_toml};
-use crate::harness::{MockKafka, Proc, World, produce_http, python};
+use crate::backbone::{TOPIC, dataset_toml, malformed};
+use crate::harness::{MockKafka, Proc, World, flush, produce_http, producer, python, send};
 
 const PARTITIONS: i32 = 4;
 
@@ -57,6 +57,29 @@ os._exit(0)
         })
         .collect();
     DeltaRead { version, counts }
+}
+
+/// The row count of the Delta table at `table`, read with the `deltalake` package.
+fn delta_rows(table: &Path) -> usize {
+    let script = r#"
+import os, sys
+from deltalake import DeltaTable
+print(DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows)
+sys.stdout.flush()
+os._exit(0)
+"#;
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(table)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "deltalake read failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
 }
 
 /// A table version read while data keeps arriving: no row twice, no row that was not
@@ -136,6 +159,14 @@ fn delta_table_agrees_with_weir_query_through_kills_compaction_and_vacuum() {
         .compact(true)
         .with_step(20_000_000_000);
     let mut ids = produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 150, &mut generator);
+    // Dead letters too: their own table.
+    let bad = malformed();
+    let p = producer(&kafka.bootstrap);
+    for (payload, _) in &bad {
+        send(&p, TOPIC, 2, payload);
+    }
+    flush(&p);
+    drop(p);
 
     // During ingestion: every version the reader sees is consistent, and it catches up.
     let mut weir = world.weir_run(&config, "weir-0.log", &[]);
@@ -215,6 +246,10 @@ fn delta_table_agrees_with_weir_query_through_kills_compaction_and_vacuum() {
     job(&world, "vacuum", &config, &["--grace", "0s"], "vacuum.log");
     wait_delta_equals(&world, &ids, Duration::from_secs(5), &mut []);
     world.assert_exactly_once_pyarrow("http_requests", &ids);
+    let dead = world.query(&config, "SELECT count(*) FROM dead_letter");
+    assert_eq!(dead, vec![bad.len().to_string()]);
+    let dead_table = world.lake_dir().join("_weir/dead_letter/http_requests");
+    assert_eq!(delta_rows(&dead_table), bad.len(), "dead-letter delta table");
     assert_spark_reads_hive_folders(&world, all);
 }
 
