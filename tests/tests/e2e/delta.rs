@@ -173,11 +173,15 @@ fn delta_table_agrees_with_weir_query_through_kills_compaction_and_vacuum() {
     let mut seen_versions = HashSet::new();
     let table = world.lake_dir().join("http_requests");
     let started = Instant::now();
-    while seen_versions.len() < 3 && started.elapsed() < Duration::from_secs(60) {
+    // Past the checkpoint interval (10 versions), so the log has a checkpoint below.
+    let mut newest = -1;
+    while (seen_versions.len() < 3 || newest < 12) && started.elapsed() < Duration::from_secs(180)
+    {
         if table.join("_delta_log").exists() {
             let read = read_delta(&table);
             assert_consistent(&read, &ids.iter().map(String::as_str).collect());
             seen_versions.insert(read.version);
+            newest = newest.max(read.version);
         }
         ids.extend(produce_http(&kafka.bootstrap, TOPIC, PARTITIONS, 20, &mut generator));
         std::thread::sleep(Duration::from_millis(700));
@@ -239,7 +243,11 @@ fn delta_table_agrees_with_weir_query_through_kills_compaction_and_vacuum() {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().contains(".checkpoint."))
         .count();
-    assert!(checkpoints > 0, "no delta checkpoint in {}", log_dir.display());
+    assert!(
+        checkpoints > 0,
+        "no delta checkpoint in {} (newest version seen during ingestion: {newest})",
+        log_dir.display()
+    );
 
     // Vacuum deletes the replaced files: the Delta table no longer names them, and the
     // plain folders now hold each row once.
