@@ -110,7 +110,7 @@ fn wait_delta_equals(world: &World, ids: &[String], limit: Duration, weir: &mut 
         if Instant::now() > deadline {
             let logs: Vec<String> = weir
                 .iter()
-                .filter_map(|w| Some(std::fs::read_to_string(w.log.as_ref()?).ok()?))
+                .filter_map(|w| std::fs::read_to_string(w.log.as_ref()?).ok())
                 .collect();
             panic!(
                 "delta version {}: {rows} rows, want {}\n{}",
