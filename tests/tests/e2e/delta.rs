@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use weir_schemas::synth::HttpRequests;
 
 use crate::backbone::{TOPIC, dataset_toml, malformed};
-use crate::harness::{MockKafka, Proc, World, flush, produce_http, producer, python, send};
+use crate::harness::{
+    MockKafka, Proc, World, flush, free_port, http_get, produce_http, producer, python, send,
+};
 
 const PARTITIONS: i32 = 4;
 
@@ -149,10 +151,14 @@ fn job(world: &World, verb: &str, config: &Path, args: &[&str], log: &str) {
 fn delta_table_agrees_with_weir_query_through_kills_compaction_and_vacuum() {
     let world = World::new();
     let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
+    let port = free_port();
     let config = world.config(
         "weir.toml",
         &kafka.bootstrap,
-        &format!("[delta]\npublish_interval = \"1s\"\n{}", dataset_toml("")),
+        &format!(
+            "[delta]\npublish_interval = \"1s\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n{}",
+            dataset_toml("")
+        ),
     );
     // Records over a few hours, so the table has several partitions.
     let mut generator = HttpRequests::new(19)
@@ -187,6 +193,14 @@ fn delta_table_agrees_with_weir_query_through_kills_compaction_and_vacuum() {
         std::thread::sleep(Duration::from_millis(700));
     }
     wait_delta_equals(&world, &ids, Duration::from_secs(120), &mut [&mut weir]);
+    // The lag of the last publish is exported per dataset.
+    let metrics = http_get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("weir_delta_lag_seconds{dataset=\"http_requests\"}")),
+        "{metrics}"
+    );
     weir.terminate();
     let all = ids.len();
     assert_eq!(query_counts(&world, &config), format!("{all},{all}"));
