@@ -61,6 +61,8 @@ pub struct Config {
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
     #[serde(default)]
+    pub delta: DeltaConfig,
+    #[serde(default)]
     pub shutdown: ShutdownConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -441,6 +443,24 @@ pub struct ParquetConfig {
     /// Rows per row group. Default 131072.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
+    /// Unit of the timestamp columns in the files. Default `micros`, which every reader
+    /// takes (Spark refuses `TIMESTAMP(NANOS)`, and Delta Lake has no nanosecond type).
+    #[serde(default)]
+    pub timestamp_unit: TimestampUnit,
+}
+
+/// How timestamp columns are stored in Parquet. Rows are decoded and bucketed into hours
+/// with nanosecond event times either way; only the written files differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimestampUnit {
+    /// `TIMESTAMP(MICROS, UTC)`: read by Spark, Trino, DuckDB, pyarrow, Polars and Delta
+    /// Lake. Sub-microsecond digits are dropped.
+    #[default]
+    Micros,
+    /// `TIMESTAMP(NANOS, UTC)`: full precision for readers that take it (not Spark, not
+    /// Delta Lake).
+    Nanos,
 }
 
 fn default_zstd_level() -> i32 {
@@ -455,6 +475,38 @@ impl Default for ParquetConfig {
         ParquetConfig {
             zstd_level: default_zstd_level(),
             row_group_rows: default_row_group_rows(),
+            timestamp_unit: TimestampUnit::default(),
+        }
+    }
+}
+
+/// Publishing each dataset's committed files as a Delta Lake table (see `crate::delta`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaConfig {
+    /// Keep `<storage.url>/<dataset>/_delta_log/` in step with the ledger. Default `true`;
+    /// off whatever it says when `parquet.timestamp_unit = "nanos"` (Delta Lake has no
+    /// nanosecond timestamp).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How often `weir run` folds newly committed ledger entries into a Delta commit (and
+    /// once more at shutdown). Default `30s`.
+    #[serde(default = "default_publish_interval", with = "humantime_serde")]
+    pub publish_interval: Duration,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_publish_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for DeltaConfig {
+    fn default() -> Self {
+        DeltaConfig {
+            enabled: true,
+            publish_interval: default_publish_interval(),
         }
     }
 }
@@ -799,6 +851,12 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether Delta Lake publishing is on: `delta.enabled`, and files whose timestamps a
+    /// Delta table can describe (`parquet.timestamp_unit = "micros"`).
+    pub fn delta_publishing(&self) -> bool {
+        self.delta.enabled && self.parquet.timestamp_unit == TimestampUnit::Micros
+    }
+
     /// Checks everything that can be checked without touching the network or the store.
     /// Returns the datasets with their schemas resolved.
     pub fn validate(
@@ -880,6 +938,9 @@ impl Config {
         }
         if self.parquet.row_group_rows < 1024 {
             return Err(invalid("parquet.row_group_rows", "must be at least 1024"));
+        }
+        if self.delta.publish_interval < Duration::from_secs(1) {
+            return Err(invalid("delta.publish_interval", "must be at least 1s"));
         }
         if self.datasets.is_empty() {
             return Err(invalid(
@@ -1079,6 +1140,32 @@ topic = "cf.http_requests"
         let text = minimal() + "\n[commit]\nintervall = \"5s\"\n";
         let err = Config::parse(&text).unwrap_err().to_string();
         assert!(err.contains("intervall"), "{err}");
+    }
+
+    #[test]
+    fn timestamp_unit_defaults_to_micros_and_a_bad_one_is_named() {
+        assert_eq!(
+            Config::parse(&minimal()).unwrap().parquet.timestamp_unit,
+            TimestampUnit::Micros
+        );
+        let with = |unit: &str| {
+            minimal().replace(
+                "[kafka]",
+                &format!("[parquet]\ntimestamp_unit = \"{unit}\"\n[kafka]"),
+            )
+        };
+        assert_eq!(
+            Config::parse(&with("nanos"))
+                .unwrap()
+                .parquet
+                .timestamp_unit,
+            TimestampUnit::Nanos
+        );
+        let err = Config::parse(&with("millis")).unwrap_err().to_string();
+        assert!(
+            err.contains("timestamp_unit") && err.contains("micros") && err.contains("nanos"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub const POINTS: &[&str] = &[
     "during-multipart",
     "after-ledger",
     "orphan-cleanup",
+    "before-delta-commit",
+    "after-delta-commit",
 ];
 
 /// Reads `WEIR_FAILPOINT`. Called once at start when failpoints are enabled.

@@ -733,6 +733,32 @@ impl PartitionLedger {
         }
     }
 
+    /// The (topic, partition) this stream is of.
+    pub fn topic_partition(&self) -> (String, i32) {
+        (self.topic.clone(), self.partition)
+    }
+
+    /// When entry `seq` was committed (its object's last-modified time), if it exists.
+    pub async fn entry_written(
+        &self,
+        seq: u64,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, LedgerError> {
+        let path = self.entry_path(seq);
+        let head = retry("ledger head", ATTEMPTS, || {
+            let store = self.store.clone();
+            let path = path.clone();
+            async move {
+                match store.head(&path).await {
+                    Ok(meta) => Ok(Some(meta.last_modified)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await;
+        head.map_err(|e| self.err(e))
+    }
+
     /// Entry `seq`, if it exists; an entry of a newer format is an error.
     pub async fn read_entry(&self, seq: u64) -> Result<Option<Entry>, LedgerError> {
         let path = self.entry_path(seq);

@@ -25,13 +25,15 @@
 //!  backfill ── whole hours from an NDJSON archive or re-read from Kafka, through the current
 //!             chain, one entry per source unit in the backfill's own streams; --replace
 //!             stages them and publishes with one maintenance replace entry
+//!  delta   ── the ledger's files folded into each dataset's _delta_log (txn id per stream)
 //! ```
 //!
 //! Module map: [`config`] (weir.toml), [`store`] (object stores, retries), [`source::kafka`],
 //! [`worker`], [`event_time`] (the `max_future` bound), [`sink::parquet`],
 //! [`sink::dead_letter`], [`ledger`] (the commit log) and [`commit`] (the commit protocol
 //! over it), [`query`], [`maintenance`] (writers of a dataset's maintenance stream),
-//! [`compact`] (`weir compact`), [`vacuum`] (`weir vacuum`), [`backfill`] (`weir backfill`), [`runner`]
+//! [`compact`] (`weir compact`), [`vacuum`] (`weir vacuum`), [`backfill`] (`weir backfill`),
+//! [`delta`] (Delta Lake publishing), [`runner`]
 //! (`weir run`), [`demo`] (`weir demo`), [`memory`] (how `memory.limit` is shared), [`metrics`], [`reference`] (enrich reference data
 //! and its reloads), [`telemetry`] (logs, spans and their OTLP export), [`failpoint`] and [`faulty_store`] (test-only crash points and store faults).
 
@@ -39,6 +41,7 @@ pub mod backfill;
 pub mod commit;
 pub mod compact;
 pub mod config;
+pub mod delta;
 pub mod demo;
 pub mod event_time;
 pub mod failpoint;

@@ -166,6 +166,16 @@ enum Command {
         #[arg(long, hide = true)]
         enable_failpoints: bool,
     },
+    /// Publish each dataset's committed files to its Delta table (`<dataset>/_delta_log/`)
+    /// once, as `weir run` does every delta.publish_interval. A bounded job: exits 0 when
+    /// every table holds every committed entry.
+    Publish {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Honour WEIR_FAILPOINT (crash points for tests).
+        #[arg(long, hide = true)]
+        enable_failpoints: bool,
+    },
     /// Validate a config without touching Kafka or storage.
     CheckConfig {
         #[arg(long, short)]
@@ -189,7 +199,8 @@ fn main() -> Result<()> {
             Command::Run { .. }
             | Command::Compact { .. }
             | Command::Vacuum { .. }
-            | Command::Backfill { .. } => "info",
+            | Command::Backfill { .. }
+            | Command::Publish { .. } => "info",
             _ => "warn",
         },
         rt.handle().clone(),
@@ -274,6 +285,11 @@ async fn async_main(cli: Cli) -> Result<()> {
                 )
                 .await
                 .with_context(|| format!("compacting {}", ds.name))?;
+                if config.delta_publishing() {
+                    weir_pipeline::delta::publish_all(&store, &ds.name, &ds.output_schema)
+                        .await
+                        .with_context(|| format!("publishing {} to its delta table", ds.name))?;
+                }
                 total.hours += done.hours;
                 total.files_in += done.files_in;
                 total.files_out += done.files_out;
@@ -315,8 +331,19 @@ async fn async_main(cli: Cli) -> Result<()> {
             }
             let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
                 .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
-            let opts = weir_pipeline::vacuum::Options {
+            // The file schemas, for Delta tables vacuum may have to create.
+            let mut schemas = std::collections::HashMap::new();
+            if config.delta_publishing() {
+                let resources = weir_pipeline::reference::load(&config)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                for ds in runner::prepare(&config, &EnvSecrets, &resources)? {
+                    schemas.insert(ds.name.clone(), ds.output_schema.clone());
+                }
+            }
+            let mut opts = weir_pipeline::vacuum::Options {
                 grace: grace.unwrap_or(config.retention.grace),
+                delta_schema: None,
                 writer: weir_pipeline::runtime::writer_id(),
                 progress: progress_printer(),
             };
@@ -326,6 +353,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                 if dataset.as_ref().is_some_and(|only| *only != ds.name) {
                     continue;
                 }
+                opts.delta_schema = schemas.get(&ds.name).cloned();
                 let done = weir_pipeline::vacuum::vacuum_dataset(
                     &config,
                     &ds.name,
@@ -395,6 +423,9 @@ async fn async_main(cli: Cli) -> Result<()> {
                 dry_run,
                 writer: weir_pipeline::runtime::writer_id(),
             };
+            let publish_delta = config.delta_publishing() && !dry_run;
+            let (ds_name, ds_schema, lake) =
+                (ds.name.clone(), ds.output_schema.clone(), store.clone());
             let job = backfill::Backfill::new(
                 config,
                 ds,
@@ -429,6 +460,52 @@ async fn async_main(cli: Cli) -> Result<()> {
                         "backfill {}: published: {} files ({} rows) in, {} files ({} rows) out",
                         s.id, p.files_added, p.rows_added, p.files_removed, p.rows_removed
                     );
+                }
+            }
+            // The Delta table is a view of the ledger that any later publish brings up to
+            // date: the backfill's rows are committed whether this one succeeds or not.
+            if publish_delta
+                && let Err(e) = weir_pipeline::delta::publish_all(&lake, &ds_name, &ds_schema).await
+            {
+                tracing::warn!(dataset = %ds_name, error = %e, "delta table not published; weir run or weir publish will bring it up to date");
+            }
+            Ok(())
+        }
+        Command::Publish {
+            config,
+            enable_failpoints,
+        } => {
+            if enable_failpoints {
+                weir_pipeline::failpoint::arm_from_env().map_err(anyhow::Error::msg)?;
+            }
+            let config = Config::load(&config)?;
+            if !config.delta_publishing() {
+                anyhow::bail!(
+                    "delta publishing is off (delta.enabled = false, or parquet.timestamp_unit = \"nanos\", which Delta Lake cannot describe)"
+                );
+            }
+            let resources = weir_pipeline::reference::load(&config)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let datasets = runner::prepare(&config, &EnvSecrets, &resources)?;
+            let store = weir_pipeline::store::open(&config.storage.url, &config.storage.options)
+                .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+            for ds in &datasets {
+                let published =
+                    weir_pipeline::delta::publish_all(&store, &ds.name, &ds.output_schema)
+                        .await
+                        .with_context(|| format!("publishing {}", ds.name))?;
+                for (table, p) in [
+                    (ds.name.clone(), &published.data),
+                    (format!("{} dead letters", ds.name), &published.dead_letters),
+                ] {
+                    match p.version {
+                        Some(v) => println!(
+                            "{table}: version {v}: {} entries, {} files added, {} removed",
+                            p.entries, p.added, p.removed
+                        ),
+                        None => println!("{table}: up to date"),
+                    }
                 }
             }
             Ok(())

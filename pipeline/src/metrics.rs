@@ -114,6 +114,7 @@ pub struct Metrics {
     pub offset_resets: Family<PartitionLabels, Counter>,
     pub reference_reloads: Family<OutcomeLabels, Counter>,
     pub commit_duration: HistogramFamily<DatasetLabels>,
+    delta_lag: Family<DatasetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub upload_duration: HistogramFamily<DatasetLabels>,
     batch_seconds: HistogramFamily<StageLabels>,
     /// What the operators counted, exported under their own names.
@@ -152,6 +153,7 @@ impl Metrics {
             offset_resets: Family::default(),
             reference_reloads: Family::default(),
             commit_duration: Family::new_with_constructor(slow_buckets),
+            delta_lag: Family::default(),
             upload_duration: Family::new_with_constructor(slow_buckets),
             batch_seconds: Family::new_with_constructor(fast_buckets),
             operators: Default::default(),
@@ -221,6 +223,11 @@ impl Metrics {
             m.store_healthy.clone(),
         );
         registry.register(
+            "delta_lag_seconds",
+            "At the dataset's last Delta publish, the age of the oldest ledger entry it published (0 when there was nothing new)",
+            m.delta_lag.clone(),
+        );
+        registry.register(
             "commit_duration_seconds",
             "Time from closing a commit's files to its ledger entry, retries included",
             m.commit_duration.clone(),
@@ -245,6 +252,14 @@ impl Metrics {
         registry.register_collector(Box::new(PartitionCollector(m.partitions.clone())));
         registry.register_collector(Box::new(m.operators.clone()));
         Metrics { registry, ..m }
+    }
+
+    pub fn set_delta_lag(&self, dataset: &str, seconds: f64) {
+        self.delta_lag
+            .get_or_create(&DatasetLabels {
+                dataset: dataset.to_owned(),
+            })
+            .set(seconds);
     }
 
     pub fn set_store_healthy(&self, ok: bool) {

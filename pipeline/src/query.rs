@@ -857,3 +857,128 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod timestamp_unit_tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, RecordBatch, TimestampNanosecondArray, new_null_array};
+    use arrow::datatypes::{DataType, TimeUnit};
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+    use super::*;
+    use crate::config::{Config, TimestampUnit};
+    use crate::ledger::{Entry, FileRef, LEDGER_VERSION, PartitionLedger};
+    use crate::runtime::DatasetRuntime;
+    use crate::sink::parquet::file_schema;
+
+    /// One dns_logs row at `nanos`, every other column null, as Parquet with `schema`.
+    fn file(schema: &arrow::datatypes::SchemaRef, nanos: i64) -> (Vec<u8>, FileRef) {
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                if f.name() == "Timestamp" {
+                    let t: ArrayRef =
+                        Arc::new(TimestampNanosecondArray::from(vec![nanos]).with_timezone("UTC"));
+                    arrow::compute::cast(&t, f.data_type()).unwrap()
+                } else {
+                    new_null_array(f.data_type(), 1)
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+        let mut bytes = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, schema.clone(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let f = FileRef {
+            path: String::new(),
+            rows: 1,
+            bytes: bytes.len() as u64,
+        };
+        (bytes, f)
+    }
+
+    /// A lake written with nanosecond files before the default became micros reads on,
+    /// next to micro files, through the micro table schema.
+    #[tokio::test]
+    async fn nanosecond_files_of_older_writers_read_with_the_micros_schema() {
+        let config = Config::parse(
+            "[kafka]\nbrokers = \"127.0.0.1:9\"\n[[datasets]]\nname = \"dns_logs\"\ntopic = \"dns\"\n",
+        )
+        .unwrap();
+        let r = config
+            .validate(&weir_operators::config::StaticSecrets::default())
+            .unwrap()
+            .remove(0);
+        let nanos_schema = r.input_schema.clone();
+        let micros_schema = file_schema(&nanos_schema, TimestampUnit::Micros);
+        assert_eq!(
+            micros_schema
+                .field_with_name("Timestamp")
+                .unwrap()
+                .data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let base = 1_764_892_800_000_000_000i64; // 2025-12-05T00:00:00Z
+        let mut refs = Vec::new();
+        for (name, schema, t) in [
+            ("old", &nanos_schema, base + 1_500),
+            ("new", &micros_schema, base + 7_000),
+        ] {
+            let (bytes, mut f) = file(schema, t);
+            f.path = format!("dns_logs/date=2025-12-05/hour=00/{name}.parquet");
+            store
+                .put(&f.path.as_str().into(), PutPayload::from(bytes))
+                .await
+                .unwrap();
+            refs.push(f);
+        }
+        PartitionLedger::new(store.clone(), "dns_logs", "dns", 0)
+            .commit(&Entry {
+                version: LEDGER_VERSION,
+                seq: 1,
+                epoch: 1,
+                writer: "test".into(),
+                dataset: "dns_logs".into(),
+                topic: "dns".into(),
+                partition: 0,
+                start_offset: 0,
+                next_offset: 2,
+                records: 2,
+                rows: 2,
+                dead_lettered: 0,
+                skipped_offsets: 0,
+                files: refs,
+                dead_letters: Vec::new(),
+                removed: Vec::new(),
+                operator_state: Vec::new(),
+                config_hash: "h".into(),
+                weir_version: "test".into(),
+                takeover: false,
+            })
+            .await
+            .unwrap();
+        let datasets = vec![Arc::new(DatasetRuntime {
+            name: r.config.name.clone(),
+            topic: r.config.topic.clone(),
+            operators: Vec::new(),
+            output_schema: micros_schema,
+            resolved: r,
+        })];
+        let ctx = session(store, &datasets).await.unwrap();
+        let rows = run(
+            &ctx,
+            "SELECT count(*), CAST(min(\"Timestamp\") AS BIGINT), CAST(max(\"Timestamp\") AS BIGINT) FROM dns_logs",
+        )
+        .await
+        .unwrap();
+        let csv = render(&rows, Format::Csv).unwrap();
+        // Microseconds: the old file's sub-microsecond digits are dropped on read.
+        let want = format!("2,{},{}", (base + 1_500) / 1_000, (base + 7_000) / 1_000);
+        assert_eq!(csv.lines().nth(1), Some(want.as_str()), "{csv}");
+    }
+}

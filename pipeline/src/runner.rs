@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use weir_operators::config::SecretRef;
 use weir_operators::{Chain, SecretSource};
 
@@ -104,7 +104,10 @@ pub fn prepare(
             name: r.config.name.clone(),
             topic: r.config.topic.clone(),
             operators: r.config.operators.clone(),
-            output_schema: chain.output_schema().clone(),
+            output_schema: crate::sink::parquet::file_schema(
+                chain.output_schema(),
+                config.parquet.timestamp_unit,
+            ),
             resolved: r,
         }));
     }
@@ -182,6 +185,22 @@ pub async fn run(
         None => None,
     };
     let lag_poller = kafka::spawn_lag_poller(&consumer);
+    let delta_tables: Vec<(String, arrow::datatypes::SchemaRef)> = datasets
+        .iter()
+        .map(|d| (d.name.clone(), d.output_schema.clone()))
+        .collect();
+    if config.delta.enabled && !config.delta_publishing() {
+        warn!(
+            "delta publishing is off: parquet.timestamp_unit = \"nanos\" has no Delta Lake type (use \"micros\", or set delta.enabled = false)"
+        );
+    }
+    let publisher = config.delta_publishing().then(|| {
+        tokio::spawn(crate::delta::run_publisher(
+            shared.clone(),
+            delta_tables.clone(),
+            config.delta.publish_interval,
+        ))
+    });
     tokio::pin!(shutdown);
     let result = loop {
         tokio::select! {
@@ -216,6 +235,23 @@ pub async fn run(
     };
     consumer.context().stop_all(how).await;
     lag_poller.abort();
+    if let Some(publisher) = publisher {
+        // A publish cut short commits nothing or all of its version; the last one below
+        // folds in the final commits.
+        publisher.abort();
+        let _ = publisher.await;
+        if tokio::time::timeout(
+            config.shutdown.timeout,
+            crate::delta::publish_round(&shared.store, &delta_tables, &shared.metrics),
+        )
+        .await
+        .is_err()
+        {
+            warn!(
+                "delta publish at shutdown did not finish in shutdown.timeout; the next publisher folds those entries in"
+            );
+        }
+    }
     if let Some(server) = metrics_server {
         server.abort();
     }

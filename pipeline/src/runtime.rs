@@ -18,7 +18,8 @@ pub struct DatasetRuntime {
     pub topic: String,
     pub resolved: ResolvedDataset,
     pub operators: Vec<OperatorSpec>,
-    /// Schema of the rows that land (after the operator chain).
+    /// Schema of the rows as they land in the files: the operator chain's output with
+    /// timestamps in `parquet.timestamp_unit`. Queries and compaction read with it.
     pub output_schema: SchemaRef,
 }
 

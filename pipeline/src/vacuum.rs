@@ -6,18 +6,23 @@
 //!     leaves the table through one replace entry (all its files removed, none added);
 //!     intents older than `ledger::INTENT_GRACE` at or below their stream's tail are
 //!     settled and removed
+//!  1b. with Delta publishing on, publish the dataset (retention's removes included): a
+//!     file is deleted only once the Delta table no longer names it either
 //!  2. list the dataset's data and dead-letter folders   ─┐ in this order: a file of a
 //!  3. list every stream's pending intents                │ commit in flight has its intent
 //!  4. read the table (CommittedView) and the maintenance  │ written before its upload, and
 //!     stream's entries (what was removed, and when)      ─┘ is named once that is cleared
 //!  5. delete a listed file when no live entry names it and no intent does, and
-//!       it was removed by an entry committed more than `grace` ago, or
+//!       it was removed by an entry committed more than `grace` ago (and, with Delta
+//!       publishing on, published to the Delta table in step 1b), or
 //!       no entry ever named it (an orphan) and it was written more than `grace` ago
 //! ```
 //!
 //! A file a live entry names is never deleted: the live set is read after the listing, so
 //! a file committed meanwhile is in it. `grace` lets queries that planned with a replaced
 //! file finish reading it; `--grace 0s` is for tests and for lakes nobody reads meanwhile.
+//! The dataset's `_delta_log/` is the Delta library's to clean (checkpoints and log
+//! retention) and is never listed here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -43,6 +48,8 @@ pub enum VacuumError {
     Job(#[from] JobError),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    #[error("{0}")]
+    Delta(#[from] crate::delta::DeltaError),
 }
 
 /// What one run did.
@@ -57,6 +64,8 @@ pub struct Summary {
 #[derive(Clone)]
 pub struct Options {
     pub grace: Duration,
+    /// The dataset's file schema when Delta publishing is on (step 1b); `None` when off.
+    pub delta_schema: Option<arrow::datatypes::SchemaRef>,
     pub writer: String,
     pub progress: Arc<dyn Fn(&str) + Send + Sync>,
 }
@@ -108,6 +117,27 @@ pub async fn vacuum_dataset(
         }
     }
 
+    // 1b. The Delta table catches up with the ledger (retention's removes included). A
+    // maintenance entry after the one published is not acted on below.
+    let delta_published: Option<u64> = match &opts.delta_schema {
+        Some(schema) => {
+            crate::delta::publish_all(&store, dataset, schema).await?;
+            // Both tables (data, dead letters) must have let go of a file.
+            let app = crate::delta::app_id(
+                dataset,
+                ledger::MAINTENANCE_TOPIC,
+                ledger::MAINTENANCE_PARTITION,
+            );
+            let mut published = u64::MAX;
+            for table in [crate::delta::Table::Data, crate::delta::Table::DeadLetters] {
+                published = published
+                    .min(crate::delta::published_version(&store, dataset, table, &app).await?);
+            }
+            Some(published)
+        }
+        None => None,
+    };
+
     // 2. What is in the data folders, with when each file was written.
     let mut listed: Vec<object_store::ObjectMeta> = Vec::new();
     for folder in [dataset.to_owned(), format!("_weir/dead_letter/{dataset}")] {
@@ -117,7 +147,9 @@ pub async fn vacuum_dataset(
                 let folder = Path::from(folder.as_str());
                 async move { store.list(Some(&folder)).try_collect::<Vec<_>>().await }
             })
-            .await?,
+            .await?
+            .into_iter()
+            .filter(|m| !m.location.as_ref().contains("/_delta_log/")),
         );
     }
     // 3. What commits in flight are about to name.
@@ -140,6 +172,13 @@ pub async fn vacuum_dataset(
     let jobs = PartitionLedger::maintenance(store.clone(), dataset);
     let mut removed_at: HashMap<String, DateTime<Utc>> = HashMap::new();
     for (entry, written) in jobs.entries().await? {
+        if delta_published.is_some_and(|published| entry.seq > published) {
+            // Not in the Delta table yet: its readers still read these files.
+            for f in entry.removed {
+                intended.insert(f.path);
+            }
+            continue;
+        }
         for f in entry.removed {
             removed_at.insert(f.path, written);
         }

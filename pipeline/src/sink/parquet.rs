@@ -12,6 +12,10 @@
 //! written and closed at commit, one at a time. Memory then grows with rows, not with the
 //! number of hours, and the memory budget commits early as it does for open files.
 //!
+//! Timestamp columns are written in the unit `parquet.timestamp_unit` names (microseconds
+//! by default, see [`file_schema`]); rows are split into hours from their nanosecond event
+//! times before the cast, so the unit never moves a row to another hour.
+//!
 //! File names come from what the file covers, never from a random id or the clock:
 //! `<topic>-<partition>-<first offset>-<seq>-e<epoch>.parquet`. A replay by the same writer
 //! rewrites the same key; a different writer (another epoch) never collides with it.
@@ -20,7 +24,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, RecordBatch, TimestampNanosecondArray, UInt32Array};
 use arrow::compute::take_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
 use object_store::PutPayload;
 use parquet::arrow::ArrowWriter;
@@ -28,7 +32,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use crate::config::ParquetConfig;
+use crate::config::{ParquetConfig, TimestampUnit};
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
@@ -107,12 +111,75 @@ impl ChunkedFile {
     }
 }
 
+/// The schema of a dataset's files: `schema` (the operator chain's output) with every
+/// nanosecond timestamp, nested ones included, in `unit`. Other timestamp units are left as
+/// they are.
+pub fn file_schema(schema: &SchemaRef, unit: TimestampUnit) -> SchemaRef {
+    let target = match unit {
+        TimestampUnit::Nanos => return schema.clone(),
+        TimestampUnit::Micros => TimeUnit::Microsecond,
+    };
+    let fields: Fields = schema
+        .fields()
+        .iter()
+        .map(|f| file_field(f, &target))
+        .collect();
+    std::sync::Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn file_field(field: &Field, unit: &TimeUnit) -> Field {
+    field
+        .clone()
+        .with_data_type(file_type(field.data_type(), unit))
+}
+
+fn file_type(data_type: &DataType, unit: &TimeUnit) -> DataType {
+    use std::sync::Arc;
+    match data_type {
+        DataType::Timestamp(TimeUnit::Nanosecond, tz) => DataType::Timestamp(*unit, tz.clone()),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| file_field(f, unit)).collect())
+        }
+        DataType::List(item) => DataType::List(Arc::new(file_field(item, unit))),
+        DataType::LargeList(item) => DataType::LargeList(Arc::new(file_field(item, unit))),
+        DataType::FixedSizeList(item, n) => {
+            DataType::FixedSizeList(Arc::new(file_field(item, unit)), *n)
+        }
+        DataType::Map(entries, sorted) => {
+            DataType::Map(Arc::new(file_field(entries, unit)), *sorted)
+        }
+        other => other.clone(),
+    }
+}
+
+/// `batch` with its columns cast to `schema` (the file schema), where they differ.
+fn to_file_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, WriteError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                arrow::compute::cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
 /// Hive partition key: hours since the epoch.
 type HourBucket = i64;
 
 pub struct PartitionWriter {
     dataset: String,
     schema: SchemaRef,
+    /// `schema` with timestamps in the configured unit: what the files hold.
+    file_schema: SchemaRef,
     event_time_index: usize,
     props: WriterProperties,
     /// Leaf columns of the Parquet schema (one column chunk writer each).
@@ -195,12 +262,14 @@ impl PartitionWriter {
                     .collect(),
             ))
             .build();
+        let file_schema = file_schema(&schema, config.timestamp_unit);
         let leaf_columns = parquet::arrow::ArrowSchemaConverter::new()
-            .convert(&schema)?
+            .convert(&file_schema)?
             .num_columns();
         Ok(PartitionWriter {
             dataset: dataset.to_owned(),
             schema,
+            file_schema,
             event_time_index,
             props,
             leaf_columns,
@@ -251,6 +320,7 @@ impl PartitionWriter {
         self.newest = self.newest.max(arrow::compute::max(times));
         let bucket_of = |i: usize| times.value(i).div_euclid(NANOS_PER_HOUR);
         let first = bucket_of(0);
+        let batch = &to_file_schema(batch, &self.file_schema)?;
         if (1..times.len()).all(|i| bucket_of(i) == first) && self.writes_directly(first) {
             return self.append(first, batch);
         }
@@ -302,7 +372,7 @@ impl PartitionWriter {
             std::collections::btree_map::Entry::Vacant(v) => {
                 let w = ArrowWriter::try_new(
                     ChunkedFile::default(),
-                    self.schema.clone(),
+                    self.file_schema.clone(),
                     Some(self.props.clone()),
                 )?;
                 v.insert((w, 0))
@@ -389,7 +459,7 @@ impl PartitionWriter {
             let hour = arrow::compute::interleave_record_batch(&batches, rows)?;
             let mut writer = ArrowWriter::try_new(
                 ChunkedFile::default(),
-                self.schema.clone(),
+                self.file_schema.clone(),
                 Some(self.props.clone()),
             )?;
             writer.write(&hour)?;
@@ -642,5 +712,112 @@ mod tests {
         let err = PartitionWriter::new("ds", schema(), "nope", &ParquetConfig::default(), vec![])
             .unwrap_err();
         assert!(err.to_string().contains("nope"));
+    }
+
+    /// The Parquet timestamp type of column `t` in a closed file, and its values.
+    fn written_times(file: &ClosedFile) -> (String, Vec<i64>) {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file.bytes.clone()))
+                .unwrap();
+        let logical = format!(
+            "{:?}",
+            reader
+                .metadata()
+                .file_metadata()
+                .schema_descr()
+                .column(0)
+                .logical_type_ref()
+        );
+        let mut values = Vec::new();
+        for b in reader.build().unwrap() {
+            let b = b.unwrap();
+            let t = arrow::compute::cast(b.column(0), &DataType::Int64).unwrap();
+            values.extend(t.as_any().downcast_ref::<Int64Array>().unwrap().values());
+        }
+        (logical, values)
+    }
+
+    #[test]
+    fn timestamps_are_written_in_the_configured_unit_and_bucketed_from_nanos() {
+        let h = 3_600_000_000_000i64;
+        let base = 1_795_323_600_000_000_000i64;
+        // The last nanosecond of an hour stays in that hour, whatever the file's unit; so
+        // does the last nanosecond before the epoch.
+        let times = vec![base - 1, base + 1_999, base + h, -1];
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(times.clone()).with_timezone("UTC")),
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+            ],
+        )
+        .unwrap();
+        let paths = [
+            "ds/date=1969-12-31/hour=23/f.parquet",
+            "ds/date=2026-11-22/hour=04/f.parquet",
+            "ds/date=2026-11-22/hour=05/f.parquet",
+            "ds/date=2026-11-22/hour=06/f.parquet",
+        ];
+        for (unit, parquet_unit, scale) in [
+            (TimestampUnit::Micros, "MICROS", 1_000),
+            (TimestampUnit::Nanos, "NANOS", 1),
+        ] {
+            let config = ParquetConfig {
+                timestamp_unit: unit,
+                ..ParquetConfig::default()
+            };
+            let mut w = PartitionWriter::new("ds", schema(), "t", &config, vec![]).unwrap();
+            w.write(&batch).unwrap();
+            let files = w.close("f.parquet", &[]).unwrap();
+            assert_eq!(
+                files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+                paths
+            );
+            let mut written = Vec::new();
+            for f in &files {
+                let (logical, values) = written_times(f);
+                assert!(
+                    logical.contains(parquet_unit)
+                        && logical.contains("is_adjusted_to_u_t_c: true"),
+                    "{unit:?}: {logical}"
+                );
+                written.extend(values);
+            }
+            // Files in path order: pre-epoch, 04, 05, 06.
+            let expected: Vec<i64> = [times[3], times[0], times[1], times[2]]
+                .iter()
+                .map(|t| t / scale)
+                .collect();
+            assert_eq!(written, expected, "{unit:?}");
+        }
+    }
+
+    #[test]
+    fn file_schema_converts_nested_nanosecond_timestamps_only() {
+        let nanos = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+        let micros = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let millis = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("t", nanos.clone(), false),
+            Field::new("m", millis.clone(), true),
+            Field::new(
+                "s",
+                DataType::Struct(vec![Field::new("inner", nanos.clone(), true)].into()),
+                true,
+            ),
+            Field::new_list("l", Field::new_list_field(nanos.clone(), true), true),
+        ]));
+        let micro = file_schema(&schema, TimestampUnit::Micros);
+        assert_eq!(micro.field(0).data_type(), &micros);
+        assert_eq!(micro.field(1).data_type(), &millis);
+        assert_eq!(
+            micro.field(2).data_type(),
+            &DataType::Struct(vec![Field::new("inner", micros.clone(), true)].into())
+        );
+        assert_eq!(
+            micro.field(3).data_type(),
+            &DataType::List(Arc::new(Field::new_list_field(micros, true)))
+        );
+        assert_eq!(file_schema(&schema, TimestampUnit::Nanos), schema);
     }
 }

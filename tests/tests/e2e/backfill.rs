@@ -171,6 +171,16 @@ fn an_archive_backfill_survives_kill_9_and_a_rerun_then_does_nothing() {
         "rows outside [from, to) not counted as skipped:\n{log}"
     );
     world.assert_exactly_once(&config, &archive.in_range);
+    let delta = crate::delta::read_delta(&world.lake_dir().join("http_requests"));
+    assert_eq!(
+        delta.counts.len(),
+        archive.in_range.len(),
+        "delta table rows"
+    );
+    assert!(
+        delta.counts.values().all(|n| *n == 1),
+        "a row twice in delta"
+    );
     // The bad line is a dead letter naming its file and line.
     let dead = world.query(
         &config,
@@ -452,6 +462,13 @@ fn a_replace_from_kafka_swaps_whole_hours_and_readers_never_see_a_mixture() {
     );
     let log = world.log("replace.log");
     assert!(log.contains("published"), "{log}");
+    // The Delta table, published when the backfill finished, holds every row once.
+    let delta = crate::delta::read_delta(&world.lake_dir().join("http_requests"));
+    assert_eq!(delta.counts.len(), total, "delta table rows");
+    assert!(
+        delta.counts.values().all(|n| *n == 1),
+        "a row twice in delta"
+    );
     // Hour 06 was not touched.
     assert_eq!(
         world.query(
