@@ -678,6 +678,8 @@ mod tests {
             config_hash: "h".into(),
             weir_version: "test".into(),
             takeover: false,
+            units: Vec::new(),
+            backfill: None,
         }
     }
 

@@ -959,6 +959,8 @@ mod timestamp_unit_tests {
                 config_hash: "h".into(),
                 weir_version: "test".into(),
                 takeover: false,
+                units: Vec::new(),
+                backfill: None,
             })
             .await
             .unwrap();
