@@ -234,10 +234,18 @@ impl LakeSchema {
         let schema = if newest.is_empty() {
             declared.clone()
         } else {
-            options
-                .format
-                .infer_schema(&self.footers, &self.store, &newest)
-                .await?
+            // File by file: files of older writers hold nanosecond timestamps where newer
+            // ones hold the configured unit, which a merge of raw footers refuses. Each is
+            // read as the declared unit (the Parquet reader converts on read).
+            let mut schemas = Vec::with_capacity(newest.len());
+            for file in &newest {
+                let found = options
+                    .format
+                    .infer_schema(&self.footers, &self.store, std::slice::from_ref(file))
+                    .await?;
+                schemas.push(with_declared_timestamp_units(&found, declared));
+            }
+            Arc::new(Schema::try_merge(schemas)?)
         };
         tracing::debug!(
             table = name,
@@ -250,6 +258,30 @@ impl LakeSchema {
             .with_schema(schema);
         Ok(Arc::new(ListingTable::try_new(config)?))
     }
+}
+
+/// `found` with each top-level timestamp column in the unit `declared` gives it (or, for a
+/// column the config does not declare, the unit of the declared timestamps).
+fn with_declared_timestamp_units(found: &SchemaRef, declared: &SchemaRef) -> Schema {
+    let unit_of = |name: &str| match declared.field_with_name(name).map(|f| f.data_type()) {
+        Ok(DataType::Timestamp(unit, _)) => Some(*unit),
+        _ => declared.fields().iter().find_map(|f| match f.data_type() {
+            DataType::Timestamp(unit, _) => Some(*unit),
+            _ => None,
+        }),
+    };
+    let fields: Vec<Field> = found
+        .fields()
+        .iter()
+        .map(|f| match (f.data_type(), unit_of(f.name())) {
+            (DataType::Timestamp(_, tz), Some(unit)) => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(unit, tz.clone())),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, found.metadata().clone())
 }
 
 #[async_trait::async_trait]
