@@ -38,7 +38,7 @@
 //! arrival order across units (a budget sampler's per-second budget) therefore start each
 //! unit from zero: see the README.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -652,7 +652,7 @@ impl Backfill {
             return Ok(summary);
         }
         if !mine.is_empty() {
-            self.commit_units(stream, &mine, &mut summary, say).await?;
+            self.commit_units(stream, &mine, &mut summary).await?;
         }
         if replace {
             let done = self.done().await?;
@@ -748,11 +748,10 @@ impl Backfill {
         (protocol, epoch, mut next_seq): (Protocol, u64, u64),
         units: &[&Unit],
         summary: &mut Summary,
-        say: &(dyn Fn(&str) + Sync),
     ) -> Result<(), BackfillError> {
         let shard = self.opts.shard;
         let topic = self.stream_topic();
-        let progress = Progress::new(units.iter().map(|u| u.bytes).sum(), units.len());
+        let mut progress = Progress::new(units.iter().map(|u| u.bytes).sum(), units.len());
         let kafka = match self.opts.source {
             Source::Kafka => Some(kafka::Reader::new(&self.config)?),
             Source::Archive(_) => None,
@@ -812,16 +811,6 @@ impl Backfill {
                 let dead = run.dead.close(&self.ds.name, &file)?;
                 Ok::<_, WriteError>((data, dead))
             })?;
-            let refs = |files: &[ClosedFile]| -> Vec<FileRef> {
-                files
-                    .iter()
-                    .map(|f| FileRef {
-                        path: f.path.clone(),
-                        rows: f.rows,
-                        bytes: f.bytes.content_length() as u64,
-                    })
-                    .collect()
-            };
             let dead: Vec<ClosedFile> = dead.into_iter().collect();
             let entry = Entry {
                 version: LEDGER_VERSION,
@@ -837,8 +826,8 @@ impl Backfill {
                 rows: data.iter().map(|f| f.rows).sum(),
                 dead_lettered: dead.iter().map(|f| f.rows).sum(),
                 skipped_offsets: 0,
-                files: refs(&data),
-                dead_letters: refs(&dead),
+                files: data.iter().map(ClosedFile::file_ref).collect(),
+                dead_letters: dead.iter().map(ClosedFile::file_ref).collect(),
                 removed: Vec::new(),
                 operator_state: Vec::new(),
                 config_hash: self.config_hash.clone(),
@@ -873,7 +862,7 @@ impl Backfill {
             summary.bytes_read += unit.bytes;
             summary.bytes_written += written;
             info!(backfill = %self.id, shard = shard.index, unit = %unit.name, seq, records = run.records, rows, outside_range = run.outside, dead_letters = dead_lettered, files, "unit committed");
-            progress.unit_done(unit.bytes, summary, say);
+            progress.unit_done(unit.bytes, summary);
         }
         progress.finish();
         Ok(())
@@ -1215,8 +1204,9 @@ struct Progress {
     total_units: usize,
     total_bytes: u64,
     started: Instant,
-    last_log: std::sync::Mutex<Instant>,
-    done: std::sync::Mutex<(usize, u64)>,
+    last_log: Instant,
+    units_done: usize,
+    bytes_done: u64,
 }
 
 impl Progress {
@@ -1237,18 +1227,16 @@ impl Progress {
             total_units,
             total_bytes,
             started: Instant::now(),
-            last_log: std::sync::Mutex::new(Instant::now()),
-            done: std::sync::Mutex::new((0, 0)),
+            last_log: Instant::now(),
+            units_done: 0,
+            bytes_done: 0,
         }
     }
 
-    fn unit_done(&self, bytes: u64, summary: &Summary, _say: &(dyn Fn(&str) + Sync)) {
-        let (units, done_bytes) = {
-            let mut d = self.done.lock().unwrap();
-            d.0 += 1;
-            d.1 += bytes;
-            *d
-        };
+    fn unit_done(&mut self, bytes: u64, summary: &Summary) {
+        self.units_done += 1;
+        self.bytes_done += bytes;
+        let (units, done_bytes) = (self.units_done, self.bytes_done);
         if let Some(bar) = &self.bar {
             bar.inc(bytes);
             bar.set_message(format!(
@@ -1257,11 +1245,11 @@ impl Progress {
             ));
             return;
         }
-        let mut last = self.last_log.lock().unwrap();
-        if last.elapsed() < std::time::Duration::from_secs(10) && units < self.total_units {
+        if self.last_log.elapsed() < std::time::Duration::from_secs(10) && units < self.total_units
+        {
             return;
         }
-        *last = Instant::now();
+        self.last_log = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = done_bytes as f64 / secs;
         let eta = if rate > 0.0 {
@@ -1283,11 +1271,6 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-/// Hours (folders) whose names fall in `[from, to)`, as a set.
-pub fn hour_set(from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<String> {
-    hours(from, to).into_iter().collect()
 }
 
 #[cfg(test)]

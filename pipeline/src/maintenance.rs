@@ -175,16 +175,7 @@ impl Job {
         added: Vec<ClosedFile>,
         added_dead_letters: Vec<ClosedFile>,
     ) -> Result<(), JobError> {
-        let refs = |files: &[ClosedFile]| -> Vec<FileRef> {
-            files
-                .iter()
-                .map(|f| FileRef {
-                    path: f.path.clone(),
-                    rows: f.rows,
-                    bytes: f.bytes.content_length() as u64,
-                })
-                .collect()
-        };
+        let refs = |files: &[ClosedFile]| files.iter().map(ClosedFile::file_ref).collect();
         let entry = self.entry(removed, refs(&added), refs(&added_dead_letters));
         let mut files = added;
         files.extend(added_dead_letters);

@@ -32,7 +32,7 @@ use weir_schemas::{BatchDecoder, DecodeErrorKind, Decoded, DecoderOptions};
 use crate::commit::{Attempt, Outcome, Protocol};
 use crate::config::{OnOffsetGap, StartFrom};
 use crate::failpoint;
-use crate::ledger::{Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger, Tail};
+use crate::ledger::{Entry, LEDGER_VERSION, LedgerError, PartitionLedger, Tail};
 use crate::metrics::{BatchStage, Metrics, Partitions};
 use crate::runtime::{DatasetRuntime, Shared};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterBuffer};
@@ -1013,11 +1013,6 @@ impl Worker {
         })?;
         let rows = data.iter().map(|f| f.rows).sum();
         let dead_lettered = dead.as_ref().map_or(0, |f| f.rows);
-        let to_ref = |f: &ClosedFile| FileRef {
-            path: f.path.clone(),
-            rows: f.rows,
-            bytes: f.bytes.content_length() as u64,
-        };
         let entry = Entry {
             version: LEDGER_VERSION,
             seq,
@@ -1032,8 +1027,8 @@ impl Worker {
             rows,
             dead_lettered,
             skipped_offsets: std::mem::take(&mut self.skipped_offsets),
-            files: data.iter().map(to_ref).collect(),
-            dead_letters: dead.iter().map(to_ref).collect(),
+            files: data.iter().map(ClosedFile::file_ref).collect(),
+            dead_letters: dead.iter().map(ClosedFile::file_ref).collect(),
             removed: vec![],
             operator_state: Entry::encode_state(&self.chain.snapshot()),
             config_hash: self.shared.config_hash.clone(),

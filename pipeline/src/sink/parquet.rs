@@ -66,6 +66,17 @@ pub struct ClosedFile {
     pub bytes: PutPayload,
 }
 
+impl ClosedFile {
+    /// How a ledger entry names this file.
+    pub fn file_ref(&self) -> crate::ledger::FileRef {
+        crate::ledger::FileRef {
+            path: self.path.clone(),
+            rows: self.rows,
+            bytes: self.bytes.content_length() as u64,
+        }
+    }
+}
+
 /// An in-memory file written in 1 MiB chunks. A growing `Vec<u8>` copies the whole file
 /// at each doubling and, at commit, held the old and the new allocation next to the
 /// pages being flushed: the peak of a 40 MiB file was ~2.5 times its size. Chunks are
