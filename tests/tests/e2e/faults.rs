@@ -201,3 +201,74 @@ fn broker_process_restart_with_tansu() {
     weir.terminate();
     world.assert_exactly_once(&config, &ids);
 }
+
+/// Creates one key from `writers` clients at once, `rounds` times, at `endpoint`; returns
+/// how many creates succeeded in each round. `raw`: the server itself, which may refuse a
+/// create by closing the connection before reading the body (counted as a loss).
+fn racing_creates(endpoint: &str, raw: bool, writers: usize, rounds: usize) -> Vec<usize> {
+    use object_store::aws::AmazonS3Builder;
+    use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, path::Path};
+
+    let store = std::sync::Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(crate::harness::BUCKET)
+            .with_access_key_id(crate::harness::ACCESS_KEY)
+            .with_secret_access_key(crate::harness::SECRET_KEY)
+            .build()
+            .expect("s3 client"),
+    );
+    let prefix = if raw { "raw" } else { "proxied" };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut wins = Vec::new();
+        for round in 0..rounds {
+            let path = Path::from(format!("race/{prefix}/{round}/entry"));
+            let creates = (0..writers).map(|w| {
+                let store = store.clone();
+                let path = path.clone();
+                // A large body keeps each upload open long enough to overlap the others.
+                let body = PutPayload::from(vec![w as u8; 4 << 20]);
+                async move {
+                    let opts = PutOptions {
+                        mode: PutMode::Create,
+                        ..Default::default()
+                    };
+                    match store.put_opts(&path, body, opts).await {
+                        Ok(_) => 1,
+                        Err(
+                            object_store::Error::AlreadyExists { .. }
+                            | object_store::Error::Precondition { .. },
+                        ) => 0,
+                        Err(e) if raw => {
+                            eprintln!("create {path}: {e}");
+                            0
+                        }
+                        Err(e) => panic!("create {path}: {e}"),
+                    }
+                }
+            });
+            wins.push(futures::future::join_all(creates).await.iter().sum());
+        }
+        wins
+    })
+}
+
+/// The store the tests write to decides a create-if-absent once, as S3 does, when
+/// several writers race for one key (two owners of a partition, two runs of a backfill
+/// shard). s3s-fs alone does not: the harness puts a proxy in front (see `S3Server`).
+#[test]
+fn racing_creates_of_one_key_have_one_winner() {
+    let world = World::new();
+    let raw = racing_creates(
+        &format!("http://127.0.0.1:{}", world.s3.server_port),
+        true,
+        8,
+        5,
+    );
+    eprintln!("wins per round straight at s3s-fs: {raw:?}");
+    let wins = racing_creates(&world.s3.endpoint(), false, 8, 10);
+    assert_eq!(wins, vec![1; 10], "creates that succeeded, per round");
+}

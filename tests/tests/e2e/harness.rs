@@ -128,10 +128,17 @@ impl Proc {
 
 /// s3s-fs serving `root`; each directory in it is a bucket, each object a plain file, so
 /// `root/<bucket>/<prefix>/<dataset>/date=…/hour=…/*.parquet` is the Hive layout on disk.
+///
+/// Clients reach it through `tests/tools/fault_proxy.py` without rules, on `port`: s3s-fs
+/// alone lets two overlapping creates of one key both succeed, and the proxy orders
+/// conditional writes per key, as S3 decides them (see the script's doc). The server
+/// listens on `server_port`.
 pub struct S3Server {
     pub root: PathBuf,
     pub port: u16,
+    pub server_port: u16,
     proc: Option<Proc>,
+    proxy: Option<FaultProxy>,
 }
 
 impl S3Server {
@@ -140,20 +147,24 @@ impl S3Server {
         let mut server = S3Server {
             root: root.to_path_buf(),
             port: free_port(),
+            server_port: free_port(),
             proc: None,
+            proxy: None,
         };
         server.restart();
         server
     }
 
-    /// Kills the server (an outage: connections refused until [`S3Server::restart`]).
+    /// Kills the server and its proxy (an outage: connections refused until
+    /// [`S3Server::restart`]).
     pub fn stop(&mut self) {
+        self.proxy = None;
         self.proc = None;
     }
 
-    /// Starts the server again on the same port and data directory.
+    /// Starts the server again on the same ports and data directory.
     pub fn restart(&mut self) {
-        self.proc = None;
+        self.stop();
         let bin = require(cache_dir().join("cargo/bin/s3s-fs"), "s3s-fs");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -161,7 +172,12 @@ impl S3Server {
             .open(self.root.with_extension("log"))
             .unwrap();
         let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.server_port.to_string(),
+            ])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(&self.root)
             .stdin(Stdio::null())
@@ -174,7 +190,14 @@ impl S3Server {
             name: "s3s-fs".into(),
             log: Some(self.root.with_extension("log")),
         });
-        wait_listening(self.port, "s3s-fs");
+        wait_listening(self.server_port, "s3s-fs");
+        self.proxy = Some(FaultProxy::start_on(
+            self.port,
+            self.server_port,
+            0,
+            &[],
+            self.root.with_extension("proxy.log"),
+        ));
     }
 
     pub fn endpoint(&self) -> String {
@@ -220,7 +243,17 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// `rules`: `METHODS|PATH_REGEX|RATE|ACTION`, first match decides.
     pub fn start(upstream_port: u16, seed: u64, rules: &[&str], log: PathBuf) -> FaultProxy {
-        let port = free_port();
+        FaultProxy::start_on(free_port(), upstream_port, seed, rules, log)
+    }
+
+    /// [`FaultProxy::start`] listening on `port`.
+    pub fn start_on(
+        port: u16,
+        upstream_port: u16,
+        seed: u64,
+        rules: &[&str],
+        log: PathBuf,
+    ) -> FaultProxy {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/fault_proxy.py");
         let mut cmd = Command::new(python());
         cmd.arg(script)

@@ -23,7 +23,7 @@ fn drain_through_proxy(seed: u64, rules: &[&str], storage_extra: &str, hit: &[&s
     // Short commits: many ledger writes and uploads for the faults to hit.
     world.commit_interval = "250ms".into();
     let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
-    let proxy = FaultProxy::start(world.s3.port, seed, rules, world.path("proxy.log"));
+    let proxy = FaultProxy::start(world.s3.server_port, seed, rules, world.path("proxy.log"));
     let run = world.config_at(
         "run.toml",
         &kafka.bootstrap,
