@@ -447,6 +447,37 @@ pub struct ParquetConfig {
     /// takes (Spark refuses `TIMESTAMP(NANOS)`, and Delta Lake has no nanosecond type).
     #[serde(default)]
     pub timestamp_unit: TimestampUnit,
+    /// Which columns get a dictionary. Default `auto`: measured per column (see
+    /// `sink::parquet::columns`).
+    #[serde(default)]
+    pub dictionary: ParquetDictionary,
+    /// Statistics in the files. Default `chunk`: min/max per column chunk, no page index.
+    #[serde(default)]
+    pub statistics: ParquetStatistics,
+}
+
+/// `parquet.dictionary`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetDictionary {
+    /// Measured on the first batch of a writer: a dictionary for columns whose values
+    /// repeat; integers and timestamps whose values do not are delta-encoded, other such
+    /// columns written plain.
+    #[default]
+    Auto,
+    /// A dictionary on every column (the Parquet writer's default).
+    Always,
+}
+
+/// `parquet.statistics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetStatistics {
+    /// Min, max and null count per column chunk.
+    #[default]
+    Chunk,
+    /// Per page too, with a page index (more to write; finer pruning for readers).
+    Page,
 }
 
 /// How timestamp columns are stored in Parquet. Rows are decoded and bucketed into hours
@@ -476,6 +507,8 @@ impl Default for ParquetConfig {
             zstd_level: default_zstd_level(),
             row_group_rows: default_row_group_rows(),
             timestamp_unit: TimestampUnit::default(),
+            dictionary: ParquetDictionary::default(),
+            statistics: ParquetStatistics::default(),
         }
     }
 }
@@ -1140,6 +1173,27 @@ topic = "cf.http_requests"
         let text = minimal() + "\n[commit]\nintervall = \"5s\"\n";
         let err = Config::parse(&text).unwrap_err().to_string();
         assert!(err.contains("intervall"), "{err}");
+    }
+
+    #[test]
+    fn parquet_dictionary_and_statistics_default_and_bad_values_are_named() {
+        let parquet = Config::parse(&minimal()).unwrap().parquet;
+        assert_eq!(parquet.dictionary, ParquetDictionary::Auto);
+        assert_eq!(parquet.statistics, ParquetStatistics::Chunk);
+        let with =
+            |keys: &str| minimal().replace("[kafka]", &format!("[parquet]\n{keys}\n[kafka]"));
+        let parquet = Config::parse(&with("dictionary = \"always\"\nstatistics = \"page\""))
+            .unwrap()
+            .parquet;
+        assert_eq!(parquet.dictionary, ParquetDictionary::Always);
+        assert_eq!(parquet.statistics, ParquetStatistics::Page);
+        for (keys, key) in [
+            ("dictionary = \"sometimes\"", "dictionary"),
+            ("statistics = \"row\"", "statistics"),
+        ] {
+            let err = Config::parse(&with(keys)).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

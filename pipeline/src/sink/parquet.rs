@@ -30,9 +30,11 @@ use object_store::PutPayload;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 
-use crate::config::{ParquetConfig, TimestampUnit};
+use crate::config::{ParquetConfig, ParquetDictionary, ParquetStatistics, TimestampUnit};
+
+pub mod columns;
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
@@ -192,7 +194,11 @@ pub struct PartitionWriter {
     /// `schema` with timestamps in the configured unit: what the files hold.
     file_schema: SchemaRef,
     event_time_index: usize,
+    /// The properties of files opened from now on.
     props: WriterProperties,
+    /// `props` before the per-column choices; `None` once they are made (or when
+    /// `parquet.dictionary = "always"`). See [`columns`].
+    unmeasured: Option<WriterPropertiesBuilder>,
     /// Leaf columns of the Parquet schema (one column chunk writer each).
     leaf_columns: usize,
     open: BTreeMap<HourBucket, (ArrowWriter<ChunkedFile>, u64)>,
@@ -260,19 +266,24 @@ impl PartitionWriter {
             arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, _) => {}
             _ => return Err(WriteError::EventTimeType(event_time.to_owned())),
         }
-        let props = WriterProperties::builder()
+        let statistics = match config.statistics {
+            ParquetStatistics::Chunk => EnabledStatistics::Chunk,
+            ParquetStatistics::Page => EnabledStatistics::Page,
+        };
+        let builder = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(config.zstd_level).map_err(WriteError::Parquet)?,
             ))
             .set_max_row_group_row_count(Some(config.row_group_rows))
-            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_statistics_enabled(statistics)
             .set_key_value_metadata(Some(
                 lineage
                     .into_iter()
                     .map(|(k, v)| KeyValue::new(k, v))
                     .collect(),
-            ))
-            .build();
+            ));
+        let props = builder.clone().build();
+        let unmeasured = (config.dictionary == ParquetDictionary::Auto).then_some(builder);
         let file_schema = file_schema(&schema, config.timestamp_unit);
         let leaf_columns = parquet::arrow::ArrowSchemaConverter::new()
             .convert(&file_schema)?
@@ -283,6 +294,7 @@ impl PartitionWriter {
             file_schema,
             event_time_index,
             props,
+            unmeasured,
             leaf_columns,
             open: BTreeMap::new(),
             waiting: Waiting::default(),
@@ -332,6 +344,11 @@ impl PartitionWriter {
         let bucket_of = |i: usize| times.value(i).div_euclid(NANOS_PER_HOUR);
         let first = bucket_of(0);
         let batch = &to_file_schema(batch, &self.file_schema)?;
+        if batch.num_rows() >= columns::MEASURE_ROWS
+            && let Some(builder) = self.unmeasured.take()
+        {
+            self.props = columns::apply(builder, &columns::measure(batch)).build();
+        }
         if (1..times.len()).all(|i| bucket_of(i) == first) && self.writes_directly(first) {
             return self.append(first, batch);
         }
@@ -524,6 +541,102 @@ mod tests {
             ),
             Field::new("v", DataType::Int64, false),
         ]))
+    }
+
+    /// The encodings of each column chunk of the first row group, by column name.
+    fn encodings(file: &ClosedFile) -> BTreeMap<String, (Vec<parquet::basic::Encoding>, bool)> {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file.bytes.clone()))
+                .unwrap();
+        let meta = reader.metadata();
+        meta.row_group(0)
+            .columns()
+            .iter()
+            .map(|c| {
+                let encodings = c.encodings().collect::<Vec<_>>();
+                let dictionary = c.dictionary_page_offset().is_some();
+                (c.column_path().string(), (encodings, dictionary))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn columns_are_encoded_as_measured_and_read_back_the_same() {
+        use parquet::basic::Encoding;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "t",
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("status", DataType::Int64, false),
+            Field::new("bytes", DataType::Int64, false),
+        ]));
+        let base = 1_795_323_600_000_000_000i64;
+        let n = 3000i64;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(
+                    TimestampNanosecondArray::from_iter_values((0..n).map(|i| base + i * 1000))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(Int64Array::from_iter_values((0..n).map(|i| 200 + i % 5))),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|i| i * 7919 % 100_003),
+                )),
+            ],
+        )
+        .unwrap();
+        for (dictionary, delta) in [
+            (crate::config::ParquetDictionary::Auto, true),
+            (crate::config::ParquetDictionary::Always, false),
+        ] {
+            let config = ParquetConfig {
+                dictionary,
+                ..ParquetConfig::default()
+            };
+            let mut w = PartitionWriter::new("ds", schema.clone(), "t", &config, vec![]).unwrap();
+            w.write(&batch).unwrap();
+            let files = w.close("f.parquet", &[]).unwrap();
+            let enc = encodings(&files[0]);
+            assert!(
+                enc["status"].1,
+                "repeated values keep their dictionary: {enc:?}"
+            );
+            for column in ["t", "bytes"] {
+                let (encodings, has_dictionary) = &enc[column];
+                assert_eq!(
+                    encodings.contains(&Encoding::DELTA_BINARY_PACKED),
+                    delta,
+                    "{column} with {dictionary:?}: {enc:?}"
+                );
+                assert_eq!(
+                    *has_dictionary, !delta,
+                    "{column} with {dictionary:?}: {enc:?}"
+                );
+            }
+            let (_, times) = written_times(&files[0]);
+            assert_eq!(
+                times,
+                (0..n).map(|i| (base + i * 1000) / 1000).collect::<Vec<_>>()
+            );
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
+                files[0].bytes.clone(),
+            ))
+            .unwrap()
+            .build()
+            .unwrap();
+            let read: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+            let read = arrow::compute::concat_batches(&read[0].schema(), &read).unwrap();
+            for c in ["status", "bytes"] {
+                assert_eq!(
+                    read.column_by_name(c).unwrap().as_ref(),
+                    batch.column_by_name(c).unwrap().as_ref(),
+                    "{c}"
+                );
+            }
+        }
     }
 
     #[test]

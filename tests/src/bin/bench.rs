@@ -7,7 +7,8 @@
 //!                                      [--slow-store 200ms] [--weir-only]
 //!                                      [--extra-config '[parquet]\nrow_group_rows = 32768']
 //!                                      [--weir-env KEY=VALUE ...]
-//!                                      [--weir-bin PATH ...] [--rounds N] [--backfill]
+//!                                      [--weir-bin PATH ...] [--variant TOML ...]
+//!                                      [--rounds N] [--backfill]
 //!                                      [--spread-days 30]
 //! ```
 //!
@@ -52,6 +53,10 @@
 //! group; ratios to the floor are taken within a round, and their median reported. Interleaving the
 //! builds in one run is what makes a per-core difference of a few percent visible on a
 //! machine whose speed drifts between runs.
+//!
+//! `--variant TOML` (repeatable) does the same for settings: every binary drains once per
+//! variant, with the variant's TOML (`\n` for new lines) added to its config, e.g.
+//! `--variant '[parquet]\ndictionary = "always"\nstatistics = "page"' --variant ''`.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -224,6 +229,19 @@ fn main() -> Result<()> {
     if bins.is_empty() {
         bins.push(exe.parent().context("exe dir")?.join("weir"));
     }
+    // Each `--variant TOML` drains with every binary, its TOML added to the config.
+    let variants: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--variant")
+        .map(|w| w[1].replace("\\n", "\n"))
+        .collect();
+    let bins: Vec<(PathBuf, String)> = if variants.is_empty() {
+        bins.into_iter().map(|b| (b, String::new())).collect()
+    } else {
+        bins.iter()
+            .flat_map(|b| variants.iter().map(move |v| (b.clone(), v.clone())))
+            .collect()
+    };
     let rounds: usize = arg(&args, "--rounds", 1);
     let compare = bins.len() > 1 || rounds > 1;
     let backfill = args.iter().any(|a| a == "--backfill");
@@ -244,14 +262,14 @@ fn main() -> Result<()> {
                 },
             )?;
         }
-        for (b, bin) in bins.iter().enumerate() {
+        for (b, (bin, variant)) in bins.iter().enumerate() {
             let (usage, out) = backlog.drain(
                 bin,
                 &dir.join(format!("lake-{run}")),
                 &format!("weir-bench-{run}"),
                 events,
                 slow.as_deref(),
-                &extra_config,
+                &format!("{extra_config}\n{variant}"),
                 &weir_env,
                 &dir.join(format!("weir-{run}.log")),
             )?;
@@ -265,7 +283,7 @@ fn main() -> Result<()> {
         }
         if backfill {
             let (usage, out) = run_backfill(
-                &bins[0],
+                &bins[0].0,
                 &archive,
                 &dir.join("lake-0"),
                 &dir.join(format!("lake-backfill-{round}")),
@@ -279,8 +297,8 @@ fn main() -> Result<()> {
         }
     }
     if compare {
-        for (b, bin) in bins.iter().enumerate() {
-            println!("bin {b}: {}", bin.display());
+        for (b, (bin, variant)) in bins.iter().enumerate() {
+            println!("bin {b}: {} {}", bin.display(), variant.replace('\n', "; "));
         }
     }
     let spread_days: u64 = arg(&args, "--spread-days", 0);
@@ -298,7 +316,7 @@ fn main() -> Result<()> {
             for (what, backlog) in [("1 hour", &hour_backlog), ("spread", &spread_backlog)] {
                 let tag = format!("{}-{round}", what.replace(' ', ""));
                 let (usage, out) = backlog.drain(
-                    &bins[0],
+                    &bins[0].0,
                     &dir.join(format!("lake-{tag}")),
                     &format!("weir-bench-{tag}"),
                     events,
