@@ -75,9 +75,28 @@ impl ConsumerContext for WeirContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let partitions = partitions_of(tpl);
                 info!(partitions = ?partitions, "partitions assigned");
-                if let Err(e) = self.on_assign(tpl, &partitions) {
+                // An empty assignment (this member got nothing, or the client is closing)
+                // has nothing to resume; it is acknowledged all the same.
+                if !partitions.is_empty()
+                    && let Err(e) = self.on_assign(tpl, &partitions)
+                {
                     error!(error = %e, "cannot resume assigned partitions from the ledger; exiting");
                     self.shared.fatal(format!("resume failed: {e}"));
+                    // The client waits for every rebalance to be acknowledged, its close
+                    // too: take none of the partitions, but answer, or the process never
+                    // exits.
+                    let none = TopicPartitionList::new();
+                    let res = if matches!(
+                        base.rebalance_protocol(),
+                        rdkafka::consumer::RebalanceProtocol::Cooperative
+                    ) {
+                        base.incremental_assign(&none)
+                    } else {
+                        base.assign(&none)
+                    };
+                    if let Err(e) = res {
+                        warn!(error = %e, "empty assignment not acknowledged");
+                    }
                     return;
                 }
                 let res = if matches!(

@@ -92,10 +92,16 @@ fn paused_owner_is_fenced_after_its_partitions_move() {
         Duration::from_secs(120),
         &mut [&mut b],
     );
-    for w in [&mut a, &mut b] {
+    for (w, log) in [(&mut a, "a.log"), (&mut b, "b.log")] {
         if w.running() {
             w.signal("TERM");
-            w.wait_timeout(Duration::from_secs(40)).expect("exit");
+            if w.wait_timeout(Duration::from_secs(40)).is_none() {
+                panic!(
+                    "{log}: no exit 40 s after SIGTERM\n--- a.log\n{}\n--- b.log\n{}",
+                    world.log("a.log"),
+                    world.log("b.log")
+                );
+            }
         }
     }
     world.assert_exactly_once(&config, &ids);
