@@ -437,7 +437,7 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetConfig {
-    /// zstd level 1..=22. Default 3.
+    /// zstd level 1..=22. Default 1: ingest writes for speed, compaction for size.
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
     /// Rows per row group. Default 131072.
@@ -495,7 +495,7 @@ pub enum TimestampUnit {
 }
 
 fn default_zstd_level() -> i32 {
-    3
+    1
 }
 fn default_row_group_rows() -> usize {
     128 * 1024

@@ -156,7 +156,7 @@ fn high<T: Hash + Eq>(values: impl Iterator<Item = T>) -> Option<bool> {
         n += 1;
         seen.insert(v);
     }
-    (n >= MIN_VALUES).then(|| seen.len() as f64 > HIGH_CARDINALITY * n as f64)
+    (n >= MIN_VALUES).then_some(seen.len() as f64 > HIGH_CARDINALITY * n as f64)
 }
 
 fn primitive<T: ArrowPrimitiveType>(column: &ArrayRef) -> Option<bool>
