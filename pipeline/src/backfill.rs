@@ -45,7 +45,7 @@ use std::time::Instant;
 use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, TimeUnit};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -482,18 +482,7 @@ impl Backfill {
     /// The recorded plan, checked against this run's parameters.
     async fn recorded_plan(&self) -> Result<Option<Plan>, BackfillError> {
         let path = object_store::path::Path::from(plan_path(&self.ds.name, &self.id));
-        let got = crate::store::retry("backfill plan", 8, || {
-            let store = self.store.clone();
-            let path = path.clone();
-            async move {
-                match store.get(&path).await {
-                    Ok(r) => r.bytes().await.map(Some),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .await?;
+        let got = crate::store::get_if_exists(&self.store, &path, "backfill plan", 8).await?;
         let Some(bytes) = got else {
             return Ok(None);
         };

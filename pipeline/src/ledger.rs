@@ -487,20 +487,9 @@ impl PartitionLedger {
 
     /// Reads an object, retrying transient failures; `None` when it does not exist.
     async fn get_bytes(&self, path: &Path) -> Result<Option<bytes::Bytes>, LedgerError> {
-        let store = self.store.clone();
-        retry("ledger get", ATTEMPTS, || {
-            let store = store.clone();
-            let path = path.clone();
-            async move {
-                match store.get(&path).await {
-                    Ok(r) => r.bytes().await.map(Some),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .await
-        .map_err(|e| self.err(e))
+        crate::store::get_if_exists(&self.store, path, "ledger get", ATTEMPTS)
+            .await
+            .map_err(|e| self.err(e))
     }
 
     /// Lists the objects directly under `dir`, with their metadata. One delimited listing

@@ -173,6 +173,24 @@ pub fn is_transient(err: &object_store::Error) -> bool {
     }
 }
 
+/// Reads the object at `path` with [`retry`]; `None` when it does not exist.
+pub async fn get_if_exists(
+    store: &Arc<dyn ObjectStore>,
+    path: &object_store::path::Path,
+    what: &str,
+    attempts: u32,
+) -> OsResult<Option<bytes::Bytes>> {
+    use object_store::ObjectStoreExt as _;
+    retry(what, attempts, || async move {
+        match store.get(path).await {
+            Ok(r) => r.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+}
+
 /// Retries `op` on transient errors with exponential backoff and jitter, up to `attempts`
 /// tries (the last error is returned). The jitter is seeded from `what`, never from the
 /// clock: retry timing does not influence any data.
