@@ -18,7 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::Message;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -123,6 +126,16 @@ impl RawBatch {
         self.bytes.shrink_to(keep);
         self.records.clear();
     }
+}
+
+/// What [`Worker::receive`] did with a message.
+enum Received {
+    /// Added to the batch.
+    Taken,
+    /// Added, and a batch was flushed: time to look at the memory budget and stop signals.
+    Flushed,
+    /// Below the position: kept as `Worker::rewound`.
+    Rewound,
 }
 
 pub struct Worker {
@@ -350,6 +363,9 @@ impl Worker {
         let _held = Held::register(&self, cfg.kafka.start_from == StartFrom::Earliest);
         let mut commit_deadline = Instant::now() + cfg.commit.interval;
         let mut batch_deadline: Option<Instant> = None;
+        // One stream for the worker's life: `queue.recv()` builds a stream per message,
+        // which takes a lock to register a waker slot and another to drop it.
+        let mut messages = queue.stream();
         loop {
             let how = *stop.borrow();
             match how {
@@ -386,75 +402,28 @@ impl Worker {
             tokio::select! {
                 biased;
                 _ = stop.changed() => continue,
-                msg = queue.recv() => {
-                    match msg {
-                        // The borrowed message is copied into the batch in this arm and
-                        // never held across an await.
-                        Ok(m) => {
-                            let offset = m.offset();
-                            if let Some(n) = self.next_offset {
-                                if offset < n {
-                                    self.rewound = Some(OwnedRecord {
-                                        offset,
-                                        timestamp: m.timestamp().to_millis(),
-                                        payload: m.payload().unwrap_or_default().to_vec(),
-                                    });
-                                } else if offset > n
-                                    && let Err(e) = self.check_jump(n, offset)
-                                {
-                                    self.fail(e);
-                                    return;
-                                }
-                            }
-                            if self.rewound.is_some() {
-                                // Handled at the top of the loop: it commits first.
-                                continue;
-                            }
-                            if self.commit_start.is_none() {
-                                self.commit_start = Some(offset);
-                            }
-                            self.next_offset = Some(offset + 1);
-                            self.commit_records += 1;
-                            let payload = m.payload().unwrap_or_default();
-                            // A batch stays within its buffer: a record that does not fit
-                            // goes into the next one.
-                            if !self.batch.is_empty()
-                                && self.batch.bytes() + payload.len() > self.shared.budget.batch_bytes()
-                            {
-                                batch_deadline = None;
-                                if let Err(e) = self.flush_batch() {
-                                    self.fail(e);
-                                    return;
-                                }
-                            }
-                            self.batch.push(offset, m.timestamp().to_millis(), payload);
-                            if batch_deadline.is_none() {
-                                batch_deadline = Some(Instant::now() + cfg.batch.max_wait);
-                            }
-                            if self.batch.len() >= cfg.batch.max_rows
-                                || self.batch.bytes() >= self.shared.budget.batch_bytes()
-                            {
-                                batch_deadline = None;
-                                if let Err(e) = self.flush_batch() {
-                                    self.fail(e);
-                                    return;
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            self.shared.metrics.kafka_errors.inc();
-                            if stands_for_records(&e) {
-                                self.fail(WorkerError::Undeliverable {
-                                    topic: self.topic.clone(),
-                                    partition: self.partition,
-                                    offset: self
-                                        .next_offset
-                                        .map_or_else(|| "start".to_owned(), |o| o.to_string()),
-                                    error: e.to_string(),
-                                });
+                msg = messages.next() => {
+                    // Then every message already waiting (up to a batch), without going
+                    // back through `select!`: its timer and stop futures cost more than a
+                    // message.
+                    let mut msg = msg.expect("kafka streams never end");
+                    let mut taken = 0;
+                    loop {
+                        match self.receive(msg, &mut batch_deadline, cfg.batch.max_wait) {
+                            Ok(Received::Taken) => {}
+                            Ok(Received::Flushed | Received::Rewound) => break,
+                            Err(e) => {
+                                self.fail(e);
                                 return;
                             }
-                            warn!(topic = %self.topic, partition = self.partition, error = %e, "partition fetch error");
+                        }
+                        taken += 1;
+                        if taken >= cfg.batch.max_rows {
+                            break;
+                        }
+                        match messages.next().now_or_never() {
+                            Some(next) => msg = next.expect("kafka streams never end"),
+                            None => break,
                         }
                     }
                 }
@@ -496,6 +465,82 @@ impl Worker {
                 commit_deadline = Instant::now() + cfg.commit.interval;
             }
         }
+    }
+
+    /// Takes one message from the partition queue into the batch, flushing the batch when it
+    /// is full. A message below the position is kept aside as a rewind (handled at the top
+    /// of the loop, after a commit).
+    fn receive(
+        &mut self,
+        msg: KafkaResult<BorrowedMessage<'_>>,
+        batch_deadline: &mut Option<Instant>,
+        max_wait: std::time::Duration,
+    ) -> Result<Received, WorkerError> {
+        let m = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                self.shared.metrics.kafka_errors.inc();
+                if stands_for_records(&e) {
+                    return Err(WorkerError::Undeliverable {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        offset: self
+                            .next_offset
+                            .map_or_else(|| "start".to_owned(), |o| o.to_string()),
+                        error: e.to_string(),
+                    });
+                }
+                warn!(topic = %self.topic, partition = self.partition, error = %e, "partition fetch error");
+                return Ok(Received::Taken);
+            }
+        };
+        // The borrowed message is copied into the batch here and never held across an
+        // await.
+        let offset = m.offset();
+        if let Some(n) = self.next_offset {
+            if offset < n {
+                self.rewound = Some(OwnedRecord {
+                    offset,
+                    timestamp: m.timestamp().to_millis(),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                });
+                return Ok(Received::Rewound);
+            }
+            if offset > n {
+                self.check_jump(n, offset)?;
+            }
+        }
+        if self.commit_start.is_none() {
+            self.commit_start = Some(offset);
+        }
+        self.next_offset = Some(offset + 1);
+        self.commit_records += 1;
+        let payload = m.payload().unwrap_or_default();
+        let batch_bytes = self.shared.budget.batch_bytes();
+        // A batch stays within its buffer: a record that does not fit goes into the next
+        // one.
+        let mut flushed = false;
+        if !self.batch.is_empty() && self.batch.bytes() + payload.len() > batch_bytes {
+            *batch_deadline = None;
+            self.flush_batch()?;
+            flushed = true;
+        }
+        self.batch.push(offset, m.timestamp().to_millis(), payload);
+        if batch_deadline.is_none() {
+            *batch_deadline = Some(Instant::now() + max_wait);
+        }
+        if self.batch.len() >= self.shared.config.batch.max_rows
+            || self.batch.bytes() >= batch_bytes
+        {
+            *batch_deadline = None;
+            self.flush_batch()?;
+            flushed = true;
+        }
+        Ok(if flushed {
+            Received::Flushed
+        } else {
+            Received::Taken
+        })
     }
 
     /// The next record's offset is past the position (`resume`): either a hole in the log

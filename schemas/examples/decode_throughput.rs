@@ -98,12 +98,24 @@ fn compare(label: &str, dataset: &str, records: &[Vec<u8>], unknown_fields: Unkn
         DecoderEngine::CompiledSonic,
         DecoderEngine::CompiledSerdeJson,
     ];
-    if std::env::var("DECODE_ONLY").as_deref() == Ok("compiled") {
-        // For profiles of the new engine alone.
-        for engine in compiled {
-            measure(label, dataset, records, unknown_fields, engine);
+    // For profiles of the new engine alone: DECODE_ONLY=compiled (both parsers),
+    // DECODE_ONLY=sonic-rs or DECODE_ONLY=serde_json (one).
+    match std::env::var("DECODE_ONLY").as_deref() {
+        Ok("compiled") => {
+            for engine in compiled {
+                measure(label, dataset, records, unknown_fields, engine);
+            }
+            return;
         }
-        return;
+        Ok("sonic-rs") => {
+            measure(label, dataset, records, unknown_fields, compiled[0]);
+            return;
+        }
+        Ok("serde_json") => {
+            measure(label, dataset, records, unknown_fields, compiled[1]);
+            return;
+        }
+        _ => {}
     }
     let old = measure(
         label,
