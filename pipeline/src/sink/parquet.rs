@@ -12,6 +12,13 @@
 //! written and closed at commit, one at a time. Memory then grows with rows, not with the
 //! number of hours, and the memory budget commits early as it does for open files.
 //!
+//! Such an hour's file usually holds a handful of rows, and a zstd file costs a compression
+//! and a decompression context per column whatever its size: creating them, each with a
+//! CPU feature probe that traps to the hypervisor on a VM, was a fifth of Weir's CPU while
+//! draining a backlog spread over 30 days. A waiting hour of fewer than
+//! [`SMALL_FILE_ROWS`] rows is therefore written with Snappy, which has no context to
+//! build; `weir compact` rewrites such hours with zstd later.
+//!
 //! Timestamp columns are written in the unit `parquet.timestamp_unit` names (microseconds
 //! by default, see [`file_schema`]); rows are split into hours from their nanosecond event
 //! times before the cast, so the unit never moves a row to another hour.
@@ -37,6 +44,10 @@ use crate::config::{ParquetConfig, ParquetDictionary, ParquetStatistics, Timesta
 pub mod columns;
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// A waiting hour with fewer rows than this is written with Snappy rather than zstd (see
+/// the module documentation).
+pub const SMALL_FILE_ROWS: usize = 1024;
 
 /// Memory an open file holds per leaf column beyond what the writer reports: each column
 /// chunk has its own zstd compression and (unused) decompression context. Measured with
@@ -483,13 +494,21 @@ impl PartitionWriter {
         // Hours that waited: one writer at a time, written and closed at once.
         let waiting = std::mem::take(&mut self.waiting);
         let batches: Vec<&RecordBatch> = waiting.batches.iter().collect();
+        let small = (!waiting.rows.is_empty()).then(|| {
+            self.props
+                .clone()
+                .into_builder()
+                .set_compression(Compression::SNAPPY)
+                .build()
+        });
         for (bucket, rows) in &waiting.rows {
             let hour = arrow::compute::interleave_record_batch(&batches, rows)?;
-            let mut writer = ArrowWriter::try_new(
-                ChunkedFile::default(),
-                self.file_schema.clone(),
-                Some(self.props.clone()),
-            )?;
+            let props = match &small {
+                Some(small) if rows.len() < SMALL_FILE_ROWS => small.clone(),
+                _ => self.props.clone(),
+            };
+            let mut writer =
+                ArrowWriter::try_new(ChunkedFile::default(), self.file_schema.clone(), Some(props))?;
             writer.write(&hour)?;
             out.push(self.finish(*bucket, writer, rows.len() as u64, file, lineage)?);
         }
@@ -773,6 +792,62 @@ mod tests {
         assert_eq!(unbounded.len(), 50);
         assert_eq!(write(Some(1)), unbounded);
         assert_eq!(write(Some(7)), unbounded);
+    }
+
+    #[test]
+    fn small_waiting_hours_are_written_with_snappy_and_the_rest_with_zstd() {
+        let h = 3_600_000_000_000i64;
+        let base = 1_795_323_600_000_000_000i64;
+        // Hour 0 opens a writer; hour 1 waits with a full file's rows, hour 2 with three.
+        let mut times = vec![base; 10];
+        times.extend(std::iter::repeat_n(base + h, SMALL_FILE_ROWS));
+        times.extend([base + 2 * h; 3]);
+        let values: Vec<i64> = (0..times.len() as i64).collect();
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
+                Arc::new(Int64Array::from(values)),
+            ],
+        )
+        .unwrap();
+        let mut w =
+            PartitionWriter::new("ds", schema(), "t", &ParquetConfig::default(), vec![]).unwrap();
+        w.set_max_open(1);
+        w.write(&batch.slice(0, 10)).unwrap();
+        w.write(&batch.slice(10, batch.num_rows() - 10)).unwrap();
+        assert_eq!(w.open_hours(), 1);
+        let files = w.close("f.parquet", &[]).unwrap();
+        let codecs: Vec<(u64, Compression)> = files
+            .iter()
+            .map(|f| {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
+                    f.bytes.clone(),
+                ))
+                .unwrap();
+                let meta = reader.metadata();
+                let codecs: Vec<Compression> = meta
+                    .row_groups()
+                    .iter()
+                    .flat_map(|g| g.columns().iter().map(|c| c.compression()))
+                    .collect();
+                assert!(codecs.windows(2).all(|p| p[0] == p[1]), "{codecs:?}");
+                (f.rows, codecs[0])
+            })
+            .collect();
+        let zstd = Compression::ZSTD(ZstdLevel::try_new(ParquetConfig::default().zstd_level).unwrap());
+        assert_eq!(
+            codecs,
+            vec![
+                (10, zstd),
+                (SMALL_FILE_ROWS as u64, zstd),
+                (3, Compression::SNAPPY)
+            ]
+        );
+        // Every row reads back, in order.
+        let read = contents(&files);
+        let all: Vec<i64> = read.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        assert_eq!(all, (0..batch.num_rows() as i64).collect::<Vec<_>>());
     }
 
     #[test]
