@@ -435,25 +435,17 @@ impl Worker {
                             return;
                         }
                     }
-                    if Instant::now() >= commit_deadline {
-                        batch_deadline = None;
-                        if let Err(e) = self.flush_batch() {
-                            self.fail(e);
-                            return;
-                        }
-                        match self.commit_until_done(&mut stop, false).await {
-                            Ok(()) => {}
-                            Err(e) => {
-                                self.fail(e);
-                                return;
-                            }
-                        }
-                        commit_deadline = Instant::now() + cfg.commit.interval;
-                    }
                 }
             }
-            if self.open_full || self.lease.over() {
-                debug!(topic = %self.topic, partition = self.partition, open_bytes = self.lease.held(), all_open_bytes = self.shared.budget.used(), "committing early: open files reached their size or memory share");
+            // Checked after either arm: while the queue always has a message ready (a
+            // backlog), the timer arm is never polled, and the interval must still bound
+            // how long a record waits to become queryable.
+            let due = Instant::now() >= commit_deadline;
+            if due || self.open_full || self.lease.over() {
+                if !due {
+                    debug!(topic = %self.topic, partition = self.partition, open_bytes = self.lease.held(), all_open_bytes = self.shared.budget.used(), "committing early: open files reached their size or memory share");
+                }
+                batch_deadline = None;
                 if let Err(e) = self.flush_batch() {
                     self.fail(e);
                     return;
