@@ -507,8 +507,11 @@ impl PartitionWriter {
                 Some(small) if rows.len() < SMALL_FILE_ROWS => small.clone(),
                 _ => self.props.clone(),
             };
-            let mut writer =
-                ArrowWriter::try_new(ChunkedFile::default(), self.file_schema.clone(), Some(props))?;
+            let mut writer = ArrowWriter::try_new(
+                ChunkedFile::default(),
+                self.file_schema.clone(),
+                Some(props),
+            )?;
             writer.write(&hour)?;
             out.push(self.finish(*bucket, writer, rows.len() as u64, file, lineage)?);
         }
@@ -821,10 +824,9 @@ mod tests {
         let codecs: Vec<(u64, Compression)> = files
             .iter()
             .map(|f| {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(
-                    f.bytes.clone(),
-                ))
-                .unwrap();
+                let reader =
+                    ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(f.bytes.clone()))
+                        .unwrap();
                 let meta = reader.metadata();
                 let codecs: Vec<Compression> = meta
                     .row_groups()
@@ -835,7 +837,8 @@ mod tests {
                 (f.rows, codecs[0])
             })
             .collect();
-        let zstd = Compression::ZSTD(ZstdLevel::try_new(ParquetConfig::default().zstd_level).unwrap());
+        let zstd =
+            Compression::ZSTD(ZstdLevel::try_new(ParquetConfig::default().zstd_level).unwrap());
         assert_eq!(
             codecs,
             vec![
