@@ -85,29 +85,12 @@ impl ConsumerContext for WeirContext {
                     // The client waits for every rebalance to be acknowledged, its close
                     // too: take none of the partitions, but answer, or the process never
                     // exits.
-                    let none = TopicPartitionList::new();
-                    let res = if matches!(
-                        base.rebalance_protocol(),
-                        rdkafka::consumer::RebalanceProtocol::Cooperative
-                    ) {
-                        base.incremental_assign(&none)
-                    } else {
-                        base.assign(&none)
-                    };
-                    if let Err(e) = res {
+                    if let Err(e) = acknowledge_assignment(base, &TopicPartitionList::new()) {
                         warn!(error = %e, "empty assignment not acknowledged");
                     }
                     return;
                 }
-                let res = if matches!(
-                    base.rebalance_protocol(),
-                    rdkafka::consumer::RebalanceProtocol::Cooperative
-                ) {
-                    base.incremental_assign(tpl)
-                } else {
-                    base.assign(tpl)
-                };
-                if let Err(e) = res {
+                if let Err(e) = acknowledge_assignment(base, tpl) {
                     self.shared.fatal(format!("assign failed: {e}"));
                 }
             }
@@ -144,6 +127,22 @@ impl ConsumerContext for WeirContext {
             // Only lag metrics depend on it: the ledger is the resume position.
             warn!(error = %e, "kafka group offset commit failed");
         }
+    }
+}
+
+/// Takes `tpl` as this member's new partitions, the way the group's rebalance protocol
+/// wants the assignment answered.
+fn acknowledge_assignment<C: ConsumerContext>(
+    base: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+) -> rdkafka::error::KafkaResult<()> {
+    if matches!(
+        base.rebalance_protocol(),
+        rdkafka::consumer::RebalanceProtocol::Cooperative
+    ) {
+        base.incremental_assign(tpl)
+    } else {
+        base.assign(tpl)
     }
 }
 
