@@ -8,7 +8,8 @@
 //!                    worker  ── decode (weir_schemas: NDJSON → Arrow; bad record → dead letter)
 //!                       │    ── event_time (wall-clock bound: too far ahead → dead letter)
 //!                       │    ── operator chain (weir_operators: sample ▶ redact ▶ enrich …)
-//!                       │    ── sink::parquet (zstd, Hive date=/hour= of event time)
+//!                       │    ── sink::parquet (zstd, Hive date=/hour= of event time;
+//!                       │       late hours under 1,024 rows: Snappy)
 //!                       ▼
 //!                    ledger ── ONE create-if-absent entry per commit = the commit point
 //!                       │       (files, offset range, operator state, writer epoch);

@@ -90,9 +90,10 @@ pub enum Parser {
 impl Parser {
     /// serde_json. On the portable x86_64 build Weir ships, sonic-rs runs its SSE2 code, and
     /// serde_json's scalar scanner walks the synthetic Logpush events in 15–25% less CPU time
-    /// (release, same run, 2026-12-05: 3.47 against 4.15 µs per compact `http_requests`
-    /// event; `decode_throughput` in the README's decoding section). sonic-rs stays selectable
-    /// for builds with AVX2 or NEON, where its SIMD code may turn that round.
+    /// (release without LTO, same run, 2026-12-05: 3.47 against 4.15 µs per compact
+    /// `http_requests` event; `decode_throughput` in the README's decoding section).
+    /// sonic-rs stays selectable for builds with AVX2 or NEON, where its SIMD code may turn
+    /// that round.
     pub const DEFAULT: Parser = Parser::SerdeJson;
 }
 
