@@ -211,8 +211,15 @@ impl Protocol {
     }
 }
 
-/// Uploads `files`: small ones with one put, large ones in parts. Each is retried on its
-/// own (an upload rewrites the same name with the same bytes, so a retry is harmless).
+/// Uploads a commit has in flight at once. A commit of late data names a file for every
+/// hour it touched (~720 over 30 days); all at once, that was a burst of 720 requests per
+/// partition (and on a local-directory store a blocking thread each: a 30-day drain of
+/// 300,000 events started 323 threads, now 110).
+pub const UPLOAD_CONCURRENCY: usize = 32;
+
+/// Uploads `files`: small ones with one put, large ones in parts, at most
+/// [`UPLOAD_CONCURRENCY`] at once. Each is retried on its own (an upload rewrites the same
+/// name with the same bytes, so a retry is harmless).
 async fn upload(
     store: &Arc<dyn ObjectStore>,
     threshold: usize,
@@ -220,7 +227,14 @@ async fn upload(
 ) -> object_store::Result<()> {
     // Owned tasks (not a borrowed stream of futures): the worker future must stay `Send`.
     let mut tasks = tokio::task::JoinSet::new();
+    let mut first_error = None;
     for f in files {
+        if tasks.len() >= UPLOAD_CONCURRENCY
+            && let Some(joined) = tasks.join_next().await
+            && let Err(e) = joined_result(joined)
+        {
+            first_error.get_or_insert(e);
+        }
         let store = store.clone();
         let path = Path::from(f.path.as_str());
         let bytes = f.bytes.clone();
@@ -241,15 +255,8 @@ async fn upload(
             }
         });
     }
-    let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
-        let result = joined.unwrap_or_else(|e| {
-            Err(object_store::Error::Generic {
-                store: "upload",
-                source: Box::new(e),
-            })
-        });
-        if let Err(e) = result {
+        if let Err(e) = joined_result(joined) {
             first_error.get_or_insert(e);
         }
     }
@@ -257,6 +264,18 @@ async fn upload(
         None => Ok(()),
         Some(e) => Err(e),
     }
+}
+
+/// An upload task's result, a panicked or cancelled task as an error.
+fn joined_result(
+    joined: Result<object_store::Result<()>, tokio::task::JoinError>,
+) -> object_store::Result<()> {
+    joined.unwrap_or_else(|e| {
+        Err(object_store::Error::Generic {
+            store: "upload",
+            source: Box::new(e),
+        })
+    })
 }
 
 async fn multipart(
