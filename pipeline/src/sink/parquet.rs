@@ -257,6 +257,28 @@ struct Waiting {
     bytes: usize,
 }
 
+impl Waiting {
+    /// An hour's rows as one batch, in arrival order: its one run as a slice, or its runs
+    /// gathered from the batches that hold them. Writing each run as a slice cost the
+    /// column writers' per-write work once per run: a commit of 150,000 rows over 720 hours
+    /// has ~37 runs of ~5 rows per hour, and gathering them first took 27% off the sink's
+    /// CPU per event (`late_files --events 150000 --commits 1 --max-open 1`).
+    fn hour_rows(&self, runs: &[(usize, usize, usize)]) -> Result<RecordBatch, WriteError> {
+        if let [(batch, first, len)] = runs {
+            return Ok(self.batches[*batch].slice(*first, *len));
+        }
+        let sources: Vec<&RecordBatch> = runs.iter().map(|&(b, _, _)| &self.batches[b]).collect();
+        let indices: Vec<(usize, usize)> = runs
+            .iter()
+            .enumerate()
+            .flat_map(|(source, &(_, first, len))| {
+                (first..first + len).map(move |row| (source, row))
+            })
+            .collect();
+        Ok(arrow::compute::interleave_record_batch(&sources, &indices)?)
+    }
+}
+
 impl std::fmt::Debug for PartitionWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartitionWriter")
@@ -517,8 +539,8 @@ impl PartitionWriter {
         for (bucket, (writer, rows)) in std::mem::take(&mut self.open) {
             out.push(self.finish(bucket, writer, rows, file, lineage)?);
         }
-        // Hours that waited: one writer at a time, written and closed at once. An hour's
-        // runs are written as slices of the batches that hold them, without a copy.
+        // Hours that waited: one writer at a time, written and closed at once, each from
+        // one batch of its rows (see `Waiting::hour_rows`).
         let waiting = std::mem::take(&mut self.waiting);
         let small = (!waiting.rows.is_empty()).then(|| small_file_properties(&self.props));
         for (bucket, runs) in &waiting.rows {
@@ -532,9 +554,7 @@ impl PartitionWriter {
                 self.file_schema.clone(),
                 Some(props),
             )?;
-            for &(batch, first, len) in runs {
-                writer.write(&waiting.batches[batch].slice(first, len))?;
-            }
+            writer.write(&waiting.hour_rows(runs)?)?;
             out.push(self.finish(*bucket, writer, rows as u64, file, lineage)?);
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
