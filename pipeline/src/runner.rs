@@ -114,6 +114,36 @@ pub fn prepare(
     Ok(out)
 }
 
+/// Leaves the consumer group and closes the client, waiting at most `timeout`.
+///
+/// Everything is committed by now; closing only tells the group coordinator that this
+/// member leaves, so the partitions move without waiting for its session to time out. The
+/// client serves a rebalance while it closes, and a close that met a rebalance started by
+/// another member once never returned (e2e `fencing::`, against the mock cluster, on a
+/// loaded machine): the process kept running after SIGTERM until it was killed. The close
+/// therefore runs on a thread of its own; past `timeout` the process exits without it, and
+/// the group drops the member when its session times out.
+fn close_consumer(consumer: Arc<kafka::WeirConsumer>, timeout: Duration) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let closing = std::thread::Builder::new()
+        .name("weir-kafka-close".to_owned())
+        .spawn(move || {
+            let _ = consumer.unsubscribe();
+            drop(consumer);
+            let _ = done_tx.send(());
+        });
+    if let Err(e) = closing {
+        warn!(error = %e, "cannot start the thread that closes the kafka client; exiting without leaving the group");
+        return;
+    }
+    if tokio::task::block_in_place(|| done_rx.recv_timeout(timeout)).is_err() {
+        warn!(
+            timeout = ?timeout,
+            "kafka client did not close within shutdown.timeout; exiting without leaving the group (its session timeout moves the partitions)"
+        );
+    }
+}
+
 /// Runs the pipeline until `shutdown` resolves (or a fatal error).
 pub async fn run(
     config: Config,
@@ -258,10 +288,7 @@ pub async fn run(
     if let Some(reloader) = reloader {
         reloader.abort();
     }
-    tokio::task::block_in_place(|| {
-        let _ = consumer.unsubscribe();
-        drop(consumer);
-    });
+    close_consumer(consumer, config.shutdown.timeout);
     info!("weir stopped");
     result
 }
