@@ -29,7 +29,7 @@
 //! 6. with `--spread-days D`, **late data**: the same number of events twice more, once
 //!    with event times spread over one hour and once over `D` days (every commit then
 //!    touches hundreds of hours), each drained from a backlog of its own by `weir run`
-//!    with `memory.limit = 512MiB`; the drain rates (events per wall second and per
+//!    with `memory.limit = 512MiB` (or the `[memory]` of `--extra-config`); the drain rates (events per wall second and per
 //!    CPU-second) of the two are compared within each round.
 //!
 //! Each measured program runs as a child; CPU seconds (user + system, all threads) and
@@ -310,7 +310,13 @@ fn main() -> Result<()> {
         generate_spread(&spread_input, events, spread_days * 86_400)?;
         let hour_backlog = Backlog::produce(&hour_input, partitions)?;
         let spread_backlog = Backlog::produce(&spread_input, partitions)?;
-        let limit = format!("[memory]\nlimit = \"512MiB\"\n{extra_config}");
+        // At 512 MiB unless `--extra-config` has a `[memory]` table of its own (TOML allows a
+        // table only once).
+        let limit = if extra_config.contains("[memory]") {
+            extra_config.clone()
+        } else {
+            format!("[memory]\nlimit = \"512MiB\"\n{extra_config}")
+        };
         for round in 0..rounds {
             let mut pair = Vec::new();
             for (what, backlog) in [("1 hour", &hour_backlog), ("spread", &spread_backlog)] {
