@@ -90,7 +90,7 @@
 //! |---|---|---|
 //! | object_store's client (`RetryConfig`, set in `store::open`) | one HTTP request, ≤ 3 times within 20 s | 5xx, 429, connect errors; timeouts and resets of idempotent requests. It retries conditional PUTs too, so "already exists" can answer our own write: resolved by reading |
 //! | `store::retry` (8 tries, 100 ms doubling to 10 s, seeded jitter) | one store call of Weir's | the transient errors the client gave up on |
-//! | the worker's `commit_until_done` (0.5 s doubling to 30 s, no limit) | the whole commit attempt, same seq, epoch, files and bytes | unknown outcomes and unreachable stores, until committed, revoked or the shutdown deadline; the partition stops consuming meanwhile and `/healthz` says so |
+//! | the worker's commit task (`worker::run_commit`, 0.5 s doubling to 30 s, no limit) | the whole commit attempt, same seq, epoch, files and bytes | unknown outcomes and unreachable stores, until committed, revoked or the shutdown deadline; the partition reads on until its memory share is full, then stops consuming, and `/healthz` says so |
 //!
 //! | step | kind | outcome unknown → |
 //! |---|---|---|

@@ -11,8 +11,17 @@
 //! ```
 //!
 //! A worker owns its chain, its open files and its position; nothing is shared with other
-//! partitions. While a commit is retrying against a failing store the worker does not read
-//! its queue, so Kafka fetching stops for that partition (backpressure).
+//! partitions.
+//!
+//! Commits are pipelined, one deep. Closing the open files (the CPU part) happens on the
+//! worker; the upload, the ledger entry and their retries run as a task of their own
+//! ([`InFlight`]) while the worker goes on reading and decoding the next records. The next
+//! commit waits for that task before it closes its own files, so entries stay in sequence
+//! and a commit never starts from a tail it has not seen. The files in flight stay on the
+//! worker's memory lease until they are uploaded, so a slow or failing store fills the
+//! budget, the worker then waits for the commit and stops reading its queue, and Kafka
+//! fetching stops for that partition (backpressure). A commit that loses its race throws
+//! away what was read after it too: the worker goes back to the ledger's position.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +180,37 @@ pub struct Worker {
     /// (topic recreated, offsets reset). Handled between two reads of the queue: the open
     /// commit is committed first, then this record starts the next entry.
     rewound: Option<OwnedRecord>,
+    /// The commit being uploaded while the worker reads on (at most one).
+    in_flight: Option<InFlight>,
+}
+
+/// A commit whose files are closed, running as a task of its own: intent, uploads, the
+/// dead-letter topic and the ledger entry, each retried until settled. Dropping it (the
+/// partition was revoked, the worker stopped) aborts the task; what it uploaded is an
+/// orphan that the partition's next recovery removes. A revoke does not drop it: the
+/// worker lets its current attempt end (a fenced attempt then removes its own files) and
+/// the task does not retry after it.
+struct InFlight {
+    /// `None` when the partition was revoked while the commit was retrying.
+    handle: tokio::task::JoinHandle<Result<Option<Settled>, WorkerError>>,
+    /// Bytes of its files, held on the worker's lease until the task ends.
+    bytes: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// How an in-flight commit ended (its files are dropped by then).
+struct Settled {
+    entry: Entry,
+    outcome: Outcome,
+    bytes: u64,
+    newest_event_time: Option<i64>,
+    /// From closing the files to the ledger's answer.
+    duration: Duration,
 }
 
 /// A record copied out of the consumer, kept across an await.
@@ -194,6 +234,8 @@ pub enum WorkerError {
     Kafka(String),
     #[error("dead-letter topic: {0}")]
     DeadLetterTopic(String),
+    #[error("commit task ended abnormally: {0}")]
+    CommitTask(String),
     /// The client reported records of the partition it cannot deliver (a batch that cannot
     /// be decompressed or parsed). The partition stops there rather than skip them.
     #[error(
@@ -227,13 +269,6 @@ pub enum WorkerError {
         resume: i64,
         earliest: i64,
     },
-}
-
-enum CommitOutcome {
-    Committed,
-    Nothing,
-    /// Another writer committed the same sequence number; state reset to the ledger.
-    Fenced,
 }
 
 impl Worker {
@@ -348,6 +383,7 @@ impl Worker {
             exported: Default::default(),
             skipped_offsets: 0,
             rewound: None,
+            in_flight: None,
             shared,
         })
     }
@@ -371,6 +407,14 @@ impl Worker {
             match how {
                 Stop::Running => {}
                 Stop::Revoke => {
+                    // The commit in flight ends its current attempt (so a fenced one still
+                    // removes its files) and is not retried.
+                    if let Some(mut in_flight) = self.in_flight.take() {
+                        let joined = (&mut in_flight.handle).await;
+                        if let Err(e) = self.apply(joined, true).await {
+                            self.fail(e);
+                        }
+                    }
                     self.abandon();
                     info!(topic = %self.topic, partition = self.partition, "worker stopped: partition revoked, open commit abandoned");
                     return;
@@ -379,7 +423,7 @@ impl Worker {
                     let res = self.flush_batch().and_then(|()| Ok(()));
                     if let Err(e) = res {
                         error!(topic = %self.topic, partition = self.partition, error = %e, "batch failed during shutdown");
-                    } else if let Err(e) = self.commit_until_done(&mut stop, true).await {
+                    } else if let Err(e) = self.commit_until_done(&stop).await {
                         error!(topic = %self.topic, partition = self.partition, error = %e, "final commit failed");
                     }
                     info!(topic = %self.topic, partition = self.partition, "worker stopped: shutdown");
@@ -402,6 +446,14 @@ impl Worker {
             tokio::select! {
                 biased;
                 _ = stop.changed() => continue,
+                // Before the queue: with a backlog a message is always ready.
+                joined = next_settled(&mut self.in_flight) => {
+                    if let Err(e) = self.apply(joined, false).await {
+                        self.fail(e);
+                        return;
+                    }
+                    continue;
+                }
                 msg = messages.next() => {
                     // Then every message already waiting (up to a batch), without going
                     // back through `select!`: its timer and stop futures cost more than a
@@ -450,7 +502,18 @@ impl Worker {
                     self.fail(e);
                     return;
                 }
-                if let Err(e) = self.commit_until_done(&mut stop, false).await {
+                // The commit before this one first (its entry gives this one's sequence
+                // number); then this one's files are closed and handed to a task, and the
+                // worker reads on while they upload.
+                match self.settle_in_flight(&stop).await {
+                    Ok(true) => {}
+                    Ok(false) => continue, // revoked: everything open was dropped
+                    Err(e) => {
+                        self.fail(e);
+                        return;
+                    }
+                }
+                if let Err(e) = self.launch_commit(&stop) {
                     self.fail(e);
                     return;
                 }
@@ -628,7 +691,7 @@ impl Worker {
             1,
         );
         self.flush_batch()?;
-        self.commit_until_done(stop, false).await?;
+        self.commit_until_done(stop).await?;
         if *stop.borrow() != Stop::Running {
             // Revoked or shutting down: the next owner sees the same rewind.
             return Ok(());
@@ -655,6 +718,7 @@ impl Worker {
     }
 
     fn abandon(&mut self) {
+        self.in_flight = None;
         self.batch.clear(self.shared.budget.batch_bytes());
         self.writer.discard();
         self.dead.discard();
@@ -683,8 +747,9 @@ impl Worker {
     /// Open files only change here (after a batch, a commit or an abandon), so their sizes
     /// are measured here, not for every record the loop receives.
     fn account(&mut self) {
+        let in_flight = self.in_flight.as_ref().map_or(0, |f| f.bytes);
         self.lease
-            .set(self.writer.memory_bytes() + self.dead.buffered_bytes());
+            .set(self.writer.memory_bytes() + self.dead.buffered_bytes() + in_flight);
         self.open_full = self.writer.buffered_bytes() + self.dead.buffered_bytes()
             >= self.shared.config.commit.max_bytes as usize;
     }
@@ -870,138 +935,118 @@ impl Worker {
             })
     }
 
-    /// Commits, retrying store failures and unknown outcomes until the commit is settled,
-    /// the partition is revoked, or (on shutdown) the shutdown timeout passes. Every retry
-    /// repeats the same attempt (same seq, epoch, files and bytes).
-    async fn commit_until_done(
-        &mut self,
-        stop: &mut watch::Receiver<Stop>,
-        final_commit: bool,
-    ) -> Result<(), WorkerError> {
-        // A span only for a commit that has something to write.
-        let span = if self.commit_records > 0 {
-            tracing::info_span!(
-                "commit",
-                dataset = %self.ds.name,
-                topic = %self.topic,
-                partition = self.partition,
-                records = self.commit_records,
-                final_commit,
-            )
-        } else {
-            tracing::Span::none()
-        };
-        self.commit_until_settled(stop, final_commit)
-            .instrument(span)
-            .await
+    /// Commits everything open and waits until it is settled: the commit in flight first,
+    /// then this one. Store failures and unknown outcomes are retried (the same attempt:
+    /// same seq, epoch, files and bytes) until the commit is settled or the partition is
+    /// revoked; on shutdown the shutdown timeout ends the wait too.
+    async fn commit_until_done(&mut self, stop: &watch::Receiver<Stop>) -> Result<(), WorkerError> {
+        if !self.settle_in_flight(stop).await? {
+            return Ok(());
+        }
+        self.launch_commit(stop)?;
+        self.settle_in_flight(stop).await?;
+        Ok(())
     }
 
-    async fn commit_until_settled(
+    /// Waits for the commit in flight, if any, and takes in its outcome. `Ok(false)` when
+    /// the partition was revoked meanwhile: the commit stopped retrying, and it and
+    /// everything open were dropped.
+    async fn settle_in_flight(
         &mut self,
-        stop: &mut watch::Receiver<Stop>,
-        final_commit: bool,
+        stop: &watch::Receiver<Stop>,
+    ) -> Result<bool, WorkerError> {
+        let Some(in_flight) = self.in_flight.as_mut() else {
+            return Ok(true);
+        };
+        let joined = (&mut in_flight.handle).await;
+        let revoked = *stop.borrow() == Stop::Revoke;
+        self.apply(joined, revoked).await?;
+        Ok(!revoked)
+    }
+
+    /// Closes the open files and starts their commit as a task (see [`InFlight`]). The
+    /// open commit then starts at the next offset. Nothing to do without records.
+    fn launch_commit(&mut self, stop: &watch::Receiver<Stop>) -> Result<(), WorkerError> {
+        assert!(self.in_flight.is_none(), "one commit in flight at a time");
+        if self.commit_records == 0 {
+            return Ok(());
+        }
+        let prepared = self.prepare()?;
+        let span = tracing::info_span!(
+            "commit",
+            dataset = %self.ds.name,
+            topic = %self.topic,
+            partition = self.partition,
+            seq = prepared.attempt.entry.seq,
+            records = self.commit_records,
+        );
+        self.commit_start = Some(prepared.attempt.entry.next_offset);
+        self.commit_records = 0;
+        let bytes = prepared.attempt.bytes() as usize;
+        let task = run_commit(
+            self.shared.clone(),
+            self.protocol.clone(),
+            self.ds.name.clone(),
+            self.topic.clone(),
+            self.partition,
+            stop.clone(),
+            prepared,
+        );
+        self.in_flight = Some(InFlight {
+            handle: tokio::spawn(task.instrument(span)),
+            bytes,
+        });
+        self.account();
+        Ok(())
+    }
+
+    /// Takes in how the commit in flight ended. `revoked`: the partition is being given
+    /// up, so a lost race only drops what is open (no reset to the ledger).
+    async fn apply(
+        &mut self,
+        joined: Result<Result<Option<Settled>, WorkerError>, tokio::task::JoinError>,
+        revoked: bool,
     ) -> Result<(), WorkerError> {
-        let mut prepared: Option<Prepared> = None;
-        let mut delay = Duration::from_millis(500);
-        let started = std::time::Instant::now();
-        loop {
-            match self.commit(&mut prepared).await {
-                Ok(
-                    outcome @ (CommitOutcome::Committed
-                    | CommitOutcome::Nothing
-                    | CommitOutcome::Fenced),
-                ) => {
-                    if matches!(outcome, CommitOutcome::Committed) {
-                        Metrics::observe(
-                            &self.shared.metrics.commit_duration,
-                            &self.ds.name,
-                            started.elapsed(),
-                        );
-                    }
-                    // The closed files were held (and counted) until they were uploaded.
-                    self.account();
-                    self.shared.metrics.set_store_healthy(true);
-                    return Ok(());
+        self.in_flight = None;
+        let Some(settled) = joined.map_err(|e| WorkerError::CommitTask(e.to_string()))?? else {
+            // Revoked while retrying: the commit was given up.
+            self.abandon();
+            return Ok(());
+        };
+        let metrics = &self.shared.metrics;
+        metrics.set_store_healthy(true);
+        let entry = settled.entry;
+        match settled.outcome {
+            Outcome::Fenced { theirs, removed } => {
+                metrics.commit_conflicts.inc();
+                warn!(topic = %self.topic, partition = self.partition, seq = entry.seq, ours = self.epoch, theirs, removed, "ledger entry already written by another writer; our files it does not name were removed, and what was read after them is dropped");
+                if revoked {
+                    self.abandon();
+                } else {
+                    // Everything read since was built on the lost entry's state.
+                    self.reset_to_ledger().await?;
                 }
-                Err(WorkerError::Ledger(e)) if e.is_retryable() => {
-                    self.shared.metrics.store_errors.inc();
-                    self.shared.metrics.set_store_healthy(false);
-                    warn!(topic = %self.topic, partition = self.partition, error = %e, retry_in_ms = delay.as_millis() as u64, "commit not settled, not consuming until the store answers");
-                }
-                Err(WorkerError::DeadLetterTopic(reason)) => {
-                    self.shared.metrics.kafka_errors.inc();
-                    warn!(topic = %self.topic, partition = self.partition, error = %reason, retry_in_ms = delay.as_millis() as u64, "commit waits for the dead-letter topic");
-                }
-                Err(e) => return Err(e),
-            }
-            if !final_commit && *stop.borrow() == Stop::Revoke {
-                self.abandon();
                 return Ok(());
             }
-            self.shared.metrics.partitions.retrying(
-                &self.topic,
-                self.partition,
-                std::time::Instant::now(),
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stop.changed(), if !final_commit => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(30));
-        }
-    }
-
-    async fn commit(
-        &mut self,
-        prepared: &mut Option<Prepared>,
-    ) -> Result<CommitOutcome, WorkerError> {
-        if prepared.is_none() {
-            if self.commit_records == 0 {
-                return Ok(CommitOutcome::Nothing);
-            }
-            *prepared = Some(self.prepare()?);
-        }
-        let p = prepared.as_mut().expect("prepared");
-        if !p.attempt.staged() {
-            let started = std::time::Instant::now();
-            self.protocol.stage(&mut p.attempt).await?;
-            Metrics::observe(
-                &self.shared.metrics.upload_duration,
-                &self.ds.name,
-                started.elapsed(),
-            );
-        }
-        if let Some(dlt) = &self.shared.dead_letter_topic
-            && !p.to_topic.is_empty()
-        {
-            dlt.send(&self.ds.name, &p.to_topic)
-                .await
-                .map_err(WorkerError::DeadLetterTopic)?;
-            p.to_topic.clear();
-        }
-        match self.protocol.finish(&p.attempt).await? {
             Outcome::Committed => {}
-            Outcome::Fenced { theirs, removed } => {
-                let p = prepared.take().expect("prepared");
-                self.shared.metrics.commit_conflicts.inc();
-                warn!(topic = %self.topic, partition = self.partition, seq = p.attempt.entry.seq, ours = self.epoch, theirs, removed, "ledger entry already written by another writer; our files it does not name were removed");
-                self.reset_to_ledger().await?;
-                return Ok(CommitOutcome::Fenced);
-            }
         }
-        let p = prepared.take().expect("prepared");
-        let bytes = p.attempt.bytes();
-        let entry = p.attempt.entry;
-        let metrics = &self.shared.metrics;
+        Metrics::observe(&metrics.commit_duration, &self.ds.name, settled.duration);
         metrics.count(&metrics.commits, &self.ds.name, 1);
-        metrics.count(&metrics.bytes_written, &self.ds.name, bytes);
+        metrics.count(&metrics.bytes_written, &self.ds.name, settled.bytes);
+        let now = std::time::Instant::now();
         metrics.partitions.committed(
             &self.topic,
             self.partition,
             entry.next_offset,
-            p.newest_event_time,
-            std::time::Instant::now(),
+            settled.newest_event_time,
+            now,
         );
+        if self.commit_records > 0 {
+            // Records read while the commit uploaded still wait for the next one.
+            metrics
+                .partitions
+                .consumed(&self.topic, self.partition, now);
+        }
         info!(topic = %self.topic, partition = self.partition, seq = entry.seq, offsets = %format!("{}..{}", entry.start_offset, entry.next_offset), rows = entry.rows, dead_letters = entry.dead_lettered, files = entry.files.len(), "committed");
         let mut tpl = TopicPartitionList::new();
         if tpl
@@ -1015,10 +1060,9 @@ impl Worker {
         {
             debug!(error = %e, "kafka group offset commit not sent");
         }
-        self.commit_start = Some(entry.next_offset);
-        self.commit_records = 0;
         self.tail = Tail { last: Some(entry) };
-        Ok(CommitOutcome::Committed)
+        self.account();
+        Ok(())
     }
 
     /// Closes the open files and builds the entry that will name them.
@@ -1134,6 +1178,107 @@ struct Prepared {
     to_topic: Vec<DeadLetter>,
     /// Newest event time (ns) of the rows the attempt commits.
     newest_event_time: Option<i64>,
+}
+
+/// Where [`Worker::run`] waits for the commit in flight: never ready without one.
+async fn next_settled(
+    in_flight: &mut Option<InFlight>,
+) -> Result<Result<Option<Settled>, WorkerError>, tokio::task::JoinError> {
+    match in_flight {
+        Some(f) => (&mut f.handle).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The body of an [`InFlight`] commit: stage, send dead letters to their topic, finish;
+/// a store failure, an unknown outcome or an unreachable dead-letter topic is retried
+/// (0.5 s doubling to 30 s, no limit) with the same attempt, until the partition is
+/// revoked (`Ok(None)`; an attempt is never cut short). A commit that keeps failing fills
+/// the worker's lease with what it reads meanwhile, and then the worker waits.
+async fn run_commit(
+    shared: Arc<Shared>,
+    protocol: Protocol,
+    dataset: String,
+    topic: String,
+    partition: i32,
+    mut stop: watch::Receiver<Stop>,
+    mut p: Prepared,
+) -> Result<Option<Settled>, WorkerError> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match attempt_commit(&shared, &protocol, &dataset, &mut p).await {
+            Ok(outcome) => {
+                let Prepared {
+                    attempt,
+                    newest_event_time,
+                    ..
+                } = p;
+                return Ok(Some(Settled {
+                    bytes: attempt.bytes(),
+                    entry: attempt.entry,
+                    outcome,
+                    newest_event_time,
+                    duration: started.elapsed(),
+                }));
+            }
+            Err(WorkerError::Ledger(e)) if e.is_retryable() => {
+                shared.metrics.store_errors.inc();
+                shared.metrics.set_store_healthy(false);
+                warn!(topic = %topic, partition, error = %e, retry_in_ms = delay.as_millis() as u64, "commit not settled, retrying; the partition reads on until its memory share is full");
+            }
+            Err(WorkerError::DeadLetterTopic(reason)) => {
+                shared.metrics.kafka_errors.inc();
+                warn!(topic = %topic, partition, error = %reason, retry_in_ms = delay.as_millis() as u64, "commit waits for the dead-letter topic");
+            }
+            Err(e) => return Err(e),
+        }
+        if *stop.borrow() == Stop::Revoke {
+            return Ok(None);
+        }
+        shared
+            .metrics
+            .partitions
+            .retrying(&topic, partition, std::time::Instant::now());
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            // A revoke ends the wait; other changes (shutdown) do not.
+            () = async {
+                loop {
+                    if stop.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if *stop.borrow() == Stop::Revoke {
+                        return;
+                    }
+                }
+            } => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One try of a commit's remote steps; each is skipped when an earlier try did it.
+async fn attempt_commit(
+    shared: &Shared,
+    protocol: &Protocol,
+    dataset: &str,
+    p: &mut Prepared,
+) -> Result<Outcome, WorkerError> {
+    if !p.attempt.staged() {
+        let started = std::time::Instant::now();
+        protocol.stage(&mut p.attempt).await?;
+        Metrics::observe(&shared.metrics.upload_duration, dataset, started.elapsed());
+    }
+    if let Some(dlt) = &shared.dead_letter_topic
+        && !p.to_topic.is_empty()
+    {
+        dlt.send(dataset, &p.to_topic)
+            .await
+            .map_err(WorkerError::DeadLetterTopic)?;
+        p.to_topic.clear();
+    }
+    Ok(protocol.finish(&p.attempt).await?)
 }
 
 /// A worker's entry in [`Partitions`], removed when the worker's future ends (it returned,

@@ -36,9 +36,12 @@
 //! peak RSS come from `wait4`'s rusage, so "per core" means per CPU-second whatever the
 //! thread count. Needs the venv from `.ci/install` (DuckDB and tansu).
 //!
-//! `--slow-store D` adds latency D to every object-store call Weir makes (through its
-//! test-only fault injector), to show that memory stays bounded when the store, not the
-//! CPU, is the bottleneck: consumption waits, nothing piles up.
+//! `--slow-store D` drains the backlog twice with each binary in every round: once as
+//! usual, once with latency D added to every object-store call Weir makes (through its
+//! test-only fault injector). It reports the slowed drain's rate against the fast one's,
+//! per wall second of consumption (from weir's first decoded batch to its last record, read
+//! from its `/metrics`: the group join and the last commit interval are left out) and per
+//! core, and the peak RSS: a slow store must neither stall consumption nor pile up memory.
 //!
 //! Without `--dir` the working directory (input, outputs, lake) is a temporary one,
 //! removed at the end.
@@ -72,6 +75,9 @@ struct Usage {
     wall: f64,
     cpu: f64,
     max_rss_mib: f64,
+    /// Events per wall second from the first decoded batch to the last record decoded, from
+    /// weir's `weir_records_total` (only measured for `weir run` drains).
+    steady: Option<f64>,
 }
 
 /// CPU seconds (user + system, all threads) and peak RSS of a live process, from /proc.
@@ -109,6 +115,7 @@ fn watch(
                     wall: started.elapsed().as_secs_f64(),
                     cpu: last.0,
                     max_rss_mib: last.1,
+                    steady: None,
                 },
             ));
         }
@@ -122,6 +129,7 @@ fn watch(
                     wall: started.elapsed().as_secs_f64(),
                     cpu: last.0,
                     max_rss_mib: last.1,
+                    steady: None,
                 },
             ));
         }
@@ -243,14 +251,17 @@ fn main() -> Result<()> {
             .collect()
     };
     let rounds: usize = arg(&args, "--rounds", 1);
+    let produce_batch: usize = arg(&args, "--produce-batch-bytes", 1_000_000);
     let compare = bins.len() > 1 || rounds > 1;
     let backfill = args.iter().any(|a| a == "--backfill");
     let archive = dir.join("archive");
     if backfill {
         write_archive(&input, &archive)?;
     }
-    let backlog = Backlog::produce(&input, partitions)?;
+    let backlog = Backlog::produce(&input, partitions, produce_batch)?;
     let mut run = 0;
+    // Per binary: (slowed / fast) per wall second after the first entry, and per core.
+    let mut slow_ratios: Vec<Vec<(f64, f64)>> = vec![Vec::new(); bins.len()];
     for round in 0..rounds {
         if !weir_only {
             floor(
@@ -263,23 +274,33 @@ fn main() -> Result<()> {
             )?;
         }
         for (b, (bin, variant)) in bins.iter().enumerate() {
-            let (usage, out) = backlog.drain(
-                bin,
-                &dir.join(format!("lake-{run}")),
-                &format!("weir-bench-{run}"),
-                events,
-                slow.as_deref(),
-                &format!("{extra_config}\n{variant}"),
-                &weir_env,
-                &dir.join(format!("weir-{run}.log")),
-            )?;
-            run += 1;
-            let name = if !compare {
-                "weir: kafka -> decode -> parquet".to_owned()
-            } else {
-                format!("weir: kafka -> decode -> parquet [bin {b}, round {round}]")
-            };
-            rows.push((name, usage, out));
+            let mut pair = Vec::new();
+            for slowed in std::iter::once(None).chain(slow.as_deref().map(Some)) {
+                let (usage, out) = backlog.drain(
+                    bin,
+                    &dir.join(format!("lake-{run}")),
+                    &format!("weir-bench-{run}"),
+                    events,
+                    slowed,
+                    &format!("{extra_config}\n{variant}"),
+                    &weir_env,
+                    &dir.join(format!("weir-{run}.log")),
+                )?;
+                run += 1;
+                let mut name = if !compare {
+                    "weir: kafka -> decode -> parquet".to_owned()
+                } else {
+                    format!("weir: kafka -> decode -> parquet [bin {b}, round {round}]")
+                };
+                if let Some(d) = slowed {
+                    name = format!("slow store ({d} per call), {name}");
+                }
+                pair.push((usage.steady.unwrap_or(0.0), events as f64 / usage.cpu));
+                rows.push((name, usage, out));
+            }
+            if let [fast, slowed] = pair[..] {
+                slow_ratios[b].push((slowed.0 / fast.0, slowed.1 / fast.1));
+            }
         }
         if backfill {
             let (usage, out) = run_backfill(
@@ -308,8 +329,8 @@ fn main() -> Result<()> {
         let spread_input = dir.join("events-spread.ndjson");
         generate_spread(&hour_input, events, 3600)?;
         generate_spread(&spread_input, events, spread_days * 86_400)?;
-        let hour_backlog = Backlog::produce(&hour_input, partitions)?;
-        let spread_backlog = Backlog::produce(&spread_input, partitions)?;
+        let hour_backlog = Backlog::produce(&hour_input, partitions, produce_batch)?;
+        let spread_backlog = Backlog::produce(&spread_input, partitions, produce_batch)?;
         // At 512 MiB unless `--extra-config` has a `[memory]` table of its own (TOML allows a
         // table only once).
         let limit = if extra_config.contains("[memory]") {
@@ -344,18 +365,19 @@ fn main() -> Result<()> {
     }
 
     println!(
-        "\n| program | events/s per core | MB/s per core | output B/event | peak RSS MiB | CPU s | wall s |"
+        "\n| program | events/s per core | MB/s per core | output B/event | peak RSS MiB | CPU s | wall s | events/s while consuming |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (name, u, out) in &rows {
         println!(
-            "| {name} | {:.0} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} |",
+            "| {name} | {:.0} | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {} |",
             events as f64 / u.cpu,
             input_bytes as f64 / 1e6 / u.cpu,
             *out as f64 / events as f64,
             u.max_rss_mib,
             u.cpu,
-            u.wall
+            u.wall,
+            u.steady.map_or_else(String::new, |r| format!("{r:.0}")),
         );
     }
     let per_core = |r: &(String, Usage, u64)| events as f64 / r.1.cpu;
@@ -368,6 +390,7 @@ fn main() -> Result<()> {
         .iter()
         .find(|r| r.0.starts_with("duckdb"))
         .map(per_core);
+    // The fast-store drains (the slowed ones are compared with them below).
     let weirs: Vec<f64> = rows
         .iter()
         .filter(|r| r.0.starts_with("weir:"))
@@ -395,6 +418,19 @@ fn main() -> Result<()> {
                 median(mine) / d
             );
         }
+    }
+    for (b, ratios) in slow_ratios
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.is_empty())
+    {
+        println!(
+            "weir (bin {b}) with a slow store ({}) / fast store: {:.2}x per wall second while consuming (target: >= 0.90), {:.2}x per core (median of {} rounds)",
+            slow.as_deref().unwrap_or_default(),
+            median(ratios.iter().map(|r| r.0).collect()),
+            median(ratios.iter().map(|r| r.1).collect()),
+            ratios.len()
+        );
     }
     let backfills: Vec<f64> = rows
         .iter()
@@ -647,7 +683,9 @@ struct Backlog {
 }
 
 impl Backlog {
-    fn produce(input: &Path, partitions: i32) -> Result<Backlog> {
+    /// `batch_bytes`: the producer's `batch.size`. tansu answers a fetch with about one
+    /// producer batch per partition, so this sets how fast it can serve the backlog.
+    fn produce(input: &Path, partitions: i32, batch_bytes: usize) -> Result<Backlog> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -692,7 +730,8 @@ impl Backlog {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("linger.ms", "20")
-            .set("batch.size", "1000000")
+            .set("batch.size", batch_bytes.to_string())
+            .set("message.max.bytes", (batch_bytes + 1_000_000).to_string())
             .set("queue.buffering.max.kbytes", "262144")
             .create()?;
         let started = Instant::now();
@@ -751,10 +790,18 @@ impl Backlog {
         let (bootstrap, counts) = (&self.bootstrap, &self.counts);
         let partitions = counts.len() as i32;
         let config = lake.with_extension("toml");
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let metrics = if extra_config.contains("[metrics]") {
+            String::new()
+        } else {
+            format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n")
+        };
         std::fs::write(
             &config,
             format!(
-                "[kafka]\nbrokers = \"{bootstrap}\"\ngroup_id = \"{group}\"\n[storage]\nurl = \"file://{}\"\n[[datasets]]\nname = \"http_requests\"\ntopic = \"{TOPIC}\"\nschema = \"http_requests\"\n{extra_config}\n",
+                "[kafka]\nbrokers = \"{bootstrap}\"\ngroup_id = \"{group}\"\n[storage]\nurl = \"file://{}\"\n{metrics}[[datasets]]\nname = \"http_requests\"\ntopic = \"{TOPIC}\"\nschema = \"http_requests\"\n{extra_config}\n",
                 lake.display()
             ),
         )?;
@@ -774,15 +821,36 @@ impl Backlog {
             .with_context(|| format!("starting {}", weir_bin.display()))?;
         let deadline = Instant::now() + Duration::from_secs(3600);
         let mut polls = 0u32;
-        let (status, usage) = watch(&mut child, started, || {
+        // When weir had decoded its first records, and all of them.
+        let mut first: Option<Instant> = None;
+        let mut last: Option<Instant> = None;
+        let (status, mut usage) = watch(&mut child, started, || {
             polls += 1;
             // The ledger is read every 100 ms; usage is taken just before SIGTERM, so the
             // figures cover draining the backlog, not the shutdown.
-            polls % 5 == 0
-                && ((0..partitions)
-                    .all(|p| next_offset(lake, TOPIC, p).unwrap_or(0) >= counts[p as usize])
-                    || Instant::now() > deadline)
+            if polls % 5 != 0 {
+                return false;
+            }
+            if last.is_none()
+                && let Some(n) = records_decoded(metrics_port)
+            {
+                if n > 0 && first.is_none() {
+                    first = Some(Instant::now());
+                }
+                if n >= events as u64 {
+                    last = Some(Instant::now());
+                }
+            }
+            let committed: Vec<i64> = (0..partitions)
+                .map(|p| next_offset(lake, TOPIC, p).unwrap_or(0))
+                .collect();
+            committed.iter().zip(counts).all(|(c, n)| c >= n) || Instant::now() > deadline
         })?;
+        if let (Some(first), Some(last)) = (first, last) {
+            // Polled every 100 ms: a drain shorter than a few seconds gives a rough rate.
+            let secs = (last - first).as_secs_f64().max(0.1);
+            usage.steady = Some(events as f64 / secs);
+        }
         if let Some(status) = status {
             bail!(
                 "weir run exited early with {status}; see {}",
@@ -807,6 +875,26 @@ impl Backlog {
         println!("weir drained {events} events in {drained:.1?}");
         Ok((usage, dir_parquet_bytes(&lake.join("http_requests"))))
     }
+}
+
+/// `weir_records_total` summed over datasets, from weir's `/metrics` on `port`.
+fn records_decoded(port: u16) -> Option<u64> {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).ok()?;
+    let total = body
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("weir_records_total")
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    Some(total as u64)
 }
 
 fn next_offset(lake: &Path, topic: &str, partition: i32) -> Option<i64> {
