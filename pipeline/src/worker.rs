@@ -439,9 +439,14 @@ impl Worker {
                 batch_deadline = Some(Instant::now() + cfg.batch.max_wait);
                 continue;
             }
-            let sleep_until = match batch_deadline {
-                Some(b) => b.min(commit_deadline),
-                None => commit_deadline,
+            // A commit that is due while the one before still uploads waits for it (the
+            // in-flight arm below), not for the timer.
+            let waits_for_in_flight = self.in_flight.is_some() && Instant::now() >= commit_deadline;
+            let sleep_until = match (batch_deadline, waits_for_in_flight) {
+                (Some(b), true) => b,
+                (Some(b), false) => b.min(commit_deadline),
+                (None, false) => commit_deadline,
+                (None, true) => Instant::now() + Duration::from_secs(3600),
             };
             tokio::select! {
                 biased;
@@ -452,7 +457,6 @@ impl Worker {
                         self.fail(e);
                         return;
                     }
-                    continue;
                 }
                 msg = messages.next() => {
                     // Then every message already waiting (up to a batch), without going
@@ -493,7 +497,11 @@ impl Worker {
             // backlog), the timer arm is never polled, and the interval must still bound
             // how long a record waits to become queryable.
             let due = Instant::now() >= commit_deadline;
-            if due || self.open_full || self.lease.over() {
+            let pressed = self.open_full || self.lease.over();
+            // Due only by time while the commit before still uploads: read on; this one
+            // starts once that one has settled. Full files or a full memory share wait for
+            // it instead.
+            if (due || pressed) && (pressed || self.in_flight.is_none()) {
                 if !due {
                     debug!(topic = %self.topic, partition = self.partition, open_bytes = self.lease.held(), all_open_bytes = self.shared.budget.used(), "committing early: open files reached their size or memory share");
                 }

@@ -272,3 +272,105 @@ fn racing_creates_of_one_key_have_one_winner() {
     let wins = racing_creates(&world.s3.endpoint(), false, 8, 10);
     assert_eq!(wins, vec![1; 10], "creates that succeeded, per round");
 }
+
+/// Commits are pipelined: while one uploads to a slow store (every call takes 2 s), the
+/// partition reads and decodes the records that arrive meanwhile. Were the worker to wait
+/// for its commit, `weir_records_total` could not pass the first entry's records before
+/// that entry exists.
+#[test]
+fn records_are_read_while_a_commit_uploads() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let metrics = free_port();
+    let config = world.config(
+        "weir.toml",
+        &kafka.bootstrap,
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}",
+            dataset_toml("")
+        ),
+    );
+    let mut generator = HttpRequests::new(34).compact(true);
+    let mut ids = produce_http(&kafka.bootstrap, TOPIC, 1, 200, &mut generator);
+    let mut weir = world.weir_run(
+        &config,
+        "weir.log",
+        &[("WEIR_STORE_FAULTS", "rate=0,slow=2s")],
+    );
+    let ledger = world
+        .lake_dir()
+        .join("_weir/ledger/http_requests")
+        .join(TOPIC)
+        .join("0");
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(ledger.join(dir))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The first commit's intent is written: its files are closed and being uploaded.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while names("pending").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no commit started\n{}",
+            world.log("weir.log")
+        );
+        assert!(weir.running(), "weir exited\n{}", world.log("weir.log"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(names("entries").is_empty(), "the first entry came too soon");
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        1,
+        200,
+        &mut generator,
+    ));
+    // Records decoded, as long as the first entry does not exist.
+    let mut read_before_entry = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let first = loop {
+        let entries = names("entries");
+        if let Some(first) = entries.iter().min() {
+            break first.clone();
+        }
+        if let Some((200, body)) = http_get(metrics, "/metrics") {
+            let decoded: f64 = body
+                .lines()
+                .filter(|l| l.starts_with("weir_records_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            read_before_entry = read_before_entry.max(decoded as u64);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first entry never came\n{}",
+            world.log("weir.log")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let entry: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ledger.join("entries").join(&first)).expect("first entry"),
+    )
+    .expect("entry json");
+    let committed = entry["records"].as_u64().expect("records");
+    world.expect_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(180),
+        &mut [&mut weir],
+    );
+    weir.terminate();
+    assert!(
+        read_before_entry > committed,
+        "while the first commit ({committed} records) uploaded, only {read_before_entry} records were read: consumption waited for the store\n{}",
+        world.log("weir.log")
+    );
+    world.assert_exactly_once(&config, &ids);
+}

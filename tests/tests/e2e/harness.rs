@@ -45,7 +45,12 @@ pub fn python() -> PathBuf {
 
 /// The `weir` binary of this build. `cargo test --workspace` builds it (the pipeline crate
 /// has an integration test, which makes cargo build its binary next to ours).
+/// `WEIR_E2E_BIN` names another build to test instead (e.g. to see a test fail on the
+/// build before a fix).
 pub fn weir_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("WEIR_E2E_BIN") {
+        return require(PathBuf::from(bin), "the binary WEIR_E2E_BIN names");
+    }
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     require(
