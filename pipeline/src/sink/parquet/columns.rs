@@ -9,6 +9,15 @@
 //! column's distinct values are counted on a sample, and the choice holds for every file
 //! the writer opens afterwards.
 //!
+//! A column counts as having many distinct values when more than a quarter of its
+//! sampled values are distinct *and* the number of distinct values it is estimated to
+//! have over a file (Chao1: from how many sampled values were seen once and twice) is above
+//! [`DICTIONARY_MAX_DISTINCT`]. The second test keeps the dictionary for a column such as
+//! a longitude or an edge server address: a few thousand values, mostly distinct in a
+//! sample of 4,096 rows, but repeated many times over the tens of thousands of rows of a
+//! file (measured on generated `http_requests`: 3.0 bytes per row without a dictionary,
+//! 1.5 with one, for 1,400 to 3,600 distinct values).
+//!
 //! | column | few distinct values | many distinct values |
 //! |---|---|---|
 //! | timestamp, date | delta, no dictionary | delta, no dictionary |
@@ -18,7 +27,7 @@
 //!
 //! The choice changes how values are encoded, never which rows or values a file holds.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::Hash;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -36,6 +45,11 @@ const SAMPLE_ROWS: usize = 4096;
 const HIGH_CARDINALITY: f64 = 0.25;
 /// Fewer non-null values than this in the sample: keep the writer's default.
 const MIN_VALUES: usize = 64;
+/// A column estimated to hold at most this many distinct values keeps its dictionary
+/// even when most of its sampled values are distinct: a file holds tens of thousands of
+/// rows, so each value repeats, and the dictionary page stays well under the writer's
+/// 1 MiB limit for values of up to ~60 bytes.
+const DICTIONARY_MAX_DISTINCT: f64 = 16_384.0;
 
 /// What one column gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,16 +161,32 @@ fn valid(a: &dyn Array) -> impl Iterator<Item = usize> + '_ {
     (0..a.len()).step_by(step).filter(|&i| a.is_valid(i))
 }
 
-/// Whether more than [`HIGH_CARDINALITY`] of `values` are distinct; `None` below
+/// Whether more than [`HIGH_CARDINALITY`] of `values` are distinct and the column is
+/// estimated to hold more than [`DICTIONARY_MAX_DISTINCT`] distinct values; `None` below
 /// [`MIN_VALUES`] values.
 fn high<T: Hash + Eq>(values: impl Iterator<Item = T>) -> Option<bool> {
-    let mut seen = HashSet::new();
+    let mut seen: HashMap<T, u32> = HashMap::new();
     let mut n = 0usize;
     for v in values {
         n += 1;
-        seen.insert(v);
+        *seen.entry(v).or_default() += 1;
     }
-    (n >= MIN_VALUES).then_some(seen.len() as f64 > HIGH_CARDINALITY * n as f64)
+    if n < MIN_VALUES {
+        return None;
+    }
+    let distinct = seen.len() as f64;
+    if distinct <= HIGH_CARDINALITY * n as f64 {
+        return Some(false);
+    }
+    let once = seen.values().filter(|&&c| c == 1).count() as f64;
+    let twice = seen.values().filter(|&&c| c == 2).count() as f64;
+    Some(chao1(distinct, once, twice) > DICTIONARY_MAX_DISTINCT)
+}
+
+/// Chao1's (bias-corrected) estimate of how many distinct values a column holds, from the
+/// distinct values of a sample and how many of them were seen once and twice.
+fn chao1(distinct: f64, once: f64, twice: f64) -> f64 {
+    distinct + once * (once - 1.0).max(0.0) / (2.0 * (twice + 1.0))
 }
 
 fn primitive<T: ArrowPrimitiveType>(column: &ArrayRef) -> Option<bool>
@@ -223,5 +253,65 @@ mod tests {
                 ("time".to_owned(), Choice::Delta),
             ]
         );
+    }
+
+    /// A few thousand values drawn at random are mostly distinct in a sample of 4,096, yet
+    /// repeat over a file: they keep the dictionary. Draws from 100,000 values do not.
+    #[test]
+    fn a_few_thousand_values_keep_the_dictionary() {
+        let n = 8192u64;
+        // A fixed mix of the row number: uniform draws, the same in every run.
+        let draw = |i: u64, k: u64| {
+            let mut x = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (x ^ (x >> 31)) % k
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("longitude", DataType::Float64, true),
+            Field::new("ttfb_ms", DataType::Int64, true),
+            Field::new("edge_ip", DataType::Utf8, true),
+            Field::new("client_ip", DataType::Utf8, true),
+            Field::new("body_bytes", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(arrow::array::Float64Array::from_iter_values(
+                    (0..n).map(|i| draw(i, 3600) as f64 * 0.1 - 180.0),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|i| draw(i + n, 2000) as i64),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("10.0.{}.1", draw(i + 2 * n, 2400))),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("ip-{}", draw(i + 3 * n, 100_000))),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|i| draw(i + 4 * n, 100_000) as i64),
+                )),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            measure(&batch),
+            vec![
+                ("longitude".to_owned(), Choice::Dictionary),
+                ("ttfb_ms".to_owned(), Choice::Dictionary),
+                ("edge_ip".to_owned(), Choice::Dictionary),
+                ("client_ip".to_owned(), Choice::Plain),
+                ("body_bytes".to_owned(), Choice::Delta),
+            ]
+        );
+    }
+
+    #[test]
+    fn chao1_estimates_from_singletons_and_doubletons() {
+        // Nothing seen once: the sample saw every value.
+        assert_eq!(chao1(500.0, 0.0, 100.0), 500.0);
+        // All singletons: far more values than the sample saw.
+        assert!(chao1(4096.0, 4096.0, 0.0) > 1e6);
     }
 }
