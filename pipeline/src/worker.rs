@@ -211,6 +211,8 @@ struct Settled {
     newest_event_time: Option<i64>,
     /// From closing the files to the ledger's answer.
     duration: Duration,
+    /// The commit's span: the worker logs the outcome within it.
+    span: tracing::Span,
 }
 
 /// A record copied out of the consumer, kept across an await.
@@ -992,6 +994,7 @@ impl Worker {
         self.commit_records = 0;
         let bytes = prepared.attempt.bytes() as usize;
         let task = run_commit(
+            span.clone(),
             self.shared.clone(),
             self.protocol.clone(),
             self.ds.name.clone(),
@@ -1027,7 +1030,9 @@ impl Worker {
         match settled.outcome {
             Outcome::Fenced { theirs, removed } => {
                 metrics.commit_conflicts.inc();
-                warn!(topic = %self.topic, partition = self.partition, seq = entry.seq, ours = self.epoch, theirs, removed, "ledger entry already written by another writer; our files it does not name were removed, and what was read after them is dropped");
+                settled.span.in_scope(|| {
+                    warn!(topic = %self.topic, partition = self.partition, seq = entry.seq, ours = self.epoch, theirs, removed, "ledger entry already written by another writer; our files it does not name were removed, and what was read after them is dropped");
+                });
                 if revoked {
                     self.abandon();
                 } else {
@@ -1055,7 +1060,9 @@ impl Worker {
                 .partitions
                 .consumed(&self.topic, self.partition, now);
         }
-        info!(topic = %self.topic, partition = self.partition, seq = entry.seq, offsets = %format!("{}..{}", entry.start_offset, entry.next_offset), rows = entry.rows, dead_letters = entry.dead_lettered, files = entry.files.len(), "committed");
+        settled.span.in_scope(|| {
+            info!(topic = %self.topic, partition = self.partition, seq = entry.seq, offsets = %format!("{}..{}", entry.start_offset, entry.next_offset), rows = entry.rows, dead_letters = entry.dead_lettered, files = entry.files.len(), "committed");
+        });
         let mut tpl = TopicPartitionList::new();
         if tpl
             .add_partition_offset(
@@ -1204,6 +1211,7 @@ async fn next_settled(
 /// revoked (`Ok(None)`; an attempt is never cut short). A commit that keeps failing fills
 /// the worker's lease with what it reads meanwhile, and then the worker waits.
 async fn run_commit(
+    span: tracing::Span,
     shared: Arc<Shared>,
     protocol: Protocol,
     dataset: String,
@@ -1228,6 +1236,7 @@ async fn run_commit(
                     outcome,
                     newest_event_time,
                     duration: started.elapsed(),
+                    span,
                 }));
             }
             Err(WorkerError::Ledger(e)) if e.is_retryable() => {
