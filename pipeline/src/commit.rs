@@ -10,6 +10,7 @@
 //!  recover(writer)  ── claim epoch ─▶ read tail ─▶ takeover if needed ─▶ delete orphans
 //!  stage(attempt)   ── put intent ─▶ upload files            (idempotent: safe to repeat)
 //!  finish(attempt)  ── create entry ─▶ ours: clear intent, checkpoint ─▶ Committed
+//!                    (= finish_entry, then tidy: the worker runs tidy beside its next commit)
 //!                                   └▶ theirs: delete_unnamed, clear intent ─▶ Fenced
 //! ```
 //!
@@ -163,6 +164,18 @@ impl Protocol {
     /// answer is lost), then clear the intent and checkpoint; or, when another writer holds
     /// the sequence number, delete our files that its entry does not name.
     pub async fn finish(&self, attempt: &Attempt) -> Result<Outcome, LedgerError> {
+        let outcome = self.finish_entry(attempt).await?;
+        if outcome == Outcome::Committed {
+            self.tidy(&attempt.entry).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Step 3 alone: [`Self::finish`] without clearing the intent and checkpointing after a
+    /// commit, which the caller then does with [`Self::tidy`] when it likes (the partition
+    /// worker does it beside its next commit: a lost commit's latency is its intent, its
+    /// files and its entry).
+    pub async fn finish_entry(&self, attempt: &Attempt) -> Result<Outcome, LedgerError> {
         assert!(attempt.staged, "finish before stage");
         failpoint::hit("after-upload");
         let entry = &attempt.entry;
@@ -201,13 +214,20 @@ impl Protocol {
             Err(e) => return Err(e),
         }
         failpoint::hit("after-ledger");
+        Ok(Outcome::Committed)
+    }
+
+    /// Step 4 after a committed entry: clear its intent and, every `checkpoint_every`
+    /// entries, checkpoint. Best effort: an intent left behind (a failed delete, a process
+    /// that stopped first) names only files the committed entry names, and the next
+    /// recovery clears it; a failed checkpoint is covered by the next one.
+    pub async fn tidy(&self, entry: &Entry) {
         self.ledger.clear_intent(entry.seq, entry.epoch).await;
         if entry.seq % self.checkpoint_every == 0
             && let Err(e) = self.ledger.checkpoint(entry).await
         {
             warn!(stream = %self.ledger.stream(), seq = entry.seq, error = %e, "checkpoint failed; the next one will cover it");
         }
-        Ok(Outcome::Committed)
     }
 }
 

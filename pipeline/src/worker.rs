@@ -1230,6 +1230,12 @@ async fn run_commit(
                     newest_event_time,
                     ..
                 } = p;
+                if outcome == Outcome::Committed {
+                    // Clearing the intent and checkpointing are off the commit's path: the
+                    // entry is the commit, and the next commit need not wait for them.
+                    let (protocol, entry) = (protocol.clone(), attempt.entry.clone());
+                    tokio::spawn(async move { protocol.tidy(&entry).await });
+                }
                 return Ok(Some(Settled {
                     bytes: attempt.bytes(),
                     entry: attempt.entry,
@@ -1295,7 +1301,7 @@ async fn attempt_commit(
             .map_err(WorkerError::DeadLetterTopic)?;
         p.to_topic.clear();
     }
-    Ok(protocol.finish(&p.attempt).await?)
+    Ok(protocol.finish_entry(&p.attempt).await?)
 }
 
 /// A worker's entry in [`Partitions`], removed when the worker's future ends (it returned,
