@@ -182,6 +182,9 @@ pub struct Worker {
     rewound: Option<OwnedRecord>,
     /// The commit being uploaded while the worker reads on (at most one).
     in_flight: Option<InFlight>,
+    /// The last committed entry's tidying (see `Protocol::tidy`), awaited on shutdown so
+    /// that a clean stop leaves no intent behind.
+    tidying: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A commit whose files are closed, running as a task of its own: intent, uploads, the
@@ -213,6 +216,8 @@ struct Settled {
     duration: Duration,
     /// The commit's span: the worker logs the outcome within it.
     span: tracing::Span,
+    /// Clearing a committed entry's intent (and checkpointing), running on.
+    tidy: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A record copied out of the consumer, kept across an await.
@@ -386,6 +391,7 @@ impl Worker {
             skipped_offsets: 0,
             rewound: None,
             in_flight: None,
+            tidying: None,
             shared,
         })
     }
@@ -427,6 +433,9 @@ impl Worker {
                         error!(topic = %self.topic, partition = self.partition, error = %e, "batch failed during shutdown");
                     } else if let Err(e) = self.commit_until_done(&stop).await {
                         error!(topic = %self.topic, partition = self.partition, error = %e, "final commit failed");
+                    }
+                    if let Some(tidying) = self.tidying.take() {
+                        let _ = tidying.await;
                     }
                     info!(topic = %self.topic, partition = self.partition, "worker stopped: shutdown");
                     return;
@@ -1024,6 +1033,9 @@ impl Worker {
             self.abandon();
             return Ok(());
         };
+        if settled.tidy.is_some() {
+            self.tidying = settled.tidy;
+        }
         let metrics = &self.shared.metrics;
         metrics.set_store_healthy(true);
         let entry = settled.entry;
@@ -1230,13 +1242,14 @@ async fn run_commit(
                     newest_event_time,
                     ..
                 } = p;
-                if outcome == Outcome::Committed {
-                    // Clearing the intent and checkpointing are off the commit's path: the
-                    // entry is the commit, and the next commit need not wait for them.
+                // Clearing the intent and checkpointing are off the commit's path: the
+                // entry is the commit, and the next commit need not wait for them.
+                let tidy = (outcome == Outcome::Committed).then(|| {
                     let (protocol, entry) = (protocol.clone(), attempt.entry.clone());
-                    tokio::spawn(async move { protocol.tidy(&entry).await });
-                }
+                    tokio::spawn(async move { protocol.tidy(&entry).await })
+                });
                 return Ok(Some(Settled {
+                    tidy,
                     bytes: attempt.bytes(),
                     entry: attempt.entry,
                     outcome,

@@ -153,6 +153,20 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
         "exit status {status}\n{}",
         world.log("weir-1.log")
     );
+    // A clean stop waits for the last commit's tidying: no intent is left behind.
+    let ledger = world
+        .lake_dir()
+        .join("_weir/ledger/http_requests")
+        .join(TOPIC);
+    for p in 0..4 {
+        let pending: Vec<_> = std::fs::read_dir(ledger.join(p.to_string()).join("pending"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            pending.is_empty(),
+            "partition {p}: intents left after SIGTERM: {pending:?}"
+        );
+    }
 
     world.assert_exactly_once(&config, &ids);
 
