@@ -101,7 +101,7 @@
 //! | 1. put intent | overwrite, idempotent (same bytes) | the attempt is retried |
 //! | 2. upload files (put or multipart) | overwrite, idempotent (same name, same bytes) | the attempt is retried; a half multipart upload is never visible |
 //! | 3. create `entries/<N+1>` | conditional | read back: our identity → committed; another → fenced, `delete_unnamed`; unreadable → the attempt is retried |
-//! | 4. delete intent | delete, best effort | recovery removes leftovers |
+//! | 4. delete intent (`Protocol::tidy`; the partition worker runs it beside its next commit, and awaits the last one on a clean stop) | delete, best effort | recovery removes leftovers |
 //! | checkpoint: manifests, then the checkpoint object | conditional; any writer's copy at a seq is equivalent | skipped, the next one covers it; manifests without their checkpoint are correct for their seq |
 //! | `_last_checkpoint` hint | overwrite, best effort | a stale or missing hint only costs a longer listing |
 
