@@ -10,8 +10,8 @@
 //!  recover(writer)  ── claim epoch ─▶ read tail ─▶ takeover if needed ─▶ delete orphans
 //!  stage(attempt)   ── put intent ─▶ upload files            (idempotent: safe to repeat)
 //!  finish(attempt)  ── create entry ─▶ ours: clear intent, checkpoint ─▶ Committed
-//!                    (= finish_entry, then tidy: the worker runs tidy beside its next commit)
 //!                                   └▶ theirs: delete_unnamed, clear intent ─▶ Fenced
+//!  (finish = finish_entry, then tidy; the worker runs tidy beside its next commit)
 //! ```
 //!
 //! An attempt keeps its sequence number, epoch, file names and bytes until it ends, so

@@ -188,11 +188,11 @@ pub struct Worker {
 }
 
 /// A commit whose files are closed, running as a task of its own: intent, uploads, the
-/// dead-letter topic and the ledger entry, each retried until settled. Dropping it (the
-/// partition was revoked, the worker stopped) aborts the task; what it uploaded is an
-/// orphan that the partition's next recovery removes. A revoke does not drop it: the
-/// worker lets its current attempt end (a fenced attempt then removes its own files) and
-/// the task does not retry after it.
+/// dead-letter topic and the ledger entry, each retried until settled. A revoke does not
+/// drop it: the worker waits for its current attempt to end (a fenced attempt then removes
+/// its own files), and the task does not retry after it. Dropping it (the worker's own
+/// task aborted at the shutdown deadline) aborts the task; what it uploaded is an orphan
+/// that the partition's next recovery removes.
 struct InFlight {
     /// `None` when the partition was revoked while the commit was retrying.
     handle: tokio::task::JoinHandle<Result<Option<Settled>, WorkerError>>,
@@ -417,11 +417,8 @@ impl Worker {
                 Stop::Revoke => {
                     // The commit in flight ends its current attempt (so a fenced one still
                     // removes its files) and is not retried.
-                    if let Some(mut in_flight) = self.in_flight.take() {
-                        let joined = (&mut in_flight.handle).await;
-                        if let Err(e) = self.apply(joined, true).await {
-                            self.fail(e);
-                        }
+                    if let Err(e) = self.settle_in_flight(&stop).await {
+                        self.fail(e);
                     }
                     self.abandon();
                     info!(topic = %self.topic, partition = self.partition, "worker stopped: partition revoked, open commit abandoned");
