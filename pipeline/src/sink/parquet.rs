@@ -609,6 +609,18 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use std::sync::Arc;
 
+    /// A batch of [`schema`]: event times (ns) and values.
+    fn batch(times: Vec<i64>, values: Vec<i64>) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
+                Arc::new(Int64Array::from(values)),
+            ],
+        )
+        .unwrap()
+    }
+
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new(
@@ -816,14 +828,7 @@ mod tests {
                     .map(|i| base + ((i * 7 + b * 3) % 50) * h + i)
                     .collect();
                 let values: Vec<i64> = (0..40).map(|i| b * 100 + i).collect();
-                RecordBatch::try_new(
-                    schema(),
-                    vec![
-                        Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
-                        Arc::new(Int64Array::from(values)),
-                    ],
-                )
-                .unwrap()
+                batch(times, values)
             })
             .collect();
         let write = |max_open: Option<usize>| {
@@ -870,14 +875,7 @@ mod tests {
                     })
                     .collect();
                 let values: Vec<i64> = (0..rows).map(|i| b * rows + i).collect();
-                RecordBatch::try_new(
-                    schema(),
-                    vec![
-                        Arc::new(TimestampNanosecondArray::from(times).with_timezone("UTC")),
-                        Arc::new(Int64Array::from(values)),
-                    ],
-                )
-                .unwrap()
+                batch(times, values)
             })
             .collect();
         let write = |max_open: usize| {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use weir_schemas::synth::HttpRequests;
 
 use crate::backbone::{TOPIC, dataset_toml};
-use crate::harness::{MockKafka, World, free_port, http_get, produce_http};
+use crate::harness::{MockKafka, World, free_port, http_get, metric_sum, produce_http};
 
 const PARTITIONS: i32 = 4;
 
@@ -340,12 +340,8 @@ fn records_are_read_while_a_commit_uploads() {
             break first.clone();
         }
         if let Some((200, body)) = http_get(metrics, "/metrics") {
-            let decoded: f64 = body
-                .lines()
-                .filter(|l| l.starts_with("weir_records_total{"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum();
-            read_before_entry = read_before_entry.max(decoded as u64);
+            let decoded = metric_sum(&body, "weir_records_total", &[]);
+            read_before_entry = read_before_entry.max(decoded);
         }
         assert!(
             Instant::now() < deadline,

@@ -928,6 +928,15 @@ impl World {
     }
 }
 
+/// The sum of every `/metrics` series named `name` whose labels include all of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
+}
+
 /// `GET path` on 127.0.0.1:port: the status code and body, or `None` when nothing answers.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::Read;

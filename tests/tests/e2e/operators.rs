@@ -7,7 +7,7 @@ use std::time::Duration;
 use weir_schemas::synth::HttpRequests;
 
 use crate::backbone::{TOPIC, dataset_toml};
-use crate::harness::{MockKafka, World, flush, free_port, http_get, producer, send};
+use crate::harness::{MockKafka, World, flush, free_port, http_get, metric_sum, producer, send};
 
 const PARTITIONS: i32 = 2;
 
@@ -134,15 +134,6 @@ fn run_chain(recs: &[(String, i32, Vec<u8>)], crash: bool) -> (World, PathBuf, S
     weir.terminate();
     drop(kafka);
     (world, config, text)
-}
-
-/// The sum of every `/metrics` series named `name` whose labels include all of `labels`.
-fn metric_sum(text: &str, name: &str, labels: &[&str]) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
-        .sum()
 }
 
 #[test]
