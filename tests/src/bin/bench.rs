@@ -251,16 +251,15 @@ fn main() -> Result<()> {
             .collect()
     };
     let rounds: usize = arg(&args, "--rounds", 1);
-    let produce_batch: usize = arg(&args, "--produce-batch-bytes", 1_000_000);
     let compare = bins.len() > 1 || rounds > 1;
     let backfill = args.iter().any(|a| a == "--backfill");
     let archive = dir.join("archive");
     if backfill {
         write_archive(&input, &archive)?;
     }
-    let backlog = Backlog::produce(&input, partitions, produce_batch)?;
+    let backlog = Backlog::produce(&input, partitions)?;
     let mut run = 0;
-    // Per binary: (slowed / fast) per wall second after the first entry, and per core.
+    // Per binary: (slowed / fast) per wall second while consuming, and per core.
     let mut slow_ratios: Vec<Vec<(f64, f64)>> = vec![Vec::new(); bins.len()];
     for round in 0..rounds {
         if !weir_only {
@@ -329,8 +328,8 @@ fn main() -> Result<()> {
         let spread_input = dir.join("events-spread.ndjson");
         generate_spread(&hour_input, events, 3600)?;
         generate_spread(&spread_input, events, spread_days * 86_400)?;
-        let hour_backlog = Backlog::produce(&hour_input, partitions, produce_batch)?;
-        let spread_backlog = Backlog::produce(&spread_input, partitions, produce_batch)?;
+        let hour_backlog = Backlog::produce(&hour_input, partitions)?;
+        let spread_backlog = Backlog::produce(&spread_input, partitions)?;
         // At 512 MiB unless `--extra-config` has a `[memory]` table of its own (TOML allows a
         // table only once).
         let limit = if extra_config.contains("[memory]") {
@@ -683,9 +682,7 @@ struct Backlog {
 }
 
 impl Backlog {
-    /// `batch_bytes`: the producer's `batch.size`. tansu answers a fetch with about one
-    /// producer batch per partition, so this sets how fast it can serve the backlog.
-    fn produce(input: &Path, partitions: i32, batch_bytes: usize) -> Result<Backlog> {
+    fn produce(input: &Path, partitions: i32) -> Result<Backlog> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -730,8 +727,7 @@ impl Backlog {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("linger.ms", "20")
-            .set("batch.size", batch_bytes.to_string())
-            .set("message.max.bytes", (batch_bytes + 1_000_000).to_string())
+            .set("batch.size", "1000000")
             .set("queue.buffering.max.kbytes", "262144")
             .create()?;
         let started = Instant::now();
