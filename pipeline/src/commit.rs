@@ -223,7 +223,7 @@ impl Protocol {
     /// recovery clears it; a failed checkpoint is covered by the next one.
     pub async fn tidy(&self, entry: &Entry) {
         self.ledger.clear_intent(entry.seq, entry.epoch).await;
-        if entry.seq % self.checkpoint_every == 0
+        if entry.seq.is_multiple_of(self.checkpoint_every)
             && let Err(e) = self.ledger.checkpoint(entry).await
         {
             warn!(stream = %self.ledger.stream(), seq = entry.seq, error = %e, "checkpoint failed; the next one will cover it");

@@ -1650,15 +1650,14 @@ mod tests {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             let (_, l) = ledger();
             let mut named: Vec<String> = Vec::new();
-            let mut start = 0;
             for seq in 1..=60u64 {
+                let start = seq as i64 - 1;
                 let n = rng.random_range(0..=2);
                 let paths: Vec<String> = (0..n)
                     .map(|i| hour_file(rng.random_range(0..6), &format!("s{seq}-{i}")))
                     .collect();
                 let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
                 let e = entry(seq, 1, start, start + 1, &refs);
-                start += 1;
                 l.commit(&e).await.unwrap();
                 named.extend(paths);
                 match rng.random_range(0..10) {

@@ -128,7 +128,7 @@ fn close_consumer(consumer: Arc<kafka::WeirConsumer>, timeout: Duration) {
     let closing = std::thread::Builder::new()
         .name("weir-kafka-close".to_owned())
         .spawn(move || {
-            let _ = consumer.unsubscribe();
+            consumer.unsubscribe();
             drop(consumer);
             let _ = done_tx.send(());
         });

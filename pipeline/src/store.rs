@@ -158,19 +158,19 @@ pub fn open_as(
 /// (not found, already exists, precondition failed, bad credentials).
 pub fn is_transient(err: &object_store::Error) -> bool {
     use object_store::Error as E;
-    match err {
+    !matches!(
+        err,
         E::NotFound { .. }
-        | E::AlreadyExists { .. }
-        | E::Precondition { .. }
-        | E::NotModified { .. }
-        | E::NotImplemented { .. }
-        | E::InvalidPath { .. }
-        | E::PermissionDenied { .. }
-        | E::Unauthenticated { .. }
-        | E::UnknownConfigurationKey { .. }
-        | E::NotSupported { .. } => false,
-        _ => true,
-    }
+            | E::AlreadyExists { .. }
+            | E::Precondition { .. }
+            | E::NotModified { .. }
+            | E::NotImplemented { .. }
+            | E::InvalidPath { .. }
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::UnknownConfigurationKey { .. }
+            | E::NotSupported { .. }
+    )
 }
 
 /// Reads the object at `path` with [`retry`]; `None` when it does not exist.

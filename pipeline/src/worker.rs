@@ -425,7 +425,7 @@ impl Worker {
                     return;
                 }
                 Stop::Shutdown => {
-                    let res = self.flush_batch().and_then(|()| Ok(()));
+                    let res = self.flush_batch();
                     if let Err(e) = res {
                         error!(topic = %self.topic, partition = self.partition, error = %e, "batch failed during shutdown");
                     } else if let Err(e) = self.commit_until_done(&stop).await {
@@ -509,7 +509,7 @@ impl Worker {
             // Due only by time while the commit before still uploads: read on; this one
             // starts once that one has settled. Full files or a full memory share wait for
             // it instead.
-            if (due || pressed) && (pressed || self.in_flight.is_none()) {
+            if pressed || (due && self.in_flight.is_none()) {
                 if !due {
                     debug!(topic = %self.topic, partition = self.partition, open_bytes = self.lease.held(), all_open_bytes = self.shared.budget.used(), "committing early: open files reached their size or memory share");
                 }
@@ -1219,6 +1219,7 @@ async fn next_settled(
 /// (0.5 s doubling to 30 s, no limit) with the same attempt, until the partition is
 /// revoked (`Ok(None)`; an attempt is never cut short). A commit that keeps failing fills
 /// the worker's lease with what it reads meanwhile, and then the worker waits.
+#[allow(clippy::too_many_arguments)] // one task's whole context, handed over once
 async fn run_commit(
     span: tracing::Span,
     shared: Arc<Shared>,

@@ -515,7 +515,7 @@ async fn schedule(seed: u64) -> Result<Stats, String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let world = Arc::new(World {
         inner: InMemory::new(),
-        dice: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_fa17)),
+        dice: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x5e_ed0f_fa17)),
         rate: rng.random_range(0.0..0.35),
         faults_on: AtomicBool::new(true),
         deleted: Mutex::new(Vec::new()),

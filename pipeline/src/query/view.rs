@@ -119,10 +119,10 @@ impl CommittedView {
         }
         let mut files: Vec<FileRef> = self.inner.fixed.clone().unwrap_or_default();
         let segments: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
-        let wants_dead_letters = match segments.as_slice() {
-            [] | ["_weir"] | ["_weir", "dead_letter", ..] => true,
-            _ => false,
-        };
+        let wants_dead_letters = matches!(
+            segments.as_slice(),
+            [] | ["_weir"] | ["_weir", "dead_letter", ..]
+        );
         if wants_dead_letters {
             let only = segments.get(2).copied();
             for dataset in self.inner.streams.keys() {

@@ -803,8 +803,8 @@ impl Backlog {
         )?;
         let log = std::fs::File::create(log_path)?;
         let started = Instant::now();
-        let mut cmd = Command::new(&weir_bin);
-        cmd.args(["run", "--config"]).arg(&config);
+        let mut cmd = Command::new(weir_bin);
+        cmd.args(["run", "--config"]).arg(config);
         cmd.envs(weir_env.iter().map(|(k, v)| (k, v)));
         if let Some(slow) = slow {
             cmd.arg("--enable-failpoints")
@@ -824,7 +824,7 @@ impl Backlog {
             polls += 1;
             // The ledger is read every 100 ms; usage is taken just before SIGTERM, so the
             // figures cover draining the backlog, not the shutdown.
-            if polls % 5 != 0 {
+            if !polls.is_multiple_of(5) {
                 return false;
             }
             if last.is_none()
