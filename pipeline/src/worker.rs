@@ -182,9 +182,12 @@ pub struct Worker {
     rewound: Option<OwnedRecord>,
     /// The commit being uploaded while the worker reads on (at most one).
     in_flight: Option<InFlight>,
-    /// The last committed entry's tidying (see `Protocol::tidy`), awaited on shutdown so
-    /// that a clean stop leaves no intent behind.
-    tidying: Option<tokio::task::JoinHandle<()>>,
+    /// Committed entries' tidying still running (see `Protocol::tidy`), all awaited on
+    /// shutdown so that a clean stop leaves no intent behind.
+    tidying: Vec<tokio::task::JoinHandle<()>>,
+    /// How many times everything open was dropped ([`Worker::abandon`]): a step that
+    /// awaited a commit compares it to tell whether what it read still stands.
+    resets: u64,
 }
 
 /// A commit whose files are closed, running as a task of its own: intent, uploads, the
@@ -196,7 +199,8 @@ pub struct Worker {
 struct InFlight {
     /// `None` when the partition was revoked while the commit was retrying.
     handle: tokio::task::JoinHandle<Result<Option<Settled>, WorkerError>>,
-    /// Bytes of its files, held on the worker's lease until the task ends.
+    /// Bytes of its files and of the dead letters it still sends to their topic, held on
+    /// the worker's lease until the task ends.
     bytes: usize,
 }
 
@@ -391,7 +395,8 @@ impl Worker {
             skipped_offsets: 0,
             rewound: None,
             in_flight: None,
-            tidying: None,
+            tidying: Vec::new(),
+            resets: 0,
             shared,
         })
     }
@@ -425,13 +430,16 @@ impl Worker {
                     return;
                 }
                 Stop::Shutdown => {
-                    let res = self.flush_batch();
-                    if let Err(e) = res {
-                        error!(topic = %self.topic, partition = self.partition, error = %e, "batch failed during shutdown");
+                    if let Err(e) = self.flush_batch() {
+                        error!(topic = %self.topic, partition = self.partition, error = %e, "batch failed during shutdown, open commit abandoned");
+                        // The commit already in flight is whole: it still lands.
+                        if let Err(e) = self.settle_in_flight(&stop).await {
+                            error!(topic = %self.topic, partition = self.partition, error = %e, "commit in flight failed during shutdown");
+                        }
                     } else if let Err(e) = self.commit_until_done(&stop).await {
                         error!(topic = %self.topic, partition = self.partition, error = %e, "final commit failed");
                     }
-                    if let Some(tidying) = self.tidying.take() {
+                    for tidying in std::mem::take(&mut self.tidying) {
                         let _ = tidying.await;
                     }
                     info!(topic = %self.topic, partition = self.partition, "worker stopped: shutdown");
@@ -635,15 +643,9 @@ impl Worker {
             });
         }
         error!(topic = %self.topic, partition = self.partition, resume, earliest, skipped, "offset gap: records were deleted from the broker before they were read; resuming at the earliest offset, the gap is recorded in the next ledger entry");
+        // Counted on `/metrics` once the entry that records it is committed: a fence drops
+        // what was read after the commit in flight, and the gap is then met again.
         self.skipped_offsets += skipped;
-        let metrics = &self.shared.metrics;
-        metrics.partition(
-            &metrics.skipped_offsets,
-            &self.ds.name,
-            &self.topic,
-            self.partition,
-            skipped,
-        );
         Ok(())
     }
 
@@ -706,10 +708,16 @@ impl Worker {
             self.partition,
             1,
         );
+        let resets = self.resets;
         self.flush_batch()?;
         self.commit_until_done(stop).await?;
         if *stop.borrow() != Stop::Running {
             // Revoked or shutting down: the next owner sees the same rewind.
+            return Ok(());
+        }
+        if self.resets != resets {
+            // A commit was fenced and the partition sought back to the ledger's position:
+            // this record is read again from there (and the rewind seen again if it is one).
             return Ok(());
         }
         self.next_offset = Some(record.offset + 1);
@@ -733,11 +741,17 @@ impl Worker {
         }
     }
 
+    /// Drops everything read after the last settled commit: the commit in flight, the
+    /// batch, open files and dead letters, a rewound record and the gap the open commit was
+    /// to record (reading again from the ledger's position meets it again).
     fn abandon(&mut self) {
         self.in_flight = None;
         self.batch.clear(self.shared.budget.batch_bytes());
         self.writer.discard();
         self.dead.discard();
+        self.rewound = None;
+        self.skipped_offsets = 0;
+        self.resets += 1;
         self.account();
     }
 
@@ -998,7 +1012,9 @@ impl Worker {
         );
         self.commit_start = Some(prepared.attempt.entry.next_offset);
         self.commit_records = 0;
-        let bytes = prepared.attempt.bytes() as usize;
+        // The raw copies of dead letters still to send to their topic are held as long.
+        let bytes = prepared.attempt.bytes() as usize
+            + prepared.to_topic.iter().map(|d| d.raw.len()).sum::<usize>();
         let task = run_commit(
             span.clone(),
             self.shared.clone(),
@@ -1030,9 +1046,8 @@ impl Worker {
             self.abandon();
             return Ok(());
         };
-        if settled.tidy.is_some() {
-            self.tidying = settled.tidy;
-        }
+        self.tidying.retain(|t| !t.is_finished());
+        self.tidying.extend(settled.tidy);
         let metrics = &self.shared.metrics;
         metrics.set_store_healthy(true);
         let entry = settled.entry;
@@ -1055,6 +1070,15 @@ impl Worker {
         Metrics::observe(&metrics.commit_duration, &self.ds.name, settled.duration);
         metrics.count(&metrics.commits, &self.ds.name, 1);
         metrics.count(&metrics.bytes_written, &self.ds.name, settled.bytes);
+        if entry.skipped_offsets > 0 {
+            metrics.partition(
+                &metrics.skipped_offsets,
+                &self.ds.name,
+                &self.topic,
+                self.partition,
+                entry.skipped_offsets,
+            );
+        }
         let now = std::time::Instant::now();
         metrics.partitions.committed(
             &self.topic,
@@ -1177,20 +1201,21 @@ impl Worker {
         self.next_offset = next;
         self.commit_start = next;
         self.commit_records = 0;
-        if let Some(offset) = next {
-            let consumer = self.consumer.clone();
-            let topic = self.topic.clone();
-            let partition = self.partition;
-            tokio::task::block_in_place(|| {
-                consumer.seek(
-                    &topic,
-                    partition,
-                    Offset::Offset(offset),
-                    Duration::from_secs(10),
-                )
-            })
-            .map_err(|e| WorkerError::Kafka(format!("seek to {offset}: {e}")))?;
-        }
+        // Without a position in the ledger, where a partition starts: `kafka.start_from`.
+        let offset = match next {
+            Some(offset) => Offset::Offset(offset),
+            None => match self.shared.config.kafka.start_from {
+                StartFrom::Earliest => Offset::Beginning,
+                StartFrom::Latest => Offset::End,
+            },
+        };
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let partition = self.partition;
+        tokio::task::block_in_place(|| {
+            consumer.seek(&topic, partition, offset, Duration::from_secs(10))
+        })
+        .map_err(|e| WorkerError::Kafka(format!("seek to {offset:?}: {e}")))?;
         Ok(())
     }
 }

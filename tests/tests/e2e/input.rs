@@ -264,6 +264,12 @@ fn retention_gap_is_refused_or_recorded() {
     let series = format!(
         "weir_skipped_offsets_total{{dataset=\"{DATASET}\",topic=\"{TOPIC}\",partition=\"0\"}}"
     );
+    // Counted once the entry recording the gap is committed, a moment after the ledger
+    // shows it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(metrics, &series) < (low - 200) as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(metric(metrics, &series), (low - 200) as u64);
     weir.terminate();
     let log = world.log("weir-2.log");
