@@ -565,20 +565,12 @@ impl Backfill {
             self.config.storage_multipart_threshold(),
             self.config.commit.checkpoint_every,
         );
-        let mut delay = std::time::Duration::from_millis(500);
-        let mut round = 1;
-        let recovered = loop {
-            match protocol.recover().await {
-                Ok(r) => break r,
-                Err(e) if e.is_retryable() && round < 8 => {
-                    warn!(stream = %protocol.ledger.stream(), round, error = %e, "backfill stream recovery failed, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
-                    round += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let stream = protocol.ledger.stream().to_owned();
+        let recovered = protocol
+            .recover_retrying(8, std::time::Duration::from_millis(500), |round, e, wait| {
+                warn!(stream = %stream, round, error = %e, retry_in_ms = wait.as_millis() as u64, "backfill stream recovery failed, retrying");
+            })
+            .await?;
         if recovered.removed > 0 {
             info!(backfill = %self.id, shard = shard.index, files = recovered.removed, "removed the files of an interrupted run");
         }

@@ -18,6 +18,7 @@
 //! every step can be repeated after an unknown outcome without changing what it writes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -126,6 +127,33 @@ impl Protocol {
             tail,
             removed,
         })
+    }
+
+    /// [`Protocol::recover`], tried again after an error worth retrying (a store that did
+    /// not answer, an unknown outcome) for up to `rounds` rounds in all, waiting `first`
+    /// and then twice as long each time (at most 30 s); `on_retry(round, error, wait)`
+    /// is told before each wait. A verdict (a corrupt or too new ledger) ends it at once.
+    /// Each round claims an epoch of its own: an earlier round's takeover entry carries a
+    /// lower one and counts as a lost attempt.
+    pub async fn recover_retrying(
+        &self,
+        rounds: u32,
+        first: Duration,
+        mut on_retry: impl FnMut(u32, &LedgerError, Duration),
+    ) -> Result<Recovered, LedgerError> {
+        let mut delay = first;
+        let mut round = 1;
+        loop {
+            match self.recover().await {
+                Err(e) if e.is_retryable() && round < rounds => {
+                    on_retry(round, &e, delay);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    round += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Steps 1 and 2: the intent, then every file. Repeating them rewrites the same objects
@@ -328,3 +356,52 @@ async fn multipart(
 
 #[cfg(test)]
 mod sim;
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::faulty_store::{FaultSpec, FaultyStore};
+
+    fn protocol(store: Arc<dyn ObjectStore>) -> Protocol {
+        Protocol::new(
+            PartitionLedger::new(store.clone(), "http", "logs", 0),
+            store,
+            "writer-1",
+            8 << 20,
+            10,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn recovery_is_retried_for_its_rounds_with_growing_waits_then_gives_up() {
+        let failing: Arc<dyn ObjectStore> = Arc::new(FaultyStore::new(
+            Arc::new(InMemory::new()),
+            FaultSpec::parse("rate=1,seed=7").unwrap(),
+        ));
+        let mut retries = Vec::new();
+        let res = protocol(failing)
+            .recover_retrying(3, Duration::from_secs(1), |round, e, wait| {
+                assert!(e.is_retryable(), "{e}");
+                retries.push((round, wait));
+            })
+            .await;
+        assert!(
+            res.is_err(),
+            "a store that always fails cannot be recovered"
+        );
+        assert_eq!(
+            retries,
+            [(1, Duration::from_secs(1)), (2, Duration::from_secs(2))]
+        );
+
+        let mut retried = 0;
+        let recovered = protocol(Arc::new(InMemory::new()))
+            .recover_retrying(3, Duration::from_secs(1), |_, _, _| retried += 1)
+            .await
+            .expect("a working store recovers");
+        assert_eq!(retried, 0);
+        assert!(recovered.tail.last.is_none());
+    }
+}

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use tracing::{Instrument as _, info};
+use tracing::{Instrument as _, info, warn};
 
 use crate::commit::{Attempt, Outcome, Protocol};
 use crate::config::Config;
@@ -63,7 +63,9 @@ impl Job {
             config.commit.checkpoint_every,
         );
         let recovered = protocol
-            .recover()
+            .recover_retrying(8, std::time::Duration::from_millis(500), |round, e, wait| {
+                warn!(dataset, round, error = %e, retry_in_ms = wait.as_millis() as u64, "maintenance stream recovery failed, retrying");
+            })
             .instrument(tracing::info_span!(
                 "recovery",
                 dataset,

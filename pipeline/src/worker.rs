@@ -285,8 +285,8 @@ pub enum WorkerError {
 impl Worker {
     /// Claims an epoch, reads the ledger tail and removes orphans of earlier attempts.
     /// A store that fails or leaves an outcome unknown is retried with backoff (store
-    /// unhealthy meanwhile) for up to `RECOVERY_ATTEMPTS` rounds; a verdict (a corrupt
-    /// object, a newer ledger format) is returned at once.
+    /// unhealthy meanwhile, healthy again once it succeeds) for up to `RECOVERY_ATTEMPTS`
+    /// rounds; a verdict (a corrupt object, a newer ledger format) is returned at once.
     pub async fn recover(
         shared: Arc<Shared>,
         topic: String,
@@ -314,26 +314,18 @@ impl Worker {
             epoch = tracing::field::Empty,
             orphans_removed = tracing::field::Empty,
         );
-        let recovered = async {
-            let mut delay = Duration::from_secs(1);
-            let mut round = 1;
-            loop {
-                match protocol.recover().await {
-                    Ok(r) => break Ok(r),
-                    Err(e) if e.is_retryable() && round < RECOVERY_ATTEMPTS => {
-                        shared.metrics.store_errors.inc();
-                        shared.metrics.set_store_healthy(false);
-                        warn!(topic = %topic, partition, round, error = %e, retry_in_ms = delay.as_millis() as u64, "partition recovery failed, retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
-                        round += 1;
-                    }
-                    Err(e) => break Err(e),
-                }
-            }
-        }
-        .instrument(span.clone())
-        .await?;
+        let recovered = protocol
+            .recover_retrying(RECOVERY_ATTEMPTS, Duration::from_secs(1), |round, e, wait| {
+                shared.metrics.store_errors.inc();
+                shared.metrics.set_store_healthy(false);
+                warn!(topic = %topic, partition, round, error = %e, retry_in_ms = wait.as_millis() as u64, "partition recovery failed, retrying");
+            })
+            .instrument(span.clone())
+            .await?;
+        // Its reads, listings and deletes answered: the store is back, as after a commit (an
+        // idle partition would otherwise leave `/healthz` failing until some partition
+        // commits).
+        shared.metrics.set_store_healthy(true);
         span.record("epoch", recovered.epoch);
         span.record("orphans_removed", recovered.removed as u64);
         if recovered.removed > 0 {
