@@ -1008,7 +1008,6 @@ impl Worker {
         let bytes = prepared.attempt.bytes() as usize
             + prepared.to_topic.iter().map(|d| d.raw.len()).sum::<usize>();
         let task = run_commit(
-            span.clone(),
             self.shared.clone(),
             self.protocol.clone(),
             self.ds.name.clone(),
@@ -1236,9 +1235,7 @@ async fn next_settled(
 /// (0.5 s doubling to 30 s, no limit) with the same attempt, until the partition is
 /// revoked (`Ok(None)`; an attempt is never cut short). A commit that keeps failing fills
 /// the worker's lease with what it reads meanwhile, and then the worker waits.
-#[allow(clippy::too_many_arguments)] // one task's whole context, handed over once
 async fn run_commit(
-    span: tracing::Span,
     shared: Arc<Shared>,
     protocol: Protocol,
     dataset: String,
@@ -1270,7 +1267,8 @@ async fn run_commit(
                     outcome,
                     newest_event_time,
                     duration: started.elapsed(),
-                    span,
+                    // The task runs instrumented with its commit's span.
+                    span: tracing::Span::current(),
                 }));
             }
             Err(WorkerError::Ledger(e)) if e.is_retryable() => {
