@@ -4,10 +4,11 @@
 //!
 //! ```text
 //!  ledger streams of a dataset             <storage.url>/<dataset>/_delta_log/
-//!    maintenance (replace entries) ─┐
-//!    <topic>/<partition> …         ─┼─▶ publish ──▶ version v+1: add / remove + one txn
-//!                                   │                per stream (appId = stream, version =
-//!  txn versions of version v ───────┘                its newest entry published)
+//!    maintenance (replace entries) ─┐                version v+1: the partition streams'
+//!    <topic>/<partition> …         ─┼─▶ publish ──▶   adds + their txns; version v+2: the
+//!                                   │                 replace entries' adds / removes + the
+//!  txn versions of version v ───────┘                 maintenance txn (appId = stream,
+//!                                                     version = its newest entry published)
 //! ```
 //!
 //! The ledger stays the commit point; the Delta log is a view of it, written by whoever
@@ -17,16 +18,20 @@
 //! 1. load the table (create it, partitioned by `date` and `hour`, if it has no log yet) and
 //!    read, per ledger stream, the txn version it holds: the stream's entries up to that
 //!    sequence number are in the table;
-//! 2. read the maintenance stream's entries after its txn version, *then* every partition
-//!    stream's. A replace entry only removes files committed before it, so every file it
-//!    removes is named by an entry read here or already published;
-//! 3. fold them into one commit: partition entries add their files, replace entries add
-//!    theirs and remove what they replaced (`dataChange = false` for compaction, which keeps
-//!    the rows; retention and replacing backfills change data). A file both added and
-//!    removed within the fold appears in neither list, so no commit names a path twice;
-//! 4. commit version v+1 create-if-absent with every stream's new txn version, and no
-//!    retry on conflict: another publisher won v+1, and the next publish starts again
-//!    from 1, where the txn versions tell what it already published.
+//! 2. read the maintenance stream's entries after its txn version, *then* list the partition
+//!    streams and read theirs. A replace entry only removes files committed before it, so
+//!    every file it removes is named by an entry read here (a stream created after the
+//!    maintenance read included) or already published;
+//! 3. fold the partition entries into one commit (they add their files) and the replace
+//!    entries into the next (they add theirs and remove what they replaced: `dataChange =
+//!    false` for compaction, which keeps the rows; retention and replacing backfills change
+//!    data). Two commits, so that rows committed and compacted between two publishes are
+//!    first added as new data, which streaming readers take, and only then rewritten. A
+//!    file both added and removed within one fold appears in neither list, so no commit
+//!    names a path twice;
+//! 4. commit each as the next version, create-if-absent, with its streams' new txn
+//!    versions, and no retry on conflict: another publisher won that version, and the next
+//!    publish starts again from 1, where the txn versions tell what is already published.
 //!
 //! So every table version is a prefix of each ledger stream, a commit is never published
 //! twice however often a publisher crashes (a crash before step 4 publishes nothing; after
@@ -408,86 +413,103 @@ pub async fn publish(
                 .transaction_version(log_store.as_ref(), app)
                 .await
                 .map(|v| v.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+                .map_err(table_err)
         }
     };
-    // The maintenance stream first: the files its entries remove are then named by the
-    // partition streams' entries read after it.
-    let mut streams = vec![PartitionLedger::maintenance(store.clone(), dataset)];
+    // The maintenance stream's entries first, and only then the list of partition streams
+    // and their entries: a replace entry removes files committed before it, so every file
+    // it removes is named by an entry read below (or already published), even one of a
+    // stream created after the maintenance read.
+    let maintenance = PartitionLedger::maintenance(store.clone(), dataset);
+    let (topic, partition) = maintenance.topic_partition();
+    let app = app_id(dataset, &topic, partition);
+    let entries = maintenance
+        .entries_after(published_of(app.clone()).await?)
+        .await?;
+    let maintenance = (maintenance, app, entries);
+    let mut partitions: Vec<(PartitionLedger, String, Vec<Entry>)> = Vec::new();
     // A `--replace` backfill's staged files enter the table through the maintenance entry
     // that publishes it, never through their own stream.
-    streams.extend(
-        ledger::streams(store, dataset)
-            .await?
-            .into_iter()
-            .filter(|l| !ledger::is_staged(l.topic())),
-    );
-    let mut read: Vec<(PartitionLedger, String, Vec<Entry>)> = Vec::new();
-    for stream in streams {
+    for stream in ledger::streams(store, dataset)
+        .await?
+        .into_iter()
+        .filter(|l| !ledger::is_staged(l.topic()))
+    {
         let (topic, partition) = stream.topic_partition();
         let app = app_id(dataset, &topic, partition);
-        let from = published_of(app.clone()).await.map_err(table_err)?;
-        let entries = stream.entries_after(from).await?;
-        read.push((stream, app, entries));
+        let entries = stream
+            .entries_after(published_of(app.clone()).await?)
+            .await?;
+        partitions.push((stream, app, entries));
     }
+
+    // Two versions when both have news: the partition streams' entries, then the
+    // maintenance stream's. A file committed and compacted since the last publish is then
+    // added in the first (`dataChange = true`: its rows are new to the table) and rewritten
+    // in the second (`dataChange = false`), so a streaming reader that skips rewrites still
+    // receives its rows.
     let mut out = Published::default();
-    // Fold the partition streams, then the maintenance stream (read first, applied last).
-    let mut fold = Fold::default();
-    let mut txns = Vec::new();
-    for (stream, app, entries) in read.iter().skip(1).chain(read.iter().take(1)) {
-        let Some(last) = entries.last() else {
-            continue;
-        };
-        if let Some(first) = entries.first() {
+    let mut metadata = schema_change(dataset, kind, snapshot, file_schema)?;
+    let mut base = snapshot.clone();
+    for group in [&partitions[..], std::slice::from_ref(&maintenance)] {
+        let mut fold = Fold::default();
+        let mut txns = Vec::new();
+        for (stream, app, entries) in group {
+            let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+                continue;
+            };
             let written = stream.entry_written(first.seq).await?;
             out.oldest_new = match (out.oldest_new, written) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            for entry in entries {
+                fold.entry(dataset, kind, entry);
+            }
+            out.entries += entries.len();
+            out.streams.insert(app.clone(), last.seq);
+            txns.push(Transaction::new(app.clone(), last.seq as i64));
         }
-        for entry in entries {
-            fold.entry(dataset, kind, entry);
+        if txns.is_empty() && metadata.is_none() {
+            continue;
         }
-        out.entries += entries.len();
-        out.streams.insert(app.clone(), last.seq);
-        txns.push(Transaction::new(app.clone(), last.seq as i64));
+        let now_ms = Utc::now().timestamp_millis();
+        let mut actions: Vec<Action> = metadata.take().into_iter().map(Action::Metadata).collect();
+        actions.extend(fold.actions(dataset, kind, now_ms));
+        out.added += fold.add.len();
+        out.removed += fold.remove.len();
+        crate::failpoint::hit("before-delta-commit");
+        let committed = CommitBuilder::from(
+            CommitProperties::default()
+                .with_application_transactions(txns)
+                .with_max_retries(0),
+        )
+        .with_actions(actions)
+        .build(
+            Some(&base as &dyn TableReference),
+            log_store.clone(),
+            DeltaOperation::StreamingUpdate {
+                output_mode: OutputMode::Append,
+                query_id: "weir".to_owned(),
+                epoch_id: 0,
+            },
+        )
+        .await
+        .map_err(table_err)?;
+        crate::failpoint::hit("after-delta-commit");
+        out.version = Some(committed.version() as u64);
+        base = committed.snapshot();
     }
-    let metadata = schema_change(dataset, kind, snapshot, file_schema)?;
-    if txns.is_empty() && metadata.is_none() {
-        return Ok(out);
+    if let Some(version) = out.version {
+        debug!(
+            dataset,
+            version,
+            entries = out.entries,
+            added = out.added,
+            removed = out.removed,
+            "published ledger entries to the delta table"
+        );
     }
-    let now_ms = Utc::now().timestamp_millis();
-    let mut actions: Vec<Action> = metadata.into_iter().map(Action::Metadata).collect();
-    actions.extend(fold.actions(dataset, kind, now_ms));
-    out.added = fold.add.len();
-    out.removed = fold.remove.len();
-    crate::failpoint::hit("before-delta-commit");
-    let committed = CommitBuilder::from(
-        CommitProperties::default()
-            .with_application_transactions(txns)
-            .with_max_retries(0),
-    )
-    .with_actions(actions)
-    .build(
-        Some(snapshot as &dyn TableReference),
-        table.log_store(),
-        DeltaOperation::StreamingUpdate {
-            output_mode: OutputMode::Append,
-            query_id: "weir".to_owned(),
-            epoch_id: 0,
-        },
-    )
-    .await
-    .map_err(table_err)?;
-    crate::failpoint::hit("after-delta-commit");
-    out.version = Some(committed.version() as u64);
-    debug!(
-        dataset,
-        version = committed.version(),
-        entries = out.entries,
-        added = out.added,
-        removed = out.removed,
-        "published ledger entries to the delta table"
-    );
     Ok(out)
 }
 
@@ -794,37 +816,22 @@ mod tests {
         fields.push(Field::new("ClientCity", DataType::Utf8, true));
         let wider = Arc::new(Schema::new(fields));
         let second = publish(&store, DS, Table::Data, &wider).await.unwrap();
-        assert_eq!(second.version, Some(2));
-        // p1-2 was added and removed within the fold: in neither list.
-        assert_eq!((second.entries, second.added, second.removed), (3, 1, 4));
+        // Two versions: the partition streams' news (p1-2, and the metadata), then the
+        // maintenance stream's, which removes p1-2 again.
+        assert_eq!(second.version, Some(3));
+        assert_eq!((second.entries, second.added, second.removed), (3, 2, 5));
         assert_eq!(active_files(&store).await, ["compact-1.parquet"]);
-        let log = store
-            .get(&Path::from(format!(
-                "{DS}/_delta_log/00000000000000000002.json"
-            )))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let actions: Vec<serde_json::Value> = log
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_slice(l).unwrap())
-            .collect();
+        let partitions = delta_log(&store, DS, 2).await;
+        assert_eq!(
+            data_change(&partitions, "add", "p1-2"),
+            Some(true),
+            "a partition's file is new data"
+        );
+        let actions = delta_log(&store, DS, 3).await;
         let change = |kind: &str, name: &str| -> bool {
-            actions
-                .iter()
-                .find_map(|a| {
-                    let a = a.get(kind)?;
-                    a["path"]
-                        .as_str()?
-                        .contains(name)
-                        .then(|| a["dataChange"].as_bool().unwrap())
-                })
-                .unwrap_or_else(|| panic!("no {kind} of {name}"))
+            data_change(&actions, kind, name).unwrap_or_else(|| panic!("no {kind} of {name}"))
         };
-        let schema_string = actions
+        let schema_string = partitions
             .iter()
             .find_map(|a| {
                 a.get("metaData")?["schemaString"]
@@ -836,25 +843,115 @@ mod tests {
         assert!(!change("add", "compact-1"), "compaction keeps the rows");
         assert!(!change("remove", "p0-1a"));
         assert!(change("remove", "p0-1b"), "retention changes data");
-        let txns: BTreeMap<String, i64> = actions
-            .iter()
-            .filter_map(|a| {
-                let t = a.get("txn")?;
-                Some((t["appId"].as_str()?.to_owned(), t["version"].as_i64()?))
-            })
-            .collect();
+        assert!(
+            change("remove", "p1-2"),
+            "retention of a late file changes data"
+        );
         assert_eq!(
-            txns,
-            BTreeMap::from([
-                (app_id(DS, "cf.http", 1), 2),
-                (app_id(DS, "_maintenance", -1), 2),
-            ])
+            txns(&partitions),
+            BTreeMap::from([(app_id(DS, "cf.http", 1), 2)])
+        );
+        assert_eq!(
+            txns(&actions),
+            BTreeMap::from([(app_id(DS, "_maintenance", -1), 2)])
         );
         assert_eq!(
             published_version(&store, DS, Table::Data, &app_id(DS, "cf.http", 0))
                 .await
                 .unwrap(),
             2
+        );
+    }
+
+    /// The actions of the Delta log's `version`.
+    async fn delta_log(
+        store: &Arc<dyn ObjectStore>,
+        root: &str,
+        version: u64,
+    ) -> Vec<serde_json::Value> {
+        let log = store
+            .get(&Path::from(format!("{root}/_delta_log/{version:020}.json")))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        log.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+
+    /// `dataChange` of the first `kind` action ("add" or "remove") whose path holds `name`.
+    fn data_change(actions: &[serde_json::Value], kind: &str, name: &str) -> Option<bool> {
+        actions.iter().find_map(|a| {
+            let a = a.get(kind)?;
+            a["path"]
+                .as_str()?
+                .contains(name)
+                .then(|| a["dataChange"].as_bool().unwrap())
+        })
+    }
+
+    fn txns(actions: &[serde_json::Value]) -> BTreeMap<String, i64> {
+        actions
+            .iter()
+            .filter_map(|a| {
+                let t = a.get("txn")?;
+                Some((t["appId"].as_str()?.to_owned(), t["version"].as_i64()?))
+            })
+            .collect()
+    }
+
+    /// A late file committed and compacted between two publishes: its rows reach the table
+    /// first as an add with `dataChange = true` (what a streaming reader takes), and only
+    /// then are rewritten (`dataChange = false`, which it skips). Folded into one version,
+    /// the add would have cancelled out and the rows would only exist in a rewrite.
+    #[tokio::test]
+    async fn rows_compacted_before_their_first_publish_still_arrive_as_new_data() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let p0 = PartitionLedger::new(store.clone(), DS, "cf.http", 0);
+        p0.commit(&entry("cf.http", 0, 1, vec![file(3, "early", 4)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            publish(&store, DS, Table::Data, &schema())
+                .await
+                .unwrap()
+                .version,
+            Some(1)
+        );
+        p0.commit(&entry("cf.http", 0, 2, vec![file(3, "late", 2)]))
+            .await
+            .unwrap();
+        let mut compact = entry(
+            ledger::MAINTENANCE_TOPIC,
+            ledger::MAINTENANCE_PARTITION,
+            1,
+            vec![file(3, "compact-1", 6)],
+        );
+        compact.removed = vec![file(3, "early", 4), file(3, "late", 2)];
+        PartitionLedger::maintenance(store.clone(), DS)
+            .commit(&compact)
+            .await
+            .unwrap();
+        let published = publish(&store, DS, Table::Data, &schema()).await.unwrap();
+        assert_eq!(published.version, Some(3));
+        assert_eq!(active_files(&store).await, ["compact-1.parquet"]);
+        let news = delta_log(&store, DS, 2).await;
+        assert_eq!(data_change(&news, "add", "late"), Some(true));
+        assert_eq!(data_change(&news, "remove", "late"), None);
+        let rewrite = delta_log(&store, DS, 3).await;
+        assert_eq!(data_change(&rewrite, "remove", "late"), Some(false));
+        assert_eq!(data_change(&rewrite, "remove", "early"), Some(false));
+        assert_eq!(data_change(&rewrite, "add", "compact-1"), Some(false));
+        // Nothing left to publish, and each stream's txn says so.
+        assert_eq!(
+            publish(&store, DS, Table::Data, &schema())
+                .await
+                .unwrap()
+                .version,
+            None
         );
     }
 
