@@ -144,6 +144,22 @@ impl Chain {
                 operator,
             });
         }
+        // What a sampler dropped is known only from the rate on the rows it kept: a chain
+        // whose output loses that column would drop records without a trace.
+        if let Some(position) = steps.iter().position(|s| s.kind == "sample")
+            && schema
+                .column_with_name(crate::sample::RATE_COLUMN)
+                .is_none()
+        {
+            return Err(OperatorError::Config(crate::ConfigError::new(
+                format!("operators[{position}]"),
+                format!(
+                    "the chain's output has no {} column, so the records this sampler drops \
+                     would not be accounted for; an operator after it removes the column",
+                    crate::sample::RATE_COLUMN
+                ),
+            )));
+        }
         Ok(Chain {
             steps,
             input_schema,
@@ -446,6 +462,52 @@ budget = { group_by = "ZoneName", per_second = 3, excess_per_second = 1 }
             )
             .is_err()
         );
+    }
+
+    /// A redact allow-list after a sampler (`unlisted_fields = "drop"`, failing closed)
+    /// keeps the sampler's rate column, the only record of what it dropped, and a redact
+    /// rule that would remove it is refused naming the key.
+    #[test]
+    fn the_sample_rate_survives_a_redact_allow_list() {
+        let sample = spec("type = \"sample\"\nkey = \"RayID\"\nrate = 0.5", None);
+        let allow_list = spec(
+            "type = \"redact\"\nunlisted_fields = \"drop\"\nfields.RayID = { action = \"keep\" }",
+            None,
+        );
+        let mut chain = chain(&[sample.clone(), allow_list]);
+        let names: Vec<&str> = chain
+            .output_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["RayID", crate::sample::RATE_COLUMN]);
+        let out = chain.process(batch(0, 1000)).unwrap();
+        assert!(out.num_rows() > 0 && out.num_rows() < 1000);
+        let rates = out
+            .column_by_name(crate::sample::RATE_COLUMN)
+            .unwrap()
+            .as_primitive::<arrow_array::types::Float64Type>();
+        assert_eq!(arrow_array::Array::null_count(rates), 0);
+        assert!(rates.values().iter().all(|r| *r == 0.5));
+
+        for action in ["drop", "null"] {
+            let removes = spec(
+                &format!("type = \"redact\"\nfields._sample_rate = {{ action = \"{action}\" }}"),
+                None,
+            );
+            let err = Chain::build(
+                &[sample.clone(), removes],
+                "test",
+                schema(),
+                &StaticSecrets::default(),
+                &Resources::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("fields._sample_rate.action"), "{err}");
+            assert!(err.contains("redact always keeps it"), "{err}");
+        }
     }
 
     /// Inserting an operator ahead of a stateful sampler (the crash loop of issue 14):

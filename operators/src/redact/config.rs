@@ -411,6 +411,15 @@ impl RedactConfig {
             let Some((_, field)) = input.column_with_name(name) else {
                 return Err(ConfigError::new(key, "no such field in the input schema"));
             };
+            if crate::sample::is_sample_column(name) && !matches!(rule, FieldRule::Keep) {
+                return Err(ConfigError::new(
+                    format!("{key}.action"),
+                    format!(
+                        "{name} records how many records each sampled row stands for (the only \
+                         record of what the sampler dropped); redact always keeps it"
+                    ),
+                ));
+            }
             if rule.needs_string() && !is_string(field.data_type()) {
                 return Err(ConfigError::new(
                     format!("{key}.action"),

@@ -37,7 +37,8 @@
 //! tokenize = ["email"]                # these detectors produce tokens anyway
 //! params = ["token", "*_token"]       # replaces the default parameter-name list
 //! headers = ["authorization"]         # replaces the default header-name list
-//! unlisted_fields = "scan"            # or "drop": allow-list, fail closed
+//! unlisted_fields = "scan"            # or "drop": allow-list, fail closed (the sampler's
+//!                                     # _sample_rate / _sample_th are always kept)
 //! hmac_key = { env = "WEIR_REDACT_KEY" }   # or { file = "..." }
 //!
 //! [[datasets.operators.custom_detectors]]

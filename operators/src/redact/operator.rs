@@ -87,6 +87,10 @@ impl Plan {
         let mut fields = Vec::with_capacity(input.fields().len());
         for field in input.fields() {
             let action = match profile.fields.get(field.name()) {
+                // The sampler's columns say how many records each kept row stands for: the
+                // only record of what it dropped. Numbers, never personal data; kept
+                // whatever `unlisted_fields` says (config refuses other rules for them).
+                _ if crate::sample::is_sample_column(field.name()) => Action::Keep,
                 Some(FieldRule::Keep) => Action::Keep,
                 Some(FieldRule::Scan) => Action::Scan,
                 Some(FieldRule::Drop) => Action::Drop,

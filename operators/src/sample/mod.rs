@@ -92,6 +92,11 @@ pub use config::{
 };
 pub use operator::SampleOperator;
 
+/// Whether `name` is one of the columns the sampler adds to the rows it keeps.
+pub fn is_sample_column(name: &str) -> bool {
+    name == RATE_COLUMN || name == TH_COLUMN
+}
+
 use crate::Operator;
 use crate::config::BuildContext;
 use crate::error::OperatorError;
