@@ -379,6 +379,9 @@ pub fn entry_kind(entry: &ledger::Entry) -> &'static str {
         "staged"
     } else if entry.topic.starts_with(ledger::BACKFILL_PREFIX) {
         "backfill"
+    } else if entry.records == 0 {
+        // Only the entry that records where a partition starts covers no records.
+        "start"
     } else {
         "append"
     }

@@ -282,6 +282,79 @@ pub enum WorkerError {
     },
 }
 
+impl Recovery {
+    /// Records where a partition with no position in the ledger starts, before anything of
+    /// it is read: an entry covering no records whose `next_offset` is `offset` (the
+    /// partition's earliest or next offset on the broker, as `kafka.start_from` says). A
+    /// later owner then resumes there rather than where `start_from` points at its own
+    /// start, so records read by an owner that never committed are read again, and records
+    /// deleted meanwhile are a gap that the next entry records. A store that fails or leaves
+    /// the outcome unknown is retried (the entry is settled by reading it back).
+    pub async fn record_start(
+        &mut self,
+        offset: i64,
+        config_hash: &str,
+    ) -> Result<(), LedgerError> {
+        const ROUNDS: u32 = 6;
+        let entry = Entry {
+            version: LEDGER_VERSION,
+            seq: self.tail.next_seq(),
+            epoch: self.epoch,
+            writer: self.protocol.writer().to_owned(),
+            dataset: self.dataset.name.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            start_offset: offset,
+            next_offset: offset,
+            records: 0,
+            rows: 0,
+            dead_lettered: 0,
+            skipped_offsets: 0,
+            files: Vec::new(),
+            dead_letters: Vec::new(),
+            removed: Vec::new(),
+            operator_state: Vec::new(),
+            config_hash: config_hash.to_owned(),
+            weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+            takeover: false,
+            units: Vec::new(),
+            backfill: None,
+        };
+        let mut attempt = Attempt::new(entry, Vec::new());
+        let mut wait = Duration::from_millis(500);
+        let mut round = 1;
+        loop {
+            let settled = match self.protocol.stage(&mut attempt).await {
+                Ok(()) => self.protocol.finish(&attempt).await,
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok(Outcome::Committed) => {
+                    self.tail = Tail {
+                        last: Some(attempt.entry),
+                    };
+                    return Ok(());
+                }
+                Ok(Outcome::Fenced { theirs, .. }) => {
+                    return Err(LedgerError::Fenced {
+                        stream: self.protocol.ledger.stream(),
+                        seq: attempt.entry.seq,
+                        ours: self.epoch,
+                        theirs,
+                    });
+                }
+                Err(e) if e.is_retryable() && round < ROUNDS => {
+                    warn!(topic = %self.topic, partition = self.partition, round, error = %e, retry_in_ms = wait.as_millis() as u64, "recording the partition's start failed, retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                    round += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 impl Worker {
     /// Claims an epoch, reads the ledger tail and removes orphans of earlier attempts.
     /// A store that fails or leaves an outcome unknown is retried with backoff (store
@@ -1192,7 +1265,8 @@ impl Worker {
         self.next_offset = next;
         self.commit_start = next;
         self.commit_records = 0;
-        // Without a position in the ledger, where a partition starts: `kafka.start_from`.
+        // Without a position in the ledger (not expected: a partition's start is recorded
+        // when it is assigned), where a partition starts: `kafka.start_from`.
         let offset = match next {
             Some(offset) => Offset::Offset(offset),
             None => match self.shared.config.kafka.start_from {

@@ -4,6 +4,8 @@
 //! ```text
 //!               rebalance callback (poll thread)
 //!  assign(p) ──▶ claim epoch, read ledger tail, remove orphans   (object store, blocking)
+//!            ──▶ no position in the ledger yet: record where `start_from` points now
+//!                (the broker's earliest or next offset) in an entry of no records
 //!            ──▶ split p's queue off the consumer, spawn worker p
 //!            ──▶ incremental_assign(p @ ledger.next_offset)       (Kafka's offset never read)
 //!  revoke(p) ──▶ stop worker p (it abandons its open commit), wait, incremental_unassign(p)
@@ -130,6 +132,38 @@ impl ConsumerContext for WeirContext {
     }
 }
 
+/// The offset a partition without a position in the ledger starts at: its earliest offset
+/// on the broker (`kafka.start_from = "earliest"`) or its next one (`"latest"`), asked of the
+/// broker (a few tries).
+fn start_offset(
+    consumer: &WeirConsumer,
+    topic: &str,
+    partition: i32,
+    start_from: StartFrom,
+) -> Result<i64, String> {
+    let mut attempt = 0;
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok((low, high)) => {
+                return Ok(match start_from {
+                    StartFrom::Earliest => low,
+                    StartFrom::Latest => high,
+                });
+            }
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                warn!(topic = %topic, partition, error = %e, attempt, "cannot read the partition's offsets on the broker, retrying");
+                std::thread::sleep(Duration::from_millis(500 * attempt));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{topic}/{partition}: reading its offsets on the broker to record where it starts: {e}"
+                ));
+            }
+        }
+    }
+}
+
 /// Takes `tpl` as this member's new partitions, the way the group's rebalance protocol
 /// wants the assignment answered.
 fn acknowledge_assignment<C: ConsumerContext>(
@@ -208,14 +242,25 @@ impl WeirContext {
             })
         });
         for ((topic, partition), rec) in partitions.iter().zip(recovered) {
-            let recovery = rec.map_err(|e| format!("{topic}/{partition}: {e}"))?;
-            let offset = match recovery.tail.next_offset() {
-                Some(o) => Offset::Offset(o),
-                None => match self.shared.config.kafka.start_from {
-                    StartFrom::Earliest => Offset::Beginning,
-                    StartFrom::Latest => Offset::End,
-                },
-            };
+            let mut recovery = rec.map_err(|e| format!("{topic}/{partition}: {e}"))?;
+            if recovery.tail.next_offset().is_none() {
+                // Where `kafka.start_from` points now, recorded before any record is read.
+                let start_from = self.shared.config.kafka.start_from;
+                let start = start_offset(&consumer, topic, *partition, start_from)?;
+                let hash = self.shared.config_hash.clone();
+                let handle = self.runtime.clone();
+                tokio::task::block_in_place(|| {
+                    handle.block_on(recovery.record_start(start, &hash))
+                })
+                .map_err(|e| format!("{topic}/{partition}: recording where it starts: {e}"))?;
+                info!(topic = %topic, partition, offset = start, start_from = ?start_from, "partition has no position in the ledger: its start is recorded");
+            }
+            let offset = Offset::Offset(
+                recovery
+                    .tail
+                    .next_offset()
+                    .expect("every assigned partition has a position in its ledger"),
+            );
             tpl.set_partition_offset(topic, *partition, offset)
                 .map_err(|e| format!("{topic}/{partition}: {e}"))?;
             let queue = consumer

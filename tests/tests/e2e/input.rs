@@ -13,7 +13,7 @@ use weir_schemas::synth::HttpRequests;
 
 use crate::backbone::{TOPIC, dataset_toml};
 use crate::harness::{
-    MockKafka, Proc, World, free_port, http_get, produce_http, produce_http_with,
+    MockKafka, Proc, World, free_port, http_get, metric_sum, produce_http, produce_http_with,
 };
 
 const DATASET: &str = "http_requests";
@@ -372,4 +372,86 @@ fn recreated_topic_is_refused_or_recorded() {
     assert_eq!(rewinds[0][0]["next_offset"].as_i64(), Some(200));
     assert_eq!(rewinds[0][1]["start_offset"].as_i64(), Some(0));
     world.assert_exactly_once(&config, &ids);
+}
+
+/// `kafka.start_from = "latest"`: where it pointed when the partition was first assigned is
+/// written to the ledger (a `start` entry) before any record is read. An owner killed before
+/// its first commit is then followed from that offset, so the records it read are read
+/// again; were the successor to start from the broker's end in its turn, they would be in
+/// neither the table nor the dead letters nor a recorded gap.
+#[test]
+fn latest_start_is_recorded_before_anything_is_read() {
+    let mut world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let metrics = free_port();
+    let extra = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}",
+        dataset_toml("")
+    );
+    let mut generator = HttpRequests::new(48).compact(true);
+    // Before Weir's first start: `latest` skips these.
+    produce_http(&kafka.bootstrap, TOPIC, 1, 30, &mut generator);
+    // The first owner's commit interval outlasts it: it reads, then dies uncommitted.
+    world.commit_interval = "10m".into();
+    let first = world.config_kafka(
+        "weir-1.toml",
+        &kafka.bootstrap,
+        "start_from = \"latest\"",
+        "",
+        &format!("{extra}\n[health]\nstall_timeout = \"20m\"\n"),
+    );
+    let mut weir = world.weir_run(&first, "weir-1.log", &[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while world.ledger_next_offset(DATASET, TOPIC, 0).is_none() {
+        assert!(weir.running(), "weir exited\n{}", world.log("weir-1.log"));
+        assert!(
+            Instant::now() < deadline,
+            "the partition's start was not recorded\n{}",
+            world.log("weir-1.log")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(world.ledger_next_offset(DATASET, TOPIC, 0), Some(30));
+    let mut ids = produce_http(&kafka.bootstrap, TOPIC, 1, 40, &mut generator);
+    let read = || {
+        http_get(metrics, "/metrics")
+            .map_or(0, |(_, body)| metric_sum(&body, "weir_records_total", &[]))
+    };
+    while read() < 40 {
+        assert!(weir.running(), "weir exited\n{}", world.log("weir-1.log"));
+        assert!(
+            Instant::now() < deadline,
+            "the first owner did not read the records\n{}",
+            world.log("weir-1.log")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    weir.signal("KILL");
+    weir.wait_timeout(Duration::from_secs(10)).expect("killed");
+    assert_eq!(
+        world.ledger_next_offset(DATASET, TOPIC, 0),
+        Some(30),
+        "the first owner committed nothing"
+    );
+
+    ids.extend(produce_http(&kafka.bootstrap, TOPIC, 1, 20, &mut generator));
+    world.commit_interval = "1s".into();
+    let second = world.config_kafka(
+        "weir-2.toml",
+        &kafka.bootstrap,
+        "start_from = \"latest\"",
+        "",
+        &extra,
+    );
+    let mut weir = world.weir_run(&second, "weir-2.log", &[]);
+    world.wait_consumed(DATASET, TOPIC, &[90], Duration::from_secs(120), &mut weir);
+    weir.terminate();
+    world.assert_exactly_once(&second, &ids);
+    let entries = ledger_entries(&world, 0);
+    assert_eq!(entries[0]["records"].as_u64(), Some(0), "{:?}", entries[0]);
+    assert_eq!(entries[0]["next_offset"].as_i64(), Some(30));
+    assert_eq!(
+        world.query(&second, "SELECT kind FROM commits WHERE seq = 1"),
+        ["start"]
+    );
 }
