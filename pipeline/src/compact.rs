@@ -9,6 +9,7 @@
 //!  │
 //!  for each hour that ended at least min_age ago, oldest first:
 //!  │   small = its files under half of target_file_size;  fewer than 2 → nothing to do
+//!  │   their columns: the dataset's, plus any an input holds that it no longer has
 //!  │   read them (DataFusion: sorted by event time, spilling to disk past its memory limit)
 //!  │   write files of about target_file_size (zstd level, page index, bloom filters)
 //!  │   rows written = rows the ledger says the inputs hold, or stop with an error
@@ -86,6 +87,8 @@ pub enum CompactError {
     Job(#[from] JobError),
     #[error("compaction.{0}")]
     Config(String),
+    #[error("{group}: {reason}; nothing committed")]
+    Schema { group: String, reason: String },
 }
 
 /// What one run did, for the summary line.
@@ -316,6 +319,85 @@ fn writer_properties(
     Ok(b)
 }
 
+/// `schema` with the columns of `inputs` (read from their footers) that it lacks appended,
+/// nullable (the other inputs have no values for them). A column whose type in a file
+/// differs from the schema's is refused, naming it: compacting would have to drop or
+/// convert its values.
+async fn widened(
+    schema: &SchemaRef,
+    store: &Arc<dyn ObjectStore>,
+    inputs: &[FileRef],
+) -> Result<SchemaRef, String> {
+    let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+    for input in inputs {
+        let found = footer_schema(store, input)
+            .await
+            .map_err(|e| format!("reading the footer of {}: {e}", input.path))?;
+        for field in found.fields() {
+            match fields.iter().find(|f| f.name() == field.name()) {
+                Some(known) if known.data_type() != field.data_type() => {
+                    return Err(format!(
+                        "column {} is {} in the dataset's schema but {} in {}: compacting would \
+                         have to convert or drop its values",
+                        field.name(),
+                        known.data_type(),
+                        field.data_type(),
+                        input.path
+                    ));
+                }
+                Some(_) => {}
+                None => fields.push(Arc::new(field.as_ref().clone().with_nullable(true))),
+            }
+        }
+    }
+    if fields.len() == schema.fields().len() {
+        return Ok(schema.clone());
+    }
+    Ok(Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
+}
+
+/// The Arrow schema a Parquet file's footer holds (two ranged reads: the footer's length,
+/// then the footer).
+async fn footer_schema(
+    store: &Arc<dyn ObjectStore>,
+    file: &FileRef,
+) -> Result<arrow::datatypes::Schema, String> {
+    use parquet::file::FOOTER_SIZE;
+    use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+    let path = object_store::path::Path::from(file.path.as_str());
+    let get = |range: std::ops::Range<u64>| {
+        let path = &path;
+        crate::store::retry("compaction footer", 8, move || {
+            let (store, path, range) = (store.clone(), path.clone(), range.clone());
+            async move { store.get_range(&path, range).await }
+        })
+    };
+    let size = file.bytes;
+    if size < (FOOTER_SIZE * 2) as u64 {
+        return Err(format!("{size} bytes is too small for a parquet file"));
+    }
+    let tail = get(size - FOOTER_SIZE as u64..size)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tail = FooterTail::try_from(tail.as_ref()).map_err(|e| e.to_string())?;
+    let length = tail.metadata_length() as u64;
+    let end = size - FOOTER_SIZE as u64;
+    if length > end {
+        return Err(format!("footer of {length} bytes in a file of {size}"));
+    }
+    let footer = get(end - length..end).await.map_err(|e| e.to_string())?;
+    let metadata = ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| e.to_string())?;
+    let file_metadata = metadata.file_metadata();
+    parquet::arrow::parquet_to_arrow_schema(
+        file_metadata.schema_descr(),
+        file_metadata.key_value_metadata(),
+    )
+    .map_err(|e| e.to_string())
+}
+
 /// Refuses `compaction.bloom_filter_columns` naming a column no dataset has.
 pub fn check_bloom_filter_columns(
     config: &Config,
@@ -344,11 +426,19 @@ async fn merge(
 ) -> Result<Vec<ClosedFile>, CompactError> {
     let hour = group.label.as_str();
     let inputs = group.inputs.as_slice();
-    let schema = &group.schema;
     let read_err = |source| CompactError::Read {
         hour: hour.to_owned(),
         source,
     };
+    // The dataset's columns, and any the inputs hold that it no longer names (an operator
+    // or a schema field removed since they were written): read with the dataset's schema
+    // alone, those values would be gone once vacuum deleted the inputs.
+    let schema = &widened(&group.schema, &store, inputs)
+        .await
+        .map_err(|reason| CompactError::Schema {
+            group: hour.to_owned(),
+            reason,
+        })?;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(memory_limit, 1.0)
         .build_arc()
@@ -464,6 +554,144 @@ pub fn output_name(seq: u64, epoch: u64, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use object_store::memory::InMemory;
+    use object_store::{PutPayload, path::Path};
+
+    const HOUR: &str = "http_requests/date=2026-11-22/hour=05";
+
+    fn ts() -> DataType {
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    }
+
+    /// A Parquet file of `ids` at `path`, with a `Referer` column when `referer` is given.
+    async fn put(
+        store: &Arc<dyn ObjectStore>,
+        name: &str,
+        ids: &[&str],
+        referer: Option<&str>,
+    ) -> FileRef {
+        let mut fields = vec![
+            Field::new("RayID", DataType::Utf8, false),
+            Field::new("EdgeStartTimestamp", ts(), false),
+        ];
+        let times: Vec<i64> = (0..ids.len() as i64)
+            .map(|i| 1_795_323_600_000_000 + i)
+            .collect();
+        let mut columns: Vec<arrow::array::ArrayRef> = vec![
+            Arc::new(StringArray::from(ids.to_vec())),
+            Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+        ];
+        if let Some(referer) = referer {
+            fields.push(Field::new("Referer", DataType::Utf8, true));
+            columns.push(Arc::new(StringArray::from(vec![referer; ids.len()])));
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let path = format!("{HOUR}/{name}.parquet");
+        let bytes = out.len() as u64;
+        store
+            .put(&Path::from(path.as_str()), PutPayload::from(out))
+            .await
+            .unwrap();
+        FileRef {
+            path,
+            rows: ids.len() as u64,
+            bytes,
+        }
+    }
+
+    fn dataset_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("RayID", DataType::Utf8, false),
+            Field::new("EdgeStartTimestamp", ts(), false),
+        ]))
+    }
+
+    fn group(inputs: Vec<FileRef>) -> Group {
+        Group {
+            label: format!("http_requests {HOUR}"),
+            dir: HOUR.to_owned(),
+            inputs,
+            schema: dataset_schema(),
+            sort: vec!["EdgeStartTimestamp".into()],
+            dead_letters: false,
+        }
+    }
+
+    /// A column the dataset's schema no longer has (say, an operator removed since) keeps
+    /// its values through compaction; the files that never had it give nulls.
+    #[tokio::test]
+    async fn columns_the_dataset_dropped_since_are_kept() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let inputs = vec![
+            put(&store, "a", &["a1", "a2"], Some("https://example.com/")).await,
+            put(&store, "b", &["b1"], None).await,
+        ];
+        let settings = crate::config::CompactionConfig::default();
+        let outputs = merge(
+            store.clone(),
+            &group(inputs),
+            &settings,
+            64 << 20,
+            writer_properties(&settings, &dataset_schema()).unwrap(),
+            (1, 1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(outputs.len(), 1);
+        let bytes: Vec<u8> = outputs[0]
+            .bytes
+            .iter()
+            .flat_map(|chunk| chunk.iter().copied())
+            .collect();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            bytes::Bytes::from(bytes),
+            1024,
+        )
+        .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        let referer = batch
+            .column_by_name("Referer")
+            .expect("the dropped column is kept");
+        assert_eq!(referer.null_count(), 1);
+        let values: Vec<Option<&str>> = referer.as_string::<i32>().iter().collect();
+        assert_eq!(
+            values
+                .iter()
+                .filter(|v| **v == Some("https://example.com/"))
+                .count(),
+            2
+        );
+    }
+
+    /// A column whose type in a file is not the dataset's is refused, naming it, before
+    /// anything is written.
+    #[tokio::test]
+    async fn a_column_of_another_type_is_refused_by_name() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let inputs = vec![
+            put(&store, "a", &["a1"], Some("x")).await,
+            put(&store, "b", &["b1"], None).await,
+        ];
+        let mut fields: Vec<Field> = dataset_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("Referer", DataType::Int64, true));
+        let err = widened(&Arc::new(Schema::new(fields)), &store, &inputs)
+            .await
+            .unwrap_err();
+        assert!(err.contains("column Referer is Int64"), "{err}");
+        assert!(err.contains("a.parquet"), "{err}");
+    }
 
     #[test]
     fn hours_end_an_hour_after_they_start() {
