@@ -9,8 +9,9 @@
 //! Its files are named by the entry's sequence number and epoch, so a file of an attempt
 //! can only ever be named by that attempt's entry. Should another job commit the same
 //! sequence number first, ours is fenced: its files are deleted and the job stops with
-//! [`JobError::Concurrent`] (run one maintenance job per dataset at a time; the CronJobs
-//! forbid overlap).
+//! [`JobError::Concurrent`] (run one maintenance job per dataset at a time: a CronJob's
+//! `Forbid` only keeps it from overlapping itself, so the shipped schedules keep compaction,
+//! vacuum and the nightly backfill apart in time).
 
 use std::sync::Arc;
 
@@ -27,13 +28,17 @@ pub enum JobError {
     #[error("{0}")]
     Ledger(#[from] LedgerError),
     #[error(
-        "{dataset}: another maintenance job committed entry {seq} first (epoch {theirs}, ours {ours}); its work stands, ours was removed: run again"
+        "{dataset}: another maintenance job ({writer}) committed entry {seq} first (epoch {theirs}, ours {ours}){what}; ours was removed: run again, and keep this dataset's maintenance jobs (compact, vacuum, backfills that replace) from overlapping"
     )]
     Concurrent {
         dataset: String,
         seq: u64,
         ours: u64,
         theirs: u64,
+        /// The other job's writer id (empty when its entry could not be read).
+        writer: String,
+        /// What the other entry did, for the message.
+        what: &'static str,
     },
 }
 
@@ -160,12 +165,33 @@ impl Job {
                 self.seq += 1;
                 Ok(())
             }
-            Outcome::Fenced { theirs, .. } => Err(JobError::Concurrent {
-                dataset: self.dataset.clone(),
-                seq: self.seq,
-                ours: self.epoch,
-                theirs,
-            }),
+            Outcome::Fenced { theirs, .. } => {
+                // Say what the other job did: a takeover (a job that started meanwhile took
+                // the stream over and removed our attempt in flight) or work of its own.
+                let other = self
+                    .protocol
+                    .ledger
+                    .read_entry(self.seq)
+                    .await
+                    .ok()
+                    .flatten();
+                let (writer, what) = match &other {
+                    Some(e) if e.takeover => (
+                        e.writer.clone(),
+                        ": a takeover by a job that started while ours was committing",
+                    ),
+                    Some(e) => (e.writer.clone(), ": its work stands"),
+                    None => (String::new(), ""),
+                };
+                Err(JobError::Concurrent {
+                    dataset: self.dataset.clone(),
+                    seq: self.seq,
+                    ours: self.epoch,
+                    theirs,
+                    writer,
+                    what,
+                })
+            }
         }
     }
 
