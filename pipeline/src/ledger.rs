@@ -163,6 +163,17 @@ pub enum LedgerError {
         "ledger {stream}: entry version {version} is newer than this build understands ({LEDGER_VERSION})"
     )]
     TooNew { stream: String, version: u32 },
+    /// A snapshot read its hours' manifests too long after it was taken: the manifests it
+    /// would choose may have been superseded and deleted meanwhile, and reading on would
+    /// silently miss their files. Load a fresh view.
+    #[error(
+        "ledger {stream}: the view of it is {age_s} s old, too old to read its hour manifests safely (they are deleted {grace_s} s after being superseded); load it again"
+    )]
+    Stale {
+        stream: String,
+        age_s: u64,
+        grace_s: u64,
+    },
     /// A conditional write's outcome could not be settled by reading (the object was
     /// reported present and then not found): neither ours nor theirs yet.
     #[error("ledger {stream}: outcome of writing {path} is unknown: {reason}")]
@@ -1562,6 +1573,24 @@ mod tests {
         // Checkpoints carry no file lists any more.
         let cp = l.latest_checkpoint().await.unwrap().unwrap();
         assert_eq!((cp.seq, cp.version, cp.files.len()), (6, LEDGER_VERSION, 0));
+    }
+
+    /// A snapshot that chooses manifests long after it was taken refuses, naming the stream:
+    /// the manifest it would choose may have been deleted as superseded meanwhile, and its
+    /// hour's files would be missing without an error (vacuum would then delete them).
+    #[tokio::test]
+    async fn an_old_snapshot_refuses_to_read_manifests() {
+        let (_, l) = ledger();
+        let e = entry(1, 1, 0, 5, &[&hour_file(1, "f1")]);
+        l.commit(&e).await.unwrap();
+        l.checkpoint(&e).await.unwrap();
+        let mut snap = l.snapshot().await.unwrap();
+        assert_eq!(snap.data_files("").await.unwrap().len(), 1);
+        snap.age_for_test(hours::MAX_SNAPSHOT_AGE + std::time::Duration::from_secs(1));
+        let err = snap.data_files("").await.unwrap_err();
+        assert!(matches!(err, LedgerError::Stale { .. }), "{err}");
+        assert!(err.to_string().contains("load it again"), "{err}");
+        assert!(snap.dead_letter_files().await.is_err());
     }
 
     /// A stream written by version 1 (checkpoints that list every file) is read as it is,

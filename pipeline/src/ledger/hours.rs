@@ -27,7 +27,8 @@
 //! `hours/<prefix>` and reads one manifest per bucket, in parallel. Data prefixes are never
 //! listed. Manifests and checkpoints superseded for longer than [`SUPERSEDED_GRACE`] are
 //! deleted by the writer that supersedes them; a reader that started before that has long
-//! finished planning.
+//! finished planning, and a snapshot older than [`MAX_SNAPSHOT_AGE`] refuses to choose
+//! manifests at all (a long job loads its view again rather than miss an hour's files).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -133,7 +134,16 @@ pub struct StreamSnapshot {
     checkpointed: Option<Entry>,
     /// The newest entry seen: manifests above it are ignored.
     high: u64,
+    /// When the snapshot was taken: see [`MAX_SNAPSHOT_AGE`].
+    taken: std::time::Instant,
 }
+
+/// How long after a snapshot was taken it may still choose manifests. A writer deletes a
+/// manifest [`SUPERSEDED_GRACE`] after a newer one superseded it; a snapshot this much
+/// younger than that always finds the manifest at or below its `high` that it chooses.
+/// Older, it refuses ([`LedgerError::Stale`]) rather than silently missing an hour's files.
+pub const MAX_SNAPSHOT_AGE: std::time::Duration =
+    std::time::Duration::from_secs(SUPERSEDED_GRACE.as_secs() / 2);
 
 impl StreamSnapshot {
     pub(super) fn new(
@@ -149,6 +159,7 @@ impl StreamSnapshot {
             tail,
             checkpointed,
             high,
+            taken: std::time::Instant::now(),
         }
     }
 
@@ -164,6 +175,12 @@ impl StreamSnapshot {
             .map(|e| e.files.as_slice())
             .find(|files| !files.is_empty())
             .unwrap_or_default()
+    }
+
+    /// Makes the snapshot `age` older (tests of [`MAX_SNAPSHOT_AGE`]).
+    #[cfg(test)]
+    pub(crate) fn age_for_test(&mut self, age: std::time::Duration) {
+        self.taken -= age;
     }
 
     pub fn ledger(&self) -> &PartitionLedger {
@@ -215,10 +232,18 @@ impl StreamSnapshot {
                 HashMap::new()
             }
             None => {
-                let chosen: Vec<(String, u64)> = self
-                    .ledger
-                    .newest_manifests(list_prefix, self.high)
-                    .await?
+                let listed = self.ledger.newest_manifests(list_prefix, self.high).await?;
+                // After the listing: a manifest listed in time is kept for at least
+                // SUPERSEDED_GRACE - MAX_SNAPSHOT_AGE more, long enough to read it.
+                let age = self.taken.elapsed();
+                if age > MAX_SNAPSHOT_AGE {
+                    return Err(LedgerError::Stale {
+                        stream: self.ledger.stream(),
+                        age_s: age.as_secs(),
+                        grace_s: SUPERSEDED_GRACE.as_secs(),
+                    });
+                }
+                let chosen: Vec<(String, u64)> = listed
                     .into_iter()
                     .filter(|(bucket, _)| wanted(bucket))
                     .collect();
