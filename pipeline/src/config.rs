@@ -544,13 +544,35 @@ impl Default for DeltaConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     /// Also produce each dead letter to this Kafka topic (at least once). The lake copy
     /// under `_weir/dead_letter/` is always written, exactly once, with the data commit.
     #[serde(default)]
     pub kafka_topic: Option<String>,
+    /// The largest message produced to `kafka_topic`, headers included: a letter whose
+    /// bytes do not fit is sent cut to fit, with headers saying so (the lake copy keeps
+    /// every byte). Keep it at or below the topic's `max.message.bytes`. Default 1,000,000
+    /// bytes (Kafka's default limit is 1,048,588).
+    #[serde(
+        default = "default_dead_letter_max_message",
+        deserialize_with = "de_bytes"
+    )]
+    pub kafka_max_message_bytes: u64,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            kafka_topic: None,
+            kafka_max_message_bytes: default_dead_letter_max_message(),
+        }
+    }
+}
+
+fn default_dead_letter_max_message() -> u64 {
+    1_000_000
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -936,6 +958,19 @@ impl Config {
         if self.health.stall_timeout < Duration::from_secs(10) {
             return Err(invalid("health.stall_timeout", "must be at least 10s"));
         }
+        if !(crate::sink::dead_letter_topic::MIN_MESSAGE
+            ..=crate::sink::dead_letter_topic::MAX_MESSAGE)
+            .contains(&self.dead_letter.kafka_max_message_bytes)
+        {
+            return Err(invalid(
+                "dead_letter.kafka_max_message_bytes",
+                format!(
+                    "must be between {} and {} bytes",
+                    crate::sink::dead_letter_topic::MIN_MESSAGE,
+                    crate::sink::dead_letter_topic::MAX_MESSAGE
+                ),
+            ));
+        }
         if self.health.stall_timeout <= self.commit.interval {
             return Err(invalid(
                 "health.stall_timeout",
@@ -1166,6 +1201,30 @@ topic = "cf.http_requests"
         assert_eq!(c.batch.max_rows, 8192);
         assert_eq!(c.storage.url, "file://./weir-lake");
         assert_eq!(c.datasets[0].max_record_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn dead_letter_message_limit_defaults_and_bad_values_are_named() {
+        let c = Config::parse(&minimal()).unwrap();
+        assert_eq!(c.dead_letter.kafka_max_message_bytes, 1_000_000);
+        let text = minimal()
+            + "\n[dead_letter]\nkafka_topic = \"dlq\"\nkafka_max_message_bytes = \"512KiB\"\n";
+        assert_eq!(
+            Config::parse(&text)
+                .unwrap()
+                .dead_letter
+                .kafka_max_message_bytes,
+            512 << 10
+        );
+        for bad in ["\"1KiB\"", "\"1GiB\""] {
+            let text = minimal() + &format!("\n[dead_letter]\nkafka_max_message_bytes = {bad}\n");
+            let err = Config::parse(&text)
+                .unwrap()
+                .validate(&weir_operators::config::StaticSecrets::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("dead_letter.kafka_max_message_bytes"), "{err}");
+        }
     }
 
     #[test]

@@ -320,28 +320,15 @@ impl Recovery {
             units: Vec::new(),
             backfill: None,
         };
-        let mut attempt = Attempt::new(entry, Vec::new());
+        // No files, so no intent and no uploads: the entry alone, created if absent and
+        // settled by reading it back when the answer is lost (`PartitionLedger::commit`).
         let mut wait = Duration::from_millis(500);
         let mut round = 1;
         loop {
-            let settled = match self.protocol.stage(&mut attempt).await {
-                Ok(()) => self.protocol.finish(&attempt).await,
-                Err(e) => Err(e),
-            };
-            match settled {
-                Ok(Outcome::Committed) => {
-                    self.tail = Tail {
-                        last: Some(attempt.entry),
-                    };
+            match self.protocol.ledger.commit(&entry).await {
+                Ok(()) => {
+                    self.tail = Tail { last: Some(entry) };
                     return Ok(());
-                }
-                Ok(Outcome::Fenced { theirs, .. }) => {
-                    return Err(LedgerError::Fenced {
-                        stream: self.protocol.ledger.stream(),
-                        seq: attempt.entry.seq,
-                        ours: self.epoch,
-                        theirs,
-                    });
                 }
                 Err(e) if e.is_retryable() && round < ROUNDS => {
                     warn!(topic = %self.topic, partition = self.partition, round, error = %e, retry_in_ms = wait.as_millis() as u64, "recording the partition's start failed, retrying");

@@ -6,6 +6,12 @@
 //! the two, the retried commit produces the letters again. Each message carries the
 //! letter's origin as its key (`<topic>/<partition>/<offset>`) and in headers, so a consumer
 //! can drop repeats (or a compacted topic keeps one).
+//!
+//! A message is at most `dead_letter.kafka_max_message_bytes`, headers included: a letter
+//! that does not fit (a record refused for its size is the usual one) goes out with its
+//! bytes and error text cut to fit and the headers `weir.raw_bytes` (the full length) and
+//! `weir.truncated = "true"`. Sent whole, it would be refused by the producer or the broker
+//! on every retry, and the partition's commit would wait on it for good.
 
 use std::time::Duration;
 
@@ -16,10 +22,32 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use super::dead_letter::DeadLetter;
 use crate::config::Config;
 
+/// Bounds of `dead_letter.kafka_max_message_bytes`.
+pub const MIN_MESSAGE: u64 = 16 << 10;
+pub const MAX_MESSAGE: u64 = 256 << 20;
+/// Room kept for the key, the headers and the record's framing when cutting a letter.
+const ENVELOPE: usize = 8 << 10;
+/// The longest `weir.error` header sent (error texts can quote a whole value).
+const MAX_ERROR_HEADER: usize = 2 << 10;
+
 /// A producer to the configured dead-letter topic.
 pub struct DeadLetterTopic {
     producer: FutureProducer,
     topic: String,
+    /// The most bytes of a letter's value sent.
+    max_value: usize,
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 impl std::fmt::Debug for DeadLetterTopic {
@@ -48,18 +76,22 @@ impl DeadLetterTopic {
                 client.set(k, v);
             }
         }
+        let max_message = config.dead_letter.kafka_max_message_bytes;
         client
             .set("bootstrap.servers", &config.kafka.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", "60000");
+            .set("message.timeout.ms", "60000")
+            // Room for one largest letter plus the batch framing around it.
+            .set("message.max.bytes", (max_message + (64 << 10)).to_string());
         let producer: FutureProducer = client
             .create()
             .map_err(|e| format!("dead_letter.kafka_topic: creating the producer: {e}"))?;
         Ok(Some(DeadLetterTopic {
             producer,
             topic: topic.clone(),
+            max_value: (max_message as usize).saturating_sub(ENVELOPE),
         }))
     }
 
@@ -70,7 +102,10 @@ impl DeadLetterTopic {
             let key = format!("{}/{}/{}", l.topic, l.partition, l.offset);
             let partition = l.partition.to_string();
             let offset = l.offset.to_string();
-            let headers = OwnedHeaders::new()
+            let truncated = l.raw.len() > self.max_value;
+            let raw_bytes = l.raw.len().to_string();
+            let value = &l.raw[..l.raw.len().min(self.max_value)];
+            let mut headers = OwnedHeaders::new()
                 .insert(Header {
                     key: "weir.dataset",
                     value: Some(dataset),
@@ -97,11 +132,22 @@ impl DeadLetterTopic {
                 })
                 .insert(Header {
                     key: "weir.error",
-                    value: Some(l.error.as_str()),
+                    value: Some(cut(&l.error, MAX_ERROR_HEADER)),
                 });
+            if truncated {
+                headers = headers
+                    .insert(Header {
+                        key: "weir.raw_bytes",
+                        value: Some(raw_bytes.as_str()),
+                    })
+                    .insert(Header {
+                        key: "weir.truncated",
+                        value: Some("true"),
+                    });
+            }
             let mut record = FutureRecord::to(&self.topic)
                 .key(&key)
-                .payload(l.raw.as_slice())
+                .payload(value)
                 .headers(headers);
             if let Some(ts) = l.kafka_timestamp {
                 record = record.timestamp(ts);
@@ -136,10 +182,32 @@ impl DeadLetterTopic {
             };
             match delivery {
                 Ok(Ok(_)) => {}
+                Ok(Err((e, _)))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) =>
+                {
+                    return Err(failed(format!(
+                        "{e}: the topic's max.message.bytes is below dead_letter.kafka_max_message_bytes; lower that key to the topic's limit"
+                    )));
+                }
                 Ok(Err((e, _))) => return Err(failed(e.to_string())),
                 Err(_) => return Err(failed("delivery report lost".to_owned())),
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn error_texts_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("abc", 5), "abc");
+        assert_eq!(cut("abcdef", 4), "abcd");
+        // "é" is two bytes: a cut inside it steps back before it.
+        assert_eq!(cut("aé", 2), "a");
+        assert_eq!(cut("aé", 3), "aé");
     }
 }
