@@ -650,6 +650,56 @@ pub async fn published_version(
     Ok(version.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
 }
 
+/// The txn version of `app` in `dataset`'s `kind` table as it was at `at`: the stream's
+/// entries up to it were in the table by then. 0 when the table did not exist yet, or when
+/// its log no longer reaches back to `at` (older commit files removed by log retention):
+/// nothing is then taken as published before `at`, and a warning says why.
+pub async fn published_version_at(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+    kind: Table,
+    app: &str,
+    at: DateTime<Utc>,
+) -> Result<u64, DeltaError> {
+    let table_err = |source| DeltaError::Table {
+        dataset: dataset.to_owned(),
+        source,
+    };
+    let root = kind.root(dataset);
+    let mut table = table_handle(store, &root)?;
+    match table.load_with_datetime(at).await {
+        Ok(()) => {}
+        Err(DeltaTableError::NotATable(_)) => return Ok(0),
+        Err(e) => return Err(table_err(e)),
+    }
+    let Some(version) = table.version() else {
+        return Ok(0);
+    };
+    // `load_with_datetime` falls back to the oldest version it finds, which may be newer.
+    let commit = object_store::path::Path::from(format!("{root}/_delta_log/{version:020}.json"));
+    let written = object_store::ObjectStoreExt::head(store.as_ref(), &commit)
+        .await?
+        .last_modified;
+    if written > at {
+        if version > 0 {
+            warn!(
+                dataset,
+                oldest_version = version,
+                at = %at,
+                "the delta log no longer reaches back to the vacuum grace; files taken out of the table are kept until it does (shorten the grace below delta.logRetentionDuration)"
+            );
+        }
+        return Ok(0);
+    }
+    let txn = table
+        .snapshot()
+        .map_err(table_err)?
+        .transaction_version(table.log_store().as_ref(), app)
+        .await
+        .map_err(table_err)?;
+    Ok(txn.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -953,6 +1003,50 @@ mod tests {
                 .version,
             None
         );
+    }
+
+    /// Vacuum measures its grace against the Delta table as it was then: a replace entry
+    /// committed long ago but published only now counts as published now.
+    #[tokio::test]
+    async fn the_published_version_is_read_as_of_a_time() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let app = app_id(DS, ledger::MAINTENANCE_TOPIC, ledger::MAINTENANCE_PARTITION);
+        let at = |t| published_version_at(&store, DS, Table::Data, &app, t);
+        let before = Utc::now() - chrono::Duration::minutes(1);
+        assert_eq!(at(before).await.unwrap(), 0, "no table yet");
+        PartitionLedger::new(store.clone(), DS, "cf.http", 0)
+            .commit(&entry("cf.http", 0, 1, vec![file(0, "a", 2)]))
+            .await
+            .unwrap();
+        publish(&store, DS, Table::Data, &schema()).await.unwrap();
+        let mut compact = entry(
+            ledger::MAINTENANCE_TOPIC,
+            ledger::MAINTENANCE_PARTITION,
+            1,
+            vec![file(0, "compact-1", 2)],
+        );
+        compact.removed = vec![file(0, "a", 2)];
+        PartitionLedger::maintenance(store.clone(), DS)
+            .commit(&compact)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let mid = Utc::now();
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        // Committed before `mid`, published after it.
+        assert_eq!(
+            publish(&store, DS, Table::Data, &schema())
+                .await
+                .unwrap()
+                .version,
+            Some(2)
+        );
+        assert_eq!(at(mid).await.unwrap(), 0, "not in the table at mid");
+        assert_eq!(
+            at(Utc::now() + chrono::Duration::seconds(1)).await.unwrap(),
+            1
+        );
+        assert_eq!(at(before).await.unwrap(), 0, "older than the table");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@
 //!     stream's entries (what was removed, and when)      ─┘ is named once that is cleared
 //!  5. delete a listed file when no live entry names it and no intent does, and
 //!       it was removed by an entry committed more than `grace` ago (and, with Delta
-//!       publishing on, published to the Delta table in step 1b), or
+//!       publishing on, in the Delta table as it was `grace` ago), or
 //!       no entry ever named it (an orphan) and it was written more than `grace` ago
 //! ```
 //!
@@ -128,10 +128,16 @@ pub async fn vacuum_dataset(
                 ledger::MAINTENANCE_TOPIC,
                 ledger::MAINTENANCE_PARTITION,
             );
+            // As the tables were `grace` ago: a file is deleted only once a Delta reader's
+            // snapshot has not named it for the grace, however late it was published (a
+            // `weir run` that was down leaves the log behind the ledger).
+            let at =
+                chrono::Utc::now() - chrono::Duration::from_std(opts.grace).unwrap_or_default();
             let mut published = u64::MAX;
             for table in [crate::delta::Table::Data, crate::delta::Table::DeadLetters] {
-                published = published
-                    .min(crate::delta::published_version(&store, dataset, table, &app).await?);
+                published = published.min(
+                    crate::delta::published_version_at(&store, dataset, table, &app, at).await?,
+                );
             }
             Some(published)
         }
