@@ -61,7 +61,7 @@ use crate::sink::parquet::{ChunkedFile, ClosedFile};
 pub enum CompactError {
     #[error("{0}")]
     Ledger(#[from] LedgerError),
-    #[error("listing the committed files: {0}")]
+    #[error("object store: {0}")]
     Store(#[from] object_store::Error),
     #[error("reading the files of {hour}: {source}")]
     Read {

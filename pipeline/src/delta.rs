@@ -236,11 +236,17 @@ async fn open_table(
         .await;
     match created {
         Ok(t) => Ok(t),
-        // Another publisher created it first.
-        Err(_) => {
+        // Another publisher may have created it first: then it loads. If it does not, the
+        // create's own error is the one that says why.
+        Err(create_error) => {
             let mut table = table_handle(store, &root)?;
-            table.load().await.map_err(table_err)?;
-            Ok(table)
+            match table.load().await {
+                Ok(()) => Ok(table),
+                Err(load_error) => {
+                    warn!(dataset, table = %root, error = %load_error, "the delta table could not be loaded after its creation failed");
+                    Err(table_err(create_error))
+                }
+            }
         }
     }
 }
