@@ -861,26 +861,30 @@ impl Backfill {
         let mut kept = Vec::new();
         let mut mixed = Vec::new();
         let mut origins = kafka::Origins::new(self.store.clone(), &self.ds.name);
+        // Every hour's files first, while the view is fresh (a view refuses to read hour
+        // manifests once it is old: `ledger::Stale`); then where each came from.
+        let mut files = Vec::new();
         for hour in hours(self.opts.from, self.opts.to) {
-            for f in view.data_files(&self.ds.name, &hour).await? {
-                let take = match self.opts.source {
-                    // The archive is the whole truth of its hours.
-                    Source::Archive(_) => true,
-                    // Only rows this backfill re-derived: every unit the file came from.
-                    Source::Kafka => {
-                        let units = origins.of(&f.path).await?;
-                        let ours = units.iter().filter(|u| done.contains(*u)).count();
-                        if ours > 0 && ours < units.len() {
-                            mixed.push(f.path.clone());
-                        }
-                        ours == units.len()
+            files.extend(view.data_files(&self.ds.name, &hour).await?);
+        }
+        for f in files {
+            let take = match self.opts.source {
+                // The archive is the whole truth of its hours.
+                Source::Archive(_) => true,
+                // Only rows this backfill re-derived: every unit the file came from.
+                Source::Kafka => {
+                    let units = origins.of(&f.path).await?;
+                    let ours = units.iter().filter(|u| done.contains(*u)).count();
+                    if ours > 0 && ours < units.len() {
+                        mixed.push(f.path.clone());
                     }
-                };
-                if take {
-                    removed.push(f);
-                } else {
-                    kept.push(f);
+                    ours == units.len()
                 }
+            };
+            if take {
+                removed.push(f);
+            } else {
+                kept.push(f);
             }
         }
         // A file holding re-derived rows and rows of records the plan did not read (a
