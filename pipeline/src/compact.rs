@@ -137,6 +137,9 @@ pub async fn compact_dataset(
     let props_base = writer_properties(settings, &schema)?;
     let mut job = Job::start(config, &dataset.name, store.clone(), &opts.writer).await?;
     let view = CommittedView::load(store.clone(), std::slice::from_ref(&dataset.name)).await?;
+    // Both lists now, while the view is fresh (it refuses to read hour manifests once it
+    // is old, and merging the hours below can take long).
+    let dead_letters = view.dead_letter_files(&dataset.name).await?;
     let mut by_hour: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
     for f in view.committed_files(&dataset.name).await? {
         let bucket = ledger::bucket_of(&dataset.name, &f.path);
@@ -177,7 +180,7 @@ pub async fn compact_dataset(
     }
     // Dead letters: the small files committed at least min_age ago, by Kafka position.
     let mut old_dead = Vec::new();
-    for f in view.dead_letter_files(&dataset.name).await? {
+    for f in dead_letters {
         if f.bytes >= half {
             continue;
         }

@@ -37,12 +37,17 @@ pub async fn plan(
 ) -> Result<Vec<Unit>, BackfillError> {
     let view = CommittedView::load(store.clone(), std::slice::from_ref(&ds.name)).await?;
     let mut origins = Origins::new(store.clone(), &ds.name);
-    let mut hours_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Every hour's files first, while the view is fresh; then where each came from.
+    let mut files = Vec::new();
     for hour in super::hours(from, to) {
         for f in view.data_files(&ds.name, &hour).await? {
-            for unit in origins.of(&f.path).await? {
-                hours_of.entry(unit).or_default().insert(hour.clone());
-            }
+            files.push((hour.clone(), f));
+        }
+    }
+    let mut hours_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (hour, f) in files {
+        for unit in origins.of(&f.path).await? {
+            hours_of.entry(unit).or_default().insert(hour.clone());
         }
     }
     let mut units = Vec::with_capacity(hours_of.len());
