@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::ledger::{self, FileRef, LedgerError, PartitionLedger};
@@ -50,6 +50,49 @@ pub enum VacuumError {
     Store(#[from] object_store::Error),
     #[error("{0}")]
     Delta(#[from] crate::delta::DeltaError),
+}
+
+/// The stream (its index in `streams`) and sequence number of the entry that would name
+/// the file at `path`, read from the file's name: `compact-<seq>-e<epoch>-<n>.parquet` (the
+/// maintenance stream), `<topic>-<partition>-<first offset>-<seq>-e<epoch>.parquet` (a
+/// partition) or `<prefix>-<shard>-<seq>-e<epoch>.parquet` (a backfill). `None` for other
+/// names, or a stream not among `streams`.
+fn naming_entry(path: &str, streams: &[PartitionLedger]) -> Option<(usize, u64)> {
+    let name = path.rsplit('/').next()?.strip_suffix(".parquet")?;
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = name.strip_prefix("compact-") {
+        let seq = rest.split('-').next()?;
+        let maintenance = streams
+            .iter()
+            .position(|s| s.partition() == ledger::MAINTENANCE_PARTITION)?;
+        return Some((maintenance, seq.parse().ok()?));
+    }
+    let mut parts = name.rsplitn(4, '-');
+    let epoch = parts.next()?.strip_prefix('e')?;
+    let seq = parts.next()?;
+    let third = parts.next()?;
+    let rest = parts.next()?;
+    if !digits(seq, 10) || !epoch.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (topic, partition) = if digits(third, 20) {
+        // A partition's file: `rest` is `<topic>-<partition>`.
+        let (topic, partition) = rest.rsplit_once('-')?;
+        (topic, partition)
+    } else {
+        // A backfill unit's file: `<prefix>-<shard>`, `third` the shard.
+        (rest, third)
+    };
+    if !digits(partition, 5) {
+        return None;
+    }
+    let partition: i32 = partition.parse().ok()?;
+    let index = streams.iter().position(|s| {
+        s.partition() == partition
+            && (crate::sink::parquet::file_topic(s.topic()) == topic
+                || s.topic().trim_start_matches('@') == topic)
+    })?;
+    Some((index, seq.parse().ok()?))
 }
 
 /// What one run did.
@@ -206,15 +249,36 @@ pub async fn vacuum_dataset(
     let now = chrono::Utc::now();
     let grace = chrono::Duration::from_std(opts.grace).unwrap_or_default();
     let mut doomed = Vec::new();
+    let mut entries: HashMap<(usize, u64), Option<ledger::Entry>> = HashMap::new();
     for meta in listed {
         let path = meta.location.to_string();
         if live.contains(&path) || intended.contains(&path) {
             continue;
         }
         let since = removed_at.get(&path).copied().unwrap_or(meta.last_modified);
-        if now.signed_duration_since(since) >= grace {
-            doomed.push(meta);
+        if now.signed_duration_since(since) < grace {
+            continue;
         }
+        // A file no replace took out must be one no entry names (a crashed attempt's). Its
+        // name says which entry would: read it, rather than trust the view alone.
+        if !removed_at.contains_key(&path)
+            && let Some(key) = naming_entry(&path, &streams)
+        {
+            if let std::collections::hash_map::Entry::Vacant(slot) = entries.entry(key) {
+                slot.insert(streams[key.0].read_entry(key.1).await?);
+            }
+            if let Some(entry) = &entries[&key]
+                && entry
+                    .files
+                    .iter()
+                    .chain(&entry.dead_letters)
+                    .any(|f| f.path == path)
+            {
+                warn!(dataset, file = %path, stream = %streams[key.0].stream(), seq = key.1, "kept a file the table's view missed although its entry names it; run vacuum again");
+                continue;
+            }
+        }
+        doomed.push(meta);
     }
     for meta in doomed {
         let path = meta.location.clone();
@@ -245,4 +309,61 @@ pub async fn vacuum_dataset(
         ));
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    #[test]
+    fn file_names_say_which_entry_would_name_them() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let streams = vec![
+            PartitionLedger::new(store.clone(), "ds", "cf.http", 3),
+            PartitionLedger::new(store.clone(), "ds", "cf/other", 0),
+            PartitionLedger::new(store.clone(), "ds", "@backfill.b-1", 2),
+            PartitionLedger::maintenance(store.clone(), "ds"),
+        ];
+        let hour = "ds/date=2026-11-22/hour=05";
+        let partition = crate::sink::parquet::file_name("cf.http", 3, 42, 7, 2);
+        assert_eq!(
+            naming_entry(&format!("{hour}/{partition}"), &streams),
+            Some((0, 7))
+        );
+        // Dead letters carry the data file's name.
+        assert_eq!(
+            naming_entry(&format!("_weir/dead_letter/ds/{partition}"), &streams),
+            Some((0, 7))
+        );
+        // A topic with characters file names replace.
+        let other = crate::sink::parquet::file_name("cf/other", 0, 0, 12, 1);
+        assert_eq!(
+            naming_entry(&format!("{hour}/{other}"), &streams),
+            Some((1, 12))
+        );
+        let unit = crate::backfill::unit_file_name("backfill.b-1", 2, 4, 1);
+        assert_eq!(
+            naming_entry(&format!("{hour}/{unit}"), &streams),
+            Some((2, 4))
+        );
+        assert_eq!(
+            naming_entry(
+                &format!("{hour}/compact-0000000009-e000003-0001.parquet"),
+                &streams
+            ),
+            Some((3, 9))
+        );
+        // Not Weir's, or of a stream it does not know: no entry to ask.
+        for other in [
+            format!("{hour}/part-0.parquet"),
+            format!(
+                "{hour}/{}",
+                crate::sink::parquet::file_name("cf.http", 4, 42, 7, 2)
+            ),
+            format!("{hour}/notes.txt"),
+        ] {
+            assert_eq!(naming_entry(&other, &streams), None, "{other}");
+        }
+    }
 }

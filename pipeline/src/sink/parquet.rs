@@ -309,7 +309,13 @@ pub fn hive_dir(bucket: HourBucket) -> String {
 
 /// The object name of a data file.
 pub fn file_name(topic: &str, partition: i32, first_offset: i64, seq: u64, epoch: u64) -> String {
-    let topic: String = topic
+    let topic = file_topic(topic);
+    format!("{topic}-{partition:05}-{first_offset:020}-{seq:010}-e{epoch:06}.parquet")
+}
+
+/// A topic as file names carry it: characters other than `[A-Za-z0-9._-]` become `_`.
+pub fn file_topic(topic: &str) -> String {
+    topic
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
@@ -318,8 +324,7 @@ pub fn file_name(topic: &str, partition: i32, first_offset: i64, seq: u64, epoch
                 '_'
             }
         })
-        .collect();
-    format!("{topic}-{partition:05}-{first_offset:020}-{seq:010}-e{epoch:06}.parquet")
+        .collect()
 }
 
 impl PartitionWriter {
