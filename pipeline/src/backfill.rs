@@ -700,9 +700,7 @@ impl Backfill {
         if self.opts.replace {
             // As published once every unit of the plan is done.
             let all: HashSet<String> = plan.iter().map(|u| u.name.clone()).collect();
-            let view = CommittedView::load(self.store.clone(), std::slice::from_ref(&self.ds.name))
-                .await?;
-            let (removed, _) = self.old_files(&view, &all, true).await?;
+            let (removed, _) = self.old_files(&all, true).await?;
             let mut per_hour: BTreeMap<String, (usize, u64)> = BTreeMap::new();
             for f in &removed {
                 let e = per_hour
@@ -853,7 +851,6 @@ impl Backfill {
     /// leaves (committed after the backfill planned, from units it did not re-derive).
     async fn old_files(
         &self,
-        view: &CommittedView,
         done: &HashSet<String>,
         dry_run: bool,
     ) -> Result<(Vec<FileRef>, Vec<FileRef>), BackfillError> {
@@ -861,13 +858,16 @@ impl Backfill {
         let mut kept = Vec::new();
         let mut mixed = Vec::new();
         let mut origins = kafka::Origins::new(self.store.clone(), &self.ds.name);
-        // Every hour's files first, while the view is fresh (a view refuses to read hour
-        // manifests once it is old: `ledger::Stale`); then where each came from.
-        let mut files = Vec::new();
-        for hour in hours(self.opts.from, self.opts.to) {
-            files.extend(view.data_files(&self.ds.name, &hour).await?);
-        }
-        for f in files {
+        // Every hour's files first, then where each came from. Hours stand alone, so a long
+        // range reads through a view loaded again every `ledger::VIEW_RELOAD` (a view
+        // refuses to read hour manifests once it is old).
+        let files = files_of_hours(
+            &self.store,
+            &self.ds.name,
+            hours(self.opts.from, self.opts.to),
+        )
+        .await?;
+        for f in files.into_iter().flat_map(|(_, files)| files) {
             let take = match self.opts.source {
                 // The archive is the whole truth of its hours.
                 Source::Archive(_) => true,
@@ -925,9 +925,7 @@ impl Backfill {
                 ));
                 return Ok(Published::default());
             }
-            let view = CommittedView::load(self.store.clone(), std::slice::from_ref(&self.ds.name))
-                .await?;
-            let (removed, kept) = self.old_files(&view, done, false).await?;
+            let (removed, kept) = self.old_files(done, false).await?;
             if !kept.is_empty() {
                 warn!(backfill = %self.id, files = kept.len(), "files of the hours that came from records this backfill did not read (committed after it planned) stay in the table");
             }
@@ -957,6 +955,30 @@ impl Backfill {
             }
         }
     }
+}
+
+/// The committed data files of each of `hours` of `dataset`, read through a view loaded
+/// again every [`ledger::VIEW_RELOAD`]: each hour's set comes from one view, and hours do
+/// not depend on one another.
+pub(crate) async fn files_of_hours(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+    hours: impl IntoIterator<Item = String>,
+) -> Result<Vec<(String, Vec<FileRef>)>, BackfillError> {
+    let names = [dataset.to_owned()];
+    let load = || CommittedView::load(store.clone(), &names);
+    let mut view = load().await?;
+    let mut loaded = std::time::Instant::now();
+    let mut out = Vec::new();
+    for hour in hours {
+        if loaded.elapsed() > ledger::VIEW_RELOAD {
+            view = load().await?;
+            loaded = std::time::Instant::now();
+        }
+        let files = view.data_files(dataset, &hour).await?;
+        out.push((hour, files));
+    }
+    Ok(out)
 }
 
 /// Stages and finishes one attempt, retrying the same attempt (same sequence number,

@@ -50,6 +50,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use tracing::warn;
+
 use crate::config::{CompactionConfig, Config};
 use crate::ledger::{self, FileRef, LedgerError};
 use crate::maintenance::{Job, JobError};
@@ -95,6 +97,9 @@ pub enum CompactError {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub hours: u64,
+    /// Hours left as they were because an input's column has another type than the
+    /// dataset's (logged, each naming the column and the file).
+    pub hours_refused: u64,
     pub files_in: u64,
     pub files_out: u64,
     pub bytes_in: u64,
@@ -103,8 +108,9 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn add(&mut self, other: &Summary) {
+    pub fn add(&mut self, other: &Summary) {
         self.hours += other.hours;
+        self.hours_refused += other.hours_refused;
         self.files_in += other.files_in;
         self.files_out += other.files_out;
         self.bytes_in += other.bytes_in;
@@ -164,7 +170,7 @@ pub async fn compact_dataset(
             sort: vec![dataset.resolved.schema.event_time.clone()],
             dead_letters: false,
         };
-        if let Some(done) = compact_group(
+        match compact_group(
             &mut job,
             store.clone(),
             group,
@@ -173,9 +179,18 @@ pub async fn compact_dataset(
             props_base.clone(),
             opts,
         )
-        .await?
+        .await
         {
-            total.add(&done);
+            Ok(Some(done)) => total.add(&done),
+            Ok(None) => {}
+            // One hour whose files disagree with the dataset's schema is left as it is
+            // (nothing of it was committed); the others are still compacted.
+            Err(CompactError::Schema { group, reason }) => {
+                warn!(hour = %group, reason = %reason, "hour not compacted: its files' columns disagree with the dataset's schema");
+                (opts.progress)(&format!("{group}: not compacted: {reason}"));
+                total.hours_refused += 1;
+            }
+            Err(e) => return Err(e),
         }
     }
     // Dead letters: the small files committed at least min_age ago, by Kafka position.
@@ -269,6 +284,7 @@ async fn compact_group(
     }
     let done = Summary {
         hours: u64::from(!group.dead_letters),
+        hours_refused: 0,
         files_in: group.inputs.len() as u64,
         files_out: outputs.len() as u64,
         bytes_in: group.inputs.iter().map(|f| f.bytes).sum(),
@@ -331,11 +347,24 @@ async fn widened(
     store: &Arc<dyn ObjectStore>,
     inputs: &[FileRef],
 ) -> Result<SchemaRef, String> {
+    use futures::TryStreamExt as _;
     let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
-    for input in inputs {
-        let found = footer_schema(store, input)
-            .await
-            .map_err(|e| format!("reading the footer of {}: {e}", input.path))?;
+    // An hour can have thousands of inputs: their footers are read 32 at a time, then
+    // folded in input order, so the columns come in the same order every time.
+    let mut footers: Vec<(usize, arrow::datatypes::Schema)> =
+        futures::stream::iter(inputs.iter().enumerate())
+            .map(|(i, input)| async move {
+                footer_schema(store, input)
+                    .await
+                    .map(|found| (i, found))
+                    .map_err(|e| format!("reading the footer of {}: {e}", input.path))
+            })
+            .buffer_unordered(32)
+            .try_collect()
+            .await?;
+    footers.sort_by_key(|(i, _)| *i);
+    for (i, found) in &footers {
+        let input = &inputs[*i];
         for field in found.fields() {
             match fields.iter().find(|f| f.name() == field.name()) {
                 Some(known) if known.data_type() != field.data_type() => {

@@ -123,7 +123,7 @@ mod hours;
 
 pub use hours::{
     Change, DEAD_LETTER_BUCKET, FLAT_BUCKET, HourManifest, SUPERSEDED_GRACE, StreamSnapshot,
-    bucket_of,
+    VIEW_RELOAD, bucket_of,
 };
 
 /// Format version of entries, checkpoints and manifests written by this build. Version 2

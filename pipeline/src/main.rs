@@ -314,12 +314,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                         .await
                         .with_context(|| format!("publishing {} to its delta table", ds.name))?;
                 }
-                total.hours += done.hours;
-                total.files_in += done.files_in;
-                total.files_out += done.files_out;
-                total.bytes_in += done.bytes_in;
-                total.bytes_out += done.bytes_out;
-                total.rows += done.rows;
+                total.add(&done);
             }
             println!(
                 "compacted {} hours: {} files ({} bytes) into {} files ({} bytes), {} rows, {:.1} s",
@@ -331,6 +326,12 @@ async fn async_main(cli: Cli) -> Result<()> {
                 total.rows,
                 started.elapsed().as_secs_f64()
             );
+            if total.hours_refused > 0 {
+                anyhow::bail!(
+                    "{} hours not compacted: an input's column has another type than the dataset's (each is named above)",
+                    total.hours_refused
+                );
+            }
             Ok(())
         }
         Command::Vacuum {

@@ -60,39 +60,50 @@ pub enum VacuumError {
 fn naming_entry(path: &str, streams: &[PartitionLedger]) -> Option<(usize, u64)> {
     let name = path.rsplit('/').next()?.strip_suffix(".parquet")?;
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-    if let Some(rest) = name.strip_prefix("compact-") {
-        let seq = rest.split('-').next()?;
+    let parts: Vec<&str> = name.rsplitn(4, '-').collect();
+    // `<topic>-<partition:5>-<first offset:20>-<seq:10>-e<epoch:6>`: a partition's file.
+    if let [epoch, seq, first, rest] = parts[..]
+        && digits(first, 20)
+        && digits(seq, 10)
+        && epoch.strip_prefix('e').is_some_and(|e| digits(e, 6))
+        && let Some((topic, partition)) = rest.rsplit_once('-')
+        && digits(partition, 5)
+    {
+        let partition: i32 = partition.parse().ok()?;
+        let index = streams.iter().position(|s| {
+            !s.topic().starts_with('@')
+                && s.partition() == partition
+                && crate::sink::parquet::file_topic(s.topic()) == topic
+        })?;
+        return Some((index, seq.parse().ok()?));
+    }
+    // `compact-<seq:10>-e<epoch:6>-<n:4>`: the maintenance stream's.
+    if let Some(rest) = name.strip_prefix("compact-")
+        && let [seq, epoch, n] = rest.split('-').collect::<Vec<_>>()[..]
+        && digits(seq, 10)
+        && epoch.strip_prefix('e').is_some_and(|e| digits(e, 6))
+        && digits(n, 4)
+    {
         let maintenance = streams
             .iter()
             .position(|s| s.partition() == ledger::MAINTENANCE_PARTITION)?;
         return Some((maintenance, seq.parse().ok()?));
     }
-    let mut parts = name.rsplitn(4, '-');
-    let epoch = parts.next()?.strip_prefix('e')?;
-    let seq = parts.next()?;
-    let third = parts.next()?;
-    let rest = parts.next()?;
-    if !digits(seq, 10) || !epoch.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    // `<backfill.id | staged.id>-<shard:5>-<seq:10>-e<epoch:6>`: a backfill unit's.
+    if let [epoch, seq, shard, prefix] = parts[..]
+        && digits(shard, 5)
+        && digits(seq, 10)
+        && epoch.strip_prefix('e').is_some_and(|e| digits(e, 6))
+    {
+        let shard: i32 = shard.parse().ok()?;
+        let index = streams.iter().position(|s| {
+            s.topic().starts_with('@')
+                && s.partition() == shard
+                && s.topic().trim_start_matches('@') == prefix
+        })?;
+        return Some((index, seq.parse().ok()?));
     }
-    let (topic, partition) = if digits(third, 20) {
-        // A partition's file: `rest` is `<topic>-<partition>`.
-        let (topic, partition) = rest.rsplit_once('-')?;
-        (topic, partition)
-    } else {
-        // A backfill unit's file: `<prefix>-<shard>`, `third` the shard.
-        (rest, third)
-    };
-    if !digits(partition, 5) {
-        return None;
-    }
-    let partition: i32 = partition.parse().ok()?;
-    let index = streams.iter().position(|s| {
-        s.partition() == partition
-            && (crate::sink::parquet::file_topic(s.topic()) == topic
-                || s.topic().trim_start_matches('@') == topic)
-    })?;
-    Some((index, seq.parse().ok()?))
+    None
 }
 
 /// What one run did.
@@ -353,6 +364,28 @@ mod tests {
                 &streams
             ),
             Some((3, 9))
+        );
+        // Kafka topics that look like other kinds of file.
+        let tricky = vec![
+            PartitionLedger::new(store.clone(), "ds", "compact-7", 0),
+            PartitionLedger::new(store.clone(), "ds", "backfill.x", 2),
+            PartitionLedger::new(store.clone(), "ds", "@backfill.x", 2),
+            PartitionLedger::maintenance(store.clone(), "ds"),
+        ];
+        let file = crate::sink::parquet::file_name("compact-7", 0, 5, 3, 1);
+        assert_eq!(
+            naming_entry(&format!("{hour}/{file}"), &tricky),
+            Some((0, 3))
+        );
+        let file = crate::sink::parquet::file_name("backfill.x", 2, 5, 3, 1);
+        assert_eq!(
+            naming_entry(&format!("{hour}/{file}"), &tricky),
+            Some((1, 3))
+        );
+        let unit = crate::backfill::unit_file_name("backfill.x", 2, 8, 1);
+        assert_eq!(
+            naming_entry(&format!("{hour}/{unit}"), &tricky),
+            Some((2, 8))
         );
         // Not Weir's, or of a stream it does not know: no entry to ask.
         for other in [

@@ -330,6 +330,22 @@ impl Recovery {
                     self.tail = Tail { last: Some(entry) };
                     return Ok(());
                 }
+                Err(LedgerError::Fenced { .. }) => {
+                    // Another owner of the partition (a rebalance that overlapped) wrote
+                    // this sequence number first: its entry is the position. Should it hold
+                    // a newer epoch, this worker's first commit is fenced and it stops there.
+                    let tail = self.protocol.ledger.tail().await?;
+                    if tail.next_offset().is_some() {
+                        self.tail = tail;
+                        return Ok(());
+                    }
+                    return Err(LedgerError::Fenced {
+                        stream: self.protocol.ledger.stream(),
+                        seq: entry.seq,
+                        ours: self.epoch,
+                        theirs: tail.last.map_or(0, |e| e.epoch),
+                    });
+                }
                 Err(e) if e.is_retryable() && round < ROUNDS => {
                     warn!(topic = %self.topic, partition = self.partition, round, error = %e, retry_in_ms = wait.as_millis() as u64, "recording the partition's start failed, retrying");
                     tokio::time::sleep(wait).await;

@@ -25,7 +25,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use super::{BackfillError, SourceRecord, Unit, UnitSource};
 use crate::config::Config;
 use crate::ledger::{self, BACKFILL_PREFIX, Entry, PartitionLedger, STAGED_PREFIX};
-use crate::query::CommittedView;
 use crate::runtime::DatasetRuntime;
 
 /// The units of `[from, to)`: the offset ranges whose records the hours' files hold.
@@ -35,19 +34,16 @@ pub async fn plan(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<Unit>, BackfillError> {
-    let view = CommittedView::load(store.clone(), std::slice::from_ref(&ds.name)).await?;
     let mut origins = Origins::new(store.clone(), &ds.name);
-    // Every hour's files first, while the view is fresh; then where each came from.
-    let mut files = Vec::new();
-    for hour in super::hours(from, to) {
-        for f in view.data_files(&ds.name, &hour).await? {
-            files.push((hour.clone(), f));
-        }
-    }
+    // Every hour's files first (through views loaded again as they age), then where each
+    // came from.
+    let files = super::files_of_hours(store, &ds.name, super::hours(from, to)).await?;
     let mut hours_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (hour, f) in files {
-        for unit in origins.of(&f.path).await? {
-            hours_of.entry(unit).or_default().insert(hour.clone());
+    for (hour, files) in files {
+        for f in files {
+            for unit in origins.of(&f.path).await? {
+                hours_of.entry(unit).or_default().insert(hour.clone());
+            }
         }
     }
     let mut units = Vec::with_capacity(hours_of.len());

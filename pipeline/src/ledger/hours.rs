@@ -138,12 +138,19 @@ pub struct StreamSnapshot {
     taken: std::time::Instant,
 }
 
-/// How long after a snapshot was taken it may still choose manifests. A writer deletes a
-/// manifest [`SUPERSEDED_GRACE`] after a newer one superseded it; a snapshot this much
-/// younger than that always finds the manifest at or below its `high` that it chooses.
-/// Older, it refuses ([`LedgerError::Stale`]) rather than silently missing an hour's files.
+/// How long after a snapshot was taken it may still choose manifests. The manifest it
+/// chooses (the newest at or below its `high`) can only be superseded by one written after
+/// the snapshot began, and is deleted [`SUPERSEDED_GRACE`] after that; so a listing made
+/// within the grace (less a margin for the snapshot's own reads and clock skew) finds it,
+/// and a read that comes later still fails loudly (not found) rather than missing it.
+/// Older, the snapshot refuses ([`LedgerError::Stale`]) rather than silently missing an
+/// hour's files. Long jobs load their view again every [`VIEW_RELOAD`].
 pub const MAX_SNAPSHOT_AGE: std::time::Duration =
-    std::time::Duration::from_secs(SUPERSEDED_GRACE.as_secs() / 2);
+    std::time::Duration::from_secs(SUPERSEDED_GRACE.as_secs() - 120);
+
+/// How often a job that reads many hours one after another loads its view again.
+pub const VIEW_RELOAD: std::time::Duration =
+    std::time::Duration::from_secs(MAX_SNAPSHOT_AGE.as_secs() / 2);
 
 impl StreamSnapshot {
     pub(super) fn new(

@@ -145,10 +145,16 @@ fn start_offset(
     loop {
         match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
             Ok((low, high)) => {
-                return Ok(match start_from {
+                let start = match start_from {
                     StartFrom::Earliest => low,
                     StartFrom::Latest => high,
-                });
+                };
+                if start < 0 {
+                    return Err(format!(
+                        "{topic}/{partition}: the broker reported offsets {low}..{high}; cannot record where it starts"
+                    ));
+                }
+                return Ok(start);
             }
             Err(e) if attempt < 3 => {
                 attempt += 1;
@@ -226,6 +232,7 @@ impl WeirContext {
         let timeout = self.shared.config.shutdown.timeout;
         // The rebalance callback runs on the thread polling the consumer, inside the
         // runtime; recovery needs the object store, so block this thread on it.
+        let starts_with = consumer.clone();
         let recovered = tokio::task::block_in_place(move || {
             handle.block_on(async move {
                 if !replaced.is_empty() {
@@ -235,26 +242,39 @@ impl WeirContext {
                     );
                     join_all_within(replaced, timeout).await;
                 }
-                let futs = partitions_owned
-                    .iter()
-                    .map(|(topic, p)| Worker::recover(shared.clone(), topic.clone(), *p));
+                let futs = partitions_owned.iter().map(|(topic, p)| {
+                    let (shared, consumer) = (shared.clone(), starts_with.clone());
+                    async move {
+                        let mut recovery = Worker::recover(shared.clone(), topic.clone(), *p)
+                            .await
+                            .map_err(|e| format!("{topic}/{p}: {e}"))?;
+                        if recovery.tail.next_offset().is_none() {
+                            // Where `kafka.start_from` points now, recorded before any
+                            // record is read (all partitions at once: a first deployment
+                            // assigns many).
+                            let start_from = shared.config.kafka.start_from;
+                            let (t, partition) = (topic.clone(), *p);
+                            let start = tokio::task::spawn_blocking(move || {
+                                start_offset(&consumer, &t, partition, start_from)
+                            })
+                            .await
+                            .map_err(|e| format!("{topic}/{p}: {e}"))??;
+                            recovery
+                                .record_start(start, &shared.config_hash)
+                                .await
+                                .map_err(|e| {
+                                    format!("{topic}/{p}: recording where it starts: {e}")
+                                })?;
+                            info!(topic = %topic, partition = p, offset = start, start_from = ?start_from, "partition has no position in the ledger: its start is recorded");
+                        }
+                        Ok::<_, String>(recovery)
+                    }
+                });
                 futures::future::join_all(futs).await
             })
         });
         for ((topic, partition), rec) in partitions.iter().zip(recovered) {
-            let mut recovery = rec.map_err(|e| format!("{topic}/{partition}: {e}"))?;
-            if recovery.tail.next_offset().is_none() {
-                // Where `kafka.start_from` points now, recorded before any record is read.
-                let start_from = self.shared.config.kafka.start_from;
-                let start = start_offset(&consumer, topic, *partition, start_from)?;
-                let hash = self.shared.config_hash.clone();
-                let handle = self.runtime.clone();
-                tokio::task::block_in_place(|| {
-                    handle.block_on(recovery.record_start(start, &hash))
-                })
-                .map_err(|e| format!("{topic}/{partition}: recording where it starts: {e}"))?;
-                info!(topic = %topic, partition, offset = start, start_from = ?start_from, "partition has no position in the ledger: its start is recorded");
-            }
+            let recovery = rec?;
             let offset = Offset::Offset(
                 recovery
                     .tail
