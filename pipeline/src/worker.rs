@@ -768,14 +768,8 @@ impl Worker {
             });
         }
         error!(topic = %self.topic, partition = self.partition, resume, earliest = record.offset, "offsets went back below the ledger's position (topic recreated or offsets reset); committing what is open, then resuming at the earliest offset");
-        let metrics = &self.shared.metrics;
-        metrics.partition(
-            &metrics.offset_resets,
-            &self.ds.name,
-            &self.topic,
-            self.partition,
-            1,
-        );
+        // Counted on `/metrics` once the entry that starts below its predecessor is
+        // committed (a fence makes the rewind be met again).
         let resets = self.resets;
         self.flush_batch()?;
         self.commit_until_done(stop).await?;
@@ -1137,6 +1131,18 @@ impl Worker {
         Metrics::observe(&metrics.commit_duration, &self.ds.name, settled.duration);
         metrics.count(&metrics.commits, &self.ds.name, 1);
         metrics.count(&metrics.bytes_written, &self.ds.name, settled.bytes);
+        if let Some(previous) = &self.tail.last
+            && entry.start_offset < previous.next_offset
+        {
+            // The entry that records a rewind: offsets went back (topic recreated, reset).
+            metrics.partition(
+                &metrics.offset_resets,
+                &self.ds.name,
+                &self.topic,
+                self.partition,
+                1,
+            );
+        }
         if entry.skipped_offsets > 0 {
             metrics.partition(
                 &metrics.skipped_offsets,

@@ -360,6 +360,12 @@ fn recreated_topic_is_refused_or_recorded() {
     let series = format!(
         "weir_offset_resets_total{{dataset=\"{DATASET}\",topic=\"{TOPIC}\",partition=\"0\"}}"
     );
+    // Counted once the entry recording the rewind is committed, a moment after the ledger
+    // shows it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(metrics, &series) < 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(metric(metrics, &series), 1);
     weir.terminate();
     // Exactly one entry starts below its predecessor's end: at the new partition's start.
