@@ -106,6 +106,30 @@ fn naming_entry(path: &str, streams: &[PartitionLedger]) -> Option<(usize, u64)>
     None
 }
 
+/// The stream and sequence number of the entry that names the file at `path`, if the entry
+/// its name points to ([`naming_entry`]) exists and names it. Entries read are kept in
+/// `read` (many files share one).
+async fn named_by_its_entry(
+    path: &str,
+    streams: &[PartitionLedger],
+    read: &mut HashMap<(usize, u64), Option<ledger::Entry>>,
+) -> Result<Option<(String, u64)>, LedgerError> {
+    let Some(key) = naming_entry(path, streams) else {
+        return Ok(None);
+    };
+    if let std::collections::hash_map::Entry::Vacant(slot) = read.entry(key) {
+        slot.insert(streams[key.0].read_entry(key.1).await?);
+    }
+    let names = read[&key].as_ref().is_some_and(|entry| {
+        entry
+            .files
+            .iter()
+            .chain(&entry.dead_letters)
+            .any(|f| f.path == path)
+    });
+    Ok(names.then(|| (streams[key.0].stream(), key.1)))
+}
+
 /// What one run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -273,21 +297,10 @@ pub async fn vacuum_dataset(
         // A file no replace took out must be one no entry names (a crashed attempt's). Its
         // name says which entry would: read it, rather than trust the view alone.
         if !removed_at.contains_key(&path)
-            && let Some(key) = naming_entry(&path, &streams)
+            && let Some((stream, seq)) = named_by_its_entry(&path, &streams, &mut entries).await?
         {
-            if let std::collections::hash_map::Entry::Vacant(slot) = entries.entry(key) {
-                slot.insert(streams[key.0].read_entry(key.1).await?);
-            }
-            if let Some(entry) = &entries[&key]
-                && entry
-                    .files
-                    .iter()
-                    .chain(&entry.dead_letters)
-                    .any(|f| f.path == path)
-            {
-                warn!(dataset, file = %path, stream = %streams[key.0].stream(), seq = key.1, "kept a file the table's view missed although its entry names it; run vacuum again");
-                continue;
-            }
+            warn!(dataset, file = %path, stream = %stream, seq, "kept a file the table's view missed although its entry names it; run vacuum again");
+            continue;
         }
         doomed.push(meta);
     }
@@ -326,6 +339,86 @@ pub async fn vacuum_dataset(
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
+
+    /// The check vacuum makes before deleting a file no replace took out: the entry the
+    /// file's name points to is read, and a file it names is kept whatever the view said.
+    #[tokio::test]
+    async fn a_file_its_entry_names_is_found_by_its_name() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let p0 = PartitionLedger::new(store.clone(), "ds", "cf.http", 0);
+        let streams = vec![
+            p0.clone(),
+            PartitionLedger::maintenance(store.clone(), "ds"),
+        ];
+        let hour = "ds/date=2026-11-22/hour=05";
+        let committed = format!(
+            "{hour}/{}",
+            crate::sink::parquet::file_name("cf.http", 0, 0, 1, 1)
+        );
+        let dead = format!(
+            "_weir/dead_letter/ds/{}",
+            crate::sink::parquet::file_name("cf.http", 0, 0, 1, 1)
+        );
+        // An attempt of the same sequence number that lost (another epoch): never named.
+        let lost = format!(
+            "{hour}/{}",
+            crate::sink::parquet::file_name("cf.http", 0, 0, 1, 2)
+        );
+        // A sequence number no entry has yet: a crashed attempt's.
+        let crashed = format!(
+            "{hour}/{}",
+            crate::sink::parquet::file_name("cf.http", 0, 9, 2, 1)
+        );
+        let file = |path: &str| ledger::FileRef {
+            path: path.to_owned(),
+            rows: 1,
+            bytes: 1,
+        };
+        let entry = ledger::Entry {
+            version: ledger::LEDGER_VERSION,
+            seq: 1,
+            epoch: 1,
+            writer: "w".into(),
+            dataset: "ds".into(),
+            topic: "cf.http".into(),
+            partition: 0,
+            start_offset: 0,
+            next_offset: 9,
+            records: 9,
+            rows: 1,
+            dead_lettered: 1,
+            skipped_offsets: 0,
+            files: vec![file(&committed)],
+            dead_letters: vec![file(&dead)],
+            removed: Vec::new(),
+            operator_state: Vec::new(),
+            config_hash: "h".into(),
+            weir_version: "test".into(),
+            takeover: false,
+            units: Vec::new(),
+            backfill: None,
+        };
+        p0.commit(&entry).await.unwrap();
+        let mut read = HashMap::new();
+        for (path, named) in [
+            (&committed, true),
+            (&dead, true),
+            (&lost, false),
+            (&crashed, false),
+        ] {
+            let found = named_by_its_entry(path, &streams, &mut read).await.unwrap();
+            assert_eq!(found.is_some(), named, "{path}");
+        }
+        assert_eq!(
+            named_by_its_entry(&committed, &streams, &mut read)
+                .await
+                .unwrap()
+                .map(|(_, seq)| seq),
+            Some(1)
+        );
+        // One read per entry, whatever the number of files.
+        assert_eq!(read.len(), 2);
+    }
 
     #[test]
     fn file_names_say_which_entry_would_name_them() {
