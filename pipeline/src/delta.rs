@@ -456,7 +456,8 @@ pub async fn publish(
     // receives its rows.
     let mut out = Published::default();
     let mut metadata = schema_change(dataset, kind, snapshot, file_schema)?;
-    let mut base = snapshot.clone();
+    // The version each commit builds on: the loaded one, then the one just committed.
+    let mut committed_base = None;
     for group in [&partitions[..], std::slice::from_ref(&maintenance)] {
         let mut fold = Fold::default();
         let mut txns = Vec::new();
@@ -492,7 +493,7 @@ pub async fn publish(
         )
         .with_actions(actions)
         .build(
-            Some(&base as &dyn TableReference),
+            Some(committed_base.as_ref().unwrap_or(snapshot) as &dyn TableReference),
             log_store.clone(),
             DeltaOperation::StreamingUpdate {
                 output_mode: OutputMode::Append,
@@ -504,7 +505,7 @@ pub async fn publish(
         .map_err(table_err)?;
         crate::failpoint::hit("after-delta-commit");
         out.version = Some(committed.version() as u64);
-        base = committed.snapshot();
+        committed_base = Some(committed.snapshot());
     }
     if let Some(version) = out.version {
         debug!(
@@ -647,12 +648,15 @@ pub async fn published_version(
         Err(DeltaTableError::NotATable(_)) => return Ok(0),
         Err(e) => return Err(table_err(e)),
     }
+    published_in(&table, app).await.map_err(table_err)
+}
+
+/// The txn version of `app` in the loaded `table` (0: none).
+async fn published_in(table: &DeltaTable, app: &str) -> Result<u64, DeltaTableError> {
     let version = table
-        .snapshot()
-        .map_err(table_err)?
+        .snapshot()?
         .transaction_version(table.log_store().as_ref(), app)
-        .await
-        .map_err(table_err)?;
+        .await?;
     Ok(version.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
 }
 
@@ -697,13 +701,7 @@ pub async fn published_version_at(
         }
         return Ok(0);
     }
-    let txn = table
-        .snapshot()
-        .map_err(table_err)?
-        .transaction_version(table.log_store().as_ref(), app)
-        .await
-        .map_err(table_err)?;
-    Ok(txn.map_or(0, |v| u64::try_from(v).unwrap_or(0)))
+    published_in(&table, app).await.map_err(table_err)
 }
 
 #[cfg(test)]
