@@ -721,27 +721,14 @@ impl Worker {
     /// broker (a few tries; blocks this worker, which only happens when offsets jump).
     fn earliest_offset(&self) -> Result<i64, WorkerError> {
         tokio::task::block_in_place(|| {
-            let mut attempt = 0;
-            loop {
-                match self.consumer.fetch_watermarks(
-                    &self.topic,
-                    self.partition,
-                    Duration::from_secs(10),
-                ) {
-                    Ok((low, _high)) => return Ok(low),
-                    Err(e) if attempt < 3 => {
-                        attempt += 1;
-                        warn!(topic = %self.topic, partition = self.partition, error = %e, attempt, "cannot read the partition's earliest offset, retrying");
-                        std::thread::sleep(Duration::from_millis(500 * attempt));
-                    }
-                    Err(e) => {
-                        return Err(WorkerError::Kafka(format!(
-                            "reading the earliest offset of {}/{}: {e}",
-                            self.topic, self.partition
-                        )));
-                    }
-                }
-            }
+            crate::source::kafka::watermarks(&self.consumer, &self.topic, self.partition)
+        })
+        .map(|(low, _high)| low)
+        .map_err(|e| {
+            WorkerError::Kafka(format!(
+                "reading the earliest offset of {}/{}: {e}",
+                self.topic, self.partition
+            ))
         })
     }
 

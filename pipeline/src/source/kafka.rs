@@ -141,31 +141,40 @@ fn start_offset(
     partition: i32,
     start_from: StartFrom,
 ) -> Result<i64, String> {
+    let (low, high) = watermarks(consumer, topic, partition).map_err(|e| {
+        format!(
+            "{topic}/{partition}: reading its offsets on the broker to record where it starts: {e}"
+        )
+    })?;
+    let start = match start_from {
+        StartFrom::Earliest => low,
+        StartFrom::Latest => high,
+    };
+    if start < 0 {
+        return Err(format!(
+            "{topic}/{partition}: the broker reported offsets {low}..{high}; cannot record where it starts"
+        ));
+    }
+    Ok(start)
+}
+
+/// A partition's (low, high) watermarks, asked of the broker: a few tries, waiting a little
+/// longer each time. Blocks the calling thread.
+pub(crate) fn watermarks(
+    consumer: &WeirConsumer,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
     let mut attempt = 0;
     loop {
         match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
-            Ok((low, high)) => {
-                let start = match start_from {
-                    StartFrom::Earliest => low,
-                    StartFrom::Latest => high,
-                };
-                if start < 0 {
-                    return Err(format!(
-                        "{topic}/{partition}: the broker reported offsets {low}..{high}; cannot record where it starts"
-                    ));
-                }
-                return Ok(start);
-            }
+            Ok(found) => return Ok(found),
             Err(e) if attempt < 3 => {
                 attempt += 1;
                 warn!(topic = %topic, partition, error = %e, attempt, "cannot read the partition's offsets on the broker, retrying");
                 std::thread::sleep(Duration::from_millis(500 * attempt));
             }
-            Err(e) => {
-                return Err(format!(
-                    "{topic}/{partition}: reading its offsets on the broker to record where it starts: {e}"
-                ));
-            }
+            Err(e) => return Err(e),
         }
     }
 }
