@@ -51,6 +51,16 @@ fn watermarks(bootstrap: &str, partition: i32) -> (i64, i64) {
         .expect("watermarks")
 }
 
+/// The counter's value once it reaches `want`, or after 10 s: counters that follow a
+/// committed entry move a moment after the ledger shows it.
+fn metric_reaching(port: u16, series: &str, want: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(port, series) < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    metric(port, series)
+}
+
 /// A labelled counter's value in `/metrics` (0 when absent).
 fn metric(port: u16, series: &str) -> u64 {
     let text = http_get(port, "/metrics").map(|r| r.1).unwrap_or_default();
@@ -266,11 +276,10 @@ fn retention_gap_is_refused_or_recorded() {
     );
     // Counted once the entry recording the gap is committed, a moment after the ledger
     // shows it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(metrics, &series) < (low - 200) as u64 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(metric(metrics, &series), (low - 200) as u64);
+    assert_eq!(
+        metric_reaching(metrics, &series, (low - 200) as u64),
+        (low - 200) as u64
+    );
     weir.terminate();
     let log = world.log("weir-2.log");
     assert!(log.contains("offset gap"), "{log}");
@@ -362,11 +371,7 @@ fn recreated_topic_is_refused_or_recorded() {
     );
     // Counted once the entry recording the rewind is committed, a moment after the ledger
     // shows it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(metrics, &series) < 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(metric(metrics, &series), 1);
+    assert_eq!(metric_reaching(metrics, &series, 1), 1);
     weir.terminate();
     // Exactly one entry starts below its predecessor's end: at the new partition's start.
     let entries = ledger_entries(&world, 0);
