@@ -23,6 +23,12 @@
 //! bytes (`cargo run --profile profiling -p weir-pipeline --example late_files`); the footer,
 //! one entry per leaf column, is most of a file of a few rows either way.
 //!
+//! Such a file has no column statistics either (16% less CPU per late event and 11% fewer
+//! bytes again, `late_files`). What they would let a reader skip is a column chunk of
+//! fewer than 1,024 rows, after it has already fetched the footer they would sit in, so
+//! they save a reader next to nothing; the hour's other files, and the compacted file that
+//! later replaces them all, have them.
+//!
 //! Timestamp columns are written in the unit `parquet.timestamp_unit` names (microseconds
 //! by default, see [`file_schema`]); rows are split into hours from their nanosecond event
 //! times before the cast, so the unit never moves a row to another hour.
@@ -40,10 +46,10 @@ use chrono::{DateTime, Utc};
 use object_store::PutPayload;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::schema::types::SchemaDescriptor;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::SchemaDescriptor;
 
 use crate::config::{ParquetConfig, ParquetDictionary, ParquetStatistics, TimestampUnit};
 
@@ -213,8 +219,8 @@ fn to_file_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
 }
 
 /// The properties of a waiting hour's file of fewer than [`SMALL_FILE_ROWS`] rows: `props`
-/// with Snappy instead of zstd, no dictionaries and no offset index (see the module
-/// documentation).
+/// with Snappy instead of zstd, no dictionaries, no offset index and no statistics (see the
+/// module documentation).
 fn small_file_properties(props: &WriterProperties) -> WriterProperties {
     props
         .clone()
@@ -222,6 +228,7 @@ fn small_file_properties(props: &WriterProperties) -> WriterProperties {
         .set_compression(Compression::SNAPPY)
         .set_dictionary_enabled(false)
         .set_offset_index_disabled(true)
+        .set_statistics_enabled(EnabledStatistics::None)
         .build()
 }
 
@@ -502,9 +509,10 @@ impl PartitionWriter {
     fn append(&mut self, bucket: HourBucket, batch: &RecordBatch) -> Result<(), WriteError> {
         let entry = match self.open.entry(bucket) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert((open_writer(&self.file_schema, &self.parquet_schema, &self.props)?, 0))
-            }
+            std::collections::btree_map::Entry::Vacant(v) => v.insert((
+                open_writer(&self.file_schema, &self.parquet_schema, &self.props)?,
+                0,
+            )),
         };
         entry.0.write(batch)?;
         entry.1 += batch.num_rows() as u64;
@@ -973,7 +981,8 @@ mod tests {
 
     #[test]
     fn small_waiting_hours_are_written_with_snappy_and_the_rest_with_zstd() {
-        // ...and a small one has no dictionary page and no offset index; the others do.
+        // ...and a small one has no dictionary page, no offset index and no statistics; the
+        // others do.
         let h = 3_600_000_000_000i64;
         let base = 1_795_323_600_000_000_000i64;
         // Hour 0 opens a writer; hour 1 waits with a full file's rows, hour 2 with three.
@@ -1017,6 +1026,7 @@ mod tests {
                 let small = codecs[0] == Compression::SNAPPY;
                 assert_eq!(v.dictionary_page_offset().is_none(), small, "{v:?}");
                 assert_eq!(v.offset_index_offset().is_none(), small, "{v:?}");
+                assert_eq!(v.statistics().is_none(), small, "{v:?}");
                 (f.rows, codecs[0])
             })
             .collect();
