@@ -10,7 +10,9 @@
 //!  └─ open files, what a commit frees: encoded row groups, the open row group's    files()
 //!     pages and dictionaries, dead letters: a third of what is left. The rest covers
 //!     what the Parquet writer does not report (resident memory grew about twice as
-//!     fast as its `memory_size` between commits) and closing a file
+//!     fast as its `memory_size` between commits) and closing a file. Rows of late hours
+//!     waiting as Arrow data report what they hold, and count at half for it
+//!     (`PartitionWriter::memory_bytes`)
 //! ```
 //!
 //! Each worker reports what its open files hold; once the sum reaches the files' share,

@@ -531,14 +531,23 @@ impl PartitionWriter {
     /// Memory the open files hold that a commit frees: the encoded row groups (the whole
     /// allocation), the open row group's pages, dictionaries and unencoded values, and the
     /// codec contexts of every open file beyond the first (those of one file are counted
-    /// as fixed, [`PartitionWriter::codec_bytes`]).
+    /// as fixed, [`PartitionWriter::codec_bytes`]), and half the Arrow memory of the waiting
+    /// rows.
+    ///
+    /// The memory budget gives open files a third of what is left to them because a
+    /// Parquet writer's resident memory grows about twice as fast as it reports (see
+    /// `crate::memory`). Waiting rows are Arrow arrays whose reported size is what they
+    /// hold; counted at half, they may hold twice what a writer's reported bytes may, the
+    /// same resident memory either way. Counted whole, a backlog spread over weeks
+    /// committed twice as often as its memory called for, and every commit writes a file
+    /// per hour it touched.
     pub fn memory_bytes(&self) -> usize {
         let buffers: usize = self
             .open
             .values()
             .map(|(w, _)| w.inner().capacity() + w.memory_size())
             .sum();
-        buffers + self.open.len().saturating_sub(1) * self.codec_bytes() + self.waiting.bytes
+        buffers + self.open.len().saturating_sub(1) * self.codec_bytes() + self.waiting.bytes / 2
     }
 
     /// The codec contexts of one open file (not reported by the Parquet writer).
