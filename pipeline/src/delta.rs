@@ -1011,6 +1011,28 @@ mod tests {
 
     /// Vacuum measures its grace against the Delta table as it was then: a replace entry
     /// committed long ago but published only now counts as published now.
+    /// A `file://` lake: the log's commit files are listed in version order whatever
+    /// order the directory keeps them in (see `store::SortedLocal`), so every publish loads
+    /// the table it appends to.
+    #[tokio::test]
+    async fn a_local_lake_publishes_version_after_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let ledger = PartitionLedger::new(store.clone(), DS, "cf.http", 0);
+        let mut names = Vec::new();
+        for seq in 1..=12u64 {
+            let name = format!("f{seq:02}");
+            ledger
+                .commit(&entry("cf.http", 0, seq, vec![file(1, &name, 1)]))
+                .await
+                .unwrap();
+            names.push(name + ".parquet");
+            let published = publish(&store, DS, Table::Data, &schema()).await.unwrap();
+            assert_eq!(published.version, Some(seq), "publish of entry {seq}");
+        }
+        assert_eq!(active_files(&store).await, names);
+    }
+
     #[tokio::test]
     async fn the_published_version_is_read_as_of_a_time() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());

@@ -99,7 +99,7 @@ pub fn open_as(
             let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
                 .map_err(|e| e.to_string())?
                 .with_automatic_cleanup(true);
-            Ok(Arc::new(fs))
+            Ok(Arc::new(SortedLocal(fs)))
         }
         StoreUrl::Remote { url, prefix } => {
             let store: Box<dyn ObjectStore> = match url.scheme() {
@@ -224,9 +224,189 @@ where
     }
 }
 
+/// A local directory as the lake: `LocalFileSystem`, with every listing in path order.
+///
+/// Object stores list in key order, and Delta's log reader counts on it: it reads the
+/// commit files after a version from one listing and stops at the first gap in versions.
+/// A directory lists in whatever order the file system keeps (hash order on ext4, newest
+/// first on tmpfs), and `LocalFileSystem` passes that order on: on a `file://` lake a
+/// Delta publish failed with "expected contiguous commit files" whenever version 1 was
+/// listed before version 0, and the Delta table stopped at the last version that had
+/// loaded. Listings are collected and sorted here; everything else goes straight through.
+#[derive(Debug)]
+pub struct SortedLocal(object_store::local::LocalFileSystem);
+
+impl std::fmt::Display for SortedLocal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sorted({})", self.0)
+    }
+}
+
+/// `listing`, collected and sorted by path.
+fn sorted(
+    listing: futures::stream::BoxStream<'static, OsResult<object_store::ObjectMeta>>,
+) -> futures::stream::BoxStream<'static, OsResult<object_store::ObjectMeta>> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::once(async move {
+        let mut all: Vec<object_store::ObjectMeta> = listing.try_collect().await?;
+        all.sort_unstable_by(|a, b| a.location.cmp(&b.location));
+        Ok::<_, object_store::Error>(futures::stream::iter(all.into_iter().map(Ok)))
+    })
+    .try_flatten()
+    .boxed()
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for SortedLocal {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> OsResult<object_store::PutResult> {
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> OsResult<Box<dyn object_store::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> OsResult<object_store::GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &object_store::path::Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> OsResult<Vec<bytes::Bytes>> {
+        self.0.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, OsResult<object_store::path::Path>>,
+    ) -> futures::stream::BoxStream<'static, OsResult<object_store::path::Path>> {
+        self.0.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, OsResult<object_store::ObjectMeta>> {
+        sorted(self.0.list(prefix))
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+        offset: &object_store::path::Path,
+    ) -> futures::stream::BoxStream<'static, OsResult<object_store::ObjectMeta>> {
+        sorted(self.0.list_with_offset(prefix, offset))
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> OsResult<object_store::ListResult> {
+        let mut result = self.0.list_with_delimiter(prefix).await?;
+        result
+            .objects
+            .sort_unstable_by(|a, b| a.location.cmp(&b.location));
+        result.common_prefixes.sort_unstable();
+        Ok(result)
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> OsResult<()> {
+        self.0.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::RenameOptions,
+    ) -> OsResult<()> {
+        self.0.rename_opts(from, to, options).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A local lake lists in path order whatever order the directory keeps (the test
+    /// writes names in descending order; tmpfs lists newest first, ext4 by hash).
+    #[tokio::test]
+    async fn a_local_lake_lists_in_path_order() {
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        use object_store::path::Path;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let names: Vec<String> = (0..64)
+            .rev()
+            .map(|v| format!("t/_delta_log/{v:020}.json"))
+            .collect();
+        for name in &names {
+            store
+                .put(&Path::from(name.as_str()), b"{}".to_vec().into())
+                .await
+                .unwrap();
+        }
+        store
+            .put(&Path::from("t/a/x.parquet"), b"x".to_vec().into())
+            .await
+            .unwrap();
+        let mut expected: Vec<String> = names.clone();
+        expected.sort();
+        let listed: Vec<String> = store
+            .list(Some(&Path::from("t/_delta_log")))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(listed, expected);
+        let offset = Path::from(expected[9].as_str());
+        let after: Vec<String> = store
+            .list_with_offset(Some(&Path::from("t/_delta_log")), &offset)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(after, expected[10..]);
+        let level = store
+            .list_with_delimiter(Some(&Path::from("t/_delta_log")))
+            .await
+            .unwrap();
+        let objects: Vec<String> = level
+            .objects
+            .iter()
+            .map(|m| m.location.to_string())
+            .collect();
+        assert_eq!(objects, expected);
+        let top = store
+            .list_with_delimiter(Some(&Path::from("t")))
+            .await
+            .unwrap();
+        assert_eq!(
+            top.common_prefixes,
+            vec![Path::from("t/_delta_log"), Path::from("t/a")]
+        );
+    }
 
     #[test]
     fn parses_urls() {
