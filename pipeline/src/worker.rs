@@ -597,6 +597,7 @@ impl Worker {
                 // The commit before this one first (its entry gives this one's sequence
                 // number); then this one's files are closed and handed to a task, and the
                 // worker reads on while they upload.
+                let settled = self.in_flight.is_some();
                 match self.settle_in_flight(&stop).await {
                     Ok(true) => {}
                     Ok(false) => continue, // revoked: everything open was dropped
@@ -604,6 +605,14 @@ impl Worker {
                         self.fail(e);
                         return;
                     }
+                }
+                // Pressed by the memory share alone: the commit that just settled gave back
+                // what its upload held, which may be enough. Without this check a partition
+                // whose last commit held much (the small files of a backlog spread over
+                // weeks) committed again a few batches later, every hour it touched a file
+                // of its own again.
+                if settled && !due && !self.open_full && !self.lease.over() {
+                    continue;
                 }
                 if let Err(e) = self.launch_commit(&stop) {
                     self.fail(e);
