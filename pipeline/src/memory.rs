@@ -16,7 +16,9 @@
 //! ```
 //!
 //! Each worker reports what its open files hold; once the sum reaches the files' share,
-//! every worker holding at least the average commits early at its next batch. A single
+//! every worker holding at least the average commits early at its next batch (one whose
+//! previous commit still uploads waits for it first, and commits only if the share is
+//! still full once that upload has given its bytes back). A single
 //! busy partition can use the whole share, and the sum stays near it however many
 //! partitions are assigned. Committing early only makes files smaller; it never changes
 //! what is committed. When the partitions' fixed parts leave less than `MIN_FILES_SHARE`
