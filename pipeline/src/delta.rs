@@ -1009,8 +1009,6 @@ mod tests {
         );
     }
 
-    /// Vacuum measures its grace against the Delta table as it was then: a replace entry
-    /// committed long ago but published only now counts as published now.
     /// A `file://` lake: the log's commit files are listed in version order whatever
     /// order the directory keeps them in (see `store::SortedLocal`), so every publish loads
     /// the table it appends to.
@@ -1033,6 +1031,8 @@ mod tests {
         assert_eq!(active_files(&store).await, names);
     }
 
+    /// Vacuum measures its grace against the Delta table as it was then: a replace entry
+    /// committed long ago but published only now counts as published now.
     #[tokio::test]
     async fn the_published_version_is_read_as_of_a_time() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
