@@ -20,11 +20,11 @@ use weir_pipeline::sink::parquet::PartitionWriter;
 use weir_schemas::synth::HttpRequests;
 use weir_schemas::{BatchDecoder, DatasetSchema, DecoderOptions};
 
-/// The allocator `weir` runs with; set `MIMALLOC_PURGE_DELAY=0 MIMALLOC_ALLOW_THP=0` to
-/// match its settings too.
-#[cfg(feature = "mimalloc")]
+/// The allocator `weir` runs with (set `_RJEM_MALLOC_CONF` to `allocator::CONF` of
+/// `src/main.rs` to match its settings too; this example runs on one thread).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const BATCH: usize = 8192;
 const HOUR_NS: i64 = 3_600_000_000_000;

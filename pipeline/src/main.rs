@@ -8,14 +8,55 @@ use weir_pipeline::config::Config;
 use weir_pipeline::query::Format;
 use weir_pipeline::runner::{self, EnvSecrets, RunOptions};
 
-/// The allocator. By default glibc's malloc with two arenas (`M_ARENA_MAX`, unless
-/// `MALLOC_ARENA_MAX` is set): with one arena per thread, tokio's and librdkafka's threads
-/// kept ~1.7x more resident memory while draining a backlog (930 MiB against 547). With
-/// two, against mimalloc (the `mimalloc` feature, below) in the same weir-bench run: a 1M
-/// event drain peaked at 410 MiB against 721 at the same CPU per event, and a backlog
-/// spread over 30 days at 412 against 706–888 with `memory.limit = 512MiB` (mimalloc kept
-/// the pages of its per-thread heaps).
-#[cfg(all(not(feature = "mimalloc"), target_os = "linux", target_env = "gnu"))]
+/// The allocator: jemalloc, with the settings in [`allocator::CONF`].
+///
+/// glibc's malloc, which weir used before, had to be held to two arenas to keep resident
+/// memory within `memory.limit` (with one per thread, tokio's and librdkafka's threads kept
+/// 930 MiB against 547 draining a backlog), and then the partition workers queued on the
+/// arenas' locks: draining a backlog spread over 30 days spent half its CPU time in malloc,
+/// free and the futex calls of their locks, and took from 7.7 to 15.3 CPU seconds over five
+/// runs of the same build, depending on which threads shared an arena. jemalloc's per-thread caches
+/// and arenas have no such lock on the common path, and it returns what it frees on a
+/// clock (weir-bench, same VM: README, "The allocator, again").
+///
+/// Built without the default `jemalloc` feature, `weir` uses glibc's malloc with two arenas
+/// (`M_ARENA_MAX`, unless `MALLOC_ARENA_MAX` is set): heap profilers such as heaptrack follow
+/// glibc's malloc, not jemalloc's.
+#[cfg(feature = "jemalloc")]
+#[allow(unsafe_code)]
+mod allocator {
+    #[global_allocator]
+    static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+    /// jemalloc's settings, read once at its first allocation (`_RJEM_MALLOC_CONF` in the
+    /// environment is read after them and wins where both set an option):
+    ///
+    /// - `background_thread:true`: a thread of jemalloc's returns freed memory to the OS,
+    ///   not the next allocation on a worker;
+    /// - `dirty_decay_ms:5000,muzzy_decay_ms:0`: freed pages go back over five seconds, in
+    ///   one step (no lazily freed middle state that still counts as resident);
+    /// - `oversize_threshold:0`: allocations over 8 MiB (a batch's largest columns) are
+    ///   served from the ordinary arenas, not from a separate one that returns its memory
+    ///   at once and would fault it in again for every batch;
+    /// - `percpu_arena:percpu`: an arena per CPU, so threads on different CPUs never share
+    ///   one. Without it a 1M-event drain took 7% more CPU and peaked 60–90 MiB higher. Measured
+    ///   on two CPUs; on a host with many more CPUs than the pod may use, threads move over
+    ///   more arenas (`_RJEM_MALLOC_CONF=percpu_arena:disabled` turns it off).
+    pub const CONF: &std::ffi::CStr = c"background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0,oversize_threshold:0,percpu_arena:percpu";
+
+    /// The symbol jemalloc reads its compiled-in settings from (`malloc_conf`, with the
+    /// prefix tikv-jemalloc-sys gives its symbols).
+    #[allow(non_upper_case_globals)]
+    #[unsafe(export_name = "_rjem_malloc_conf")]
+    pub static malloc_conf: Option<&'static std::ffi::c_char> =
+        // SAFETY: CONF is a 'static NUL-terminated string; this takes its first byte.
+        Some(unsafe { &*CONF.as_ptr() });
+
+    pub fn tune() {}
+}
+
+/// glibc's malloc with two arenas, when built without the `jemalloc` feature.
+#[cfg(all(not(feature = "jemalloc"), target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 mod allocator {
     pub fn tune() {
@@ -28,59 +69,11 @@ mod allocator {
 }
 
 #[cfg(all(
-    not(feature = "mimalloc"),
+    not(feature = "jemalloc"),
     not(all(target_os = "linux", target_env = "gnu"))
 ))]
 mod allocator {
     pub fn tune() {}
-}
-
-/// mimalloc, when built with the `mimalloc` feature.
-#[cfg(feature = "mimalloc")]
-#[allow(unsafe_code)]
-mod allocator {
-    #[global_allocator]
-    static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-    unsafe extern "C" {
-        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    }
-
-    /// `mi_option_purge_delay` and `mi_option_allow_thp` in the mimalloc v3 that
-    /// libmimalloc-sys builds (the `mi_option_e` enum of its `mimalloc.h`).
-    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-    const MI_OPTION_ALLOW_THP: std::ffi::c_int = 43;
-
-    /// Allocator settings for a process that allocates and frees a batch's worth of memory
-    /// many times a second. Each one yields to its `MIMALLOC_*` variable when that is set.
-    ///
-    /// - Freed memory goes back to the OS at once (`purge_delay = 0`): each commit frees tens
-    ///   of MiB per partition, and with a delay the next batch's allocations came on top of
-    ///   them (peak RSS draining a backlog 555 → 502 MiB, same throughput).
-    /// - No transparent huge pages. mimalloc asks for them on its arenas, and with memory
-    ///   returned at once every re-use faulted in and zeroed a whole 2 MiB page: 16% of
-    ///   weir's CPU time draining a backlog went to `clear_page`. Without them, the same
-    ///   drain ran 14% faster per core and peaked at 350–382 MiB instead of 418–573
-    ///   (weir-bench, same run). The
-    ///   process-wide switch (`PR_SET_THP_DISABLE`) also covers machines whose THP mode is
-    ///   `always`, where no advice is needed.
-    pub fn tune() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-            // SAFETY: mi_option_set stores an integer option; called once at start, before
-            // any other thread exists.
-            unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
-        }
-        if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-            // SAFETY: as above.
-            unsafe { mi_option_set(MI_OPTION_ALLOW_THP, 0) };
-            #[cfg(target_os = "linux")]
-            // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag of this
-            // process; failure (an old kernel) leaves THP as it was, which is harmless.
-            unsafe {
-                libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-            }
-        }
-    }
 }
 
 #[derive(Debug, Parser)]

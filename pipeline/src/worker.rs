@@ -74,7 +74,7 @@ pub struct Recovery {
 
 /// The records gathered for the next batch: their payloads back to back in one buffer
 /// that keeps its allocation from batch to batch. A `Vec` per record allocated and freed
-/// ~4000 times per batch, and with mimalloc returning freed pages at once, every batch
+/// ~4000 times per batch, and with an allocator returning freed pages at once, every batch
 /// faulted its memory in again (a third of the page faults draining a backlog).
 #[derive(Default)]
 struct RawBatch {

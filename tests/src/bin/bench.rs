@@ -48,7 +48,8 @@
 //!
 //! `--weir-env KEY=VALUE` (repeatable) sets an environment variable for the `weir run`
 //! child only, e.g. `MALLOC_ARENA_MAX=2`, or heaptrack's preload library and
-//! `DUMP_HEAPTRACK_OUTPUT` to profile the heap of a build without mimalloc.
+//! `DUMP_HEAPTRACK_OUTPUT` to profile the heap of a build without jemalloc
+//! (`--no-default-features`).
 //!
 //! `--weir-bin PATH` (repeatable; default: the `weir` beside this binary) and `--rounds N`
 //! (default 1) compare builds: every round runs the floor, then drains the same backlog
