@@ -37,6 +37,15 @@ fn peak_rss_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
+/// Names of a live process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("proc tasks")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
 #[test]
 fn a_backlog_spread_over_30_days_lands_within_the_memory_limit() {
     let mut world = World::new();
@@ -92,6 +101,13 @@ fn a_backlog_spread_over_30_days_lands_within_the_memory_limit() {
         &mut [&mut weir],
     );
     let peak = peak_rss_mib(weir.child.id());
+    // The peak depends on the allocator's compiled-in settings (`allocator::CONF` in
+    // weir's main.rs); their background purge thread shows they took effect.
+    let threads = thread_names(weir.child.id());
+    assert!(
+        threads.iter().any(|t| t == "jemalloc_bg_thd"),
+        "weir runs without jemalloc's background thread: {threads:?}"
+    );
     let hours = world.query(
         &config,
         "SELECT count(*) FROM (SELECT DISTINCT date, hour FROM http_requests)",
