@@ -47,8 +47,8 @@
 //! removed at the end.
 //!
 //! `--weir-env KEY=VALUE` (repeatable) sets an environment variable for the `weir run`
-//! child only, e.g. `MALLOC_ARENA_MAX=2`, or heaptrack's preload library and
-//! `DUMP_HEAPTRACK_OUTPUT` to profile the heap of a build without jemalloc
+//! child only, e.g. `_RJEM_MALLOC_CONF=percpu_arena:disabled`, or heaptrack's preload
+//! library and `DUMP_HEAPTRACK_OUTPUT` to profile the heap of a build without jemalloc
 //! (`--no-default-features`).
 //!
 //! `--weir-bin PATH` (repeatable; default: the `weir` beside this binary) and `--rounds N`
