@@ -15,9 +15,9 @@ use weir_pipeline::runner::{self, EnvSecrets, RunOptions};
 /// 930 MiB against 547 draining a backlog), and then the partition workers queued on the
 /// arenas' locks: draining a backlog spread over 30 days spent half its CPU time in malloc,
 /// free and the futex calls of their locks, and took from 7.7 to 15.3 CPU seconds over five
-/// runs of the same build, depending on which threads shared an arena. jemalloc's per-thread caches
-/// and arenas have no such lock on the common path, and it returns what it frees on a
-/// clock (weir-bench, same VM: README, "The allocator, again").
+/// runs of the same build, depending on which threads shared an arena. jemalloc's
+/// per-thread caches and arenas have no such lock on the common path, and it returns what
+/// it frees on a clock (weir-bench, same VM: README, "The allocator, again").
 ///
 /// Built without the default `jemalloc` feature, `weir` uses glibc's malloc with two arenas
 /// (`M_ARENA_MAX`, unless `MALLOC_ARENA_MAX` is set): heap profilers such as heaptrack follow
@@ -39,9 +39,9 @@ mod allocator {
     ///   served from the ordinary arenas, not from a separate one that returns its memory
     ///   at once and would fault it in again for every batch;
     /// - `percpu_arena:percpu`: an arena per CPU, so threads on different CPUs never share
-    ///   one. Without it a 1M-event drain took 7% more CPU and peaked 60–90 MiB higher. Measured
-    ///   on two CPUs; on a host with many more CPUs than the pod may use, threads move over
-    ///   more arenas (`_RJEM_MALLOC_CONF=percpu_arena:disabled` turns it off).
+    ///   one. Without it a 1M-event drain took 7% more CPU and peaked 60–90 MiB higher.
+    ///   Measured on two CPUs; on a host with many more CPUs than the pod may use, threads
+    ///   move over more arenas (`_RJEM_MALLOC_CONF=percpu_arena:disabled` turns it off).
     pub const CONF: &std::ffi::CStr = c"background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0,oversize_threshold:0,percpu_arena:percpu";
 
     /// The symbol jemalloc reads its compiled-in settings from (`malloc_conf`, with the
