@@ -9,8 +9,9 @@
 //! http_requests) however few rows it holds, so at most `max_open` hours have one (see
 //! [`PartitionWriter::set_max_open`]). Rows of further hours (late data, a replay spread
 //! over weeks) wait as Arrow data, taken once per batch, and each such hour's file is
-//! written and closed at commit, one at a time. Memory then grows with rows, not with the
-//! number of hours, and the memory budget commits early as it does for open files.
+//! written and closed at commit, one at a time, from gathers of several hours' rows.
+//! Memory then grows with rows, not with the number of hours, and the memory budget
+//! commits early as it does for open files.
 //!
 //! Such an hour's file usually holds a handful of rows, and a zstd file costs a compression
 //! and a decompression context per column whatever its size: creating them, each with a
@@ -218,13 +219,17 @@ fn to_file_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// The properties of a waiting hour's file of fewer than [`SMALL_FILE_ROWS`] rows: `props`
-/// with Snappy instead of zstd, no dictionaries, no offset index and no statistics (see the
-/// module documentation).
+/// The properties of a waiting hour's file of fewer than [`SMALL_FILE_ROWS`] rows: `props`'s
+/// row group size and metadata with Snappy instead of zstd, no dictionaries, no offset
+/// index and no statistics (see the module documentation), and no per-column settings, so
+/// every column is plain-encoded. Without them, the writer's property lookups (several per
+/// column and file) find an empty map instead of hashing the column's path, which was
+/// about 3% of the CPU of draining a backlog spread over 30 days (files of ~50 rows); such
+/// files are about 2% larger without delta encoding of their integers and timestamps.
 fn small_file_properties(props: &WriterProperties) -> WriterProperties {
-    props
-        .clone()
-        .into_builder()
+    WriterProperties::builder()
+        .set_max_row_group_row_count(props.max_row_group_row_count())
+        .set_key_value_metadata(props.key_value_metadata().cloned())
         .set_compression(Compression::SNAPPY)
         .set_dictionary_enabled(false)
         .set_offset_index_disabled(true)
