@@ -958,6 +958,31 @@ mod tests {
             .collect()
     }
 
+    /// Writes `batches` through one partition writer with at most `max_open` open hours
+    /// (unbounded for `None`) and reads back what each closed file holds. Checks on the way
+    /// that the cap holds, that every row is counted and that the files land at the paths
+    /// planned before the close.
+    fn write_all(batches: &[RecordBatch], max_open: Option<usize>) -> Vec<(String, Vec<i64>)> {
+        let mut w =
+            PartitionWriter::new("ds", schema(), "t", &ParquetConfig::default(), vec![]).unwrap();
+        if let Some(m) = max_open {
+            w.set_max_open(m);
+        }
+        for b in batches {
+            w.write(b).unwrap();
+            assert!(w.open_hours() <= max_open.unwrap_or(usize::MAX));
+        }
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(w.rows() as usize, rows);
+        let planned = w.planned_paths("f.parquet");
+        let files = w.close("f.parquet", &[]).unwrap();
+        assert_eq!(
+            planned,
+            files.iter().map(|f| f.path.clone()).collect::<Vec<_>>()
+        );
+        contents(&files)
+    }
+
     #[test]
     fn hours_past_the_open_cap_wait_as_rows_and_land_the_same() {
         let h = 3_600_000_000_000i64;
@@ -972,30 +997,10 @@ mod tests {
                 batch(times, values)
             })
             .collect();
-        let write = |max_open: Option<usize>| {
-            let mut w =
-                PartitionWriter::new("ds", schema(), "t", &ParquetConfig::default(), vec![])
-                    .unwrap();
-            if let Some(m) = max_open {
-                w.set_max_open(m);
-            }
-            for b in &batches {
-                w.write(b).unwrap();
-                assert!(w.open_hours() <= max_open.unwrap_or(usize::MAX));
-            }
-            assert_eq!(w.rows(), 120);
-            let planned = w.planned_paths("f.parquet");
-            let files = w.close("f.parquet", &[]).unwrap();
-            assert_eq!(
-                planned,
-                files.iter().map(|f| f.path.clone()).collect::<Vec<_>>()
-            );
-            contents(&files)
-        };
-        let unbounded = write(None);
+        let unbounded = write_all(&batches, None);
         assert_eq!(unbounded.len(), 50);
-        assert_eq!(write(Some(1)), unbounded);
-        assert_eq!(write(Some(7)), unbounded);
+        assert_eq!(write_all(&batches, Some(1)), unbounded);
+        assert_eq!(write_all(&batches, Some(7)), unbounded);
     }
 
     /// A waiting hour of more rows than one gather holds, in runs from two batches, lands
@@ -1019,19 +1024,9 @@ mod tests {
                 batch(times, values)
             })
             .collect();
-        let write = |max_open: usize| {
-            let mut w =
-                PartitionWriter::new("ds", schema(), "t", &ParquetConfig::default(), vec![])
-                    .unwrap();
-            w.set_max_open(max_open);
-            for b in &batches {
-                w.write(b).unwrap();
-            }
-            contents(&w.close("f.parquet", &[]).unwrap())
-        };
-        let both_open = write(2);
+        let both_open = write_all(&batches, Some(2));
         assert_eq!(both_open.len(), 2);
-        assert_eq!(write(1), both_open);
+        assert_eq!(write_all(&batches, Some(1)), both_open);
     }
 
     /// Waiting hours of many sizes, more rows than several gathers hold, with a large hour
@@ -1062,22 +1057,9 @@ mod tests {
             .collect();
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         assert!(rows > 3 * GATHER_ROWS);
-        let write = |max_open: Option<usize>| {
-            let mut w =
-                PartitionWriter::new("ds", schema(), "t", &ParquetConfig::default(), vec![])
-                    .unwrap();
-            if let Some(m) = max_open {
-                w.set_max_open(m);
-            }
-            for b in &batches {
-                w.write(b).unwrap();
-            }
-            assert_eq!(w.rows() as usize, rows);
-            contents(&w.close("f.parquet", &[]).unwrap())
-        };
-        let unbounded = write(None);
+        let unbounded = write_all(&batches, None);
         assert_eq!(unbounded.len(), 62);
-        assert_eq!(write(Some(1)), unbounded);
+        assert_eq!(write_all(&batches, Some(1)), unbounded);
     }
 
     #[test]
