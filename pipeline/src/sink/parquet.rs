@@ -648,10 +648,10 @@ impl PartitionWriter {
         let small = (!waiting.rows.is_empty()).then(|| small_file_properties(&self.props));
         waiting.write_hours(|bucket, rows, parts| {
             let props = match &small {
-                Some(small) if rows < SMALL_FILE_ROWS => small.clone(),
-                _ => self.props.clone(),
+                Some(small) if rows < SMALL_FILE_ROWS => small,
+                _ => &self.props,
             };
-            let mut writer = open_writer(&self.file_schema, &self.parquet_schema, &props)?;
+            let mut writer = open_writer(&self.file_schema, &self.parquet_schema, props)?;
             for part in parts {
                 writer.write(&part?)?;
             }
