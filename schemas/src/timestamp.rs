@@ -44,6 +44,12 @@ pub fn parse_instant(text: &str) -> Option<i64> {
     arrow_cast::parse::string_to_timestamp_nanos(text).ok()
 }
 
+/// Nanoseconds since the epoch for an integer `timestamp` value already read as a number
+/// (its sign and magnitude): the same answer [`parse_instant`] gives for its digits.
+pub(crate) fn from_integer(negative: bool, magnitude: u64) -> Option<i64> {
+    in_nanos(negative, magnitude, &[])
+}
+
 fn parse_number(negative: bool, int_digits: &[u8], fraction: &[u8]) -> Option<i64> {
     let mut magnitude: u64 = 0;
     for digit in int_digits {
@@ -51,6 +57,11 @@ fn parse_number(negative: bool, int_digits: &[u8], fraction: &[u8]) -> Option<i6
             .checked_mul(10)?
             .checked_add(u64::from(digit - b'0'))?;
     }
+    in_nanos(negative, magnitude, fraction)
+}
+
+/// The unit by magnitude, then the fraction's digits as parts of that unit.
+fn in_nanos(negative: bool, magnitude: u64, fraction: &[u8]) -> Option<i64> {
     let unit_nanos: u64 = if magnitude < SECONDS_BELOW {
         1_000_000_000
     } else if magnitude < MILLIS_BELOW {
@@ -76,7 +87,7 @@ fn parse_number(negative: bool, int_digits: &[u8], fraction: &[u8]) -> Option<i6
 
 #[cfg(test)]
 mod tests {
-    use super::parse_instant;
+    use super::{from_integer, parse_instant};
 
     const INSTANT: i64 = 1_714_564_800_123_456_789;
 
@@ -115,6 +126,32 @@ mod tests {
             "2024-13-01T00:00:00Z",
         ] {
             assert_eq!(parse_instant(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn integers_read_as_numbers_match_their_digits() {
+        let mut magnitudes = vec![0, 1, 9, u64::MAX, i64::MAX as u64, 1 << 63];
+        for band in [
+            100_000_000_000u64,
+            100_000_000_000_000,
+            100_000_000_000_000_000,
+            9_223_372_036,
+            9_223_372_036_854,
+            9_223_372_036_854_775,
+        ] {
+            magnitudes.extend([band - 1, band, band + 1]);
+        }
+        magnitudes.extend([1_714_564_800, 1_714_564_800_123, INSTANT as u64]);
+        for magnitude in magnitudes {
+            for negative in [false, true] {
+                let text = format!("{}{magnitude}", if negative { "-" } else { "" });
+                assert_eq!(
+                    from_integer(negative, magnitude),
+                    parse_instant(&text),
+                    "{text}"
+                );
+            }
         }
     }
 
