@@ -22,8 +22,11 @@
 //! sonic-rs skips, which are checked before the walk) whose values have the types the schema
 //! names: integers or digit strings for `int`, numbers for `float`, `true`/`false` for
 //! `bool`, strings, numbers or booleans for `string` (numbers keep their text as written),
-//! any value for `json`, integers, decimals or instants for `timestamp`, integers for
-//! `timestamp_*`, and arrays, objects and nulls where declared. Everything the arrow-json
+//! any value for `json`, integers, decimals or instants for `timestamp` (decimals keep their
+//! text as written), integers for `timestamp_*`, and arrays, objects and nulls where
+//! declared. A `string` or `timestamp` column reads numbers as values until it meets its
+//! first non-integer one, and as raw text from then on; that first record goes to the
+//! oracle. Everything the arrow-json
 //! decoder treats with rules of its own (floats and other strings in integer columns,
 //! non-integer or text values in `timestamp_*` columns, duplicate known keys, unpaired
 //! surrogate escapes, stray commas and the other leniencies of its tokenizer, syntax errors,
