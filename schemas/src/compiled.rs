@@ -14,7 +14,7 @@
 //!   columns cut back to the last good row;             event time and non-null fields
 //!   the record alone goes through the arrow-json       checked: reject (cut back) or keep
 //!   decoder (the oracle): its reject, or its one row
-//!   spliced in when the batch is finished
+//!   appended to the columns in its place
 //! ```
 //!
 //! The fast path takes a record only when it is strict JSON (both parsers validate every
@@ -43,9 +43,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType,
+    Float64Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
 };
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, MapArray, PrimitiveArray,
@@ -152,8 +153,6 @@ impl CompiledDecoder {
 
     pub fn decode(&mut self, records: &[&[u8]]) -> (RecordBatch, Vec<Reject>) {
         let mut rejects = Vec::new();
-        // Rows the oracle decoded: (row in the batch, its one-row batch).
-        let mut spliced: Vec<(usize, RecordBatch)> = Vec::new();
         let mut rows = 0;
         // Records of this batch handed to the oracle.
         let mut odd = 0;
@@ -204,14 +203,14 @@ impl CompiledDecoder {
                             error: reject.error,
                         }),
                         None => {
-                            spliced.push((rows, decoded.batch));
+                            self.append_row(&decoded.batch, rows);
                             rows += 1;
                         }
                     }
                 }
             }
         }
-        (self.finish(rows, &spliced), rejects)
+        (self.finish(rows), rejects)
     }
 
     fn cut_back(&mut self, rows: usize) {
@@ -285,7 +284,24 @@ impl CompiledDecoder {
         Ok(())
     }
 
-    fn finish(&mut self, rows: usize, spliced: &[(usize, RecordBatch)]) -> RecordBatch {
+    /// The one row of a batch the oracle decoded, appended to the columns as row `at`.
+    fn append_row(&mut self, row: &RecordBatch, at: usize) {
+        for (column, array) in self.columns.iter_mut().zip(row.columns()) {
+            column.append_from(array.as_ref(), 0, at);
+        }
+        if let Some(extra) = &mut self.extra {
+            let array = row
+                .columns()
+                .last()
+                .expect("the oracle's batch has _extra too");
+            if array.is_valid(0) {
+                extra.pad(at);
+                extra.push_bytes(array.as_string::<i32>().value(0).as_bytes());
+            }
+        }
+    }
+
+    fn finish(&mut self, rows: usize) -> RecordBatch {
         let mut arrays: Vec<ArrayRef> = self
             .schema
             .fields()
@@ -295,30 +311,6 @@ impl CompiledDecoder {
             .collect();
         if let Some(extra) = &mut self.extra {
             arrays.push(Arc::new(extra.finish(rows)));
-        }
-        if !spliced.is_empty() {
-            // Rows the oracle decoded take their place; the fast columns hold nulls there.
-            let mut next = spliced.iter().enumerate().peekable();
-            let indices: Vec<(usize, usize)> = (0..rows)
-                .map(|row| match next.peek() {
-                    Some((k, (at, _))) if *at == row => {
-                        let k = *k;
-                        next.next();
-                        (k + 1, 0)
-                    }
-                    _ => (0, row),
-                })
-                .collect();
-            arrays = arrays
-                .iter()
-                .enumerate()
-                .map(|(position, fast)| {
-                    let mut sources: Vec<&dyn Array> = vec![fast.as_ref()];
-                    sources.extend(spliced.iter().map(|(_, b)| b.column(position).as_ref()));
-                    arrow_select::interleave::interleave(&sources, &indices)
-                        .expect("spliced rows share the output schema")
-                })
-                .collect();
         }
         RecordBatch::try_new(self.schema.clone(), arrays).expect("columns follow the output schema")
     }
@@ -860,6 +852,79 @@ impl Column {
         self.pad(at + 1);
     }
 
+    /// Appends value `index` of `array` (a column of the oracle's batch, of this column's
+    /// type) as value `at`: how a record the oracle decoded takes its place in the batch,
+    /// instead of every column being copied again to splice it in.
+    fn append_from(&mut self, array: &dyn Array, index: usize, at: usize) {
+        if array.is_null(index) {
+            self.push_null(at);
+            return;
+        }
+        match self {
+            Column::Int { values, valid } => {
+                let value = array.as_primitive::<Int64Type>().value(index);
+                push_primitive(values, valid, at, Some(value));
+            }
+            Column::Float { values, valid } => {
+                let value = array.as_primitive::<Float64Type>().value(index);
+                push_primitive(values, valid, at, Some(value));
+            }
+            Column::Bool { values, valid } => {
+                let missing = at - valid.len();
+                values.append_n(missing, false);
+                valid.push_n(missing, false);
+                values.append(array.as_boolean().value(index));
+                valid.push(true);
+            }
+            Column::Text(text) | Column::Json(text) => {
+                text.pad(at);
+                text.push_bytes(array.as_string::<i32>().value(index).as_bytes());
+            }
+            Column::Timestamp { values, valid, .. } => {
+                push_primitive(values, valid, at, Some(timestamp_value(array, index)));
+            }
+            Column::List {
+                offsets,
+                valid,
+                item,
+            } => {
+                let items = array.as_list::<i32>().value(index);
+                pad_offsets(offsets, valid, at);
+                for position in 0..items.len() {
+                    let at = item.len();
+                    item.append_from(items.as_ref(), position, at);
+                }
+                offsets.push(item.len() as i32);
+                valid.push(true);
+            }
+            Column::Map {
+                offsets,
+                valid,
+                keys,
+                values,
+            } => {
+                let entries = array.as_map().value(index);
+                let (entry_keys, entry_values) = (entries.column(0), entries.column(1));
+                pad_offsets(offsets, valid, at);
+                for position in 0..entries.len() {
+                    let at = keys.len();
+                    keys.push_bytes(entry_keys.as_string::<i32>().value(position).as_bytes());
+                    values.append_from(entry_values.as_ref(), position, at);
+                }
+                offsets.push(keys.len() as i32);
+                valid.push(true);
+            }
+            Column::Struct { valid, children } => {
+                let fields = array.as_struct();
+                valid.push_n(at - valid.len(), false);
+                valid.push(true);
+                for (child, array) in children.iter_mut().zip(fields.columns()) {
+                    child.append_from(array.as_ref(), index, at);
+                }
+            }
+        }
+    }
+
     fn finish(&mut self, len: usize, data_type: &DataType) -> ArrayRef {
         self.pad(len);
         match self {
@@ -1223,6 +1288,36 @@ impl<'de, P: JsonParser> DeserializeSeed<'de> for ValueSeed<'_, P> {
                     at,
                 }),
         }
+    }
+}
+
+/// Pads a list or map column's offsets and validity with nulls up to value `at`.
+fn pad_offsets(offsets: &mut Vec<i32>, valid: &mut Validity, at: usize) {
+    if offsets.is_empty() {
+        offsets.push(0);
+    }
+    let end = *offsets.last().expect("offsets start with 0");
+    let missing = at - valid.len();
+    offsets.extend(std::iter::repeat_n(end, missing));
+    valid.push_n(missing, false);
+}
+
+/// Value `index` of a timestamp array of any unit, in that unit.
+fn timestamp_value(array: &dyn Array, index: usize) -> i64 {
+    match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            array.as_primitive::<TimestampSecondType>().value(index)
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => array
+            .as_primitive::<TimestampMillisecondType>()
+            .value(index),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => array
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(index),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            array.as_primitive::<TimestampNanosecondType>().value(index)
+        }
+        other => unreachable!("timestamp columns have timestamp types, not {other}"),
     }
 }
 
