@@ -1560,13 +1560,7 @@ impl<'de, P: JsonParser> Visitor<'de> for NestedVisitor<'_, P> {
         else {
             return Err(miss());
         };
-        let missing = self.at - valid.len();
-        if offsets.is_empty() {
-            offsets.push(0);
-        }
-        let end = *offsets.last().expect("offsets start with 0");
-        offsets.extend(std::iter::repeat_n(end, missing));
-        valid.push_n(missing, false);
+        pad_offsets(offsets, valid, self.at);
         let mut plan = self.plan;
         loop {
             let at = item.len();
@@ -1592,13 +1586,7 @@ impl<'de, P: JsonParser> Visitor<'de> for NestedVisitor<'_, P> {
                 keys,
                 values,
             } => {
-                let missing = self.at - valid.len();
-                if offsets.is_empty() {
-                    offsets.push(0);
-                }
-                let end = *offsets.last().expect("offsets start with 0");
-                offsets.extend(std::iter::repeat_n(end, missing));
-                valid.push_n(missing, false);
+                pad_offsets(offsets, valid, self.at);
                 let mut plan = self.plan;
                 while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
                     let at = keys.len();

@@ -672,43 +672,38 @@ fn instants_read_as_numbers_and_as_text_match_the_oracle() {
         let schema = DatasetSchema::builtin(name).unwrap();
         let records: Vec<Vec<u8>> = values.iter().map(|v| record(v).into_bytes()).collect();
         let (mut oracle, mut compiled) = decoders(&schema, DecoderOptions::default());
-        compare(
-            &mut oracle,
-            &mut compiled,
+        let (oracle, compiled) = (&mut oracle, &mut compiled[..]);
+        batch_then_alone(
+            oracle,
+            compiled,
             &records,
+            values,
             &format!("{name} as numbers"),
         );
-        for (value, record) in values.iter().zip(&records) {
-            let context = format!("{name} as numbers, {value} alone");
-            compare(
-                &mut oracle,
-                &mut compiled,
-                std::slice::from_ref(record),
-                &context,
-            );
-        }
         let flip = record(decimal).into_bytes();
-        compare(
-            &mut oracle,
-            &mut compiled,
-            &[flip],
-            &format!("{name} {decimal}"),
-        );
-        compare(
-            &mut oracle,
-            &mut compiled,
+        compare(oracle, compiled, &[flip], &format!("{name} {decimal}"));
+        batch_then_alone(
+            oracle,
+            compiled,
             &records,
+            values,
             &format!("{name} as text"),
         );
-        for (value, record) in values.iter().zip(&records) {
-            let context = format!("{name} as text, {value} alone");
-            compare(
-                &mut oracle,
-                &mut compiled,
-                std::slice::from_ref(record),
-                &context,
-            );
-        }
+    }
+}
+
+/// The records as one batch, then each alone, so that no other record's value masks it.
+fn batch_then_alone(
+    oracle: &mut BatchDecoder,
+    compiled: &mut [BatchDecoder],
+    records: &[Vec<u8>],
+    values: &[&str],
+    context: &str,
+) {
+    compare(oracle, compiled, records, context);
+    for (value, record) in values.iter().zip(records) {
+        let context = format!("{context}, {value} alone");
+        compare(oracle, compiled, std::slice::from_ref(record), &context);
     }
 }
 
