@@ -640,9 +640,10 @@ fn text_array_of_checked_utf8(
     // has one bit per value (asserted by the caller). Every value is UTF-8 and starts and ends
     // on a character boundary: a `TextColumn` only appends whole `&str` values handed over by
     // the parser, the raw text of whole JSON values, keys and punctuation cut at ASCII bytes
-    // from a record that passed `simdutf8`, the decimal text of integers, and what `unescape`
-    // writes (slices of the checked input split at ASCII backslashes, and encoded `char`s);
-    // `truncate` cuts the values back to a value's end offset.
+    // from a record that passed `simdutf8`, the decimal text of integers, what `unescape`
+    // writes (slices of the checked input split at ASCII backslashes, and encoded `char`s),
+    // and the values of rows the oracle decoded (`&str`s of its `StringArray`s); `truncate`
+    // cuts the values back to a value's end offset.
     unsafe { StringArray::new_unchecked(offsets, data, nulls) }
 }
 
@@ -787,12 +788,7 @@ impl Column {
             }
             Column::Text(text) | Column::Json(text) => text.pad(len),
             Column::List { offsets, valid, .. } | Column::Map { offsets, valid, .. } => {
-                if offsets.is_empty() {
-                    offsets.push(0);
-                }
-                let end = *offsets.last().expect("offsets start with 0");
-                offsets.extend(std::iter::repeat_n(end, missing));
-                valid.push_n(missing, false);
+                pad_offsets(offsets, valid, len);
             }
             Column::Struct { valid, .. } => valid.push_n(missing, false),
         }
@@ -860,28 +856,26 @@ impl Column {
             self.push_null(at);
             return;
         }
+        self.pad(at);
         match self {
             Column::Int { values, valid } => {
-                let value = array.as_primitive::<Int64Type>().value(index);
-                push_primitive(values, valid, at, Some(value));
+                values.push(array.as_primitive::<Int64Type>().value(index));
+                valid.push(true);
             }
             Column::Float { values, valid } => {
-                let value = array.as_primitive::<Float64Type>().value(index);
-                push_primitive(values, valid, at, Some(value));
+                values.push(array.as_primitive::<Float64Type>().value(index));
+                valid.push(true);
             }
             Column::Bool { values, valid } => {
-                let missing = at - valid.len();
-                values.append_n(missing, false);
-                valid.push_n(missing, false);
                 values.append(array.as_boolean().value(index));
                 valid.push(true);
             }
             Column::Text(text) | Column::Json(text) => {
-                text.pad(at);
                 text.push_bytes(array.as_string::<i32>().value(index).as_bytes());
             }
             Column::Timestamp { values, valid, .. } => {
-                push_primitive(values, valid, at, Some(timestamp_value(array, index)));
+                values.push(timestamp_value(array, index));
+                valid.push(true);
             }
             Column::List {
                 offsets,
@@ -889,6 +883,7 @@ impl Column {
                 item,
             } => {
                 let items = array.as_list::<i32>().value(index);
+                // `pad` leaves a column with no values without its first offset.
                 pad_offsets(offsets, valid, at);
                 for position in 0..items.len() {
                     let at = item.len();
@@ -905,6 +900,7 @@ impl Column {
             } => {
                 let entries = array.as_map().value(index);
                 let (entry_keys, entry_values) = (entries.column(0), entries.column(1));
+                // `pad` leaves a column with no values without its first offset.
                 pad_offsets(offsets, valid, at);
                 for position in 0..entries.len() {
                     let at = keys.len();
@@ -916,7 +912,6 @@ impl Column {
             }
             Column::Struct { valid, children } => {
                 let fields = array.as_struct();
-                valid.push_n(at - valid.len(), false);
                 valid.push(true);
                 for (child, array) in children.iter_mut().zip(fields.columns()) {
                     child.append_from(array.as_ref(), index, at);
