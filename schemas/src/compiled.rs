@@ -52,7 +52,9 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, MapArray, PrimitiveArray,
     RecordBatch, StringArray, StructArray,
 };
-use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{
+    BooleanBuffer, BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer,
+};
 use arrow_schema::{DataType, Fields, SchemaRef, TimeUnit};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -512,40 +514,71 @@ fn nested_plan(field_type: &FieldType) -> Option<StructPlan> {
     }
 }
 
-/// Validity bits; their count is the column's length.
-struct Validity(BooleanBufferBuilder);
+/// Validity bits, one per value, in 64-bit words; their count is the column's length.
+/// Bits from `len` on are always zero, so a push only sets bits. Arrow's
+/// `BooleanBufferBuilder` grows its buffer a byte at a time, with a call to `memset` every
+/// eighth push; a word is added every 64th here.
+struct Validity {
+    words: Vec<u64>,
+    len: usize,
+}
 
 impl Default for Validity {
     fn default() -> Self {
-        Validity(BooleanBufferBuilder::new(1024))
+        Validity {
+            words: Vec::with_capacity(1024 / 64),
+            len: 0,
+        }
     }
 }
 
 impl Validity {
     #[inline]
     fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
     #[inline]
     fn push(&mut self, valid: bool) {
-        self.0.append(valid);
-    }
-    #[inline]
-    fn push_n(&mut self, n: usize, valid: bool) {
-        if n > 0 {
-            self.0.append_n(n, valid);
+        let bit = self.len % 64;
+        if bit == 0 {
+            self.words.push(0);
         }
+        if let Some(word) = self.words.last_mut() {
+            *word |= u64::from(valid) << bit;
+        }
+        self.len += 1;
+    }
+    /// Appends `n` nulls.
+    #[inline]
+    fn push_nulls(&mut self, n: usize) {
+        self.len += n;
+        self.words.resize(self.len.div_ceil(64), 0);
     }
     fn truncate(&mut self, len: usize) {
-        self.0.truncate(len);
+        if len >= self.len {
+            return;
+        }
+        self.words.truncate(len.div_ceil(64));
+        if !len.is_multiple_of(64)
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= (1u64 << (len % 64)) - 1;
+        }
+        self.len = len;
     }
     fn is_valid(&self, index: usize) -> bool {
-        index < self.0.len() && self.0.get_bit(index)
+        index < self.len && self.words[index / 64] >> (index % 64) & 1 == 1
     }
     fn finish(&mut self) -> Option<NullBuffer> {
-        let capacity = self.0.capacity();
-        let nulls = NullBuffer::new(self.0.finish());
-        self.0 = BooleanBufferBuilder::new(capacity.max(1024));
+        let capacity = self.words.capacity();
+        let mut words = std::mem::replace(&mut self.words, Vec::with_capacity(capacity));
+        // Arrow's bit order is least significant bit first within each byte: the words'
+        // bytes in little-endian order (a no-op on x86_64 and aarch64).
+        for word in &mut words {
+            *word = word.to_le();
+        }
+        let len = std::mem::take(&mut self.len);
+        let nulls = NullBuffer::new(BooleanBuffer::new(Buffer::from_vec(words), 0, len));
         (nulls.null_count() > 0).then_some(nulls)
     }
 }
@@ -578,7 +611,7 @@ impl TextColumn {
             }
             let end = self.data.len() as i32;
             self.offsets.extend(std::iter::repeat_n(end, missing));
-            self.valid.push_n(missing, false);
+            self.valid.push_nulls(missing);
         }
     }
     fn push_bytes(&mut self, bytes: &[u8]) {
@@ -776,21 +809,21 @@ impl Column {
         match self {
             Column::Int { values, valid } | Column::Timestamp { values, valid, .. } => {
                 values.resize(len, 0);
-                valid.push_n(missing, false);
+                valid.push_nulls(missing);
             }
             Column::Float { values, valid } => {
                 values.resize(len, 0.0);
-                valid.push_n(missing, false);
+                valid.push_nulls(missing);
             }
             Column::Bool { values, valid } => {
                 values.append_n(missing, false);
-                valid.push_n(missing, false);
+                valid.push_nulls(missing);
             }
             Column::Text(text) | Column::Json(text) => text.pad(len),
             Column::List { offsets, valid, .. } | Column::Map { offsets, valid, .. } => {
                 pad_offsets(offsets, valid, len);
             }
-            Column::Struct { valid, .. } => valid.push_n(missing, false),
+            Column::Struct { valid, .. } => valid.push_nulls(missing),
         }
     }
 
@@ -1175,7 +1208,7 @@ impl<'de, P: JsonParser> DeserializeSeed<'de> for ValueSeed<'_, P> {
                 let value = deserializer.deserialize_any(BoolVisitor)?;
                 let missing = at - valid.len();
                 values.append_n(missing, false);
-                valid.push_n(missing, false);
+                valid.push_nulls(missing);
                 values.append(value.unwrap_or(false));
                 valid.push(value.is_some());
                 Ok(())
@@ -1192,7 +1225,7 @@ impl<'de, P: JsonParser> DeserializeSeed<'de> for ValueSeed<'_, P> {
                     _ => return Err(miss()),
                 };
                 values.resize(at, 0.0);
-                valid.push_n(at - valid.len(), false);
+                valid.push_nulls(at - valid.len());
                 values.push(value.unwrap_or(0.0));
                 valid.push(value.is_some());
                 Ok(())
@@ -1294,7 +1327,7 @@ fn pad_offsets(offsets: &mut Vec<i32>, valid: &mut Validity, at: usize) {
     let end = *offsets.last().expect("offsets start with 0");
     let missing = at - valid.len();
     offsets.extend(std::iter::repeat_n(end, missing));
-    valid.push_n(missing, false);
+    valid.push_nulls(missing);
 }
 
 /// Value `index` of a timestamp array of any unit, in that unit.
@@ -1323,7 +1356,7 @@ fn push_primitive<T: Default + Copy>(
     value: Option<T>,
 ) {
     values.resize(at, T::default());
-    valid.push_n(at - valid.len(), false);
+    valid.push_nulls(at - valid.len());
     values.push(value.unwrap_or_default());
     valid.push(value.is_some());
 }
@@ -1600,7 +1633,7 @@ impl<'de, P: JsonParser> Visitor<'de> for NestedVisitor<'_, P> {
             Column::Struct { valid, children } => {
                 let plan = self.plan.expect("struct columns have a plan");
                 let missing = self.at - valid.len();
-                valid.push_n(missing, false);
+                valid.push_nulls(missing);
                 valid.push(true);
                 plan.begin_object();
                 let mut previous = None;
@@ -1637,7 +1670,8 @@ impl<'de, P: JsonParser> Visitor<'de> for NestedVisitor<'_, P> {
 
 #[cfg(test)]
 mod tests {
-    use super::{has_odd_unicode_escape, same_key, unescape};
+    use super::{Validity, has_odd_unicode_escape, same_key, unescape};
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn surrogates() {
@@ -1692,5 +1726,50 @@ mod tests {
         let mut out = Vec::new();
         unescape(br#"a\"b\\c\/\n\u00e9\ud83d\ude00"#, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a\"b\\c/\né😀");
+    }
+
+    /// Validity against a `Vec<bool>` over seeded random pushes, runs of nulls and cuts,
+    /// across word boundaries, checked bit by bit and through the `NullBuffer` it becomes.
+    #[test]
+    fn validity_matches_a_vec_of_bools() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+        for _ in 0..200 {
+            let mut bits = Validity::default();
+            let mut model: Vec<bool> = Vec::new();
+            for _ in 0..rng.random_range(0..60) {
+                match rng.random_range(0..10) {
+                    0..=5 => {
+                        let valid = rng.random_bool(0.7);
+                        bits.push(valid);
+                        model.push(valid);
+                    }
+                    6..=7 => {
+                        let n = rng.random_range(0..150);
+                        bits.push_nulls(n);
+                        model.resize(model.len() + n, false);
+                    }
+                    _ => {
+                        let len = rng.random_range(0..=model.len() + 3);
+                        bits.truncate(len);
+                        model.truncate(len);
+                    }
+                }
+                assert_eq!(bits.len(), model.len());
+                for (i, &valid) in model.iter().enumerate() {
+                    assert_eq!(bits.is_valid(i), valid, "bit {i} of {}", model.len());
+                }
+                assert!(!bits.is_valid(model.len()));
+            }
+            let nulls = bits.finish();
+            assert_eq!(bits.len(), 0);
+            match nulls {
+                Some(nulls) => {
+                    assert_eq!(nulls.len(), model.len());
+                    let valid: Vec<bool> = (0..model.len()).map(|i| nulls.is_valid(i)).collect();
+                    assert_eq!(valid, model);
+                }
+                None => assert!(model.iter().all(|&v| v)),
+            }
+        }
     }
 }
