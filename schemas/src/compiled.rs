@@ -419,8 +419,10 @@ impl StructPlan {
     }
 
     /// The field named `key`, given the previous known field of this object (`None` at the
-    /// object's start).
-    #[inline]
+    /// object's start). Called for every key: left to itself the compiler kept it (and the
+    /// column pushes below) out of line, and the calls cost 3.6% of the decoder's
+    /// instructions.
+    #[inline(always)]
     fn find(&mut self, key: &str, previous: Option<usize>) -> Option<usize> {
         let from = previous.unwrap_or(self.names.len());
         let guess = self.successor[from] as usize;
@@ -460,6 +462,7 @@ impl StructPlan {
     }
 
     /// Marks field `index` seen; false if it already was (a duplicate key).
+    #[inline]
     fn mark(&mut self, index: usize) -> bool {
         std::mem::replace(&mut self.seen[index], self.stamp) != self.stamp
     }
@@ -541,9 +544,8 @@ impl Validity {
     fn push(&mut self, valid: bool) {
         let bit = self.len % 64;
         if bit == 0 {
-            self.words.push(0);
-        }
-        if let Some(word) = self.words.last_mut() {
+            self.words.push(u64::from(valid));
+        } else if let Some(word) = self.words.last_mut() {
             *word |= u64::from(valid) << bit;
         }
         self.len += 1;
@@ -597,12 +599,14 @@ impl TextColumn {
     fn len(&self) -> usize {
         self.valid.len()
     }
+    #[inline]
     fn close(&mut self) {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
         self.offsets.push(self.data.len() as i32);
     }
+    #[inline]
     fn pad(&mut self, len: usize) {
         let missing = len.saturating_sub(self.len());
         if missing > 0 {
@@ -614,11 +618,13 @@ impl TextColumn {
             self.valid.push_nulls(missing);
         }
     }
+    #[inline]
     fn push_bytes(&mut self, bytes: &[u8]) {
         self.data.extend_from_slice(bytes);
         self.close();
         self.valid.push(true);
     }
+    #[inline]
     fn push_null(&mut self) {
         self.close();
         self.valid.push(false);
@@ -1320,6 +1326,7 @@ impl<'de, P: JsonParser> DeserializeSeed<'de> for ValueSeed<'_, P> {
 }
 
 /// Pads a list or map column's offsets and validity with nulls up to value `at`.
+#[inline]
 fn pad_offsets(offsets: &mut Vec<i32>, valid: &mut Validity, at: usize) {
     if offsets.is_empty() {
         offsets.push(0);
@@ -1349,6 +1356,7 @@ fn timestamp_value(array: &dyn Array, index: usize) -> i64 {
     }
 }
 
+#[inline]
 fn push_primitive<T: Default + Copy>(
     values: &mut Vec<T>,
     valid: &mut Validity,
