@@ -3,6 +3,8 @@
 //! arrow-json one, as a ratio of µs per record per CPU-second).
 //!
 //! `cargo run --release -p weir-schemas --example decode_throughput [records]`
+//!
+//! `DECODE_ONLY` picks engines and `DECODE_CASE` one case (see `compare`).
 
 use std::time::Instant;
 
@@ -94,6 +96,12 @@ fn measure(
 /// The arrow-json engine and the compiled one with each parser on the same records; prints
 /// old / new for each.
 fn compare(label: &str, dataset: &str, records: &[Vec<u8>], unknown_fields: UnknownFields) {
+    // DECODE_CASE="http_requests compact" (a label as printed): that case alone, for
+    // callgrind runs (`--toggle-collect='*CompiledDecoder*decode*'`: instructions per
+    // record are the count over 4 × records, the warm-up and the 3 timed passes).
+    if std::env::var("DECODE_CASE").is_ok_and(|case| case != label) {
+        return;
+    }
     let compiled = [
         DecoderEngine::CompiledSonic,
         DecoderEngine::CompiledSerdeJson,
