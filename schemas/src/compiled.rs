@@ -1230,10 +1230,7 @@ impl<'de, P: JsonParser> DeserializeSeed<'de> for ValueSeed<'_, P> {
                     },
                     _ => return Err(miss()),
                 };
-                values.resize(at, 0.0);
-                valid.push_nulls(at - valid.len());
-                values.push(value.unwrap_or(0.0));
-                valid.push(value.is_some());
+                push_primitive(values, valid, at, value);
                 Ok(())
             }
             Column::Text(text) if text.numbers_as_written => {
