@@ -6,7 +6,8 @@
 #
 #  1. deploy/Dockerfile: hadolint, and checkov's Dockerfile checks.
 #  2. The image is built only where a container engine answers (`docker info`); set
-#     WEIR_IMAGE_BUILD=0 to skip it there too.
+#     WEIR_IMAGE_BUILD=0 to skip it there too. This check builds it without the profile-
+#     guided pass (PGO=0, half the time); WEIR_IMAGE_PGO=1 builds it as shipped.
 #  3. k8s/base and every overlay in k8s/overlays/ render with `kubectl kustomize`.
 #  4. Each overlay's output is valid against the Kubernetes 1.32 schemas and the vendored
 #     CRD schemas (k8s/schemas/), strictly, plus the cross-checks of k8s/validate.py.
@@ -38,8 +39,8 @@ echo "k8s: checkov deploy/Dockerfile"
 "${CHECKOV[@]}" --framework dockerfile -f deploy/Dockerfile
 
 if [ "${WEIR_IMAGE_BUILD:-1}" != 0 ] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-  echo "k8s: docker build -f deploy/Dockerfile"
-  docker build -f deploy/Dockerfile -t weir:ci .
+  echo "k8s: docker build -f deploy/Dockerfile --build-arg PGO=${WEIR_IMAGE_PGO:-0}"
+  docker build -f deploy/Dockerfile --build-arg "PGO=${WEIR_IMAGE_PGO:-0}" -t weir:ci .
 else
   echo "k8s: no container engine answers here (docker info failed or WEIR_IMAGE_BUILD=0): image build skipped"
 fi
