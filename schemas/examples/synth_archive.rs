@@ -1,16 +1,16 @@
 //! Writes synthetic Logpush records of every built-in dataset as an NDJSON archive in
-//! Logpush's layout, `<out>/<dataset>/20240501/<start>_<end>_<n>.log`, for
+//! Logpush's layout, `<out>/<dataset>/<YYYYMMDD>/<start>_<end>_<n>.log`, for
 //! `weir backfill --source file://<out>/<dataset>`. `deploy/pgo.sh` trains the
 //! profile-guided build on it.
 //!
 //! `cargo run --release -p weir-schemas --example synth_archive -- <out> [records] [seed]`
 //!
 //! `records` per dataset (default 100,000), in files of 25,000; http_requests alternates
-//! compact and full records, and every other one takes its `ClientIP` from networks the
+//! compact and full records, and half of them take their `ClientIP` from networks the
 //! MaxMind test databases in `operators/testdata/enrich/maxmind/` hold (the generator's own
-//! addresses are in none), so enrich's lookups both find and miss. One line in 2,000 of each dataset is malformed in one of four
-//! ways, so the dead-letter path runs too. Event time starts at
-//! 2024-05-01T00:00:00Z and advances 100 µs per record: any count up to 36 million stays
+//! addresses are in none), so enrich's lookups both find and miss. One line in 2,000 of
+//! each dataset is malformed in one of four ways, so the dead-letter path runs too. Event
+//! time starts at 2024-05-01T00:00:00Z and advances 100 µs per record: any count up to 36 million stays
 //! within the first hour, `--from 2024-05-01T00 --to 2024-05-01T01`.
 
 use std::io::Write;
@@ -58,19 +58,11 @@ const MALFORMED: &[&[u8]] = &[
     b"\xff\xfe not utf-8",
 ];
 
-/// `YYYYMMDDThhmmssZ` of nanoseconds since the epoch, in the first day of May 2024.
-fn stamp(ns: i64) -> String {
-    let seconds = (ns - DEFAULT_START_NS) / 1_000_000_000;
-    assert!(
-        (0..86_400).contains(&seconds),
-        "the archive covers 2024-05-01 only"
-    );
-    format!(
-        "20240501T{:02}{:02}{:02}Z",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
+/// Nanoseconds since the epoch in `format` (chrono's `strftime` syntax), UTC.
+fn utc(ns: i64, format: &str) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns)
+        .format(format)
+        .to_string()
 }
 
 fn write_dataset(
@@ -79,8 +71,6 @@ fn write_dataset(
     records: usize,
     mut next: impl FnMut(&mut Vec<u8>, usize) -> RecordMeta,
 ) -> std::io::Result<()> {
-    let day = out.join(name).join("20240501");
-    std::fs::create_dir_all(&day)?;
     let mut record = Vec::with_capacity(4096);
     let mut written = 0;
     let mut file_index = 0;
@@ -100,10 +90,12 @@ fn write_dataset(
             }
             text.push(b'\n');
         }
+        let day = out.join(name).join(utc(first, "%Y%m%d"));
+        std::fs::create_dir_all(&day)?;
         let file = day.join(format!(
             "{}_{}_{file_index:04}.log",
-            stamp(first),
-            stamp(last + 1_000_000_000)
+            utc(first, "%Y%m%dT%H%M%SZ"),
+            utc(last + 1_000_000_000, "%Y%m%dT%H%M%SZ")
         ));
         std::fs::File::create(&file)?.write_all(&text)?;
         written += count;
