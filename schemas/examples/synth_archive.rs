@@ -10,8 +10,8 @@
 //! MaxMind test databases in `operators/testdata/enrich/maxmind/` hold (the generator's own
 //! addresses are in none), so enrich's lookups both find and miss. One line in 2,000 of
 //! each dataset is malformed in one of four ways, so the dead-letter path runs too. Event
-//! time starts at 2024-05-01T00:00:00Z and advances 100 µs per record: any count up to 36 million stays
-//! within the first hour, `--from 2024-05-01T00 --to 2024-05-01T01`.
+//! time starts at 2024-05-01T00:00:00Z and advances 100 µs per record: any count up to 36
+//! million stays within the first hour, `--from 2024-05-01T00 --to 2024-05-01T01`.
 
 use std::io::Write;
 use std::path::Path;
