@@ -198,6 +198,7 @@ async fn fill(
                         path,
                         rows: 100,
                         bytes,
+                        newest_written: None,
                     }],
                     dead_letters: vec![],
                     removed: vec![],

@@ -16,6 +16,11 @@
 //!  ▼
 //!  one replace entry per hour: removed = the inputs, files = the outputs
 //!      (intent, upload, create-if-absent entry: the commit protocol of `crate::commit`)
+//!  ▼
+//!  dead letters: the small dead-letter files whose newest row was first written at least
+//!  min_age ago, one group per hour of that time, sorted by topic, partition and offset;
+//!  one replace entry per group, its outputs named with the group's newest time
+//!  (`FileRef::newest_written`), by which `weir vacuum` ages them for retention
 //! ```
 //!
 //! Readers see an hour's old files or its new ones, never both: the entry is one object.
@@ -28,12 +33,12 @@
 //! wanted (the CronJob forbids it): the second to commit is fenced, its files are deleted,
 //! and it stops with an error that says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, DurationRound, NaiveDate, Utc};
 use datafusion::common::Column;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -169,6 +174,7 @@ pub async fn compact_dataset(
             schema: schema.clone(),
             sort: vec![dataset.resolved.schema.event_time.clone()],
             dead_letters: false,
+            newest_written: None,
         };
         match compact_group(
             &mut job,
@@ -193,42 +199,36 @@ pub async fn compact_dataset(
             Err(e) => return Err(e),
         }
     }
-    // Dead letters: the small files committed at least min_age ago, by Kafka position.
-    let mut old_dead = Vec::new();
-    for f in dead_letters {
-        if f.bytes >= half {
-            continue;
+    // Dead letters: the small files whose rows were all first written at least min_age
+    // ago, by Kafka position, one group per hour of that time (see `dead_letter_hours`).
+    let modified = crate::maintenance::dead_letters_modified(&store, &dataset.name).await?;
+    for (hour, inputs) in dead_letter_hours(dead_letters, &modified, half, cutoff) {
+        let group = Group {
+            label: format!(
+                "{} dead letters written {}",
+                dataset.name,
+                hour.format("%Y-%m-%dT%H")
+            ),
+            dir: format!("_weir/dead_letter/{}", dataset.name),
+            newest_written: inputs.iter().map(|(_, written)| *written).max(),
+            inputs: inputs.into_iter().map(|(f, _)| f).collect(),
+            schema: crate::sink::dead_letter::schema(),
+            sort: vec!["topic".into(), "partition".into(), "offset".into()],
+            dead_letters: true,
+        };
+        if let Some(done) = compact_group(
+            &mut job,
+            store.clone(),
+            group,
+            settings,
+            memory_limit,
+            writer_properties(settings, &crate::sink::dead_letter::schema())?,
+            opts,
+        )
+        .await?
+        {
+            total.add(&done);
         }
-        let meta = crate::store::retry("compaction head", 8, || {
-            let store = store.clone();
-            let path = object_store::path::Path::from(f.path.as_str());
-            async move { store.head(&path).await }
-        })
-        .await?;
-        if meta.last_modified <= cutoff {
-            old_dead.push(f);
-        }
-    }
-    let group = Group {
-        label: format!("{} dead letters", dataset.name),
-        dir: format!("_weir/dead_letter/{}", dataset.name),
-        inputs: old_dead,
-        schema: crate::sink::dead_letter::schema(),
-        sort: vec!["topic".into(), "partition".into(), "offset".into()],
-        dead_letters: true,
-    };
-    if let Some(done) = compact_group(
-        &mut job,
-        store.clone(),
-        group,
-        settings,
-        memory_limit,
-        writer_properties(settings, &crate::sink::dead_letter::schema())?,
-        opts,
-    )
-    .await?
-    {
-        total.add(&done);
     }
     Ok(total)
 }
@@ -245,6 +245,41 @@ struct Group {
     sort: Vec<String>,
     /// The outputs are dead-letter files (the entry's `dead_letters`, not its `files`).
     dead_letters: bool,
+    /// Dead letters: when the newest input was first written ([`FileRef::written`]),
+    /// which the outputs carry.
+    newest_written: Option<DateTime<Utc>>,
+}
+
+/// The dead-letter files to merge, by the hour (UTC, truncated) in which the newest of
+/// their rows was first written ([`FileRef::written`], with `modified` from a listing): the
+/// files under `half` bytes written at or before `cutoff`. Retention removes dead letters
+/// by that time, whole files at once, so a merged file holds one hour of them: its rows
+/// leave the table within an hour of each other, never held back by younger ones. A file
+/// the listing missed is left for a later run.
+fn dead_letter_hours(
+    files: Vec<FileRef>,
+    modified: &HashMap<String, DateTime<Utc>>,
+    half: u64,
+    cutoff: DateTime<Utc>,
+) -> BTreeMap<DateTime<Utc>, Vec<(FileRef, DateTime<Utc>)>> {
+    let mut hours: BTreeMap<DateTime<Utc>, Vec<(FileRef, DateTime<Utc>)>> = BTreeMap::new();
+    for f in files {
+        if f.bytes >= half {
+            continue;
+        }
+        let Some(&modified) = modified.get(&f.path) else {
+            continue;
+        };
+        let written = f.written(modified);
+        if written > cutoff {
+            continue;
+        }
+        let hour = written
+            .duration_trunc(chrono::Duration::hours(1))
+            .unwrap_or(written);
+        hours.entry(hour).or_default().push((f, written));
+    }
+    hours
 }
 
 /// Merges a group of two or more files and commits the replace entry. `None` when there is
@@ -295,7 +330,9 @@ async fn compact_group(
         rows: written,
     };
     if group.dead_letters {
-        job.replace(group.inputs, Vec::new(), outputs).await?;
+        let newest = group.newest_written.unwrap_or_else(Utc::now);
+        job.replace_dead_letters(group.inputs, outputs, newest)
+            .await?;
     } else {
         job.replace(group.inputs, outputs, Vec::new()).await?;
     }
@@ -634,6 +671,7 @@ mod tests {
             path,
             rows: ids.len() as u64,
             bytes,
+            newest_written: None,
         }
     }
 
@@ -652,6 +690,7 @@ mod tests {
             schema: dataset_schema(),
             sort: vec!["EdgeStartTimestamp".into()],
             dead_letters: false,
+            newest_written: None,
         }
     }
 
@@ -733,5 +772,67 @@ mod tests {
         );
         assert_eq!(hour_end("_dead_letter"), None);
         assert_eq!(hour_end("date=2026-11-22/hour=xx"), None);
+    }
+
+    /// Dead letters are merged per hour of when their newest row was first written: a
+    /// merged file's own time (`newest_written`) places it, not when it was rewritten, so
+    /// a later run adds that hour's new files to it and never mixes in younger ones.
+    #[test]
+    fn dead_letters_merge_within_the_hour_they_were_written() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let file = |name: &str, bytes: u64, newest: Option<&str>| FileRef {
+            path: format!("_weir/dead_letter/ds/{name}.parquet"),
+            rows: 1,
+            bytes,
+            newest_written: newest.map(at),
+        };
+        let files = vec![
+            file("p0-a", 100, None),
+            file("p1-b", 100, None),
+            // Merged at 07:20 from files written at 05:40 at the latest.
+            file("compact-1", 300, Some("2026-12-07T05:40:00Z")),
+            file("p0-c", 100, None),
+            file("p0-big", 10_000, None),
+            file("p1-young", 100, None),
+            file("p1-unlisted", 100, None),
+        ];
+        let modified: HashMap<String, DateTime<Utc>> = [
+            ("p0-a", "2026-12-07T05:05:00Z"),
+            ("p1-b", "2026-12-07T05:59:59Z"),
+            ("compact-1", "2026-12-07T07:20:00Z"),
+            ("p0-c", "2026-12-07T06:00:00Z"),
+            ("p0-big", "2026-12-07T05:10:00Z"),
+            ("p1-young", "2026-12-07T07:30:01Z"),
+        ]
+        .into_iter()
+        .map(|(name, t)| (format!("_weir/dead_letter/ds/{name}.parquet"), at(t)))
+        .collect();
+        let hours = dead_letter_hours(files, &modified, 1_000, at("2026-12-07T07:30:00Z"));
+        let names: Vec<(String, Vec<&str>)> = hours
+            .iter()
+            .map(|(hour, files)| {
+                let names = files
+                    .iter()
+                    .map(|(f, _)| {
+                        f.path
+                            .trim_start_matches("_weir/dead_letter/ds/")
+                            .trim_end_matches(".parquet")
+                    })
+                    .collect();
+                (hour.to_rfc3339(), names)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (
+                    "2026-12-07T05:00:00+00:00".to_owned(),
+                    vec!["p0-a", "p1-b", "compact-1"]
+                ),
+                ("2026-12-07T06:00:00+00:00".to_owned(), vec!["p0-c"]),
+            ]
+        );
+        let newest = hours.values().next().unwrap().iter().map(|(_, t)| *t).max();
+        assert_eq!(newest, Some(at("2026-12-07T05:59:59Z")));
     }
 }

@@ -729,6 +729,7 @@ mod tests {
             path: format!("{DS}/date=2026-12-05/hour={hour:02}/{name}.parquet"),
             rows,
             bytes: 100 * rows,
+            newest_written: None,
         }
     }
 
@@ -1082,6 +1083,7 @@ mod tests {
             path: format!("_weir/dead_letter/{DS}/{name}.parquet"),
             rows: 3,
             bytes: 300,
+            newest_written: None,
         };
         let mut first = entry("cf.http", 0, 1, vec![file(0, "a", 1)]);
         first.dead_letters = vec![dead("d1")];

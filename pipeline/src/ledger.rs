@@ -205,6 +205,24 @@ pub struct FileRef {
     pub path: String,
     pub rows: u64,
     pub bytes: u64,
+    /// Dead-letter files that compaction merged only: when the newest of its inputs was
+    /// first written to the lake (an input's own `newest_written`, or else the time its
+    /// object was last modified, which for a file a commit wrote is the commit's). Retention
+    /// ages dead letters by it, so merging them does not make them young again. `None` for
+    /// every other file: its object's last-modified time is its age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_written: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl FileRef {
+    /// When the newest of this file's rows was first written: `newest_written`, or else
+    /// `modified`, the time its object was last modified.
+    pub fn written(
+        &self,
+        modified: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        self.newest_written.unwrap_or(modified)
+    }
 }
 
 /// One operator's snapshot, base64 in JSON, under the operator's identity: its type
@@ -1402,6 +1420,7 @@ mod tests {
                     path: (*p).into(),
                     rows: 1,
                     bytes: 1,
+                    newest_written: None,
                 })
                 .collect(),
             dead_letters: vec![],
@@ -1547,6 +1566,7 @@ mod tests {
                 path: format!("_weir/dead_letter/ds/d{seq}.parquet"),
                 rows: 1,
                 bytes: 1,
+                newest_written: None,
             });
             l.commit(&e).await.unwrap();
             if seq % 3 == 0 {

@@ -148,6 +148,10 @@ enum Command {
         /// Honour WEIR_FAILPOINT (crash points for tests).
         #[arg(long, hide = true)]
         enable_failpoints: bool,
+        /// Apply retention as if it were this time (RFC 3339), for tests: what is older than
+        /// retention is measured from it. Grace is always measured from the clock.
+        #[arg(long, hide = true, value_parser = parse_instant)]
+        retention_now: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// (Re)fill whole hours [--from, --to) of a dataset from an NDJSON archive or from
     /// Kafka, through the current operator chain (a bounded job: exits 0 when done; a
@@ -332,6 +336,7 @@ async fn async_main(cli: Cli) -> Result<()> {
             dataset,
             grace,
             enable_failpoints,
+            retention_now,
         } => {
             if enable_failpoints {
                 weir_pipeline::failpoint::arm_from_env().map_err(anyhow::Error::msg)?;
@@ -378,17 +383,21 @@ async fn async_main(cli: Cli) -> Result<()> {
                     ds.retention,
                     store.clone(),
                     &opts,
-                    chrono::Utc::now(),
+                    retention_now.unwrap_or_else(chrono::Utc::now),
                 )
                 .await
                 .with_context(|| format!("vacuuming {}", ds.name))?;
                 total.hours_expired += done.hours_expired;
+                total.dead_letter_files_expired += done.dead_letter_files_expired;
+                total.dead_letters_expired += done.dead_letters_expired;
                 total.files_deleted += done.files_deleted;
                 total.bytes_deleted += done.bytes_deleted;
             }
             println!(
-                "vacuumed: {} hours expired, {} files deleted ({} bytes), {:.1} s",
+                "vacuumed: {} hours expired, {} dead letters expired ({} files), {} files deleted ({} bytes), {:.1} s",
                 total.hours_expired,
+                total.dead_letters_expired,
+                total.dead_letter_files_expired,
                 total.files_deleted,
                 total.bytes_deleted,
                 started.elapsed().as_secs_f64()
@@ -592,4 +601,11 @@ fn progress_printer() -> std::sync::Arc<dyn Fn(&str) + Send + Sync> {
     } else {
         std::sync::Arc::new(|line: &str| tracing::info!(progress = line, "done"))
     }
+}
+
+/// An RFC 3339 instant, for hidden test flags.
+fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
 }

@@ -13,15 +13,20 @@
 //! `Forbid` only keeps it from overlapping itself, so the shipped schedules keep compaction,
 //! vacuum and the nightly backfill apart in time).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use object_store::ObjectStore;
+use object_store::path::Path;
 use tracing::{Instrument as _, info, warn};
 
 use crate::commit::{Attempt, Outcome, Protocol};
 use crate::config::Config;
 use crate::ledger::{self, Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger};
 use crate::sink::parquet::ClosedFile;
+use crate::store::retry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -209,4 +214,45 @@ impl Job {
         files.extend(added_dead_letters);
         self.commit(Attempt::new(entry, files)).await
     }
+
+    /// [`Self::replace`] for dead letters that compaction merged: `added` are dead-letter
+    /// files, named in the entry with `newest_written`, the time the newest of `removed`
+    /// was first written ([`FileRef::written`]), so retention ages them as their inputs.
+    pub async fn replace_dead_letters(
+        &mut self,
+        removed: Vec<FileRef>,
+        added: Vec<ClosedFile>,
+        newest_written: DateTime<Utc>,
+    ) -> Result<(), JobError> {
+        let refs = added
+            .iter()
+            .map(|f| FileRef {
+                newest_written: Some(newest_written),
+                ..f.file_ref()
+            })
+            .collect();
+        let entry = self.entry(removed, Vec::new(), refs);
+        self.commit(Attempt::new(entry, added)).await
+    }
+}
+
+/// When each file under the dataset's dead-letter folder (`_weir/dead_letter/<dataset>/`)
+/// was last modified, by path: one listing, where asking for each file would take a
+/// request per file.
+pub async fn dead_letters_modified(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+) -> Result<HashMap<String, DateTime<Utc>>, object_store::Error> {
+    let folder = Path::from(format!("_weir/dead_letter/{dataset}"));
+    let listed = retry("dead-letter list", 8, || {
+        let store = store.clone();
+        let folder = folder.clone();
+        async move { store.list(Some(&folder)).try_collect::<Vec<_>>().await }
+    })
+    .await?;
+    Ok(listed
+        .into_iter()
+        .filter(|m| !m.location.as_ref().contains("/_delta_log/"))
+        .map(|m| (m.location.to_string(), m.last_modified))
+        .collect())
 }

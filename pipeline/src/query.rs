@@ -657,6 +657,7 @@ mod tests {
                 path: format!("dns_logs/date=2026-12-05/hour=0{i}/p{partition}-{seq}.parquet"),
                 rows: 2,
                 bytes,
+                newest_written: None,
             })
             .collect();
         Entry {
@@ -803,6 +804,7 @@ mod tests {
             path: path.into(),
             rows: 2,
             bytes: bytes.len() as u64,
+            newest_written: None,
         }];
         first.rows = 2;
         let ledger = PartitionLedger::new(store.clone(), "dns_logs", "dns", 0);
@@ -932,6 +934,7 @@ mod timestamp_unit_tests {
             path: String::new(),
             rows: 1,
             bytes: bytes.len() as u64,
+            newest_written: None,
         };
         (bytes, f)
     }

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!  1. retention: every hour of a dataset with `retention` that ended longer ago than it
-//!     leaves the table through one replace entry (all its files removed, none added);
+//!     leaves the table through one replace entry (all its files removed, none added),
+//!     and so, through one more, does every dead-letter file whose newest row was first
+//!     written longer ago than it (`FileRef::written`);
 //!     intents older than `ledger::INTENT_GRACE` at or below their stream's tail are
 //!     settled and removed
 //!  1b. with Delta publishing on, publish the dataset (retention's removes included): a
@@ -134,6 +136,9 @@ async fn named_by_its_entry(
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub hours_expired: u64,
+    /// Dead-letter files past retention, and the dead letters they held.
+    pub dead_letter_files_expired: u64,
+    pub dead_letters_expired: u64,
     pub files_deleted: u64,
     pub bytes_deleted: u64,
 }
@@ -179,6 +184,35 @@ pub async fn vacuum_dataset(
             summary.hours_expired += 1;
             (opts.progress)(&format!(
                 "{dataset} {hour}: expired ({n} files, {rows} rows) past retention {}",
+                humantime::format_duration(retention)
+            ));
+        }
+        // Dead letters hold the records' original bytes, unredacted: a file leaves once the
+        // newest of its rows was first written longer ago than retention (compaction keeps
+        // that time through merges, see `FileRef::newest_written`).
+        let modified = crate::maintenance::dead_letters_modified(&store, dataset).await?;
+        let (expired, unlisted): (Vec<FileRef>, Vec<FileRef>) = view
+            .dead_letter_files(dataset)
+            .await?
+            .into_iter()
+            .filter(|f| {
+                f.newest_written
+                    .or_else(|| modified.get(&f.path).copied())
+                    .is_none_or(|written| written <= cutoff)
+            })
+            .partition(|f| f.newest_written.is_some() || modified.contains_key(&f.path));
+        for f in &unlisted {
+            warn!(dataset, file = %f.path, "a dead-letter file the table names is not in storage; kept in the table");
+        }
+        if !expired.is_empty() {
+            let n = expired.len() as u64;
+            let rows: u64 = expired.iter().map(|f| f.rows).sum();
+            job.replace(expired, Vec::new(), Vec::new()).await?;
+            summary.dead_letter_files_expired += n;
+            summary.dead_letters_expired += rows;
+            (opts.progress)(&format!(
+                "{dataset} dead letters: expired ({n} files, {rows} dead letters) written before {}, past retention {}",
+                cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 humantime::format_duration(retention)
             ));
         }
@@ -373,6 +407,7 @@ mod tests {
             path: path.to_owned(),
             rows: 1,
             bytes: 1,
+            newest_written: None,
         };
         let entry = ledger::Entry {
             version: ledger::LEDGER_VERSION,

@@ -447,6 +447,7 @@ async fn writer(
                     path: f.path.clone(),
                     rows: f.rows,
                     bytes: f.bytes.content_length() as u64,
+                    newest_written: None,
                 })
                 .collect(),
             dead_letters: vec![],

@@ -390,6 +390,7 @@ mod tests {
             path: path.into(),
             rows,
             bytes: 10,
+            newest_written: None,
         }
     }
 

@@ -103,6 +103,7 @@ impl ClosedFile {
             path: self.path.clone(),
             rows: self.rows,
             bytes: self.bytes.content_length() as u64,
+            newest_written: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use chrono::DurationRound;
+
 use rand::{Rng, SeedableRng};
 use weir_schemas::synth::{DEFAULT_START_NS, HttpRequests};
 
@@ -240,7 +242,8 @@ fn compaction_during_ingestion_with_kills_keeps_every_row_once() {
 }
 
 /// `retention` takes whole hours out (through the ledger, then from storage) and leaves the
-/// others untouched.
+/// others untouched. It takes dead letters out too, by when they were written: merging them
+/// (compaction) does not make them younger, and those written within it stay.
 #[test]
 fn retention_drops_whole_hours_only() {
     let world = World::new();
@@ -254,6 +257,17 @@ fn retention_drops_whole_hours_only() {
         .with_start_time(start)
         .with_step(6 * hour_ns / 1_200);
     let ids = produce_http(&kafka.bootstrap, TOPIC, 2, 600, &mut generator);
+    // And records that go to the dead letters, on both partitions: at least two files.
+    let before_dead = chrono::Utc::now();
+    let p = producer(&kafka.bootstrap);
+    let mut bad = 0;
+    for partition in 0..2 {
+        for (payload, _) in malformed() {
+            send(&p, TOPIC, partition, &payload);
+            bad += 1;
+        }
+    }
+    flush(&p);
     let plain = world.config("plain.toml", &kafka.bootstrap, &dataset_toml(""));
     let mut weir = world.weir_run(&plain, "weir.log", &[]);
     world.expect_rows(
@@ -264,6 +278,69 @@ fn retention_drops_whole_hours_only() {
         &mut [&mut weir],
     );
     weir.terminate();
+    let dead_letters = |config: &std::path::Path| -> usize {
+        world.query(config, "SELECT count(*) FROM dead_letter")[0]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(dead_letters(&plain), bad);
+    let dead_dir = world.lake_dir().join("_weir/dead_letter/http_requests");
+    let dead_files = || -> Vec<std::path::PathBuf> {
+        walk(&dead_dir)
+            .into_iter()
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "parquet")
+                    && !p.to_string_lossy().contains("_delta_log")
+            })
+            .collect()
+    };
+    let written: Vec<chrono::DateTime<chrono::Utc>> = dead_files()
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().modified().unwrap().into())
+        .collect();
+    assert!(
+        written.len() >= 2,
+        "one dead-letter file per partition at least"
+    );
+
+    // Merged a few seconds later: the merged file is younger than its rows.
+    std::thread::sleep(Duration::from_secs(2));
+    let merge_started = chrono::Utc::now();
+    std::thread::sleep(Duration::from_millis(1_100));
+    let mut job = compact(&world, &plain, "compact.log", None);
+    let status = job
+        .wait_timeout(Duration::from_secs(240))
+        .expect("compaction finishes");
+    assert!(status.success(), "{}", world.log("compact.log"));
+    // Merged unless the files were written in two different hours (merges stay within one).
+    let hour_of = |t: &chrono::DateTime<chrono::Utc>| t.timestamp().div_euclid(3600);
+    if written.iter().all(|t| hour_of(t) == hour_of(&written[0])) {
+        let merged: Vec<std::path::PathBuf> = dead_files()
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("compact-"))
+            })
+            .collect();
+        assert_eq!(merged.len(), 1, "{merged:?}\n{}", world.log("compact.log"));
+        let modified: chrono::DateTime<chrono::Utc> = std::fs::metadata(&merged[0])
+            .unwrap()
+            .modified()
+            .unwrap()
+            .into();
+        assert!(
+            modified >= merge_started,
+            "the merged file is the newer one"
+        );
+    } else {
+        eprintln!("dead letters written in two hours ({written:?}): merged per hour");
+    }
+    assert_eq!(
+        dead_letters(&plain),
+        bad,
+        "compaction keeps every dead letter"
+    );
+
     let per_hour = |config: &std::path::Path| -> Vec<(String, usize)> {
         world
             .query(
@@ -282,12 +359,20 @@ fn retention_drops_whole_hours_only() {
 
     let kept = dataset_toml("").replace("max_record_bytes", "retention = \"3h\"\nmax_record_bytes");
     let config = world.config("retention.toml", &kafka.bootstrap, &kept);
+    let vacuum = |log: &str, now: Option<chrono::DateTime<chrono::Utc>>| {
+        let now = now.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        let mut args = vec!["--grace", "0s"];
+        if let Some(now) = &now {
+            args.extend(["--retention-now", now.as_str()]);
+        }
+        let mut job = world.weir_job("vacuum", &config, &args, log, &[]);
+        let status = job
+            .wait_timeout(Duration::from_secs(120))
+            .expect("vacuum finishes");
+        assert!(status.success(), "{}", world.log(log));
+    };
     let cutoff_before = chrono::Utc::now() - chrono::Duration::hours(3);
-    let mut job = world.weir_job("vacuum", &config, &["--grace", "0s"], "vacuum.log", &[]);
-    let status = job
-        .wait_timeout(Duration::from_secs(120))
-        .expect("vacuum finishes");
-    assert!(status.success(), "{}", world.log("vacuum.log"));
+    vacuum("vacuum.log", None);
     let cutoff_after = chrono::Utc::now() - chrono::Duration::hours(3);
     let after: std::collections::BTreeMap<String, usize> = per_hour(&config).into_iter().collect();
     for (hour, rows) in &before {
@@ -318,6 +403,44 @@ fn retention_drops_whole_hours_only() {
         world.lake_dir().display()
     ));
     assert_eq!(duck, vec![kept_rows.to_string()]);
+    // Dead letters written minutes ago are within retention.
+    assert_eq!(dead_letters(&config), bad, "{}", world.log("vacuum.log"));
+
+    // Three hours after the dead letters were first written (to the second), less a
+    // second: all stay, although the merged file was written later.
+    let first = before_dead
+        .duration_trunc(chrono::Duration::seconds(1))
+        .unwrap();
+    vacuum(
+        "vacuum-early.log",
+        Some(first + chrono::Duration::hours(3) - chrono::Duration::seconds(1)),
+    );
+    assert_eq!(
+        dead_letters(&config),
+        bad,
+        "{}",
+        world.log("vacuum-early.log")
+    );
+    assert!(!dead_files().is_empty());
+    // Three hours after the merge began: all were written before it, so all go, from the
+    // table and from storage; and every hour of data, each of which ended before then.
+    vacuum(
+        "vacuum-late.log",
+        Some(merge_started + chrono::Duration::hours(3)),
+    );
+    assert_eq!(dead_letters(&config), 0, "{}", world.log("vacuum-late.log"));
+    assert_eq!(dead_files(), Vec::<std::path::PathBuf>::new());
+    assert!(
+        per_hour(&config).is_empty(),
+        "every hour ended before the cutoff"
+    );
+    assert!(
+        world
+            .log("vacuum-late.log")
+            .contains(&format!("{bad} dead letters expired")),
+        "{}",
+        world.log("vacuum-late.log")
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
