@@ -21,8 +21,9 @@
 //!             the checkpoint and the entries after it, then one manifest per hour queried)
 //!  compact ── an hour's small files → large sorted ones: one replace entry in the dataset's
 //!             maintenance stream (maintenance::Job, same commit protocol as a partition)
-//!  vacuum  ── retention (replace entries removing whole hours), then deletion of files no
-//!             live entry names, after a grace
+//!  vacuum  ── retention (replace entries removing whole hours, and dead-letter files by
+//!             when their dead letters were written), then deletion of files no live entry
+//!             names, after a grace
 //!  backfill ── whole hours from an NDJSON archive or re-read from Kafka, through the current
 //!             chain, one entry per source unit in the backfill's own streams; --replace
 //!             stages them and publishes with one maintenance replace entry
