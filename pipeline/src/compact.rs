@@ -18,8 +18,9 @@
 //!      (intent, upload, create-if-absent entry: the commit protocol of `crate::commit`)
 //!  ▼
 //!  dead letters: the small dead-letter files whose newest row was first written at least
-//!  min_age ago, one group per hour of that time, sorted by topic, partition and offset;
-//!  one replace entry per group, its outputs named with the group's newest time
+//!  min_age ago, grouped by that time (windows of a 24th of retention, at least an hour;
+//!  all together without retention), sorted by topic, partition and offset; one replace
+//!  entry per group, its outputs named with the group's newest time
 //!  (`FileRef::newest_written`), by which `weir vacuum` ages them for retention
 //! ```
 //!
@@ -200,15 +201,20 @@ pub async fn compact_dataset(
         }
     }
     // Dead letters: the small files whose rows were all first written at least min_age
-    // ago, by Kafka position, one group per hour of that time (see `dead_letter_hours`).
+    // ago, by Kafka position, grouped by when they were written (see `dead_letter_groups`).
     let modified = crate::maintenance::dead_letters_modified(&store, &dataset.name).await?;
-    for (hour, inputs) in dead_letter_hours(dead_letters, &modified, half, cutoff) {
-        let group = Group {
-            label: format!(
-                "{} dead letters written {}",
+    let window = dead_letter_window(dataset.resolved.config.retention);
+    for (from, inputs) in dead_letter_groups(dead_letters, &modified, half, cutoff, window) {
+        let label = match from {
+            Some(from) => format!(
+                "{} dead letters written from {}",
                 dataset.name,
-                hour.format("%Y-%m-%dT%H")
+                from.format("%Y-%m-%dT%H:%MZ")
             ),
+            None => format!("{} dead letters", dataset.name),
+        };
+        let group = Group {
+            label,
             dir: format!("_weir/dead_letter/{}", dataset.name),
             newest_written: inputs.iter().map(|(_, written)| *written).max(),
             inputs: inputs.into_iter().map(|(f, _)| f).collect(),
@@ -250,19 +256,35 @@ struct Group {
     newest_written: Option<DateTime<Utc>>,
 }
 
-/// The dead-letter files to merge, by the hour (UTC, truncated) in which the newest of
-/// their rows was first written ([`FileRef::written`], with `modified` from a listing): the
-/// files under `half` bytes written at or before `cutoff`. Retention removes dead letters
-/// by that time, whole files at once, so a merged file holds one hour of them: its rows
-/// leave the table within an hour of each other, never held back by younger ones. A file
-/// the listing missed is left for a later run.
-fn dead_letter_hours(
+/// A dead-letter file and when the newest of its dead letters was first written.
+type Written = (FileRef, DateTime<Utc>);
+
+/// How far apart the times at which the dead letters of one merged file were written may
+/// lie: a 24th of the dataset's retention, in whole hours and at least one. Retention
+/// removes dead letters by whole files, when the newest of a file's dead letters passes it,
+/// so a dead letter stays at most this much longer than retention, and a year of them makes
+/// a few hundred files (8,760 with the shortest retention). Without retention (`None`) nothing
+/// expires, and every small file is merged into one, as before retention aged dead letters.
+fn dead_letter_window(retention: Option<Duration>) -> Option<chrono::Duration> {
+    let hours = (retention?.as_secs() / 24 / 3600).max(1);
+    Some(chrono::Duration::hours(hours as i64))
+}
+
+/// The dead-letter files to merge, grouped by when the newest of their dead letters was
+/// first written ([`FileRef::written`], with `modified` from a listing): the files under
+/// `half` bytes written at or before `cutoff`, in groups of `window` (counted from the Unix
+/// epoch; the map's key is a group's start) or, without one, all together (key `None`). A
+/// merged file's time is its newest input's, inside the group, so a later run merges it
+/// with that group's newer files only and never with younger dead letters. A file the
+/// listing missed is left for a later run.
+fn dead_letter_groups(
     files: Vec<FileRef>,
     modified: &HashMap<String, DateTime<Utc>>,
     half: u64,
     cutoff: DateTime<Utc>,
-) -> BTreeMap<DateTime<Utc>, Vec<(FileRef, DateTime<Utc>)>> {
-    let mut hours: BTreeMap<DateTime<Utc>, Vec<(FileRef, DateTime<Utc>)>> = BTreeMap::new();
+    window: Option<chrono::Duration>,
+) -> BTreeMap<Option<DateTime<Utc>>, Vec<Written>> {
+    let mut groups: BTreeMap<Option<DateTime<Utc>>, Vec<Written>> = BTreeMap::new();
     for f in files {
         if f.bytes >= half {
             continue;
@@ -274,12 +296,10 @@ fn dead_letter_hours(
         if written > cutoff {
             continue;
         }
-        let hour = written
-            .duration_trunc(chrono::Duration::hours(1))
-            .unwrap_or(written);
-        hours.entry(hour).or_default().push((f, written));
+        let from = window.map(|w| written.duration_trunc(w).unwrap_or(written));
+        groups.entry(from).or_default().push((f, written));
     }
-    hours
+    groups
 }
 
 /// Merges a group of two or more files and commits the replace entry. `None` when there is
@@ -774,11 +794,11 @@ mod tests {
         assert_eq!(hour_end("date=2026-11-22/hour=xx"), None);
     }
 
-    /// Dead letters are merged per hour of when their newest row was first written: a
-    /// merged file's own time (`newest_written`) places it, not when it was rewritten, so
-    /// a later run adds that hour's new files to it and never mixes in younger ones.
+    /// Dead letters are merged by when their newest row was first written: a merged file's
+    /// own time (`newest_written`) places it, not when it was rewritten, so a later run adds
+    /// its group's new files to it and never mixes in younger ones.
     #[test]
-    fn dead_letters_merge_within_the_hour_they_were_written() {
+    fn dead_letters_merge_within_the_window_they_were_written_in() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         let file = |name: &str, bytes: u64, newest: Option<&str>| FileRef {
             path: format!("_weir/dead_letter/ds/{name}.parquet"),
@@ -786,16 +806,18 @@ mod tests {
             bytes,
             newest_written: newest.map(at),
         };
-        let files = vec![
-            file("p0-a", 100, None),
-            file("p1-b", 100, None),
-            // Merged at 07:20 from files written at 05:40 at the latest.
-            file("compact-1", 300, Some("2026-12-07T05:40:00Z")),
-            file("p0-c", 100, None),
-            file("p0-big", 10_000, None),
-            file("p1-young", 100, None),
-            file("p1-unlisted", 100, None),
-        ];
+        let files = || {
+            vec![
+                file("p0-a", 100, None),
+                file("p1-b", 100, None),
+                // Merged at 07:20 from files written at 05:40 at the latest.
+                file("compact-1", 300, Some("2026-12-07T05:40:00Z")),
+                file("p0-c", 100, None),
+                file("p0-big", 10_000, None),
+                file("p1-young", 100, None),
+                file("p1-unlisted", 100, None),
+            ]
+        };
         let modified: HashMap<String, DateTime<Utc>> = [
             ("p0-a", "2026-12-07T05:05:00Z"),
             ("p1-b", "2026-12-07T05:59:59Z"),
@@ -807,32 +829,74 @@ mod tests {
         .into_iter()
         .map(|(name, t)| (format!("_weir/dead_letter/ds/{name}.parquet"), at(t)))
         .collect();
-        let hours = dead_letter_hours(files, &modified, 1_000, at("2026-12-07T07:30:00Z"));
-        let names: Vec<(String, Vec<&str>)> = hours
-            .iter()
-            .map(|(hour, files)| {
-                let names = files
+        let groups = |window: Option<chrono::Duration>| {
+            dead_letter_groups(
+                files(),
+                &modified,
+                1_000,
+                at("2026-12-07T07:30:00Z"),
+                window,
+            )
+            .into_iter()
+            .map(|(from, files)| {
+                let newest = files.iter().map(|(_, t)| *t).max().unwrap();
+                let names: Vec<String> = files
                     .iter()
                     .map(|(f, _)| {
                         f.path
                             .trim_start_matches("_weir/dead_letter/ds/")
                             .trim_end_matches(".parquet")
+                            .to_owned()
                     })
                     .collect();
-                (hour.to_rfc3339(), names)
+                (from.map(|t| t.to_rfc3339()), names, newest.to_rfc3339())
             })
-            .collect();
+            .collect::<Vec<_>>()
+        };
+        let owned = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // Retention of up to two days: windows of an hour.
         assert_eq!(
-            names,
+            dead_letter_window(Some(Duration::from_secs(3 * 3600))),
+            Some(chrono::Duration::hours(1))
+        );
+        assert_eq!(
+            groups(dead_letter_window(Some(Duration::from_secs(86_400)))),
             vec![
                 (
-                    "2026-12-07T05:00:00+00:00".to_owned(),
-                    vec!["p0-a", "p1-b", "compact-1"]
+                    Some("2026-12-07T05:00:00+00:00".to_owned()),
+                    owned(&["p0-a", "p1-b", "compact-1"]),
+                    "2026-12-07T05:59:59+00:00".to_owned()
                 ),
-                ("2026-12-07T06:00:00+00:00".to_owned(), vec!["p0-c"]),
+                (
+                    Some("2026-12-07T06:00:00+00:00".to_owned()),
+                    owned(&["p0-c"]),
+                    "2026-12-07T06:00:00+00:00".to_owned()
+                ),
             ]
         );
-        let newest = hours.values().next().unwrap().iter().map(|(_, t)| *t).max();
-        assert_eq!(newest, Some(at("2026-12-07T05:59:59Z")));
+        // Thirty days: windows of thirty hours, counted from the epoch (2026-12-07T00:00 is
+        // 499,056 hours after it, 6 past a multiple of 30: the window began at 18:00 before).
+        assert_eq!(
+            dead_letter_window(Some(Duration::from_secs(30 * 86_400))),
+            Some(chrono::Duration::hours(30))
+        );
+        assert_eq!(
+            groups(dead_letter_window(Some(Duration::from_secs(30 * 86_400)))),
+            vec![(
+                Some("2026-12-06T18:00:00+00:00".to_owned()),
+                owned(&["p0-a", "p1-b", "compact-1", "p0-c"]),
+                "2026-12-07T06:00:00+00:00".to_owned()
+            )]
+        );
+        // No retention: all together.
+        assert_eq!(dead_letter_window(None), None);
+        assert_eq!(
+            groups(None),
+            vec![(
+                None,
+                owned(&["p0-a", "p1-b", "compact-1", "p0-c"]),
+                "2026-12-07T06:00:00+00:00".to_owned()
+            )]
+        );
     }
 }

@@ -651,8 +651,8 @@ pub struct DatasetConfig {
     /// kept under the type and name.
     #[serde(default)]
     pub operators: Vec<OperatorSpec>,
-    /// Whole hours that ended longer ago than this are removed by `weir vacuum`. Default:
-    /// kept forever.
+    /// Whole hours that ended longer ago than this are removed by `weir vacuum`, and so are
+    /// dead letters written to the lake longer ago than this. Default: kept forever.
     #[serde(default, with = "humantime_serde")]
     pub retention: Option<Duration>,
 }
