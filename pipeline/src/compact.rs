@@ -19,7 +19,7 @@
 //!  ▼
 //!  dead letters: the small dead-letter files whose newest row was first written at least
 //!  min_age ago, grouped by that time (windows of a 24th of retention, at least an hour;
-//!  all together without retention), sorted by topic, partition and offset; one replace
+//!  a day without retention), sorted by topic, partition and offset; one replace
 //!  entry per group, its outputs named with the group's newest time
 //!  (`FileRef::newest_written`), by which `weir vacuum` ages them for retention
 //! ```
@@ -204,20 +204,16 @@ pub async fn compact_dataset(
     // ago, by Kafka position, grouped by when they were written (see `dead_letter_groups`).
     let modified = crate::maintenance::dead_letters_modified(&store, &dataset.name).await?;
     let window = dead_letter_window(dataset.resolved.config.retention);
-    for (from, inputs) in dead_letter_groups(dead_letters, &modified, half, cutoff, window) {
-        let label = match from {
-            Some(from) => format!(
+    for (from, merged) in dead_letter_groups(dead_letters, &modified, half, cutoff, window) {
+        let group = Group {
+            label: format!(
                 "{} dead letters written from {}",
                 dataset.name,
                 from.format("%Y-%m-%dT%H:%MZ")
             ),
-            None => format!("{} dead letters", dataset.name),
-        };
-        let group = Group {
-            label,
             dir: format!("_weir/dead_letter/{}", dataset.name),
-            newest_written: inputs.iter().map(|(_, written)| *written).max(),
-            inputs: inputs.into_iter().map(|(f, _)| f).collect(),
+            newest_written: Some(merged.newest_written),
+            inputs: merged.files,
             schema: crate::sink::dead_letter::schema(),
             sort: vec!["topic".into(), "partition".into(), "offset".into()],
             dead_letters: true,
@@ -256,35 +252,41 @@ struct Group {
     newest_written: Option<DateTime<Utc>>,
 }
 
-/// A dead-letter file and when the newest of its dead letters was first written.
-type Written = (FileRef, DateTime<Utc>);
+/// Dead-letter files to merge into one group, and when the newest of their dead letters
+/// was first written: the time the merged files carry.
+#[derive(Debug)]
+struct DeadLetterGroup {
+    files: Vec<FileRef>,
+    newest_written: DateTime<Utc>,
+}
 
 /// How far apart the times at which the dead letters of one merged file were written may
-/// lie: a 24th of the dataset's retention, in whole hours and at least one. Retention
-/// removes dead letters by whole files, when the newest of a file's dead letters passes it,
-/// so a dead letter stays at most this much longer than retention, and a year of them makes
-/// a few hundred files (8,760 with the shortest retention). Without retention (`None`) nothing
-/// expires, and every small file is merged into one, as before retention aged dead letters.
-fn dead_letter_window(retention: Option<Duration>) -> Option<chrono::Duration> {
-    let hours = (retention?.as_secs() / 24 / 3600).max(1);
-    Some(chrono::Duration::hours(hours as i64))
+/// lie: a 24th of the dataset's retention, in whole hours and at least one; a day without
+/// retention. Retention removes dead letters by whole files, when the newest of a file's
+/// dead letters passes it, so a dead letter stays at most this much longer than retention
+/// (plus the time until the next `weir vacuum`), and about 25 merged files of a dataset's
+/// dead letters are in the table at any time. Without retention the day's window keeps
+/// files apart in time all the same, so retention set later finds old dead letters in old
+/// files.
+fn dead_letter_window(retention: Option<Duration>) -> chrono::Duration {
+    let hours = retention.map_or(24, |r| (r.as_secs() / 24 / 3600).max(1));
+    chrono::Duration::hours(hours as i64)
 }
 
 /// The dead-letter files to merge, grouped by when the newest of their dead letters was
 /// first written ([`FileRef::written`], with `modified` from a listing): the files under
-/// `half` bytes written at or before `cutoff`, in groups of `window` (counted from the Unix
-/// epoch; the map's key is a group's start) or, without one, all together (key `None`). A
-/// merged file's time is its newest input's, inside the group, so a later run merges it
-/// with that group's newer files only and never with younger dead letters. A file the
-/// listing missed is left for a later run.
+/// `half` bytes written at or before `cutoff`, in groups of `window` counted from the Unix
+/// epoch (the map's key is a group's start). A merged file's time is its newest input's,
+/// inside the group, so a later run merges it with that group's newer files only and never
+/// with younger dead letters. A file the listing missed is left for a later run.
 fn dead_letter_groups(
     files: Vec<FileRef>,
     modified: &HashMap<String, DateTime<Utc>>,
     half: u64,
     cutoff: DateTime<Utc>,
-    window: Option<chrono::Duration>,
-) -> BTreeMap<Option<DateTime<Utc>>, Vec<Written>> {
-    let mut groups: BTreeMap<Option<DateTime<Utc>>, Vec<Written>> = BTreeMap::new();
+    window: chrono::Duration,
+) -> BTreeMap<DateTime<Utc>, DeadLetterGroup> {
+    let mut groups: BTreeMap<DateTime<Utc>, DeadLetterGroup> = BTreeMap::new();
     for f in files {
         if f.bytes >= half {
             continue;
@@ -296,8 +298,13 @@ fn dead_letter_groups(
         if written > cutoff {
             continue;
         }
-        let from = window.map(|w| written.duration_trunc(w).unwrap_or(written));
-        groups.entry(from).or_default().push((f, written));
+        let from = written.duration_trunc(window).unwrap_or(written);
+        let group = groups.entry(from).or_insert_with(|| DeadLetterGroup {
+            files: Vec::new(),
+            newest_written: written,
+        });
+        group.newest_written = group.newest_written.max(written);
+        group.files.push(f);
     }
     groups
 }
@@ -829,7 +836,7 @@ mod tests {
         .into_iter()
         .map(|(name, t)| (format!("_weir/dead_letter/ds/{name}.parquet"), at(t)))
         .collect();
-        let groups = |window: Option<chrono::Duration>| {
+        let groups = |window: chrono::Duration| {
             dead_letter_groups(
                 files(),
                 &modified,
@@ -838,18 +845,18 @@ mod tests {
                 window,
             )
             .into_iter()
-            .map(|(from, files)| {
-                let newest = files.iter().map(|(_, t)| *t).max().unwrap();
-                let names: Vec<String> = files
+            .map(|(from, group)| {
+                let names: Vec<String> = group
+                    .files
                     .iter()
-                    .map(|(f, _)| {
+                    .map(|f| {
                         f.path
                             .trim_start_matches("_weir/dead_letter/ds/")
                             .trim_end_matches(".parquet")
                             .to_owned()
                     })
                     .collect();
-                (from.map(|t| t.to_rfc3339()), names, newest.to_rfc3339())
+                (from.to_rfc3339(), names, group.newest_written.to_rfc3339())
             })
             .collect::<Vec<_>>()
         };
@@ -857,18 +864,18 @@ mod tests {
         // Retention of up to two days: windows of an hour.
         assert_eq!(
             dead_letter_window(Some(Duration::from_secs(3 * 3600))),
-            Some(chrono::Duration::hours(1))
+            chrono::Duration::hours(1)
         );
         assert_eq!(
             groups(dead_letter_window(Some(Duration::from_secs(86_400)))),
             vec![
                 (
-                    Some("2026-12-07T05:00:00+00:00".to_owned()),
+                    "2026-12-07T05:00:00+00:00".to_owned(),
                     owned(&["p0-a", "p1-b", "compact-1"]),
                     "2026-12-07T05:59:59+00:00".to_owned()
                 ),
                 (
-                    Some("2026-12-07T06:00:00+00:00".to_owned()),
+                    "2026-12-07T06:00:00+00:00".to_owned(),
                     owned(&["p0-c"]),
                     "2026-12-07T06:00:00+00:00".to_owned()
                 ),
@@ -878,22 +885,22 @@ mod tests {
         // 499,056 hours after it, 6 past a multiple of 30: the window began at 18:00 before).
         assert_eq!(
             dead_letter_window(Some(Duration::from_secs(30 * 86_400))),
-            Some(chrono::Duration::hours(30))
+            chrono::Duration::hours(30)
         );
         assert_eq!(
             groups(dead_letter_window(Some(Duration::from_secs(30 * 86_400)))),
             vec![(
-                Some("2026-12-06T18:00:00+00:00".to_owned()),
+                "2026-12-06T18:00:00+00:00".to_owned(),
                 owned(&["p0-a", "p1-b", "compact-1", "p0-c"]),
                 "2026-12-07T06:00:00+00:00".to_owned()
             )]
         );
-        // No retention: all together.
-        assert_eq!(dead_letter_window(None), None);
+        // No retention: windows of a day.
+        assert_eq!(dead_letter_window(None), chrono::Duration::hours(24));
         assert_eq!(
-            groups(None),
+            groups(dead_letter_window(None)),
             vec![(
-                None,
+                "2026-12-07T00:00:00+00:00".to_owned(),
                 owned(&["p0-a", "p1-b", "compact-1", "p0-c"]),
                 "2026-12-07T06:00:00+00:00".to_owned()
             )]

@@ -167,6 +167,9 @@ pub async fn vacuum_dataset(
     if let Some(retention) = retention {
         let cutoff = now - chrono::Duration::from_std(retention).unwrap_or_default();
         let view = CommittedView::load(store.clone(), &[dataset.to_owned()]).await?;
+        // Both lists now, while the view is fresh: it refuses to read hour manifests once
+        // it is old, and expiring many hours (retention newly set on an old lake) takes long.
+        let dead_letters = view.dead_letter_files(dataset).await?;
         let mut by_hour: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
         for f in view.committed_files(dataset).await? {
             by_hour
@@ -191,9 +194,7 @@ pub async fn vacuum_dataset(
         // newest of its rows was first written longer ago than retention (compaction keeps
         // that time through merges, see `FileRef::newest_written`).
         let modified = crate::maintenance::dead_letters_modified(&store, dataset).await?;
-        let (expired, unlisted): (Vec<FileRef>, Vec<FileRef>) = view
-            .dead_letter_files(dataset)
-            .await?
+        let (expired, unlisted): (Vec<FileRef>, Vec<FileRef>) = dead_letters
             .into_iter()
             .filter(|f| {
                 f.newest_written
@@ -211,7 +212,7 @@ pub async fn vacuum_dataset(
             summary.dead_letter_files_expired += n;
             summary.dead_letters_expired += rows;
             (opts.progress)(&format!(
-                "{dataset} dead letters: expired ({n} files, {rows} dead letters) written before {}, past retention {}",
+                "{dataset} dead letters: expired ({n} files, {rows} dead letters) written no later than {}, past retention {}",
                 cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 humantime::format_duration(retention)
             ));
