@@ -425,6 +425,12 @@ fn retention_drops_whole_hours_only() {
         world.log("vacuum-early.log")
     );
     assert!(!dead_files().is_empty());
+    // Another engine agrees: vacuum published the dead letters' Delta table first.
+    assert_eq!(
+        crate::delta::delta_rows(&dead_dir),
+        bad,
+        "the dead letters' Delta table"
+    );
     // Three hours after the merge began: all were written before it, so all go, from the
     // table and from storage; and every hour of data, each of which ended before then.
     vacuum(
@@ -433,9 +439,19 @@ fn retention_drops_whole_hours_only() {
     );
     assert_eq!(dead_letters(&config), 0, "{}", world.log("vacuum-late.log"));
     assert_eq!(dead_files(), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        crate::delta::delta_rows(&dead_dir),
+        0,
+        "the dead letters' Delta table"
+    );
     assert!(
         per_hour(&config).is_empty(),
         "every hour ended before the cutoff"
+    );
+    assert_eq!(
+        crate::delta::delta_rows(&world.lake_dir().join("http_requests")),
+        0,
+        "the data's Delta table"
     );
     assert!(
         world

@@ -62,7 +62,7 @@ os._exit(0)
 }
 
 /// The row count of the Delta table at `table`, read with the `deltalake` package.
-fn delta_rows(table: &Path) -> usize {
+pub fn delta_rows(table: &Path) -> usize {
     let script = r#"
 import os, sys
 from deltalake import DeltaTable
