@@ -264,10 +264,10 @@ struct DeadLetterGroup {
 /// lie: a 24th of the dataset's retention, in whole hours and at least one; a day without
 /// retention. Retention removes dead letters by whole files, when the newest of a file's
 /// dead letters passes it, so a dead letter stays at most this much longer than retention
-/// (plus the time until the next `weir vacuum`), and about 25 merged files of a dataset's
-/// dead letters are in the table at any time. Without retention the day's window keeps
-/// files apart in time all the same, so retention set later finds old dead letters in old
-/// files.
+/// (plus the time until the next `weir vacuum`), and at most about 25 merged files of a
+/// dataset's dead letters are in the table at any time. Without retention the day's window
+/// keeps files apart in time all the same, so retention set later finds old dead letters in
+/// old files.
 fn dead_letter_window(retention: Option<Duration>) -> chrono::Duration {
     let hours = retention.map_or(24, |r| (r.as_secs() / 24 / 3600).max(1));
     chrono::Duration::hours(hours as i64)
