@@ -133,9 +133,9 @@ enum Command {
         #[arg(long, hide = true)]
         enable_failpoints: bool,
     },
-    /// Remove hours past each dataset's retention, then delete files the table no longer
-    /// names (replaced or expired more than --grace ago, or left by crashed attempts). A
-    /// bounded job: exits 0 when done.
+    /// Remove hours and dead letters past each dataset's retention, then delete files the
+    /// table no longer names (replaced or expired more than --grace ago, or left by crashed
+    /// attempts). A bounded job: exits 0 when done.
     Vacuum {
         #[arg(long, short)]
         config: PathBuf,
