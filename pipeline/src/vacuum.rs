@@ -194,16 +194,15 @@ pub async fn vacuum_dataset(
         // newest of its rows was first written longer ago than retention (compaction keeps
         // that time through merges, see `FileRef::newest_written`).
         let modified = crate::maintenance::dead_letters_modified(&store, dataset).await?;
-        let (expired, unlisted): (Vec<FileRef>, Vec<FileRef>) = dead_letters
-            .into_iter()
-            .filter(|f| {
-                f.newest_written
-                    .or_else(|| modified.get(&f.path).copied())
-                    .is_none_or(|written| written <= cutoff)
-            })
-            .partition(|f| f.newest_written.is_some() || modified.contains_key(&f.path));
-        for f in &unlisted {
-            warn!(dataset, file = %f.path, "a dead-letter file the table names is not in storage; kept in the table");
+        let mut expired = Vec::new();
+        for f in dead_letters {
+            match f.newest_written.or_else(|| modified.get(&f.path).copied()) {
+                Some(written) if written <= cutoff => expired.push(f),
+                Some(_) => {}
+                None => {
+                    warn!(dataset, file = %f.path, "a dead-letter file the table names is not in storage; kept in the table");
+                }
+            }
         }
         if !expired.is_empty() {
             let n = expired.len() as u64;
