@@ -174,8 +174,7 @@ pub async fn compact_dataset(
             inputs: files.into_iter().filter(|f| f.bytes < half).collect(),
             schema: schema.clone(),
             sort: vec![dataset.resolved.schema.event_time.clone()],
-            dead_letters: false,
-            newest_written: None,
+            dead_letters: None,
         };
         match compact_group(
             &mut job,
@@ -212,11 +211,10 @@ pub async fn compact_dataset(
                 from.format("%Y-%m-%dT%H:%MZ")
             ),
             dir: format!("_weir/dead_letter/{}", dataset.name),
-            newest_written: Some(merged.newest_written),
             inputs: merged.files,
             schema: crate::sink::dead_letter::schema(),
             sort: vec!["topic".into(), "partition".into(), "offset".into()],
-            dead_letters: true,
+            dead_letters: Some(merged.newest_written),
         };
         if let Some(done) = compact_group(
             &mut job,
@@ -245,11 +243,10 @@ struct Group {
     schema: SchemaRef,
     /// Output order, ascending.
     sort: Vec<String>,
-    /// The outputs are dead-letter files (the entry's `dead_letters`, not its `files`).
-    dead_letters: bool,
-    /// Dead letters: when the newest input was first written ([`FileRef::written`]),
-    /// which the outputs carry.
-    newest_written: Option<DateTime<Utc>>,
+    /// `Some` when the outputs are dead-letter files (the entry's `dead_letters`, not its
+    /// `files`): when the newest input was first written ([`FileRef::written`]), which the
+    /// outputs carry.
+    dead_letters: Option<DateTime<Utc>>,
 }
 
 /// Dead-letter files to merge into one group, and when the newest of their dead letters
@@ -345,7 +342,7 @@ async fn compact_group(
         });
     }
     let done = Summary {
-        hours: u64::from(!group.dead_letters),
+        hours: u64::from(group.dead_letters.is_none()),
         hours_refused: 0,
         files_in: group.inputs.len() as u64,
         files_out: outputs.len() as u64,
@@ -356,12 +353,12 @@ async fn compact_group(
             .sum(),
         rows: written,
     };
-    if group.dead_letters {
-        let newest = group.newest_written.unwrap_or_else(Utc::now);
-        job.replace_dead_letters(group.inputs, outputs, newest)
-            .await?;
-    } else {
-        job.replace(group.inputs, outputs, Vec::new()).await?;
+    match group.dead_letters {
+        Some(newest_written) => {
+            job.replace_dead_letters(group.inputs, outputs, newest_written)
+                .await?
+        }
+        None => job.replace(group.inputs, outputs, Vec::new()).await?,
     }
     (opts.progress)(&format!(
         "{}: {} files ({} bytes) → {} ({} bytes), {} rows, {:.1} s",
@@ -716,8 +713,7 @@ mod tests {
             inputs,
             schema: dataset_schema(),
             sort: vec!["EdgeStartTimestamp".into()],
-            dead_letters: false,
-            newest_written: None,
+            dead_letters: None,
         }
     }
 

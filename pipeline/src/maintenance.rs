@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use object_store::ObjectStore;
 use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
 use tracing::{Instrument as _, info, warn};
 
 use crate::commit::{Attempt, Outcome, Protocol};
@@ -236,15 +236,14 @@ impl Job {
     }
 }
 
-/// When each file under the dataset's dead-letter folder (`_weir/dead_letter/<dataset>/`)
-/// was last modified, by path: one listing, where asking for each file would take a
-/// request per file.
-pub async fn dead_letters_modified(
+/// The files under `folder` (relative to the lake root), its Delta log left out: that is
+/// the Delta library's to clean.
+pub async fn list_files(
     store: &Arc<dyn ObjectStore>,
-    dataset: &str,
-) -> Result<HashMap<String, DateTime<Utc>>, object_store::Error> {
-    let folder = Path::from(format!("_weir/dead_letter/{dataset}"));
-    let listed = retry("dead-letter list", 8, || {
+    folder: &str,
+) -> Result<Vec<ObjectMeta>, object_store::Error> {
+    let folder = Path::from(folder);
+    let listed = retry("lake list", 8, || {
         let store = store.clone();
         let folder = folder.clone();
         async move { store.list(Some(&folder)).try_collect::<Vec<_>>().await }
@@ -253,6 +252,19 @@ pub async fn dead_letters_modified(
     Ok(listed
         .into_iter()
         .filter(|m| !m.location.as_ref().contains("/_delta_log/"))
+        .collect())
+}
+
+/// When each file under the dataset's dead-letter folder (`_weir/dead_letter/<dataset>/`)
+/// was last modified, by path: one listing, where asking for each file would take a
+/// request per file.
+pub async fn dead_letters_modified(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+) -> Result<HashMap<String, DateTime<Utc>>, object_store::Error> {
+    Ok(list_files(store, &format!("_weir/dead_letter/{dataset}"))
+        .await?
+        .into_iter()
         .map(|m| (m.location.to_string(), m.last_modified))
         .collect())
 }

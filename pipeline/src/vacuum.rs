@@ -31,8 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{info, warn};
 
@@ -259,16 +257,7 @@ pub async fn vacuum_dataset(
     // 2. What is in the data folders, with when each file was written.
     let mut listed: Vec<object_store::ObjectMeta> = Vec::new();
     for folder in [dataset.to_owned(), format!("_weir/dead_letter/{dataset}")] {
-        listed.extend(
-            retry("vacuum list", 8, || {
-                let store = store.clone();
-                let folder = Path::from(folder.as_str());
-                async move { store.list(Some(&folder)).try_collect::<Vec<_>>().await }
-            })
-            .await?
-            .into_iter()
-            .filter(|m| !m.location.as_ref().contains("/_delta_log/")),
-        );
+        listed.extend(crate::maintenance::list_files(&store, &folder).await?);
     }
     // 3. What commits in flight are about to name.
     // Listed again: a stream created since step 2 began may have a commit in flight.
