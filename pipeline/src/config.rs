@@ -1032,6 +1032,18 @@ impl Config {
                     format!("{:?} must match [a-z0-9_]+", ds.name),
                 ));
             }
+            // The lake's own folders (`_weir/`: every dataset's ledger and dead letters)
+            // start with `_`: a dataset folder of that name would hold them, and vacuum would
+            // take them for the dataset's stray files.
+            if ds.name.starts_with('_') {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "{:?} starts with _, which is kept for the lake's own folders (_weir/)",
+                        ds.name
+                    ),
+                ));
+            }
             if RESERVED_DATASET_NAMES.contains(&ds.name.as_str()) {
                 return Err(invalid(
                     key("name"),
@@ -1571,6 +1583,22 @@ mod reserved_and_named_tests {
             assert!(err.contains("datasets[0].name"), "{err}");
             assert!(err.contains("reserved"), "{err}");
         }
+    }
+
+    #[test]
+    fn dataset_names_do_not_start_with_an_underscore() {
+        for name in ["_weir", "_audit"] {
+            let err = validate(&with_dataset(&format!(
+                "[[datasets]]\nname = \"{name}\"\ntopic = \"t\"\nschema = \"dns_logs\"\n"
+            )))
+            .unwrap_err();
+            assert!(err.contains("datasets[0].name"), "{err}");
+            assert!(err.contains("_weir/"), "{err}");
+        }
+        validate(&with_dataset(
+            "[[datasets]]\nname = \"dns_\"\ntopic = \"t\"\nschema = \"dns_logs\"\n",
+        ))
+        .unwrap();
     }
 
     #[test]
