@@ -7,7 +7,9 @@
 //!                                            kafka:   the offset ranges of the entries that
 //!                                                     wrote the hours' files (the ledger)
 //!  done: units named by the backfill's entries (its own ledger streams)
-//!  for each unit of this shard not done:     read ─▶ decode (bad records → dead letters)
+//!  for each unit of this shard not done:     read ─▶ (kafka: records the dead letters
+//!                                                 already hold stay there, skipped)
+//!                                            ─▶ decode (bad records → dead letters)
 //!                                            ─▶ rows outside [from, to) skipped, counted
 //!                                            ─▶ a fresh operator chain ─▶ Parquet per hour
 //!                                            ─▶ one ledger entry naming the unit
@@ -42,10 +44,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, RecordBatch, TimestampNanosecondArray};
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::array::{Array, AsArray, RecordBatch, TimestampNanosecondArray};
+use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -221,6 +225,10 @@ pub enum UnitSource {
         records: u64,
         /// The range's hours the plan found its rows in.
         hours: Vec<String>,
+        /// Hours outside the range the entry also wrote rows to (their files stay). `None`
+        /// in plans recorded before it existed: unknown.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outside_hours: Option<Vec<String>>,
     },
 }
 
@@ -295,6 +303,8 @@ pub struct Summary {
     pub records: u64,
     pub rows: u64,
     pub outside_range: u64,
+    /// Kafka: records read again that the dataset's dead letters already held (left there).
+    pub already_dead_lettered: u64,
     pub dead_lettered: u64,
     pub files: usize,
     pub bytes_read: u64,
@@ -735,12 +745,16 @@ impl Backfill {
             Source::Kafka => Some(kafka::Reader::new(&self.config)?),
             Source::Archive(_) => None,
         };
+        let refused = match self.opts.source {
+            Source::Kafka => dead_lettered_offsets(&self.store, &self.ds.name, units).await?,
+            Source::Archive(_) => HashSet::new(),
+        };
         let archive = match &self.opts.source {
             Source::Archive(url) => Some(archive::open(&self.config, url)?),
             Source::Kafka => None,
         };
         for unit in units {
-            let mut run = UnitRun::new(self, unit)?;
+            let mut run = UnitRun::new(self, unit, &refused)?;
             match &unit.what {
                 UnitSource::File(path) => {
                     let store = archive.as_ref().expect("archive source");
@@ -836,11 +850,12 @@ impl Backfill {
             summary.records += run.records;
             summary.rows += rows;
             summary.outside_range += run.outside;
+            summary.already_dead_lettered += run.already_dead;
             summary.dead_lettered += dead_lettered;
             summary.files += files;
             summary.bytes_read += unit.bytes;
             summary.bytes_written += written;
-            info!(backfill = %self.id, shard = shard.index, unit = %unit.name, seq, records = run.records, rows, outside_range = run.outside, dead_letters = dead_lettered, files, "unit committed");
+            info!(backfill = %self.id, shard = shard.index, unit = %unit.name, seq, records = run.records, rows, outside_range = run.outside, already_dead_lettered = run.already_dead, dead_letters = dead_lettered, files, "unit committed");
             progress.unit_done(unit.bytes, summary);
         }
         progress.finish();
@@ -957,6 +972,90 @@ impl Backfill {
     }
 }
 
+/// The (partition, offset) of every record of `units`' offset ranges that the committed
+/// dead letters of `dataset` hold: records the run that first read them refused (or an
+/// earlier backfill did). A Kafka backfill leaves them where they are: re-deriving one
+/// whose refusal no longer applies (a larger `max_record_bytes`, a fixed operator) would
+/// put it in the table while its dead letter stays, and the replace only takes data files
+/// out. Only the `topic`, `partition` and `offset` columns of the dead-letter files are
+/// read.
+async fn dead_lettered_offsets(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+    units: &[&Unit],
+) -> Result<HashSet<(i32, i64)>, BackfillError> {
+    let mut ranges: BTreeMap<(String, i32), Vec<(i64, i64)>> = BTreeMap::new();
+    for unit in units {
+        if let UnitSource::Offsets {
+            topic,
+            partition,
+            start,
+            end,
+            ..
+        } = &unit.what
+        {
+            ranges
+                .entry((topic.clone(), *partition))
+                .or_default()
+                .push((*start, *end));
+        }
+    }
+    let mut out = HashSet::new();
+    if ranges.is_empty() {
+        return Ok(out);
+    }
+    let view = CommittedView::load(store.clone(), &[dataset.to_owned()]).await?;
+    for file in view.dead_letter_files(dataset).await? {
+        let path = object_store::path::Path::from(file.path.as_str());
+        let bytes = crate::store::get_if_exists(store, &path, "dead-letter file", 8)
+            .await?
+            .ok_or_else(|| BackfillError::Source {
+                unit: file.path.clone(),
+                reason: "a committed dead-letter file is gone (a vacuum ran meanwhile?): run the backfill again".to_owned(),
+            })?;
+        let unreadable = |e: String| BackfillError::Source {
+            unit: file.path.clone(),
+            reason: format!("dead-letter file does not read: {e}"),
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(|e| unreadable(e.to_string()))?;
+        let columns = ["topic", "partition", "offset"];
+        let mask = ProjectionMask::columns(builder.parquet_schema(), columns);
+        for batch in builder
+            .with_projection(mask)
+            .build()
+            .map_err(|e| unreadable(e.to_string()))?
+        {
+            let batch = batch.map_err(|e| unreadable(e.to_string()))?;
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .ok_or_else(|| unreadable(format!("no {name} column")))
+            };
+            let (topics, partitions, offsets) = (
+                column("topic")?.as_string_opt::<i32>(),
+                column("partition")?.as_primitive_opt::<Int32Type>(),
+                column("offset")?.as_primitive_opt::<Int64Type>(),
+            );
+            let (Some(topics), Some(partitions), Some(offsets)) = (topics, partitions, offsets)
+            else {
+                return Err(unreadable("unexpected column types".to_owned()));
+            };
+            for i in 0..batch.num_rows() {
+                let key = (topics.value(i).to_owned(), partitions.value(i));
+                let offset = offsets.value(i);
+                if ranges
+                    .get(&key)
+                    .is_some_and(|r| r.iter().any(|&(a, b)| offset >= a && offset < b))
+                {
+                    out.insert((key.1, offset));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The committed data files of each of `hours` of `dataset`, read through a view loaded
 /// again every [`ledger::VIEW_RELOAD`]: each hour's set comes from one view, and hours do
 /// not depend on one another.
@@ -1023,6 +1122,9 @@ struct UnitRun<'a> {
     pending_bytes: usize,
     records: u64,
     outside: u64,
+    /// Kafka: (partition, offset) of the records the dataset's dead letters already hold.
+    refused: &'a HashSet<(i32, i64)>,
+    already_dead: u64,
     event_time: String,
 }
 
@@ -1043,7 +1145,11 @@ const BATCH_RECORDS: usize = 8192;
 const BATCH_BYTES: usize = 16 << 20;
 
 impl<'a> UnitRun<'a> {
-    fn new(bf: &'a Backfill, unit: &'a Unit) -> Result<UnitRun<'a>, BackfillError> {
+    fn new(
+        bf: &'a Backfill,
+        unit: &'a Unit,
+        refused: &'a HashSet<(i32, i64)>,
+    ) -> Result<UnitRun<'a>, BackfillError> {
         let ds = &bf.ds;
         let chain_err = |reason: String| BackfillError::Chain {
             dataset: ds.name.clone(),
@@ -1096,11 +1202,20 @@ impl<'a> UnitRun<'a> {
             pending_bytes: 0,
             records: 0,
             outside: 0,
+            refused,
+            already_dead: 0,
             event_time: ds.resolved.schema.event_time.clone(),
         })
     }
 
     fn push(&mut self, record: SourceRecord) -> Result<(), BackfillError> {
+        // A record an earlier run refused stays in the dead letters: re-deriving it would
+        // put it in the table as well (see `dead_lettered_offsets`).
+        if self.refused.contains(&(record.partition, record.offset)) {
+            self.records += 1;
+            self.already_dead += 1;
+            return Ok(());
+        }
         self.pending_bytes += record.payload.len();
         self.pending.push(record);
         if self.pending.len() >= BATCH_RECORDS || self.pending_bytes >= BATCH_BYTES {
@@ -1132,12 +1247,42 @@ impl<'a> UnitRun<'a> {
         self.records += n as u64;
         let payloads: Vec<&[u8]> = batch.iter().map(|r| r.payload.as_slice()).collect();
         let decoded = self.decoder.decode(&payloads);
-        let from_kafka = matches!(self.bf.opts.source, Source::Kafka);
-        for r in &decoded.rejects {
-            if from_kafka {
-                // No event time, so no hour: the run that first read it dead-lettered it.
-                continue;
+        // Records the dead letters held were skipped in `push`: a record refused here had a
+        // row in the table until now (a stricter config: a smaller `max_record_bytes`, ...).
+        // The replace takes that row out if it lies in the range's hours, and the record
+        // then goes to the dead letters. Without an event time there is no telling which
+        // hour it lay in, so a unit whose entry also wrote hours outside the range stops.
+        if let (UnitSource::Offsets { outside_hours, .. }, Some(r)) =
+            (&self.unit.what, decoded.rejects.first())
+        {
+            let record = &batch[r.index];
+            let reason = match outside_hours {
+                Some(hours) if hours.is_empty() => None,
+                Some(hours) => Some(format!(
+                    "its entry also wrote rows to {}, outside the range, whose files stay: back-fill a range that covers them",
+                    hours.join(", ")
+                )),
+                None => Some(
+                    "the plan was recorded by an older weir, which did not note the entry's other hours: give a new --id"
+                        .to_owned(),
+                ),
+            };
+            if let Some(reason) = reason {
+                return Err(BackfillError::Source {
+                    unit: self.unit.name.clone(),
+                    reason: format!(
+                        "{} record(s) had a row and no longer decode (first: offset {}, {}: {}); \
+                         its row may be in an hour this backfill keeps, so it cannot be moved to the \
+                         dead letters without being in both: {reason}",
+                        decoded.rejects.len(),
+                        record.offset,
+                        r.error.kind.as_str(),
+                        r.error.reason
+                    ),
+                });
             }
+        }
+        for r in &decoded.rejects {
             self.dead_letter(
                 &batch[r.index],
                 "decode",

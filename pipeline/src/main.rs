@@ -469,7 +469,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                 .with_context(|| format!("backfill {}", job.id()))?;
             if !dry_run && !s.nothing_to_do {
                 println!(
-                    "backfill {}: {} units ({} already done), {} records, {} rows, {} outside the range, {} dead letters, {} files, {} bytes read, {} bytes written, {:.1} s",
+                    "backfill {}: {} units ({} already done), {} records, {} rows, {} outside the range, {} dead letters, {} records already in the dead letters (left there), {} files, {} bytes read, {} bytes written, {:.1} s",
                     s.id,
                     s.units,
                     s.units_skipped,
@@ -477,6 +477,7 @@ async fn async_main(cli: Cli) -> Result<()> {
                     s.rows,
                     s.outside_range,
                     s.dead_lettered,
+                    s.already_dead_lettered,
                     s.files,
                     s.bytes_read,
                     s.bytes_written,

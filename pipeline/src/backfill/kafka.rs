@@ -9,8 +9,10 @@
 //! be on the broker; otherwise the backfill stops naming the hours and offsets it cannot
 //! re-derive.
 //!
-//! Records that do not decode are not dead-lettered again: they have no event time, so no
-//! hour, and the run that first read them dead-lettered them.
+//! Records the dataset's dead letters already hold are left there and not read again into
+//! the table. A record that had a row but no longer decodes (a stricter config) goes to the
+//! dead letters when every hour its entry wrote is in the range; otherwise the backfill
+//! stops, as it cannot tell whether the record's row is in a file it replaces.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -46,6 +48,7 @@ pub async fn plan(
             }
         }
     }
+    let range: BTreeSet<String> = super::hours(from, to).into_iter().collect();
     let mut units = Vec::with_capacity(hours_of.len());
     for (name, hours) in hours_of {
         let Some(entry) = origins.entry_of_unit(&name).await? else {
@@ -65,10 +68,32 @@ pub async fn plan(
                 end: entry.next_offset,
                 records: entry.records,
                 hours: hours.into_iter().collect(),
+                outside_hours: Some(outside(&entry, &range)),
             },
         });
     }
     Ok(units)
+}
+
+/// The hours (`date=…/hour=…`) `entry` wrote rows to that are not in `range`; a file
+/// whose path names no hour counts as one.
+fn outside(entry: &Entry, range: &BTreeSet<String>) -> Vec<String> {
+    let hours: BTreeSet<String> = entry
+        .files
+        .iter()
+        .map(|f| {
+            let mut parts = f.path.rsplit('/').skip(1);
+            match (parts.next(), parts.next()) {
+                (Some(hour), Some(date))
+                    if hour.starts_with("hour=") && date.starts_with("date=") =>
+                {
+                    format!("{date}/{hour}")
+                }
+                _ => f.path.clone(),
+            }
+        })
+        .collect();
+    hours.into_iter().filter(|h| !range.contains(h)).collect()
 }
 
 /// The unit of a partition's entry: `<topic>@<partition>/<seq>:<start>-<end>` (the

@@ -516,6 +516,141 @@ fn a_replace_from_kafka_swaps_whole_hours_and_readers_never_see_a_mixture() {
     );
 }
 
+/// A Kafka `--replace` backfill after the config changed which records decode. Records the
+/// dead letters already hold stay there only, although they decode now (not also in the
+/// table); records that had a row and no longer decode go to the dead letters (not lost);
+/// a unit whose entry also wrote an hour outside the range stops rather than guess. Every
+/// record ends in exactly one place, checked by RayID and by offset.
+#[test]
+fn a_replace_from_kafka_after_a_config_change_keeps_each_record_in_one_place() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let with_limit = |name: &str, limit: &str| {
+        let datasets = dataset_toml("").replace(
+            "max_record_bytes = \"64KiB\"",
+            &format!("max_record_bytes = \"{limit}\""),
+        );
+        world.config(name, &kafka.bootstrap, &datasets)
+    };
+    let config = with_limit("weir.toml", "8KiB");
+    let mut weir = world.weir_run(&config, "weir.log", &[]);
+    let p = producer(&kafka.bootstrap);
+    let mut generator = HttpRequests::new(21).compact(true);
+    let mut buf = Vec::new();
+    let hour5 = DAY_START_NS + 5 * 60 * MINUTE_NS;
+    const N: i64 = 600;
+    // (offset, RayID, size kind, in hour 06). Even offsets fall in hour 05, odd ones in
+    // hour 06, so every entry of more than one record wrote both hours. Size kinds: 0
+    // ~2 KB; 1 ~5 KB (fits 8 KiB, not 4 KiB); 2 ~10 KB (refused at 8 KiB); kinds 1 and 2 in
+    // both hours.
+    let mut sent = Vec::new();
+    for i in 0..N {
+        let six = i % 2 == 1;
+        let t = hour5 + if six { 60 * MINUTE_NS } else { 0 } + (i / 2) * 12 * 1_000_000_000;
+        generator.set_event_time(t);
+        buf.clear();
+        let meta = generator.write_record(&mut buf);
+        let mut v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        let kind = match i % 10 {
+            3 | 4 => 1,
+            7 | 8 => 2,
+            _ => 0,
+        };
+        if kind > 0 {
+            v["ClientRequestUserAgent"] = "m".repeat(if kind == 1 { 5000 } else { 10000 }).into();
+        }
+        send(&p, TOPIC, 0, &serde_json::to_vec(&v).unwrap());
+        sent.push((i, ray_id_hex(meta.id), kind, six));
+    }
+    flush(&p);
+    world.wait_consumed(
+        "http_requests",
+        TOPIC,
+        &[N],
+        Duration::from_secs(120),
+        &mut weir,
+    );
+    weir.terminate();
+    let count = |sql: &str| world.query(&config, sql)[0].parse::<i64>().unwrap();
+    assert_eq!(count("SELECT count(*) FROM dead_letter"), N / 5);
+
+    // Where every record must be: RayIDs in the table, offsets in the dead letters.
+    let check = |table: Vec<&str>, dead: Vec<i64>| {
+        let mut got = world.query(&config, "SELECT \"RayID\" FROM http_requests ORDER BY 1");
+        let mut want: Vec<String> = table.into_iter().map(str::to_owned).collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got.len(), want.len(), "table rows");
+        assert_eq!(got, want, "table");
+        let got: Vec<i64> = world
+            .query(&config, "SELECT \"offset\" FROM dead_letter ORDER BY 1")
+            .iter()
+            .map(|o| o.parse().unwrap())
+            .collect();
+        let mut want = dead;
+        want.sort();
+        assert_eq!(got, want, "dead letters");
+    };
+    let ids = |f: &dyn Fn(i64, bool) -> bool| -> Vec<&str> {
+        sent.iter()
+            .filter(|(_, _, k, six)| f(*k, *six))
+            .map(|(_, id, _, _)| id.as_str())
+            .collect()
+    };
+    let offsets = |f: &dyn Fn(i64, bool) -> bool| -> Vec<i64> {
+        sent.iter()
+            .filter(|(_, _, k, six)| f(*k, *six))
+            .map(|(o, _, _, _)| *o)
+            .collect()
+    };
+    check(ids(&|k, _| k < 2), offsets(&|k, _| k == 2));
+
+    let run = |config: &Path, from: &str, to: &str, log: &str| {
+        let args = [
+            "--dataset",
+            "http_requests",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--replace",
+        ];
+        world
+            .weir_job("backfill", config, &args, log, &[])
+            .wait_timeout(Duration::from_secs(300))
+            .expect("backfill finished")
+    };
+    // 1. A larger limit: the 10 KB records decode now, and stay dead letters only.
+    let larger = with_limit("larger.toml", "64KiB");
+    let status = run(&larger, "2026-11-01T05", "2026-11-01T06", "larger.log");
+    assert!(status.success(), "{}", world.log("larger.log"));
+    assert!(
+        world
+            .log("larger.log")
+            .contains("already in the dead letters"),
+        "{}",
+        world.log("larger.log")
+    );
+    check(ids(&|k, _| k < 2), offsets(&|k, _| k == 2));
+
+    // 2. A smaller limit, hour 06 alone: its entries also wrote hour 05, which stays, so
+    // the 5 KB records refused now cannot be placed. Nothing changes.
+    let smaller = with_limit("smaller.toml", "4KiB");
+    let status = run(&smaller, "2026-11-01T06", "2026-11-01T07", "smaller-06.log");
+    assert!(!status.success(), "{}", world.log("smaller-06.log"));
+    let log = world.log("smaller-06.log");
+    assert!(
+        log.contains("no longer decode") && log.contains("hour=05"),
+        "{log}"
+    );
+    check(ids(&|k, _| k < 2), offsets(&|k, _| k == 2));
+
+    // 3. Both hours: the 5 KB records move to the dead letters, each once.
+    let status = run(&smaller, "2026-11-01T05", "2026-11-01T07", "smaller.log");
+    assert!(status.success(), "{}", world.log("smaller.log"));
+    check(ids(&|k, _| k == 0), offsets(&|k, _| k > 0));
+}
+
 fn args_rerun() -> Vec<&'static str> {
     vec![
         "--dataset",
