@@ -40,7 +40,7 @@
 //! arrival order across units (a budget sampler's per-second budget) therefore start each
 //! unit from zero: see the README.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,8 +48,7 @@ use arrow::array::{Array, AsArray, RecordBatch, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -747,7 +746,7 @@ impl Backfill {
         };
         let refused = match self.opts.source {
             Source::Kafka => dead_lettered_offsets(&self.store, &self.ds.name, units).await?,
-            Source::Archive(_) => HashSet::new(),
+            Source::Archive(_) => Refused::new(),
         };
         let archive = match &self.opts.source {
             Source::Archive(url) => Some(archive::open(&self.config, url)?),
@@ -915,6 +914,35 @@ impl Backfill {
         Ok((removed, kept))
     }
 
+    /// Refuses to publish staged dead letters of records the committed dead letters hold
+    /// already: another backfill of the same records published them after this one read
+    /// the dead letters (two backfills of one range at once, or one re-run after another
+    /// finished). Checked after the maintenance job started, so a publish that commits
+    /// after this check fences ours and the next round checks again.
+    async fn check_dead_letters_once(&self, staged: &[FileRef]) -> Result<(), BackfillError> {
+        if self.opts.source != Source::Kafka || staged.is_empty() {
+            return Ok(());
+        }
+        let Some(plan) = self.recorded_plan().await? else {
+            return Ok(());
+        };
+        let units: Vec<&Unit> = plan.units.iter().collect();
+        let ours = dead_letters_in(&self.store, staged, &ranges_of(&units)).await?;
+        let committed = dead_lettered_offsets(&self.store, &self.ds.name, &units).await?;
+        for (topic, records) in &ours {
+            if let Some((partition, offset)) = committed
+                .get(topic)
+                .and_then(|c| records.iter().find(|r| c.contains(r)))
+            {
+                return Err(BackfillError::Invalid(format!(
+                    "backfill {}: the dead letters already hold {topic} partition {partition} offset {offset}, which this backfill dead-lettered too (another backfill of these records published since this one read them); nothing was published: back-fill the range again under a new --id",
+                    self.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Commits the maintenance replace entry that puts the staged files in and the hours'
     /// old files out. Retried when another maintenance job committed first (the set of old
     /// files is then read again).
@@ -951,6 +979,7 @@ impl Backfill {
                 added.extend(data);
                 added_dead.extend(dead);
             }
+            self.check_dead_letters_once(&added_dead).await?;
             let published = Published {
                 files_added: added.len(),
                 rows_added: added.iter().map(|f| f.rows).sum(),
@@ -972,19 +1001,35 @@ impl Backfill {
     }
 }
 
-/// The (partition, offset) of every record of `units`' offset ranges that the committed
+/// Records by topic, then (partition, offset).
+type Refused = HashMap<String, HashSet<(i32, i64)>>;
+
+/// Offset ranges by topic, then partition: `[start, end)` each.
+type Ranges = BTreeMap<String, BTreeMap<i32, Vec<(i64, i64)>>>;
+
+/// The (topic, partition, offset) of every record of `units`' offset ranges that the committed
 /// dead letters of `dataset` hold: records the run that first read them refused (or an
 /// earlier backfill did). A Kafka backfill leaves them where they are: re-deriving one
 /// whose refusal no longer applies (a larger `max_record_bytes`, a fixed operator) would
 /// put it in the table while its dead letter stays, and the replace only takes data files
-/// out. Only the `topic`, `partition` and `offset` columns of the dead-letter files are
-/// read.
+/// out.
 async fn dead_lettered_offsets(
     store: &Arc<dyn ObjectStore>,
     dataset: &str,
     units: &[&Unit],
-) -> Result<HashSet<(i32, i64)>, BackfillError> {
-    let mut ranges: BTreeMap<(String, i32), Vec<(i64, i64)>> = BTreeMap::new();
+) -> Result<Refused, BackfillError> {
+    let ranges = ranges_of(units);
+    if ranges.is_empty() {
+        return Ok(Refused::new());
+    }
+    let view = CommittedView::load(store.clone(), &[dataset.to_owned()]).await?;
+    let files = view.dead_letter_files(dataset).await?;
+    dead_letters_in(store, &files, &ranges).await
+}
+
+/// topic → partition → the `[start, end)` of `units`' offset ranges.
+fn ranges_of(units: &[&Unit]) -> Ranges {
+    let mut ranges = Ranges::new();
     for unit in units {
         if let UnitSource::Offsets {
             topic,
@@ -995,37 +1040,46 @@ async fn dead_lettered_offsets(
         } = &unit.what
         {
             ranges
-                .entry((topic.clone(), *partition))
+                .entry(topic.clone())
+                .or_default()
+                .entry(*partition)
                 .or_default()
                 .push((*start, *end));
         }
     }
-    let mut out = HashSet::new();
-    if ranges.is_empty() {
-        return Ok(out);
-    }
-    let view = CommittedView::load(store.clone(), &[dataset.to_owned()]).await?;
-    for file in view.dead_letter_files(dataset).await? {
+    ranges
+}
+
+/// The records of `files` (dead-letter files) inside `ranges` (topic → partition → the
+/// ranges' `[start, end)`).
+async fn dead_letters_in(
+    store: &Arc<dyn ObjectStore>,
+    files: &[FileRef],
+    ranges: &Ranges,
+) -> Result<Refused, BackfillError> {
+    use futures::StreamExt as _;
+    let mut out = Refused::new();
+    for file in files {
         let path = object_store::path::Path::from(file.path.as_str());
-        let bytes = crate::store::get_if_exists(store, &path, "dead-letter file", 8)
-            .await?
-            .ok_or_else(|| BackfillError::Source {
-                unit: file.path.clone(),
-                reason: "a committed dead-letter file is gone (a vacuum ran meanwhile?): run the backfill again".to_owned(),
-            })?;
         let unreadable = |e: String| BackfillError::Source {
             unit: file.path.clone(),
-            reason: format!("dead-letter file does not read: {e}"),
+            reason: format!(
+                "dead-letter file does not read (a vacuum that ran meanwhile removes replaced files: run the backfill again): {e}"
+            ),
         };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        // Range reads of the footer and the three columns: the `raw` column, the records'
+        // bytes, is most of a dead-letter file and is never fetched.
+        let reader = crate::store::ParquetRanges::new(store.clone(), path, file.bytes);
+        let builder = ParquetRecordBatchStreamBuilder::new(reader)
+            .await
             .map_err(|e| unreadable(e.to_string()))?;
         let columns = ["topic", "partition", "offset"];
         let mask = ProjectionMask::columns(builder.parquet_schema(), columns);
-        for batch in builder
+        let mut batches = builder
             .with_projection(mask)
             .build()
-            .map_err(|e| unreadable(e.to_string()))?
-        {
+            .map_err(|e| unreadable(e.to_string()))?;
+        while let Some(batch) = batches.next().await {
             let batch = batch.map_err(|e| unreadable(e.to_string()))?;
             let column = |name: &str| {
                 batch
@@ -1042,13 +1096,16 @@ async fn dead_lettered_offsets(
                 return Err(unreadable("unexpected column types".to_owned()));
             };
             for i in 0..batch.num_rows() {
-                let key = (topics.value(i).to_owned(), partitions.value(i));
-                let offset = offsets.value(i);
+                let (topic, partition, offset) =
+                    (topics.value(i), partitions.value(i), offsets.value(i));
                 if ranges
-                    .get(&key)
+                    .get(topic)
+                    .and_then(|p| p.get(&partition))
                     .is_some_and(|r| r.iter().any(|&(a, b)| offset >= a && offset < b))
                 {
-                    out.insert((key.1, offset));
+                    out.entry(topic.to_owned())
+                        .or_default()
+                        .insert((partition, offset));
                 }
             }
         }
@@ -1122,8 +1179,8 @@ struct UnitRun<'a> {
     pending_bytes: usize,
     records: u64,
     outside: u64,
-    /// Kafka: (partition, offset) of the records the dataset's dead letters already hold.
-    refused: &'a HashSet<(i32, i64)>,
+    /// Kafka: the records the dataset's dead letters already hold.
+    refused: &'a Refused,
     already_dead: u64,
     event_time: String,
 }
@@ -1148,7 +1205,7 @@ impl<'a> UnitRun<'a> {
     fn new(
         bf: &'a Backfill,
         unit: &'a Unit,
-        refused: &'a HashSet<(i32, i64)>,
+        refused: &'a Refused,
     ) -> Result<UnitRun<'a>, BackfillError> {
         let ds = &bf.ds;
         let chain_err = |reason: String| BackfillError::Chain {
@@ -1211,7 +1268,11 @@ impl<'a> UnitRun<'a> {
     fn push(&mut self, record: SourceRecord) -> Result<(), BackfillError> {
         // A record an earlier run refused stays in the dead letters: re-deriving it would
         // put it in the table as well (see `dead_lettered_offsets`).
-        if self.refused.contains(&(record.partition, record.offset)) {
+        if self
+            .refused
+            .get(&record.origin)
+            .is_some_and(|r| r.contains(&(record.partition, record.offset)))
+        {
             self.records += 1;
             self.already_dead += 1;
             return Ok(());

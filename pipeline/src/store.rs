@@ -344,6 +344,54 @@ impl ObjectStore for SortedLocal {
     }
 }
 
+/// A Parquet file in the object store read by ranges (the footer, then the column chunks a
+/// reader asks for), each read retried as [`retry`] does.
+pub struct ParquetRanges {
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+    size: u64,
+}
+
+impl ParquetRanges {
+    /// `size`: the file's length in bytes, as its ledger entry records it.
+    pub fn new(store: Arc<dyn ObjectStore>, path: object_store::path::Path, size: u64) -> Self {
+        ParquetRanges { store, path, size }
+    }
+}
+
+impl parquet::arrow::async_reader::AsyncFileReader for ParquetRanges {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        Box::pin(async move {
+            retry("parquet range", 8, || {
+                let (store, path, range) = (self.store.clone(), self.path.clone(), range.clone());
+                async move { object_store::ObjectStoreExt::get_range(&store, &path, range).await }
+            })
+            .await
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a parquet::arrow::arrow_reader::ArrowReaderOptions>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        parquet::errors::Result<Arc<parquet::file::metadata::ParquetMetaData>>,
+    > {
+        Box::pin(async move {
+            let size = self.size;
+            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
