@@ -519,8 +519,10 @@ fn a_replace_from_kafka_swaps_whole_hours_and_readers_never_see_a_mixture() {
 /// A Kafka `--replace` backfill after the config changed which records decode. Records the
 /// dead letters already hold stay there only, although they decode now (not also in the
 /// table); records that had a row and no longer decode go to the dead letters (not lost);
-/// a unit whose entry also wrote an hour outside the range stops rather than guess. Every
-/// record ends in exactly one place, checked by RayID and by offset.
+/// a unit whose entry also wrote an hour outside the range stops rather than guess; a
+/// backfill whose staged dead letters another backfill published meanwhile does not
+/// publish them again. Every record ends in exactly one place, checked by RayID and by
+/// offset after each step.
 #[test]
 fn a_replace_from_kafka_after_a_config_change_keeps_each_record_in_one_place() {
     let world = World::new();
@@ -646,9 +648,85 @@ fn a_replace_from_kafka_after_a_config_change_keeps_each_record_in_one_place() {
     );
     check(ids(&|k, _| k < 2), offsets(&|k, _| k == 2));
 
-    // 3. Both hours: the 5 KB records move to the dead letters, each once.
+    // 3. Both hours: the 5 KB records move to the dead letters, each once. First a
+    // backfill under its own id is killed after staging every unit (the failpoint fires
+    // after its last unit's entry, before the publish), then another id does the same
+    // work and publishes.
+    let units = world.query(
+        &smaller,
+        &format!(
+            "SELECT count(*) FROM commits WHERE kind = 'append' AND topic = '{TOPIC}' AND files > 0"
+        ),
+    )[0]
+    .clone();
+    let first = ["--id", "first"];
+    let killed = world
+        .weir_job(
+            "backfill",
+            &smaller,
+            &[
+                &[
+                    "--dataset",
+                    "http_requests",
+                    "--from",
+                    "2026-11-01T05",
+                    "--to",
+                    "2026-11-01T07",
+                    "--replace",
+                ][..],
+                &first,
+            ]
+            .concat(),
+            "first.log",
+            &[("WEIR_FAILPOINT", &format!("after-ledger:{units}"))],
+        )
+        .wait_timeout(Duration::from_secs(300))
+        .expect("backfill finished");
+    assert!(
+        !killed.success(),
+        "the failpoint did not fire\n{}",
+        world.log("first.log")
+    );
+    let staged = world.query(
+        &smaller,
+        "SELECT sum(dead_letters) FROM commits WHERE topic = '@staged.first'",
+    );
+    assert_eq!(
+        staged,
+        vec![(N / 5).to_string()],
+        "the killed backfill staged every 5 KB record"
+    );
+    check(ids(&|k, _| k < 2), offsets(&|k, _| k == 2));
     let status = run(&smaller, "2026-11-01T05", "2026-11-01T07", "smaller.log");
     assert!(status.success(), "{}", world.log("smaller.log"));
+    check(ids(&|k, _| k == 0), offsets(&|k, _| k > 0));
+
+    // 4. The killed id, run again, would publish the same dead letters a second time: it
+    // refuses, and nothing changes.
+    let again = world
+        .weir_job(
+            "backfill",
+            &smaller,
+            &[
+                &[
+                    "--dataset",
+                    "http_requests",
+                    "--from",
+                    "2026-11-01T05",
+                    "--to",
+                    "2026-11-01T07",
+                    "--replace",
+                ][..],
+                &first,
+            ]
+            .concat(),
+            "first-again.log",
+            &[],
+        )
+        .wait_timeout(Duration::from_secs(300))
+        .expect("backfill finished");
+    let log = world.log("first-again.log");
+    assert!(!again.success() && log.contains("already hold"), "{log}");
     check(ids(&|k, _| k == 0), offsets(&|k, _| k > 0));
 }
 
