@@ -49,7 +49,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -458,31 +458,10 @@ async fn footer_schema(
     store: &Arc<dyn ObjectStore>,
     file: &FileRef,
 ) -> Result<arrow::datatypes::Schema, String> {
-    use parquet::file::FOOTER_SIZE;
-    use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+    use parquet::arrow::async_reader::AsyncFileReader as _;
     let path = object_store::path::Path::from(file.path.as_str());
-    let get = |range: std::ops::Range<u64>| {
-        let path = &path;
-        crate::store::retry("compaction footer", 8, move || {
-            let (store, path, range) = (store.clone(), path.clone(), range.clone());
-            async move { store.get_range(&path, range).await }
-        })
-    };
-    let size = file.bytes;
-    if size < (FOOTER_SIZE * 2) as u64 {
-        return Err(format!("{size} bytes is too small for a parquet file"));
-    }
-    let tail = get(size - FOOTER_SIZE as u64..size)
-        .await
-        .map_err(|e| e.to_string())?;
-    let tail = FooterTail::try_from(tail.as_ref()).map_err(|e| e.to_string())?;
-    let length = tail.metadata_length() as u64;
-    let end = size - FOOTER_SIZE as u64;
-    if length > end {
-        return Err(format!("footer of {length} bytes in a file of {size}"));
-    }
-    let footer = get(end - length..end).await.map_err(|e| e.to_string())?;
-    let metadata = ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| e.to_string())?;
+    let mut reader = crate::store::ParquetRanges::new(store.clone(), path, file.bytes);
+    let metadata = reader.get_metadata(None).await.map_err(|e| e.to_string())?;
     let file_metadata = metadata.file_metadata();
     parquet::arrow::parquet_to_arrow_schema(
         file_metadata.schema_descr(),
@@ -649,6 +628,7 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use object_store::ObjectStoreExt;
     use object_store::memory::InMemory;
     use object_store::{PutPayload, path::Path};
 

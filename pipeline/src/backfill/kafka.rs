@@ -75,23 +75,13 @@ pub async fn plan(
     Ok(units)
 }
 
-/// The hours (`date=…/hour=…`) `entry` wrote rows to that are not in `range`; a file
-/// whose path names no hour counts as one.
+/// The hours (`date=…/hour=…`, the ledger's buckets) `entry` wrote rows to that are not in
+/// `range`.
 fn outside(entry: &Entry, range: &BTreeSet<String>) -> Vec<String> {
     let hours: BTreeSet<String> = entry
         .files
         .iter()
-        .map(|f| {
-            let mut parts = f.path.rsplit('/').skip(1);
-            match (parts.next(), parts.next()) {
-                (Some(hour), Some(date))
-                    if hour.starts_with("hour=") && date.starts_with("date=") =>
-                {
-                    format!("{date}/{hour}")
-                }
-                _ => f.path.clone(),
-            }
-        })
+        .map(|f| ledger::bucket_of(&entry.dataset, &f.path))
         .collect();
     hours.into_iter().filter(|h| !range.contains(h)).collect()
 }

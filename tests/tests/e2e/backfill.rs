@@ -607,24 +607,33 @@ fn a_replace_from_kafka_after_a_config_change_keeps_each_record_in_one_place() {
     };
     check(ids(&|k, _| k < 2), offsets(&|k, _| k == 2));
 
-    let run = |config: &Path, from: &str, to: &str, log: &str| {
-        let args = [
-            "--dataset",
-            "http_requests",
-            "--from",
-            from,
-            "--to",
-            to,
-            "--replace",
-        ];
-        world
-            .weir_job("backfill", config, &args, log, &[])
-            .wait_timeout(Duration::from_secs(300))
-            .expect("backfill finished")
-    };
+    let run =
+        |config: &Path, from: &str, to: &str, log: &str, id: &[&str], env: &[(&str, &str)]| {
+            let mut args = vec![
+                "--dataset",
+                "http_requests",
+                "--from",
+                from,
+                "--to",
+                to,
+                "--replace",
+            ];
+            args.extend_from_slice(id);
+            world
+                .weir_job("backfill", config, &args, log, env)
+                .wait_timeout(Duration::from_secs(300))
+                .expect("backfill finished")
+        };
     // 1. A larger limit: the 10 KB records decode now, and stay dead letters only.
     let larger = with_limit("larger.toml", "64KiB");
-    let status = run(&larger, "2026-11-01T05", "2026-11-01T06", "larger.log");
+    let status = run(
+        &larger,
+        "2026-11-01T05",
+        "2026-11-01T06",
+        "larger.log",
+        &[],
+        &[],
+    );
     assert!(status.success(), "{}", world.log("larger.log"));
     let log = world.log("larger.log");
     let kept: u64 = log
@@ -639,7 +648,14 @@ fn a_replace_from_kafka_after_a_config_change_keeps_each_record_in_one_place() {
     // 2. A smaller limit, hour 06 alone: its entries also wrote hour 05, which stays, so
     // the 5 KB records refused now cannot be placed. Nothing changes.
     let smaller = with_limit("smaller.toml", "4KiB");
-    let status = run(&smaller, "2026-11-01T06", "2026-11-01T07", "smaller-06.log");
+    let status = run(
+        &smaller,
+        "2026-11-01T06",
+        "2026-11-01T07",
+        "smaller-06.log",
+        &[],
+        &[],
+    );
     assert!(!status.success(), "{}", world.log("smaller-06.log"));
     let log = world.log("smaller-06.log");
     assert!(
@@ -660,28 +676,15 @@ fn a_replace_from_kafka_after_a_config_change_keeps_each_record_in_one_place() {
     )[0]
     .clone();
     let first = ["--id", "first"];
-    let killed = world
-        .weir_job(
-            "backfill",
-            &smaller,
-            &[
-                &[
-                    "--dataset",
-                    "http_requests",
-                    "--from",
-                    "2026-11-01T05",
-                    "--to",
-                    "2026-11-01T07",
-                    "--replace",
-                ][..],
-                &first,
-            ]
-            .concat(),
-            "first.log",
-            &[("WEIR_FAILPOINT", &format!("after-ledger:{units}"))],
-        )
-        .wait_timeout(Duration::from_secs(300))
-        .expect("backfill finished");
+    let failpoint = format!("after-ledger:{units}");
+    let killed = run(
+        &smaller,
+        "2026-11-01T05",
+        "2026-11-01T07",
+        "first.log",
+        &first,
+        &[("WEIR_FAILPOINT", &failpoint)],
+    );
     assert!(
         !killed.success(),
         "the failpoint did not fire\n{}",
@@ -697,34 +700,27 @@ fn a_replace_from_kafka_after_a_config_change_keeps_each_record_in_one_place() {
         "the killed backfill staged every 5 KB record"
     );
     check(ids(&|k, _| k < 2), offsets(&|k, _| k == 2));
-    let status = run(&smaller, "2026-11-01T05", "2026-11-01T07", "smaller.log");
+    let status = run(
+        &smaller,
+        "2026-11-01T05",
+        "2026-11-01T07",
+        "smaller.log",
+        &[],
+        &[],
+    );
     assert!(status.success(), "{}", world.log("smaller.log"));
     check(ids(&|k, _| k == 0), offsets(&|k, _| k > 0));
 
     // 4. The killed id, run again, would publish the same dead letters a second time: it
     // refuses, and nothing changes.
-    let again = world
-        .weir_job(
-            "backfill",
-            &smaller,
-            &[
-                &[
-                    "--dataset",
-                    "http_requests",
-                    "--from",
-                    "2026-11-01T05",
-                    "--to",
-                    "2026-11-01T07",
-                    "--replace",
-                ][..],
-                &first,
-            ]
-            .concat(),
-            "first-again.log",
-            &[],
-        )
-        .wait_timeout(Duration::from_secs(300))
-        .expect("backfill finished");
+    let again = run(
+        &smaller,
+        "2026-11-01T05",
+        "2026-11-01T07",
+        "first-again.log",
+        &first,
+        &[],
+    );
     let log = world.log("first-again.log");
     assert!(!again.success() && log.contains("already hold"), "{log}");
     check(ids(&|k, _| k == 0), offsets(&|k, _| k > 0));
