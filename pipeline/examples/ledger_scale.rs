@@ -199,6 +199,7 @@ async fn fill(
                         rows: 100,
                         bytes,
                         newest_written: None,
+                        offsets: None,
                     }],
                     dead_letters: vec![],
                     removed: vec![],

@@ -51,7 +51,7 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use weir_operators::{Chain, SecretSource};
 use weir_schemas::{BatchDecoder, DecoderOptions};
 
@@ -1050,6 +1050,19 @@ fn ranges_of(units: &[&Unit]) -> Ranges {
     ranges
 }
 
+/// Whether `file` (a dead-letter file) may hold a record inside `ranges`.
+fn meets(file: &FileRef, ranges: &Ranges) -> bool {
+    let Some(spans) = &file.offsets else {
+        return true;
+    };
+    spans.iter().any(|s| {
+        ranges
+            .get(&s.topic)
+            .and_then(|p| p.get(&s.partition))
+            .is_some_and(|r| r.iter().any(|&(a, b)| s.first < b && s.last >= a))
+    })
+}
+
 /// The records of `files` (dead-letter files) inside `ranges` (topic → partition → the
 /// ranges' `[start, end)`).
 async fn dead_letters_in(
@@ -1059,7 +1072,15 @@ async fn dead_letters_in(
 ) -> Result<Refused, BackfillError> {
     use futures::StreamExt as _;
     let mut out = Refused::new();
-    for file in files {
+    // Only the files whose recorded spans meet a range are opened (a file named before
+    // spans were recorded always is): the read follows the units, not the history.
+    let meeting: Vec<&FileRef> = files.iter().filter(|f| meets(f, ranges)).collect();
+    debug!(
+        files = files.len(),
+        read = meeting.len(),
+        "dead-letter files whose offsets may meet the backfill's ranges"
+    );
+    for file in meeting {
         let path = object_store::path::Path::from(file.path.as_str());
         let unreadable = |e: String| BackfillError::Source {
             unit: file.path.clone(),
@@ -1489,6 +1510,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::ObjectStoreExt as _;
 
     #[test]
     fn times_are_hours_or_rfc3339_on_the_hour() {
@@ -1541,6 +1563,101 @@ mod tests {
                 "date=2026-12-05/hour=00"
             ]
         );
+    }
+
+    /// A dead-letter file is opened only when its spans meet the ranges: files outside
+    /// them are never read (here they do not even exist), files without spans always are.
+    #[tokio::test]
+    async fn dead_letters_are_read_only_from_files_that_meet_the_ranges() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let letter = |topic: &str, partition: i32, offset: i64| DeadLetter {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            kafka_timestamp: None,
+            stage: "decode".to_owned(),
+            error_kind: "invalid_json".to_owned(),
+            error: "bad".to_owned(),
+            raw: b"{".to_vec(),
+        };
+        let mut written = Vec::new();
+        for (name, letters) in [
+            (
+                "a",
+                vec![letter("t", 0, 10), letter("t", 0, 20), letter("u", 0, 30)],
+            ),
+            ("b", vec![letter("t", 1, 17)]),
+        ] {
+            let mut buffer = DeadLetterBuffer::default();
+            for l in letters {
+                buffer.push(l);
+            }
+            let file = buffer.close("ds", name).unwrap().unwrap();
+            store
+                .put(&file.path.as_str().into(), file.bytes.clone())
+                .await
+                .unwrap();
+            written.push(file.file_ref());
+        }
+        let (a, b) = (written[0].clone(), written[1].clone());
+        assert_eq!(
+            a.offsets.as_ref().unwrap(),
+            &[
+                ledger::OffsetSpan {
+                    topic: "t".into(),
+                    partition: 0,
+                    first: 10,
+                    last: 20
+                },
+                ledger::OffsetSpan {
+                    topic: "u".into(),
+                    partition: 0,
+                    first: 30,
+                    last: 30
+                },
+            ]
+        );
+        let missing = |name: &str, offsets| FileRef {
+            path: format!("_weir/dead_letter/ds/{name}"),
+            rows: 1,
+            bytes: 100,
+            newest_written: None,
+            offsets,
+        };
+        let beyond = missing(
+            "beyond",
+            Some(vec![ledger::OffsetSpan {
+                topic: "t".into(),
+                partition: 0,
+                first: 50,
+                last: 90,
+            }]),
+        );
+        let ranges: Ranges = [("t".to_owned(), [(0, vec![(15, 50)])].into())].into();
+        let found = dead_letters_in(&store, &[a.clone(), b.clone(), beyond.clone()], &ranges)
+            .await
+            .unwrap();
+        assert_eq!(found, [("t".to_owned(), [(0, 20)].into())].into());
+        // The span's last offset is inside the range: the file is read (and fails).
+        let ranges: Ranges = [("t".to_owned(), [(0, vec![(90, 95)])].into())].into();
+        assert!(dead_letters_in(&store, &[beyond], &ranges).await.is_err());
+        // A file named before spans were recorded may hold anything.
+        let ranges: Ranges = [("t".to_owned(), [(0, vec![(15, 50)])].into())].into();
+        assert!(
+            dead_letters_in(&store, &[a.clone(), missing("old", None)], &ranges)
+                .await
+                .is_err()
+        );
+        // Merged files carry their inputs' spans, or none when an input has none.
+        let merged = ledger::OffsetSpan::merged([&a, &b]).unwrap();
+        assert_eq!(
+            merged
+                .iter()
+                .map(|s| (s.topic.as_str(), s.partition, s.first, s.last))
+                .collect::<Vec<_>>(),
+            [("t", 0, 10, 20), ("t", 1, 17, 17), ("u", 0, 30, 30)]
+        );
+        assert!(ledger::OffsetSpan::merged([&a, &missing("old", None)]).is_none());
     }
 
     #[test]

@@ -615,6 +615,7 @@ fn close(
         path: format!("{dir}/{}", output_name(seq, epoch, n)),
         rows,
         bytes: file.into_payload(),
+        offsets: None,
     })
 }
 
@@ -676,6 +677,7 @@ mod tests {
             rows: ids.len() as u64,
             bytes,
             newest_written: None,
+            offsets: None,
         }
     }
 
@@ -788,6 +790,7 @@ mod tests {
             rows: 1,
             bytes,
             newest_written: newest.map(at),
+            offsets: None,
         };
         let files = || {
             vec![

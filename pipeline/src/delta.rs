@@ -730,6 +730,7 @@ mod tests {
             rows,
             bytes: 100 * rows,
             newest_written: None,
+            offsets: None,
         }
     }
 
@@ -1084,6 +1085,7 @@ mod tests {
             rows: 3,
             bytes: 300,
             newest_written: None,
+            offsets: None,
         };
         let mut first = entry("cf.http", 0, 1, vec![file(0, "a", 1)]);
         first.dead_letters = vec![dead("d1")];

@@ -212,6 +212,59 @@ pub struct FileRef {
     /// every other file: its object's last-modified time is its age.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest_written: Option<chrono::DateTime<chrono::Utc>>,
+    /// Dead-letter files only: which records the file may hold, as the lowest and highest
+    /// offset of each topic and partition in it (a merged file carries its inputs' spans).
+    /// A Kafka backfill reads only the dead-letter files whose spans meet its ranges, so
+    /// its cost follows the range and not the dead letters' history. `None` for data files
+    /// and for dead-letter files named before spans were recorded: those may hold anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets: Option<Vec<OffsetSpan>>,
+}
+
+/// The offsets of one topic and partition a dead-letter file holds: `first..=last`, with
+/// no claim that every offset in between is in it. An archive's dead letters use the
+/// archive file as `topic`, `-1` as `partition` and line numbers as offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OffsetSpan {
+    pub topic: String,
+    pub partition: i32,
+    pub first: i64,
+    pub last: i64,
+}
+
+impl OffsetSpan {
+    /// The spans of `records` (topic, partition, offset), one per topic and partition,
+    /// sorted by topic and partition.
+    pub fn of<'a>(records: impl IntoIterator<Item = (&'a str, i32, i64)>) -> Vec<OffsetSpan> {
+        let mut spans: BTreeMap<(&str, i32), (i64, i64)> = BTreeMap::new();
+        for (topic, partition, offset) in records {
+            let span = spans.entry((topic, partition)).or_insert((offset, offset));
+            span.0 = span.0.min(offset);
+            span.1 = span.1.max(offset);
+        }
+        spans
+            .into_iter()
+            .map(|((topic, partition), (first, last))| OffsetSpan {
+                topic: topic.to_owned(),
+                partition,
+                first,
+                last,
+            })
+            .collect()
+    }
+
+    /// The spans of files merged into one: `None` when any of them has none (it may hold
+    /// anything, and so may the merged file).
+    pub fn merged<'a>(files: impl IntoIterator<Item = &'a FileRef>) -> Option<Vec<OffsetSpan>> {
+        let mut all = Vec::new();
+        for f in files {
+            for s in f.offsets.as_ref()? {
+                all.push((s.topic.as_str(), s.partition, s.first));
+                all.push((s.topic.as_str(), s.partition, s.last));
+            }
+        }
+        Some(OffsetSpan::of(all))
+    }
 }
 
 impl FileRef {
@@ -1421,6 +1474,7 @@ mod tests {
                     rows: 1,
                     bytes: 1,
                     newest_written: None,
+                    offsets: None,
                 })
                 .collect(),
             dead_letters: vec![],
@@ -1438,6 +1492,33 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let l = PartitionLedger::new(store.clone(), "ds", "t", 0);
         (store, l)
+    }
+
+    /// A dead-letter file's spans survive the ledger's JSON; a file named without them (an
+    /// older weir, a data file) reads as one that may hold anything, and writes no key.
+    #[test]
+    fn offset_spans_are_optional_in_the_json() {
+        let spans = OffsetSpan::of([("t", 1, 40), ("t", 0, 7), ("t", 1, 12), ("t", 0, 9)]);
+        assert_eq!(
+            spans
+                .iter()
+                .map(|s| (s.partition, s.first, s.last))
+                .collect::<Vec<_>>(),
+            [(0, 7, 9), (1, 12, 40)]
+        );
+        let with = FileRef {
+            path: "_weir/dead_letter/ds/x.parquet".into(),
+            rows: 4,
+            bytes: 10,
+            newest_written: None,
+            offsets: Some(spans),
+        };
+        let json = serde_json::to_string(&with).unwrap();
+        assert_eq!(serde_json::from_str::<FileRef>(&json).unwrap(), with);
+        let old = r#"{"path":"_weir/dead_letter/ds/y.parquet","rows":1,"bytes":2}"#;
+        let without: FileRef = serde_json::from_str(old).unwrap();
+        assert_eq!(without.offsets, None);
+        assert_eq!(serde_json::to_string(&without).unwrap(), old);
     }
 
     #[tokio::test]
@@ -1567,6 +1648,7 @@ mod tests {
                 rows: 1,
                 bytes: 1,
                 newest_written: None,
+                offsets: None,
             });
             l.commit(&e).await.unwrap();
             if seq % 3 == 0 {

@@ -24,7 +24,9 @@ use tracing::{Instrument as _, info, warn};
 
 use crate::commit::{Attempt, Outcome, Protocol};
 use crate::config::Config;
-use crate::ledger::{self, Entry, FileRef, LEDGER_VERSION, LedgerError, PartitionLedger};
+use crate::ledger::{
+    self, Entry, FileRef, LEDGER_VERSION, LedgerError, OffsetSpan, PartitionLedger,
+};
 use crate::sink::parquet::ClosedFile;
 use crate::store::retry;
 
@@ -228,6 +230,9 @@ impl Job {
             .iter()
             .map(|f| FileRef {
                 newest_written: Some(newest_written),
+                // What one output holds of the inputs is not tracked: each carries the
+                // spans of them all.
+                offsets: OffsetSpan::merged(&removed),
                 ..f.file_ref()
             })
             .collect();

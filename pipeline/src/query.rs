@@ -658,6 +658,7 @@ mod tests {
                 rows: 2,
                 bytes,
                 newest_written: None,
+                offsets: None,
             })
             .collect();
         Entry {
@@ -805,6 +806,7 @@ mod tests {
             rows: 2,
             bytes: bytes.len() as u64,
             newest_written: None,
+            offsets: None,
         }];
         first.rows = 2;
         let ledger = PartitionLedger::new(store.clone(), "dns_logs", "dns", 0);
@@ -935,6 +937,7 @@ mod timestamp_unit_tests {
             rows: 1,
             bytes: bytes.len() as u64,
             newest_written: None,
+            offsets: None,
         };
         (bytes, f)
     }

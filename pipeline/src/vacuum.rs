@@ -397,6 +397,7 @@ mod tests {
             rows: 1,
             bytes: 1,
             newest_written: None,
+            offsets: None,
         };
         let entry = ledger::Entry {
             version: ledger::LEDGER_VERSION,

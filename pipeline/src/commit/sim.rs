@@ -425,6 +425,7 @@ async fn writer(
                 path,
                 rows: (range.end - range.start) as u64,
                 bytes: PutPayload::from(content(range)),
+                offsets: None,
             })
             .collect();
         let entry = Entry {
@@ -448,6 +449,7 @@ async fn writer(
                     rows: f.rows,
                     bytes: f.bytes.content_length() as u64,
                     newest_written: None,
+                    offsets: None,
                 })
                 .collect(),
             dead_letters: vec![],

@@ -391,6 +391,7 @@ mod tests {
             rows,
             bytes: 10,
             newest_written: None,
+            offsets: None,
         }
     }
 

@@ -18,6 +18,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::parquet::ClosedFile;
+use crate::ledger::OffsetSpan;
 
 /// One refused record.
 #[derive(Debug, Clone)]
@@ -107,6 +108,11 @@ impl DeadLetterBuffer {
         let letters = std::mem::take(&mut self.letters);
         self.bytes = 0;
         let n = letters.len();
+        let offsets = OffsetSpan::of(
+            letters
+                .iter()
+                .map(|l| (l.topic.as_str(), l.partition, l.offset)),
+        );
         let mut ds = StringBuilder::new();
         let mut topic = StringBuilder::new();
         let mut partition = Int32Builder::with_capacity(n);
@@ -152,6 +158,7 @@ impl DeadLetterBuffer {
             path: Self::path(dataset, file),
             rows: n as u64,
             bytes: object_store::PutPayload::from(buf),
+            offsets: Some(offsets),
         }))
     }
 }

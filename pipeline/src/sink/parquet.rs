@@ -94,6 +94,8 @@ pub struct ClosedFile {
     pub rows: u64,
     /// The file's bytes, in the chunks they were written in.
     pub bytes: PutPayload,
+    /// Dead-letter files: the records' offsets ([`crate::ledger::FileRef::offsets`]).
+    pub offsets: Option<Vec<crate::ledger::OffsetSpan>>,
 }
 
 impl ClosedFile {
@@ -104,6 +106,7 @@ impl ClosedFile {
             rows: self.rows,
             bytes: self.bytes.content_length() as u64,
             newest_written: None,
+            offsets: self.offsets.clone(),
         }
     }
 }
@@ -679,6 +682,7 @@ impl PartitionWriter {
             path: format!("{}/{}/{file}", self.dataset, hive_dir(bucket)),
             rows,
             bytes: buf.into_payload(),
+            offsets: None,
         })
     }
 
