@@ -209,6 +209,7 @@ async fn fill(
                     takeover: false,
                     units: Vec::new(),
                     backfill: None,
+                    abandoned: false,
                 };
                 ledger.commit(&entry).await?;
                 if seq % CHECKPOINT_EVERY == 0 {

@@ -15,6 +15,8 @@
 //!                                            ─▶ one ledger entry naming the unit
 //!  --replace, once every unit is done:       one maintenance replace entry: the staged files
 //!                                            in, the hours' old files out
+//!  --abandon (instead, never both):          one maintenance entry naming no files; vacuum
+//!                                            deletes the staged files
 //! ```
 //!
 //! **Streams.** A backfill commits to ledger streams of its own, one per shard:
@@ -448,14 +450,9 @@ impl Backfill {
         Ok(done)
     }
 
-    /// Whether a maintenance entry already published this (`--replace`) backfill.
-    async fn published(&self) -> Result<bool, BackfillError> {
-        let jobs = PartitionLedger::maintenance(self.store.clone(), &self.ds.name);
-        Ok(jobs
-            .entries()
-            .await?
-            .iter()
-            .any(|(e, _)| e.backfill.as_deref() == Some(self.id.as_str())))
+    /// What the maintenance stream says became of this (`--replace`) backfill.
+    async fn fate(&self) -> Result<Fate, BackfillError> {
+        fate_of(&self.store, &self.ds.name, &self.id).await
     }
 
     /// Every unit of the whole backfill (all shards), sorted by name.
@@ -594,13 +591,19 @@ impl Backfill {
             ..Summary::default()
         };
         let (shard, replace) = (self.opts.shard, self.opts.replace);
-        if replace && self.published().await? {
-            say(&format!(
-                "backfill {} is already published: nothing to do",
-                self.id
-            ));
-            summary.nothing_to_do = true;
-            return Ok(summary);
+        if replace {
+            match self.fate().await? {
+                Fate::Pending => {}
+                Fate::Published => {
+                    say(&format!(
+                        "backfill {} is already published: nothing to do",
+                        self.id
+                    ));
+                    summary.nothing_to_do = true;
+                    return Ok(summary);
+                }
+                Fate::Abandoned => return Err(abandoned(&self.id)),
+            }
         }
         let plan = self.plan_once().await?.units;
         if let Source::Kafka = self.opts.source
@@ -827,6 +830,7 @@ impl Backfill {
                 takeover: false,
                 units: vec![unit.name.clone()],
                 backfill: None,
+                abandoned: false,
             };
             let (rows, dead_lettered, files) = (entry.rows, entry.dead_lettered, entry.files.len());
             let mut all = data;
@@ -961,12 +965,17 @@ impl Backfill {
                 &self.opts.writer,
             )
             .await?;
-            if self.published().await? {
-                say(&format!(
-                    "backfill {} was published by another shard",
-                    self.id
-                ));
-                return Ok(Published::default());
+            // Read after the job started: an entry committed after this read fences ours.
+            match self.fate().await? {
+                Fate::Pending => {}
+                Fate::Published => {
+                    say(&format!(
+                        "backfill {} was published by another shard",
+                        self.id
+                    ));
+                    return Ok(Published::default());
+                }
+                Fate::Abandoned => return Err(abandoned(&self.id)),
             }
             let (removed, kept) = self.old_files(done, false).await?;
             if !kept.is_empty() {
@@ -999,6 +1008,125 @@ impl Backfill {
             }
         }
     }
+}
+
+/// What became of a `--replace` backfill, by the maintenance stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Neither published nor abandoned: its staged units wait for the last shard.
+    Pending,
+    Published,
+    /// `weir backfill --abandon`: its staged files never enter the table.
+    Abandoned,
+}
+
+/// What the maintenance stream of `dataset` says became of backfill `id` (the first entry
+/// that names it decides: publishing and abandoning each refuse once the other is there).
+async fn fate_of(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+    id: &str,
+) -> Result<Fate, BackfillError> {
+    let jobs = PartitionLedger::maintenance(store.clone(), dataset);
+    Ok(jobs
+        .entries()
+        .await?
+        .iter()
+        .find(|(e, _)| e.backfill.as_deref() == Some(id))
+        .map_or(Fate::Pending, |(e, _)| {
+            if e.abandoned {
+                Fate::Abandoned
+            } else {
+                Fate::Published
+            }
+        }))
+}
+
+fn abandoned(id: &str) -> BackfillError {
+    BackfillError::Invalid(format!(
+        "backfill {id} was abandoned (weir backfill --abandon): it can neither run nor publish again; give a new --id"
+    ))
+}
+
+/// What `weir backfill --abandon` found and did.
+#[derive(Debug, Default, Clone)]
+pub struct Abandoned {
+    /// Already abandoned by an earlier run: nothing was committed.
+    pub already: bool,
+    /// The staged units, data files and dead-letter files `weir vacuum` now deletes.
+    pub units: usize,
+    pub files: usize,
+    pub dead_letter_files: usize,
+}
+
+/// `weir backfill --abandon`: gives up `--replace` backfill `id` of `dataset` before it is
+/// published. One maintenance entry records it, so it is ordered with the backfill's own
+/// publication (whichever commits first stands, the other refuses), with compaction and
+/// with vacuum. The staged files never enter the table; `weir vacuum` deletes them (dead
+/// letters included) once `retention.grace` has passed since.
+pub async fn abandon(
+    config: &Config,
+    store: Arc<dyn ObjectStore>,
+    dataset: &str,
+    id: &str,
+    writer: &str,
+) -> Result<Abandoned, BackfillError> {
+    check_id(id).map_err(BackfillError::Invalid)?;
+    let path = object_store::path::Path::from(plan_path(dataset, id));
+    let Some(bytes) = crate::store::get_if_exists(&store, &path, "backfill plan", 8).await? else {
+        return Err(BackfillError::Invalid(format!(
+            "no backfill {id} of {dataset} was planned ({path} does not exist): nothing to abandon"
+        )));
+    };
+    let plan: Plan = serde_json::from_slice(&bytes)
+        .map_err(|e| BackfillError::Invalid(format!("{path} does not parse: {e}")))?;
+    if !plan.replace {
+        return Err(BackfillError::Invalid(format!(
+            "backfill {id} adds rows (it was planned without --replace): the rows of its finished units are in the table already, and there is nothing staged to abandon"
+        )));
+    }
+    const ATTEMPTS: u32 = 5;
+    let mut round = 1;
+    loop {
+        let mut job = Job::start(config, dataset, store.clone(), writer).await?;
+        match fate_of(&store, dataset, id).await? {
+            Fate::Pending => {}
+            Fate::Published => {
+                return Err(BackfillError::Invalid(format!(
+                    "backfill {id} is published: its rows are in the table, and there is nothing to abandon (a new --replace backfill of the hours replaces them)"
+                )));
+            }
+            Fate::Abandoned => {
+                return Ok(Abandoned {
+                    already: true,
+                    ..Abandoned::default()
+                });
+            }
+        }
+        match job.abandon(id).await {
+            Ok(()) => break,
+            Err(JobError::Concurrent { .. }) if round < ATTEMPTS => {
+                warn!(backfill = %id, round, "another maintenance job committed first; abandoning again");
+                round += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut done = Abandoned::default();
+    let topic = format!("{STAGED_PREFIX}{id}");
+    for stream in ledger::streams(&store, dataset)
+        .await?
+        .into_iter()
+        .filter(|l| l.topic() == topic)
+    {
+        for (entry, _) in stream.entries().await? {
+            done.units += entry.units.len();
+            done.files += entry.files.len();
+            done.dead_letter_files += entry.dead_letters.len();
+        }
+    }
+    info!(backfill = %id, dataset, units = done.units, files = done.files, dead_letter_files = done.dead_letter_files, "backfill abandoned");
+    Ok(done)
 }
 
 /// Records by topic, then (partition, offset).

@@ -758,6 +758,7 @@ mod tests {
             takeover: false,
             units: Vec::new(),
             backfill: None,
+            abandoned: false,
         }
     }
 

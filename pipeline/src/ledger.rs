@@ -344,6 +344,13 @@ pub struct Entry {
     /// adds the backfill's staged files and removes the rows they re-derive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill: Option<String>,
+    /// With `backfill`: this maintenance entry abandons that `--replace` backfill instead of
+    /// publishing it (`weir backfill --abandon`). It adds and removes nothing: the staged
+    /// files never enter the table, `weir vacuum` deletes them, and the id can neither run
+    /// nor publish again. A binary older than this field reads the entry as the backfill's
+    /// publication, which adds nothing: it stays out of the table there too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
 }
 
 impl Entry {
@@ -1105,6 +1112,7 @@ impl PartitionLedger {
                 takeover: true,
                 units: Vec::new(),
                 backfill: None,
+                abandoned: false,
             };
             match self.commit(&takeover).await {
                 Ok(()) => {
@@ -1485,6 +1493,7 @@ mod tests {
             takeover: false,
             units: Vec::new(),
             backfill: None,
+            abandoned: false,
         }
     }
 

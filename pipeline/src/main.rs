@@ -155,18 +155,19 @@ enum Command {
     },
     /// (Re)fill whole hours [--from, --to) of a dataset from an NDJSON archive or from
     /// Kafka, through the current operator chain (a bounded job: exits 0 when done; a
-    /// re-run continues, a finished backfill is a no-op).
+    /// re-run continues, a finished backfill is a no-op). With --abandon --id: give up an
+    /// unpublished --replace backfill.
     Backfill {
         #[arg(long, short)]
         config: PathBuf,
         #[arg(long)]
         dataset: String,
         /// First hour (event time): RFC 3339 or YYYY-MM-DDTHH, on a whole hour.
-        #[arg(long, value_parser = weir_pipeline::backfill::parse_hour)]
-        from: chrono::DateTime<chrono::Utc>,
+        #[arg(long, value_parser = weir_pipeline::backfill::parse_hour, required_unless_present = "abandon")]
+        from: Option<chrono::DateTime<chrono::Utc>>,
         /// End of the range (excluded), like --from.
-        #[arg(long, value_parser = weir_pipeline::backfill::parse_hour)]
-        to: chrono::DateTime<chrono::Utc>,
+        #[arg(long, value_parser = weir_pipeline::backfill::parse_hour, required_unless_present = "abandon")]
+        to: Option<chrono::DateTime<chrono::Utc>>,
         /// `kafka` (re-read the records that produced the hours) or an archive URL
         /// (s3://, gs://, az://, file://) of NDJSON files, optionally .gz or .zst.
         #[arg(long, default_value = "kafka", value_parser = weir_pipeline::backfill::Source::parse)]
@@ -184,6 +185,11 @@ enum Command {
         /// Print the plan and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Give up the unpublished --replace backfill --id: its staged units never enter
+        /// the table, weir vacuum deletes their files (dead letters included), and the id
+        /// can no longer run or publish.
+        #[arg(long, requires = "id", conflicts_with_all = ["from", "to", "source", "replace", "shard", "dry_run"])]
+        abandon: bool,
         /// Honour WEIR_FAILPOINT (crash points for tests).
         #[arg(long, hide = true)]
         enable_failpoints: bool,
@@ -414,6 +420,7 @@ async fn async_main(cli: Cli) -> Result<()> {
             id,
             shard,
             dry_run,
+            abandon,
             enable_failpoints,
         } => {
             use weir_pipeline::backfill;
@@ -421,6 +428,41 @@ async fn async_main(cli: Cli) -> Result<()> {
                 weir_pipeline::failpoint::arm_from_env().map_err(anyhow::Error::msg)?;
             }
             let config = Config::load(&config)?;
+            if abandon {
+                let id = id.expect("clap: --abandon requires --id");
+                if !config.datasets.iter().any(|d| d.name == dataset) {
+                    let known: Vec<&str> =
+                        config.datasets.iter().map(|d| d.name.as_str()).collect();
+                    anyhow::bail!(
+                        "--dataset: no dataset named {dataset} in the config (it has: {})",
+                        known.join(", ")
+                    );
+                }
+                let store =
+                    weir_pipeline::store::open(&config.storage.url, &config.storage.options)
+                        .map_err(|e| anyhow::anyhow!("storage.url: {e}"))?;
+                let done = backfill::abandon(
+                    &config,
+                    store,
+                    &dataset,
+                    &id,
+                    &weir_pipeline::runtime::writer_id(),
+                )
+                .await
+                .with_context(|| format!("backfill {id}"))?;
+                if done.already {
+                    println!("backfill {id} was already abandoned: nothing to do");
+                } else {
+                    println!(
+                        "backfill {id} abandoned: {} staged units ({} data files, {} dead-letter files) stay out of the table; weir vacuum deletes their files once retention.grace has passed",
+                        done.units, done.files, done.dead_letter_files
+                    );
+                }
+                return Ok(());
+            }
+            let (Some(from), Some(to)) = (from, to) else {
+                unreachable!("clap: --from and --to are required without --abandon");
+            };
             let resources = std::sync::Arc::new(
                 weir_pipeline::reference::load(&config)
                     .await

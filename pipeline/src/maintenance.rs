@@ -121,6 +121,15 @@ impl Job {
         self.commit(Attempt::new(entry, Vec::new())).await
     }
 
+    /// Commits the entry that abandons `--replace` backfill `id`: it names no files; its
+    /// staged files stay out of the table and `weir vacuum` deletes them.
+    pub async fn abandon(&mut self, id: &str) -> Result<(), JobError> {
+        let mut entry = self.entry(Vec::new(), Vec::new(), Vec::new());
+        entry.backfill = Some(id.to_owned());
+        entry.abandoned = true;
+        self.commit(Attempt::new(entry, Vec::new())).await
+    }
+
     fn entry(
         &self,
         removed: Vec<FileRef>,
@@ -150,6 +159,7 @@ impl Job {
             takeover: false,
             units: Vec::new(),
             backfill: None,
+            abandoned: false,
         }
     }
 

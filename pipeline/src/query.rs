@@ -373,6 +373,8 @@ pub fn commits_schema() -> SchemaRef {
 pub fn entry_kind(entry: &ledger::Entry) -> &'static str {
     if entry.takeover {
         "takeover"
+    } else if entry.abandoned {
+        "abandon"
     } else if entry.partition == ledger::MAINTENANCE_PARTITION {
         "replace"
     } else if ledger::is_staged(&entry.topic) {
@@ -684,6 +686,7 @@ mod tests {
             takeover: false,
             units: Vec::new(),
             backfill: None,
+            abandoned: false,
         }
     }
 
@@ -1002,6 +1005,7 @@ mod timestamp_unit_tests {
                 takeover: false,
                 units: Vec::new(),
                 backfill: None,
+                abandoned: false,
             })
             .await
             .unwrap();

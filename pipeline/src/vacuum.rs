@@ -264,8 +264,15 @@ pub async fn vacuum_dataset(
     let mut intended: HashSet<String> = HashSet::new();
     let mut streams = ledger::streams(&store, dataset).await?;
     streams.push(PartitionLedger::maintenance(store.clone(), dataset));
+    // A staged stream's, apart: an abandoned backfill's attempts never publish (below).
+    let mut staged_intents: HashMap<String, Vec<String>> = HashMap::new();
     for stream in &streams {
-        intended.extend(stream.pending_paths().await?);
+        let paths = stream.pending_paths().await?;
+        if ledger::is_staged(stream.topic()) {
+            staged_intents.insert(stream.topic().to_owned(), paths);
+        } else {
+            intended.extend(paths);
+        }
     }
     // 4. What the table names now, and what was taken out of it, when.
     let view = CommittedView::load(store.clone(), &[dataset.to_owned()]).await?;
@@ -278,7 +285,14 @@ pub async fn vacuum_dataset(
         .collect();
     let jobs = PartitionLedger::maintenance(store.clone(), dataset);
     let mut removed_at: HashMap<String, DateTime<Utc>> = HashMap::new();
+    // `--replace` backfills given up (`weir backfill --abandon`), by id: when.
+    let mut abandoned: HashMap<String, DateTime<Utc>> = HashMap::new();
     for (entry, written) in jobs.entries().await? {
+        if entry.abandoned
+            && let Some(id) = &entry.backfill
+        {
+            abandoned.insert(id.clone(), written);
+        }
         if delta_published.is_some_and(|published| entry.seq > published) {
             // Not in the Delta table yet: its readers still read these files.
             for f in entry.removed {
@@ -292,10 +306,23 @@ pub async fn vacuum_dataset(
     }
     // The staged files of `--replace` backfills are named by their own streams, which
     // readers skip until a maintenance entry publishes them: kept until that entry (or a
-    // later one) takes them out.
+    // later one) takes them out. An abandoned backfill's never enter the table: they go
+    // once the grace has passed since it was abandoned (units a shard still committed
+    // afterwards included).
     let mut live = live;
     for stream in streams.iter().filter(|s| ledger::is_staged(s.topic())) {
         let (data, dead) = stream.committed_files().await?;
+        let id = &stream.topic()[ledger::STAGED_PREFIX.len()..];
+        let intents = staged_intents.remove(stream.topic()).unwrap_or_default();
+        if let Some(&at) = abandoned.get(id) {
+            // The attempt a killed run left in flight included: no run of the id recovers
+            // the stream any more.
+            for path in data.into_iter().chain(dead).map(|f| f.path).chain(intents) {
+                removed_at.entry(path).or_insert(at);
+            }
+            continue;
+        }
+        intended.extend(intents);
         live.extend(
             data.into_iter()
                 .chain(dead)
@@ -422,6 +449,7 @@ mod tests {
             takeover: false,
             units: Vec::new(),
             backfill: None,
+            abandoned: false,
         };
         p0.commit(&entry).await.unwrap();
         let mut read = HashMap::new();

@@ -319,6 +319,7 @@ impl Recovery {
             takeover: false,
             units: Vec::new(),
             backfill: None,
+            abandoned: false,
         };
         // No files, so no intent and no uploads: the entry alone, created if absent and
         // settled by reading it back when the answer is lost (`PartitionLedger::commit`).
@@ -1234,6 +1235,7 @@ impl Worker {
             takeover: false,
             units: Vec::new(),
             backfill: None,
+            abandoned: false,
         };
         let mut files = data;
         files.extend(dead);
@@ -1282,6 +1284,10 @@ impl Worker {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
         let partition = self.partition;
+        // With a timeout, librdkafka's seek returns once its fetcher has taken the new
+        // position and purges what it prefetched from the old one: no message read before
+        // the seek reaches the queue after it (rdkafka.h, `rd_kafka_seek`). `check_jump`
+        // relies on that: a stale message past the position would read as a hole.
         tokio::task::block_in_place(|| {
             consumer.seek(&topic, partition, offset, Duration::from_secs(10))
         })

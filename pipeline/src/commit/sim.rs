@@ -460,6 +460,7 @@ async fn writer(
             takeover: false,
             units: Vec::new(),
             backfill: None,
+            abandoned: false,
         };
         let mut attempt = Attempt::new(entry, files);
         let mut round = 0;

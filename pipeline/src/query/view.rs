@@ -419,6 +419,7 @@ mod tests {
             takeover: false,
             units: Vec::new(),
             backfill: None,
+            abandoned: false,
         }
     }
 

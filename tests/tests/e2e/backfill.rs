@@ -754,6 +754,154 @@ fn a_replace_from_kafka_after_a_config_change_keeps_each_record_in_one_place() {
     check(ids(&|k, _| k == 0), offsets(&|k, _| k > 0));
 }
 
+/// A `--replace` backfill killed before it published is given up with `--abandon`: its
+/// staged files (dead letters included), which vacuum keeps while the backfill may still
+/// finish, are deleted by the next vacuum; the id can neither run nor publish again; the
+/// table never changes. A published or non-replace backfill cannot be abandoned.
+#[test]
+fn an_abandoned_replace_backfill_leaves_nothing_behind() {
+    let world = World::new();
+    let archive = write_archive(&world);
+    let config = config(&world);
+    let src = source(&world);
+    let status = backfill(
+        &world,
+        &config,
+        &["--source", &src, "--id", "base"],
+        "base.log",
+        &[],
+    );
+    assert!(status.success(), "{}", world.log("base.log"));
+    world.assert_exactly_once(&config, &archive.in_range);
+    let dead = "SELECT count(*) FROM dead_letter";
+    assert_eq!(world.query(&config, dead), vec!["1"]);
+
+    // Killed after its 6th unit (the bad line's file among them) is staged, before the
+    // publish.
+    let junk = ["--source", src.as_str(), "--replace", "--id", "junk"];
+    let status = backfill(
+        &world,
+        &config,
+        &junk,
+        "junk.log",
+        &[("WEIR_FAILPOINT", "after-ledger:6")],
+    );
+    assert!(!status.success(), "{}", world.log("junk.log"));
+    let staged = |world: &World| -> (usize, usize) {
+        let files: Vec<String> = crate::compaction::walk(&world.lake_dir())
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| p.contains("staged.junk-"))
+            .collect();
+        let dead = files
+            .iter()
+            .filter(|p| p.contains("_weir/dead_letter/"))
+            .count();
+        (files.len() - dead, dead)
+    };
+    let (data, dead_files) = staged(&world);
+    assert!(
+        data >= 6 && dead_files == 1,
+        "staged: {data} data files, {dead_files} dead-letter files"
+    );
+    let vacuum = |log: &str| {
+        let status = world
+            .weir_job("vacuum", &config, &["--grace", "0s"], log, &[])
+            .wait_timeout(Duration::from_secs(240))
+            .expect("vacuum finished");
+        assert!(status.success(), "{}", world.log(log));
+    };
+    // While it may still be finished, vacuum keeps what it staged.
+    vacuum("vacuum-1.log");
+    assert_eq!(staged(&world), (data, dead_files));
+
+    let abandon = |id: &str, log: &str| {
+        world
+            .weir_job(
+                "backfill",
+                &config,
+                &["--dataset", "http_requests", "--id", id, "--abandon"],
+                log,
+                &[],
+            )
+            .wait_timeout(Duration::from_secs(120))
+            .expect("abandon finished")
+    };
+    let status = abandon("junk", "abandon.log");
+    let log = world.log("abandon.log");
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("backfill junk abandoned: 6 staged units"),
+        "{log}"
+    );
+    let status = abandon("junk", "abandon-again.log");
+    let log = world.log("abandon-again.log");
+    assert!(
+        status.success() && log.contains("already abandoned"),
+        "{log}"
+    );
+    // The id cannot run again (which would publish it).
+    let status = backfill(&world, &config, &junk, "junk-again.log", &[]);
+    let log = world.log("junk-again.log");
+    assert!(!status.success() && log.contains("was abandoned"), "{log}");
+
+    vacuum("vacuum-2.log");
+    let left: Vec<String> = crate::compaction::walk(&world.lake_dir())
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.contains("staged.junk-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "vacuum left {left:?}\n{}",
+        world
+            .log("vacuum-2.log")
+            .lines()
+            .filter(|l| l.contains("vacuum") || l.contains("deleted") || l.contains("kept"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    world.assert_exactly_once(&config, &archive.in_range);
+    assert_eq!(world.query(&config, dead), vec!["1"]);
+    assert_eq!(
+        world.query(
+            &config,
+            "SELECT count(*), sum(removed_files) FROM commits WHERE kind = 'abandon'"
+        ),
+        vec!["1,0"]
+    );
+    assert_eq!(
+        world.query(
+            &config,
+            "SELECT sum(rows) - sum(removed_rows) FROM commits WHERE kind <> 'staged'"
+        ),
+        vec![archive.in_range.len().to_string()]
+    );
+
+    // Neither an id that was never planned, nor one that adds rows, nor a published one.
+    let status = abandon("never", "abandon-never.log");
+    let log = world.log("abandon-never.log");
+    assert!(
+        !status.success() && log.contains("nothing to abandon"),
+        "{log}"
+    );
+    let status = abandon("base", "abandon-base.log");
+    let log = world.log("abandon-base.log");
+    assert!(
+        !status.success() && log.contains("planned without --replace"),
+        "{log}"
+    );
+    let full = ["--source", src.as_str(), "--replace", "--id", "full"];
+    let status = backfill(&world, &config, &full, "full.log", &[]);
+    assert!(status.success(), "{}", world.log("full.log"));
+    let status = abandon("full", "abandon-full.log");
+    let log = world.log("abandon-full.log");
+    assert!(!status.success() && log.contains("is published"), "{log}");
+    // Plain-folder readers see the replaced files until vacuum deletes them.
+    vacuum("vacuum-3.log");
+    world.assert_exactly_once(&config, &archive.in_range);
+}
+
 fn args_rerun() -> Vec<&'static str> {
     vec![
         "--dataset",
