@@ -230,6 +230,10 @@ pub enum UnitSource {
         /// in plans recorded before it existed: unknown.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outside_hours: Option<Vec<String>>,
+        /// The entry's `offset_resets`: which of the partition's offset ranges these
+        /// offsets are (dead letters under another count are other records).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        resets: u64,
     },
 }
 
@@ -803,7 +807,11 @@ impl Backfill {
             ];
             let (data, dead) = tokio::task::block_in_place(|| {
                 let data = run.writer.close(&file, &lineage)?;
-                let dead = run.dead.close(&self.ds.name, &file)?;
+                let resets = match &unit.what {
+                    UnitSource::Offsets { resets, .. } => *resets,
+                    UnitSource::File(_) => 0,
+                };
+                let dead = run.dead.close(&self.ds.name, &file, resets)?;
                 Ok::<_, WriteError>((data, dead))
             })?;
             let dead: Vec<ClosedFile> = dead.into_iter().collect();
@@ -821,6 +829,7 @@ impl Backfill {
                 rows: data.iter().map(|f| f.rows).sum(),
                 dead_lettered: dead.iter().map(|f| f.rows).sum(),
                 skipped_offsets: 0,
+                offset_resets: 0,
                 files: data.iter().map(ClosedFile::file_ref).collect(),
                 dead_letters: dead.iter().map(ClosedFile::file_ref).collect(),
                 removed: Vec::new(),
@@ -1132,8 +1141,13 @@ pub async fn abandon(
 /// Records by topic, then (partition, offset).
 type Refused = HashMap<String, HashSet<(i32, i64)>>;
 
-/// Offset ranges by topic, then partition: `[start, end)` each.
-type Ranges = BTreeMap<String, BTreeMap<i32, Vec<(i64, i64)>>>;
+/// Offset ranges by topic, then partition: `[start, end)` each, with the count of offset
+/// resets they belong to ([`ledger::OffsetSpan::resets`]).
+type Ranges = BTreeMap<String, BTreeMap<i32, Vec<(i64, i64, u64)>>>;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
 
 /// The (topic, partition, offset) of every record of `units`' offset ranges that the committed
 /// dead letters of `dataset` hold: records the run that first read them refused (or an
@@ -1164,6 +1178,7 @@ fn ranges_of(units: &[&Unit]) -> Ranges {
             partition,
             start,
             end,
+            resets,
             ..
         } = &unit.what
         {
@@ -1172,23 +1187,50 @@ fn ranges_of(units: &[&Unit]) -> Ranges {
                 .or_default()
                 .entry(*partition)
                 .or_default()
-                .push((*start, *end));
+                .push((*start, *end, *resets));
         }
     }
     ranges
 }
 
-/// Whether `file` (a dead-letter file) may hold a record inside `ranges`.
-fn meets(file: &FileRef, ranges: &Ranges) -> bool {
+/// Whether `file` (a dead-letter file) may hold a record inside `ranges`: a span of it
+/// meets a range under the range's count of offset resets. A span that meets a range under
+/// another count holds other records at those offsets (the topic was recreated); a file
+/// that holds both at the same offsets cannot tell its rows apart, and is refused.
+fn meets(file: &FileRef, ranges: &Ranges) -> Result<bool, BackfillError> {
     let Some(spans) = &file.offsets else {
-        return true;
+        return Ok(true);
     };
-    spans.iter().any(|s| {
-        ranges
-            .get(&s.topic)
-            .and_then(|p| p.get(&s.partition))
-            .is_some_and(|r| r.iter().any(|&(a, b)| s.first < b && s.last >= a))
-    })
+    let mut ours = Vec::new();
+    let mut others = Vec::new();
+    for s in spans {
+        let Some(r) = ranges.get(&s.topic).and_then(|p| p.get(&s.partition)) else {
+            continue;
+        };
+        for &(a, b, resets) in r {
+            if s.first < b && s.last >= a {
+                if s.resets == resets {
+                    ours.push(s);
+                } else {
+                    others.push(s);
+                }
+            }
+        }
+    }
+    // Read for our records, the file's rows are matched by offset alone: rows of another
+    // count inside the ranges would pass for ours.
+    for s in &ours {
+        if let Some(o) = others
+            .iter()
+            .find(|o| o.topic == s.topic && o.partition == s.partition)
+        {
+            return Err(BackfillError::Invalid(format!(
+                "dead-letter file {} holds records of {}/{} from before and after its offsets went back ({} and {} resets) at offsets this backfill reads: it cannot tell them apart; back-fill these hours from an archive",
+                file.path, s.topic, s.partition, o.resets, s.resets
+            )));
+        }
+    }
+    Ok(!ours.is_empty())
 }
 
 /// The records of `files` (dead-letter files) inside `ranges` (topic → partition → the
@@ -1202,7 +1244,12 @@ async fn dead_letters_in(
     let mut out = Refused::new();
     // Only the files whose recorded spans meet a range are opened (a file named before
     // spans were recorded always is): the read follows the units, not the history.
-    let meeting: Vec<&FileRef> = files.iter().filter(|f| meets(f, ranges)).collect();
+    let mut meeting: Vec<&FileRef> = Vec::new();
+    for f in files {
+        if meets(f, ranges)? {
+            meeting.push(f);
+        }
+    }
     debug!(
         files = files.len(),
         read = meeting.len(),
@@ -1250,7 +1297,7 @@ async fn dead_letters_in(
                 if ranges
                     .get(topic)
                     .and_then(|p| p.get(&partition))
-                    .is_some_and(|r| r.iter().any(|&(a, b)| offset >= a && offset < b))
+                    .is_some_and(|r| r.iter().any(|&(a, b, _)| offset >= a && offset < b))
                 {
                     out.entry(topic.to_owned())
                         .or_default()
@@ -1720,7 +1767,7 @@ mod tests {
             for l in letters {
                 buffer.push(l);
             }
-            let file = buffer.close("ds", name).unwrap().unwrap();
+            let file = buffer.close("ds", name, 0).unwrap().unwrap();
             store
                 .put(&file.path.as_str().into(), file.bytes.clone())
                 .await
@@ -1735,13 +1782,15 @@ mod tests {
                     topic: "t".into(),
                     partition: 0,
                     first: 10,
-                    last: 20
+                    last: 20,
+                    resets: 0
                 },
                 ledger::OffsetSpan {
                     topic: "u".into(),
                     partition: 0,
                     first: 30,
-                    last: 30
+                    last: 30,
+                    resets: 0
                 },
             ]
         );
@@ -1759,18 +1808,19 @@ mod tests {
                 partition: 0,
                 first: 50,
                 last: 90,
+                resets: 0,
             }]),
         );
-        let ranges: Ranges = [("t".to_owned(), [(0, vec![(15, 50)])].into())].into();
+        let ranges: Ranges = [("t".to_owned(), [(0, vec![(15, 50, 0)])].into())].into();
         let found = dead_letters_in(&store, &[a.clone(), b.clone(), beyond.clone()], &ranges)
             .await
             .unwrap();
         assert_eq!(found, [("t".to_owned(), [(0, 20)].into())].into());
         // The span's last offset is inside the range: the file is read (and fails).
-        let ranges: Ranges = [("t".to_owned(), [(0, vec![(90, 95)])].into())].into();
+        let ranges: Ranges = [("t".to_owned(), [(0, vec![(90, 95, 0)])].into())].into();
         assert!(dead_letters_in(&store, &[beyond], &ranges).await.is_err());
         // A file named before spans were recorded may hold anything.
-        let ranges: Ranges = [("t".to_owned(), [(0, vec![(15, 50)])].into())].into();
+        let ranges: Ranges = [("t".to_owned(), [(0, vec![(15, 50, 0)])].into())].into();
         assert!(
             dead_letters_in(&store, &[a.clone(), missing("old", None)], &ranges)
                 .await
@@ -1786,6 +1836,30 @@ mod tests {
             [("t", 0, 10, 20), ("t", 1, 17, 17), ("u", 0, 30, 30)]
         );
         assert!(ledger::OffsetSpan::merged([&a, &missing("old", None)]).is_none());
+
+        // After the partition's offsets went back (resets 1), spans of the old records
+        // (resets 0) at the same offsets are other records: such a file is not read, and
+        // a file holding both cannot tell them apart.
+        let span = |first, last, resets| ledger::OffsetSpan {
+            topic: "t".into(),
+            partition: 0,
+            first,
+            last,
+            resets,
+        };
+        let ranges: Ranges = [("t".to_owned(), [(0, vec![(15, 50, 1)])].into())].into();
+        let old = missing("old-records", Some(vec![span(10, 40, 0)]));
+        assert!(
+            dead_letters_in(&store, &[old], &ranges)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let both = missing("both", Some(vec![span(10, 40, 0), span(20, 30, 1)]));
+        let err = dead_letters_in(&store, &[both], &ranges).await.unwrap_err();
+        assert!(err.to_string().contains("cannot tell them apart"), "{err}");
+        let merged = ledger::OffsetSpan::of([("t", 0, 1, 30), ("t", 0, 0, 12), ("t", 0, 1, 20)]);
+        assert_eq!(merged, vec![span(12, 12, 0), span(20, 30, 1)]);
     }
 
     #[test]

@@ -230,25 +230,32 @@ pub struct OffsetSpan {
     pub partition: i32,
     pub first: i64,
     pub last: i64,
+    /// The [`Entry::offset_resets`] of the entries that read these records: the same
+    /// offsets under another count are other records (a recreated topic).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resets: u64,
 }
 
 impl OffsetSpan {
-    /// The spans of `records` (topic, partition, offset), one per topic and partition,
-    /// sorted by topic and partition.
-    pub fn of<'a>(records: impl IntoIterator<Item = (&'a str, i32, i64)>) -> Vec<OffsetSpan> {
-        let mut spans: BTreeMap<(&str, i32), (i64, i64)> = BTreeMap::new();
-        for (topic, partition, offset) in records {
-            let span = spans.entry((topic, partition)).or_insert((offset, offset));
+    /// The spans of `records` (topic, partition, offset resets, offset), one per topic,
+    /// partition and count, sorted by them.
+    pub fn of<'a>(records: impl IntoIterator<Item = (&'a str, i32, u64, i64)>) -> Vec<OffsetSpan> {
+        let mut spans: BTreeMap<(&str, i32, u64), (i64, i64)> = BTreeMap::new();
+        for (topic, partition, resets, offset) in records {
+            let span = spans
+                .entry((topic, partition, resets))
+                .or_insert((offset, offset));
             span.0 = span.0.min(offset);
             span.1 = span.1.max(offset);
         }
         spans
             .into_iter()
-            .map(|((topic, partition), (first, last))| OffsetSpan {
+            .map(|((topic, partition, resets), (first, last))| OffsetSpan {
                 topic: topic.to_owned(),
                 partition,
                 first,
                 last,
+                resets,
             })
             .collect()
     }
@@ -259,8 +266,8 @@ impl OffsetSpan {
         let mut all = Vec::new();
         for f in files {
             for s in f.offsets.as_ref()? {
-                all.push((s.topic.as_str(), s.partition, s.first));
-                all.push((s.topic.as_str(), s.partition, s.last));
+                all.push((s.topic.as_str(), s.partition, s.resets, s.first));
+                all.push((s.topic.as_str(), s.partition, s.resets, s.last));
             }
         }
         Some(OffsetSpan::of(all))
@@ -318,6 +325,14 @@ pub struct Entry {
     /// longer had them (retention passed the resume point, topic recreated): a recorded gap.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_offsets: u64,
+    /// Partition streams: how many times the partition's offsets went back (the topic was
+    /// recreated or its offsets reset: an entry that starts below its predecessor's
+    /// `next_offset`) up to and including this entry; each entry carries its predecessor's
+    /// count. Offsets of entries with different counts name different records, which a
+    /// Kafka backfill must not confuse. Entries written before it existed read as 0, so a
+    /// reset recorded by such an older binary is not counted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offset_resets: u64,
     pub files: Vec<FileRef>,
     pub dead_letters: Vec<FileRef>,
     /// Files this entry takes out of the table. Only replace entries of a dataset's
@@ -1101,6 +1116,7 @@ impl PartitionLedger {
                 rows: 0,
                 dead_lettered: 0,
                 skipped_offsets: 0,
+                offset_resets: previous.map_or(0, |e| e.offset_resets),
                 files: Vec::new(),
                 dead_letters: Vec::new(),
                 removed: Vec::new(),
@@ -1475,6 +1491,7 @@ mod tests {
             rows: 1,
             dead_lettered: 0,
             skipped_offsets: 0,
+            offset_resets: 0,
             files: files
                 .iter()
                 .map(|p| FileRef {
@@ -1507,7 +1524,12 @@ mod tests {
     /// older weir, a data file) reads as one that may hold anything, and writes no key.
     #[test]
     fn offset_spans_are_optional_in_the_json() {
-        let spans = OffsetSpan::of([("t", 1, 40), ("t", 0, 7), ("t", 1, 12), ("t", 0, 9)]);
+        let spans = OffsetSpan::of([
+            ("t", 1, 0, 40),
+            ("t", 0, 0, 7),
+            ("t", 1, 0, 12),
+            ("t", 0, 0, 9),
+        ]);
         assert_eq!(
             spans
                 .iter()

@@ -310,6 +310,7 @@ impl Recovery {
             rows: 0,
             dead_lettered: 0,
             skipped_offsets: 0,
+            offset_resets: self.tail.last.as_ref().map_or(0, |e| e.offset_resets),
             files: Vec::new(),
             dead_letters: Vec::new(),
             removed: Vec::new(),
@@ -507,6 +508,13 @@ impl Worker {
                         }
                     } else if let Err(e) = self.commit_until_done(&stop).await {
                         error!(topic = %self.topic, partition = self.partition, error = %e, "final commit failed");
+                    } else if let Some(record) = self.rewound.take()
+                        && self.shared.config.kafka.on_offset_gap == OnOffsetGap::Record
+                        && let Err(e) = self.record_rewind(record.offset).await
+                    {
+                        // The next owner meets the same rewind, unless the new offsets have
+                        // passed the old position by then.
+                        error!(topic = %self.topic, partition = self.partition, error = %e, "recording the rewind failed during shutdown");
                     }
                     for tidying in std::mem::take(&mut self.tidying) {
                         let _ = tidying.await;
@@ -770,13 +778,15 @@ impl Worker {
         let resets = self.resets;
         self.flush_batch()?;
         self.commit_until_done(stop).await?;
-        if *stop.borrow() != Stop::Running {
-            // Revoked or shutting down: the next owner sees the same rewind.
-            return Ok(());
-        }
         if self.resets != resets {
             // A commit was fenced and the partition sought back to the ledger's position:
             // this record is read again from there (and the rewind seen again if it is one).
+            return Ok(());
+        }
+        // Recorded before reading on, even when stopping: should this owner die before its
+        // next commit, the next one would resume at the old position, which the new offsets
+        // may have passed by then, and read on from there without a word.
+        if !self.record_rewind(record.offset).await? || *stop.borrow() != Stop::Running {
             return Ok(());
         }
         self.next_offset = Some(record.offset + 1);
@@ -785,6 +795,70 @@ impl Worker {
         self.batch
             .push(record.offset, record.timestamp, &record.payload);
         Ok(())
+    }
+
+    /// Writes the entry that records a rewind: no records, `start_offset` = `next_offset` =
+    /// `offset` (below its predecessor's `next_offset`), the operator state carried on and
+    /// `offset_resets` one more. The next owner then resumes at the new offsets. Created if
+    /// absent and settled by reading it back, as every entry; `false` when another owner
+    /// wrote that sequence number first (this worker then starts again from the ledger).
+    async fn record_rewind(&mut self, offset: i64) -> Result<bool, WorkerError> {
+        const ROUNDS: u32 = 6;
+        let previous = self.tail.last.as_ref();
+        let entry = Entry {
+            version: LEDGER_VERSION,
+            seq: self.tail.next_seq(),
+            epoch: self.epoch,
+            writer: self.protocol.writer().to_owned(),
+            dataset: self.ds.name.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            start_offset: offset,
+            next_offset: offset,
+            records: 0,
+            rows: 0,
+            dead_lettered: 0,
+            skipped_offsets: 0,
+            offset_resets: previous.map_or(0, |e| e.offset_resets) + 1,
+            files: Vec::new(),
+            dead_letters: Vec::new(),
+            removed: Vec::new(),
+            operator_state: Entry::encode_state(&self.chain.snapshot()),
+            config_hash: self.shared.config_hash.clone(),
+            weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+            takeover: false,
+            units: Vec::new(),
+            backfill: None,
+            abandoned: false,
+        };
+        let mut wait = Duration::from_millis(500);
+        let mut round = 1;
+        loop {
+            match self.protocol.ledger.commit(&entry).await {
+                Ok(()) => break,
+                Err(LedgerError::Fenced { .. }) => {
+                    self.reset_to_ledger().await?;
+                    return Ok(false);
+                }
+                Err(e) if e.is_retryable() && round < ROUNDS => {
+                    warn!(topic = %self.topic, partition = self.partition, round, error = %e, retry_in_ms = wait.as_millis() as u64, "recording the rewind failed, retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                    round += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let metrics = &self.shared.metrics;
+        metrics.partition(
+            &metrics.offset_resets,
+            &self.ds.name,
+            &self.topic,
+            self.partition,
+            1,
+        );
+        self.tail = Tail { last: Some(entry) };
+        Ok(true)
     }
 
     fn fail(&self, e: WorkerError) {
@@ -1200,6 +1274,11 @@ impl Worker {
             ("weir.ledger.epoch".to_owned(), self.epoch.to_string()),
         ];
         let newest_event_time = self.writer.newest_event_time();
+        // A rewind is counted by the marker entry `rewind` writes, or else by the entry that
+        // starts below its predecessor.
+        let offset_resets = self.tail.last.as_ref().map_or(0, |e| {
+            e.offset_resets + u64::from(e.next_offset >= 0 && start < e.next_offset)
+        });
         let to_topic = if self.shared.dead_letter_topic.is_some() {
             self.dead.letters().to_vec()
         } else {
@@ -1207,7 +1286,7 @@ impl Worker {
         };
         let (data, dead) = tokio::task::block_in_place(|| {
             let data = self.writer.close(&file, &lineage)?;
-            let dead = self.dead.close(&self.ds.name, &file)?;
+            let dead = self.dead.close(&self.ds.name, &file, offset_resets)?;
             Ok::<_, WorkerError>((data, dead))
         })?;
         let rows = data.iter().map(|f| f.rows).sum();
@@ -1226,6 +1305,7 @@ impl Worker {
             rows,
             dead_lettered,
             skipped_offsets: std::mem::take(&mut self.skipped_offsets),
+            offset_resets,
             files: data.iter().map(ClosedFile::file_ref).collect(),
             dead_letters: dead.iter().map(ClosedFile::file_ref).collect(),
             removed: vec![],

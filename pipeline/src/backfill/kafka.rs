@@ -50,6 +50,9 @@ pub async fn plan(
     }
     let range: BTreeSet<String> = super::hours(from, to).into_iter().collect();
     let mut units = Vec::with_capacity(hours_of.len());
+    // Each partition's count of offset resets now (its ledger tail).
+    let mut resets_now: HashMap<(String, i32), u64> = HashMap::new();
+    let mut before_reset: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, hours) in hours_of {
         let Some(entry) = origins.entry_of_unit(&name).await? else {
             return Err(BackfillError::Invalid(format!(
@@ -57,6 +60,27 @@ pub async fn plan(
                 hours.into_iter().collect::<Vec<_>>().join(", ")
             )));
         };
+        let key = (entry.topic.clone(), entry.partition);
+        let now = match resets_now.get(&key) {
+            Some(&n) => n,
+            None => {
+                let tail = PartitionLedger::new(store.clone(), &ds.name, &key.0, key.1)
+                    .tail()
+                    .await?;
+                let n = tail.last.map_or(0, |e| e.offset_resets);
+                resets_now.insert(key.clone(), n);
+                n
+            }
+        };
+        if entry.offset_resets < now {
+            // Read before the partition's offsets went back: the broker's records at
+            // those offsets are others now.
+            before_reset
+                .entry(format!("{}/{}", key.0, key.1))
+                .or_default()
+                .extend(hours.iter().cloned());
+            continue;
+        }
         units.push(Unit {
             name: name.clone(),
             bytes: 0,
@@ -69,8 +93,24 @@ pub async fn plan(
                 records: entry.records,
                 hours: hours.into_iter().collect(),
                 outside_hours: Some(outside(&entry, &range)),
+                resets: entry.offset_resets,
             },
         });
+    }
+    if !before_reset.is_empty() {
+        let detail: Vec<String> = before_reset
+            .into_iter()
+            .map(|(partition, hours)| {
+                format!(
+                    "{} (from {partition})",
+                    hours.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect();
+        return Err(BackfillError::Invalid(format!(
+            "{} hold rows read before the partition's offsets went back (topic recreated or offsets reset): the broker's records at those offsets are others now, so these hours cannot be re-derived from kafka (back-fill them from an archive)",
+            detail.join("; ")
+        )));
     }
     Ok(units)
 }

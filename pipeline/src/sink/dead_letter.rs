@@ -97,10 +97,12 @@ impl DeadLetterBuffer {
     }
 
     /// Writes the buffered letters as one Parquet file (None when there are none).
+    /// `offset_resets`: the count of the entry that names it ([`OffsetSpan::resets`]).
     pub fn close(
         &mut self,
         dataset: &str,
         file: &str,
+        offset_resets: u64,
     ) -> Result<Option<ClosedFile>, super::parquet::WriteError> {
         if self.letters.is_empty() {
             return Ok(None);
@@ -111,7 +113,7 @@ impl DeadLetterBuffer {
         let offsets = OffsetSpan::of(
             letters
                 .iter()
-                .map(|l| (l.topic.as_str(), l.partition, l.offset)),
+                .map(|l| (l.topic.as_str(), l.partition, offset_resets, l.offset)),
         );
         let mut ds = StringBuilder::new();
         let mut topic = StringBuilder::new();

@@ -382,6 +382,118 @@ fn recreated_topic_is_refused_or_recorded() {
     assert_eq!(rewinds.len(), 1, "{entries:?}");
     assert_eq!(rewinds[0][0]["next_offset"].as_i64(), Some(200));
     assert_eq!(rewinds[0][1]["start_offset"].as_i64(), Some(0));
+    // The rewind is counted from its entry on: entries before it name other records.
+    let resets = |e: &serde_json::Value| e["offset_resets"].as_u64().unwrap_or(0);
+    assert_eq!(resets(&rewinds[0][0]), 0);
+    assert_eq!(resets(&rewinds[0][1]), 1);
+    assert_eq!(resets(entries.last().unwrap()), 1, "{entries:?}");
+    world.assert_exactly_once(&config, &ids);
+
+    // So the hours cannot be re-derived from Kafka: the old offsets would read the new
+    // topic's records in place of the old ones. Refused before anything is written.
+    let days = world.query(&config, "SELECT min(date), max(date) FROM http_requests");
+    let (first, last) = days[0].split_once(',').unwrap();
+    let to = chrono::NaiveDate::parse_from_str(last, "%Y-%m-%d").unwrap() + chrono::Days::new(1);
+    let (from, to) = (
+        format!("{first}T00"),
+        format!("{}T00", to.format("%Y-%m-%d")),
+    );
+    let args = [
+        "--dataset",
+        DATASET,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--replace",
+    ];
+    let status = world
+        .weir_job("backfill", &config, &args, "backfill.log", &[])
+        .wait_timeout(Duration::from_secs(120))
+        .expect("backfill finished");
+    let log = world.log("backfill.log");
+    assert!(
+        !status.success() && log.contains("before the partition's offsets went back"),
+        "{log}"
+    );
+    assert_eq!(
+        world.query(
+            &config,
+            "SELECT count(*) FROM commits WHERE topic LIKE '@staged.%'"
+        ),
+        vec!["0"]
+    );
+    world.assert_exactly_once(&config, &ids);
+}
+
+/// A rewind is written to the ledger as soon as it is seen, before the new offsets are read
+/// on. An owner killed before its first commit after the rewind is followed from the new
+/// offsets: had the ledger kept the old position, the successor would seek to it, which
+/// the new topic has passed by then, and the new records below it would be in neither the
+/// table nor the dead letters nor a recorded gap.
+#[test]
+fn a_rewind_is_recorded_before_reading_on() {
+    let mut world = World::new();
+    let first_kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let config = world.config("weir-1.toml", &first_kafka.bootstrap, &dataset_toml(""));
+    let mut generator = HttpRequests::new(49).compact(true);
+    let mut ids = produce_http(&first_kafka.bootstrap, TOPIC, 1, 100, &mut generator);
+    let mut weir = world.weir_run(&config, "weir-1.log", &[]);
+    world.wait_consumed(DATASET, TOPIC, &[100], Duration::from_secs(120), &mut weir);
+    weir.terminate();
+    drop(first_kafka);
+
+    // The recreated topic holds fewer records than the old position when Weir meets it,
+    // and more once the owner that met it dies.
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    ids.extend(produce_http(&kafka.bootstrap, TOPIC, 1, 50, &mut generator));
+    // This owner's commit interval outlasts it: it sees the rewind, reads, and dies
+    // uncommitted.
+    world.commit_interval = "10m".into();
+    let slow = world.config(
+        "weir-2.toml",
+        &kafka.bootstrap,
+        &format!("{}\n[health]\nstall_timeout = \"20m\"\n", dataset_toml("")),
+    );
+    let mut weir = world.weir_run(&slow, "weir-2.log", &[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let entries = ledger_entries(&world, 0);
+        let last = entries.last().unwrap();
+        if last["offset_resets"].as_u64() == Some(1) {
+            assert_eq!(
+                (last["start_offset"].as_i64(), last["next_offset"].as_i64()),
+                (Some(0), Some(0)),
+                "{entries:?}"
+            );
+            break;
+        }
+        assert!(weir.running(), "weir exited\n{}", world.log("weir-2.log"));
+        assert!(
+            Instant::now() < deadline,
+            "the rewind was not recorded\n{}",
+            world.log("weir-2.log")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ids.extend(produce_http(
+        &kafka.bootstrap,
+        TOPIC,
+        1,
+        100,
+        &mut generator,
+    ));
+    // Give it time to read them, then kill it before any commit.
+    std::thread::sleep(Duration::from_secs(2));
+    weir.signal("KILL");
+    let _ = weir.wait_timeout(Duration::from_secs(10));
+    assert_eq!(world.ledger_next_offset(DATASET, TOPIC, 0), Some(0));
+
+    world.commit_interval = "1s".into();
+    let config = world.config("weir-3.toml", &kafka.bootstrap, &dataset_toml(""));
+    let mut weir = world.weir_run(&config, "weir-3.log", &[]);
+    world.wait_consumed(DATASET, TOPIC, &[150], Duration::from_secs(120), &mut weir);
+    weir.terminate();
     world.assert_exactly_once(&config, &ids);
 }
 
