@@ -1487,7 +1487,8 @@ async fn attempt_commit(
     if let Some(dlt) = &shared.dead_letter_topic
         && !p.to_topic.is_empty()
     {
-        dlt.send(dataset, &p.to_topic)
+        let entry = &p.attempt.entry;
+        dlt.send(dataset, (entry.seq, entry.epoch), &p.to_topic)
             .await
             .map_err(WorkerError::DeadLetterTopic)?;
         p.to_topic.clear();

@@ -95,9 +95,16 @@ impl DeadLetterTopic {
         }))
     }
 
-    /// Produces every letter and waits until the broker acknowledged all of them.
-    pub async fn send(&self, dataset: &str, letters: &[DeadLetter]) -> Result<(), String> {
+    /// Produces every letter of the commit attempt (`seq`, `epoch`: the ledger entry it
+    /// will be, if it commits) and waits until the broker acknowledged all of them.
+    pub async fn send(
+        &self,
+        dataset: &str,
+        (seq, epoch): (u64, u64),
+        letters: &[DeadLetter],
+    ) -> Result<(), String> {
         let mut pending = Vec::with_capacity(letters.len());
+        let (seq, epoch) = (seq.to_string(), epoch.to_string());
         for l in letters {
             let key = format!("{}/{}/{}", l.topic, l.partition, l.offset);
             let partition = l.partition.to_string();
@@ -133,7 +140,22 @@ impl DeadLetterTopic {
                 .insert(Header {
                     key: "weir.error",
                     value: Some(cut(&l.error, MAX_ERROR_HEADER)),
+                })
+                .insert(Header {
+                    key: "weir.ledger.seq",
+                    value: Some(seq.as_str()),
+                })
+                .insert(Header {
+                    key: "weir.ledger.epoch",
+                    value: Some(epoch.as_str()),
                 });
+            let timestamp = l.kafka_timestamp.map(|t| t.to_string());
+            if let Some(t) = &timestamp {
+                headers = headers.insert(Header {
+                    key: "weir.kafka_timestamp",
+                    value: Some(t.as_str()),
+                });
+            }
             if truncated {
                 headers = headers
                     .insert(Header {
@@ -145,13 +167,13 @@ impl DeadLetterTopic {
                         value: Some("true"),
                     });
             }
+            // Stamped when produced, not with the record's own time: the topic's time-based
+            // retention (and a broker's bound on old timestamps) then count from now, where
+            // a backlog's old times would have the letters deleted, or refused, at once.
             let mut record = FutureRecord::to(&self.topic)
                 .key(&key)
                 .payload(value)
                 .headers(headers);
-            if let Some(ts) = l.kafka_timestamp {
-                record = record.timestamp(ts);
-            }
             // Enqueue now (the future owns nothing borrowed); wait out a full local queue.
             let delivery = loop {
                 match self.producer.send_result(record) {

@@ -226,6 +226,29 @@ fn lands_exactly_once_with_dead_letters_sigterm_and_resume() {
             Some(*kind)
         );
         assert_eq!(copy.2.get("weir.stage").map(String::as_str), Some("decode"));
+        // The ledger entry the letter's commit became: a consumer of the topic can tell a
+        // committed letter from one of an attempt that never was.
+        let header = |k: &str| -> u64 {
+            copy.2
+                .get(k)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{key}: no {k} header: {:?}", copy.2))
+        };
+        let (seq, epoch) = (header("weir.ledger.seq"), header("weir.ledger.epoch"));
+        let entries = crate::input::ledger_entries(&world, 0);
+        let entry = entries
+            .iter()
+            .find(|e| e["seq"].as_u64() == Some(seq))
+            .unwrap_or_else(|| panic!("{key}: no entry {seq}"));
+        assert_eq!(entry["epoch"].as_u64(), Some(epoch), "{key}");
+        let offset = 300 + i as i64;
+        assert!(
+            entry["start_offset"].as_i64() <= Some(offset)
+                && Some(offset) < entry["next_offset"].as_i64()
+                && entry["dead_lettered"].as_u64() > Some(0),
+            "{key}: {entry}"
+        );
+        assert!(copy.2.contains_key("weir.kafka_timestamp"), "{key}");
     }
 
     // DuckDB reads the Hive layout directly, with partition pruning columns.

@@ -19,7 +19,7 @@ use crate::harness::{
 const DATASET: &str = "http_requests";
 
 /// The ledger entries of one partition, in sequence order.
-fn ledger_entries(world: &World, partition: i32) -> Vec<serde_json::Value> {
+pub(crate) fn ledger_entries(world: &World, partition: i32) -> Vec<serde_json::Value> {
     let dir = world
         .lake_dir()
         .join("_weir/ledger")
