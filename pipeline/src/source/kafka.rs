@@ -350,6 +350,7 @@ impl WeirContext {
 /// it from committing later).
 async fn join_all_within(running: Vec<Running>, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut aborted = Vec::new();
     for mut r in running {
         if tokio::time::timeout_at(deadline, &mut r.join)
             .await
@@ -357,9 +358,27 @@ async fn join_all_within(running: Vec<Running>, timeout: Duration) {
         {
             r.join.abort();
             warn!(timeout = ?timeout, "partition worker did not finish within shutdown.timeout; aborted, its open commit is abandoned");
+            aborted.push(r);
+        }
+    }
+    // An aborted worker stops at its next await; one inside a blocking call (a broker
+    // query, a seek) runs on until that call returns. Its successor in this process must
+    // not start before: both would take messages from the partition's one queue, and what
+    // the old one took would look like a hole to the new one.
+    let deadline = tokio::time::Instant::now() + ABORTED_GRACE;
+    for mut r in aborted {
+        if tokio::time::timeout_at(deadline, &mut r.join)
+            .await
+            .is_err()
+        {
+            error!(grace = ?ABORTED_GRACE, "partition worker still running after it was aborted (stuck in a blocking call); its partition's next worker in this process may start beside it");
         }
     }
 }
+
+/// How long an aborted worker is awaited: longer than its longest blocking call (the
+/// watermark query's four tries of 10 s, a 10 s seek).
+const ABORTED_GRACE: Duration = Duration::from_secs(60);
 
 /// The client settings of the consumer: Weir's defaults, then `kafka.properties`, then the
 /// keys Weir manages itself (validation refuses them in `kafka.properties`).
@@ -503,3 +522,29 @@ impl WeirContext {
 }
 
 pub use rdkafka::message::Message as KafkaMessage;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A worker aborted inside a blocking call runs on until the call returns: it is
+    /// awaited, so no successor starts beside it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_aborted_worker_is_awaited_until_it_stops() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let done = finished.clone();
+        let join = tokio::spawn(async move {
+            tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(1500)));
+            done.store(true, Ordering::SeqCst);
+            // Never reached: the abort takes effect at this await.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        let (stop, _) = watch::channel(Stop::Running);
+        let started = std::time::Instant::now();
+        join_all_within(vec![Running { stop, join }], Duration::from_millis(100)).await;
+        assert!(finished.load(Ordering::SeqCst));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
