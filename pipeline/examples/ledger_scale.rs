@@ -211,6 +211,7 @@ async fn fill(
                     units: Vec::new(),
                     backfill: None,
                     abandoned: false,
+                    event_time: None,
                 };
                 ledger.commit(&entry).await?;
                 if seq % CHECKPOINT_EVERY == 0 {

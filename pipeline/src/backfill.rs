@@ -840,6 +840,7 @@ impl Backfill {
                 units: vec![unit.name.clone()],
                 backfill: None,
                 abandoned: false,
+                event_time: Some(self.ds.resolved.schema.event_time_rule()),
             };
             let (rows, dead_lettered, files) = (entry.rows, entry.dead_lettered, entry.files.len());
             let mut all = data;

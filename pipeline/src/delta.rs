@@ -760,6 +760,7 @@ mod tests {
             units: Vec::new(),
             backfill: None,
             abandoned: false,
+            event_time: None,
         }
     }
 

@@ -366,6 +366,13 @@ pub struct Entry {
     /// publication, which adds nothing: it stays out of the table there too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abandoned: bool,
+    /// Entries that wrote rows (a partition's, a backfill unit's): how their rows were
+    /// placed in hours, as the dataset's schema said then
+    /// ([`weir_schemas::DatasetSchema::event_time_rule`]). A Kafka backfill whose schema
+    /// places records otherwise cannot tell which old row lies in which hour. `None` in
+    /// entries without rows and in entries written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
 }
 
 impl Entry {
@@ -1129,6 +1136,7 @@ impl PartitionLedger {
                 units: Vec::new(),
                 backfill: None,
                 abandoned: false,
+                event_time: None,
             };
             match self.commit(&takeover).await {
                 Ok(()) => {
@@ -1511,6 +1519,7 @@ mod tests {
             units: Vec::new(),
             backfill: None,
             abandoned: false,
+            event_time: None,
         }
     }
 

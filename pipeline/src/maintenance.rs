@@ -161,6 +161,7 @@ impl Job {
             units: Vec::new(),
             backfill: None,
             abandoned: false,
+            event_time: None,
         }
     }
 

@@ -688,6 +688,7 @@ mod tests {
             units: Vec::new(),
             backfill: None,
             abandoned: false,
+            event_time: None,
         }
     }
 
@@ -1008,6 +1009,7 @@ mod timestamp_unit_tests {
                 units: Vec::new(),
                 backfill: None,
                 abandoned: false,
+                event_time: None,
             })
             .await
             .unwrap();

@@ -451,6 +451,7 @@ mod tests {
             units: Vec::new(),
             backfill: None,
             abandoned: false,
+            event_time: None,
         };
         p0.commit(&entry).await.unwrap();
         let mut read = HashMap::new();

@@ -321,6 +321,7 @@ impl Recovery {
             units: Vec::new(),
             backfill: None,
             abandoned: false,
+            event_time: None,
         };
         // No files, so no intent and no uploads: the entry alone, created if absent and
         // settled by reading it back when the answer is lost (`PartitionLedger::commit`).
@@ -830,6 +831,7 @@ impl Worker {
             units: Vec::new(),
             backfill: None,
             abandoned: false,
+            event_time: None,
         };
         let mut wait = Duration::from_millis(500);
         let mut round = 1;
@@ -1316,6 +1318,7 @@ impl Worker {
             units: Vec::new(),
             backfill: None,
             abandoned: false,
+            event_time: Some(self.ds.resolved.schema.event_time_rule()),
         };
         let mut files = data;
         files.extend(dead);

@@ -243,6 +243,18 @@ impl<'de> Deserialize<'de> for FieldType {
 }
 
 impl DatasetSchema {
+    /// How a record's hour is found: the event-time field and its declared type, as
+    /// `<field> <type>` (e.g. `EdgeStartTimestamp timestamp`). Two schemas with the same
+    /// rule place every record in the same hour.
+    pub fn event_time_rule(&self) -> String {
+        let declared = self
+            .fields
+            .iter()
+            .find(|f| f.name == self.event_time)
+            .map_or_else(|| "?".to_owned(), |f| f.field_type.to_value().to_string());
+        format!("{} {}", self.event_time, declared.trim_matches('"'))
+    }
+
     pub fn builtin_names() -> &'static [&'static str] {
         &[
             "http_requests",

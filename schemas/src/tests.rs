@@ -679,3 +679,21 @@ fn decoders_can_move_between_threads() {
     fn send<T: Send>() {}
     send::<BatchDecoder>();
 }
+
+/// The rule that places records in hours names the field and its declared type, so a
+/// change of either is seen.
+#[test]
+fn event_time_rules_name_the_field_and_its_type() {
+    let http = DatasetSchema::builtin("http_requests").unwrap();
+    assert_eq!(http.event_time_rule(), "EdgeStartTimestamp timestamp");
+    let mut ms = http.clone();
+    for f in &mut ms.fields {
+        if f.name == "EdgeStartTimestamp" {
+            f.field_type = FieldType::TimestampIn(TimeUnit::Millisecond);
+        }
+    }
+    assert_eq!(ms.event_time_rule(), "EdgeStartTimestamp timestamp_ms");
+    let mut end = http;
+    end.event_time = "EdgeEndTimestamp".into();
+    assert_eq!(end.event_time_rule(), "EdgeEndTimestamp timestamp");
+}

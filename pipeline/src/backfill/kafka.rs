@@ -53,6 +53,9 @@ pub async fn plan(
     // Each partition's count of offset resets now (its ledger tail).
     let mut resets_now: HashMap<(String, i32), u64> = HashMap::new();
     let mut before_reset: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Rows placed in hours by another event-time rule: rule → their hours.
+    let rule = ds.resolved.schema.event_time_rule();
+    let mut other_rule: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, hours) in hours_of {
         let Some(entry) = origins.entry_of_unit(&name).await? else {
             return Err(BackfillError::Invalid(format!(
@@ -72,6 +75,15 @@ pub async fn plan(
                 n
             }
         };
+        if let Some(theirs) = &entry.event_time
+            && *theirs != rule
+        {
+            other_rule
+                .entry(theirs.clone())
+                .or_default()
+                .extend(hours.iter().cloned());
+            continue;
+        }
         if entry.offset_resets < now {
             // Read before the partition's offsets went back: the broker's records at
             // those offsets are others now.
@@ -96,6 +108,12 @@ pub async fn plan(
                 resets: entry.offset_resets,
             },
         });
+    }
+    if let Some((theirs, hours)) = other_rule.into_iter().next() {
+        return Err(BackfillError::Invalid(format!(
+            "{} hold rows placed in hours by the event time \"{theirs}\", and the dataset's schema now says \"{rule}\": re-derived from kafka, a record could land in another hour than the row it replaces, and be lost or doubled; back-fill these hours from an archive, or with the schema they were written with",
+            hours.into_iter().collect::<Vec<_>>().join(", ")
+        )));
     }
     if !before_reset.is_empty() {
         let detail: Vec<String> = before_reset

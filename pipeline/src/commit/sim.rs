@@ -462,6 +462,7 @@ async fn writer(
             units: Vec::new(),
             backfill: None,
             abandoned: false,
+            event_time: None,
         };
         let mut attempt = Attempt::new(entry, files);
         let mut round = 0;

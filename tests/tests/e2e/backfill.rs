@@ -514,6 +514,53 @@ fn a_replace_from_kafka_swaps_whole_hours_and_readers_never_see_a_mixture() {
         vec![in_hour5.to_string()],
         "plain folders after vacuum"
     );
+
+    // A schema that places records by another field: re-derived, a record could land in
+    // another hour than the row it replaces. Refused before anything is written.
+    let schema = world.path("http_requests_by_end.json");
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/datasets/http_requests.json"),
+    )
+    .unwrap();
+    let moved = builtin.replacen(
+        "\"event_time\": \"EdgeStartTimestamp\"",
+        "\"event_time\": \"EdgeEndTimestamp\"",
+        1,
+    );
+    assert_ne!(moved, builtin);
+    std::fs::write(&schema, moved).unwrap();
+    let by_end = world.config(
+        "by-end.toml",
+        &kafka.bootstrap,
+        &dataset_toml(&ops).replace(
+            "schema = \"http_requests\"",
+            &format!("schema = \"{}\"", schema.display()),
+        ),
+    );
+    let mut args = args_rerun();
+    args.extend(["--id", "by-end"]);
+    let status = world
+        .weir_job("backfill", &by_end, &args, "by-end.log", &[])
+        .wait_timeout(Duration::from_secs(120))
+        .expect("backfill finished");
+    let log = world.log("by-end.log");
+    assert!(
+        !status.success()
+            && log.contains("EdgeStartTimestamp timestamp")
+            && log.contains("EdgeEndTimestamp timestamp"),
+        "{log}"
+    );
+    assert_eq!(
+        world.query(
+            &config,
+            "SELECT count(*) FROM commits WHERE topic LIKE '@staged.by-end%'"
+        ),
+        vec!["0"]
+    );
+    assert_eq!(
+        world.query(&config, "SELECT count(*) FROM http_requests WHERE hour = 5"),
+        vec![in_hour5.to_string()]
+    );
 }
 
 /// A Kafka `--replace` backfill after the config changed which records decode. Records the
