@@ -1374,6 +1374,9 @@ struct UnitRun<'a> {
     dead: DeadLetterBuffer,
     pending: Vec<SourceRecord>,
     pending_bytes: usize,
+    /// Records of the pending batch skipped as already dead-lettered: they count towards
+    /// the batch's size, so batches start at the same records whichever are skipped.
+    pending_skipped: usize,
     records: u64,
     outside: u64,
     /// Kafka: the records the dataset's dead letters already hold.
@@ -1454,6 +1457,7 @@ impl<'a> UnitRun<'a> {
             dead: DeadLetterBuffer::default(),
             pending: Vec::new(),
             pending_bytes: 0,
+            pending_skipped: 0,
             records: 0,
             outside: 0,
             refused,
@@ -1472,11 +1476,15 @@ impl<'a> UnitRun<'a> {
         {
             self.records += 1;
             self.already_dead += 1;
-            return Ok(());
+            self.pending_skipped += 1;
+            self.pending_bytes += record.payload.len();
+        } else {
+            self.pending_bytes += record.payload.len();
+            self.pending.push(record);
         }
-        self.pending_bytes += record.payload.len();
-        self.pending.push(record);
-        if self.pending.len() >= BATCH_RECORDS || self.pending_bytes >= BATCH_BYTES {
+        if self.pending.len() + self.pending_skipped >= BATCH_RECORDS
+            || self.pending_bytes >= BATCH_BYTES
+        {
             self.flush()?;
         }
         Ok(())
@@ -1496,7 +1504,9 @@ impl<'a> UnitRun<'a> {
     }
 
     fn flush(&mut self) -> Result<(), BackfillError> {
+        self.pending_skipped = 0;
         if self.pending.is_empty() {
+            self.pending_bytes = 0;
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending);
