@@ -616,6 +616,7 @@ impl Backfill {
             // Nothing is written unless every remaining unit (of every shard) can be read.
             let done = self.done().await?;
             let pending: Vec<&Unit> = plan.iter().filter(|u| !done.contains(&u.name)).collect();
+            kafka::check_resets(&self.store, &self.ds.name, &pending).await?;
             kafka::check_retained(&self.config, &pending).await?;
         }
         let stream = if self.opts.dry_run {
@@ -1194,44 +1195,61 @@ fn ranges_of(units: &[&Unit]) -> Ranges {
     ranges
 }
 
-/// Whether `file` (a dead-letter file) may hold a record inside `ranges`: a span of it
-/// meets a range under the range's count of offset resets. A span that meets a range under
+/// The ranges of `ranges` whose records `file` (a dead-letter file) may hold: those its
+/// spans meet under the range's count of offset resets. A span that meets a range under
 /// another count holds other records at those offsets (the topic was recreated); a file
-/// that holds both at the same offsets cannot tell its rows apart, and is refused.
-fn meets(file: &FileRef, ranges: &Ranges) -> Result<bool, BackfillError> {
+/// that holds both for one partition cannot tell its rows apart, and is refused. A file
+/// named without spans was written by a weir that counted no resets, before any this one
+/// counted: its records are those of count 0.
+fn ranges_in(file: &FileRef, ranges: &Ranges) -> Result<Ranges, BackfillError> {
+    let mut out = Ranges::new();
     let Some(spans) = &file.offsets else {
-        return Ok(true);
+        for (topic, partitions) in ranges {
+            for (partition, rs) in partitions {
+                let before: Vec<_> = rs.iter().filter(|r| r.2 == 0).copied().collect();
+                if !before.is_empty() {
+                    out.entry(topic.clone())
+                        .or_default()
+                        .insert(*partition, before);
+                }
+            }
+        }
+        return Ok(out);
     };
-    let mut ours = Vec::new();
     let mut others = Vec::new();
     for s in spans {
-        let Some(r) = ranges.get(&s.topic).and_then(|p| p.get(&s.partition)) else {
+        let Some(rs) = ranges.get(&s.topic).and_then(|p| p.get(&s.partition)) else {
             continue;
         };
-        for &(a, b, resets) in r {
+        for &(a, b, resets) in rs {
             if s.first < b && s.last >= a {
                 if s.resets == resets {
-                    ours.push(s);
+                    let mine = out
+                        .entry(s.topic.clone())
+                        .or_default()
+                        .entry(s.partition)
+                        .or_default();
+                    if !mine.contains(&(a, b, resets)) {
+                        mine.push((a, b, resets));
+                    }
                 } else {
                     others.push(s);
                 }
             }
         }
     }
-    // Read for our records, the file's rows are matched by offset alone: rows of another
-    // count inside the ranges would pass for ours.
-    for s in &ours {
-        if let Some(o) = others
-            .iter()
-            .find(|o| o.topic == s.topic && o.partition == s.partition)
-        {
-            return Err(BackfillError::Invalid(format!(
-                "dead-letter file {} holds records of {}/{} from before and after its offsets went back ({} and {} resets) at offsets this backfill reads: it cannot tell them apart; back-fill these hours from an archive",
-                file.path, s.topic, s.partition, o.resets, s.resets
-            )));
-        }
+    // Rows are matched by offset: rows of another count inside the ranges would pass for
+    // ours.
+    if let Some(o) = others.iter().find(|o| {
+        out.get(&o.topic)
+            .is_some_and(|p| p.contains_key(&o.partition))
+    }) {
+        return Err(BackfillError::Invalid(format!(
+            "dead-letter file {} holds records of {}/{} from before and after its offsets went back ({} resets and others) at offsets this backfill reads: it cannot tell them apart; back-fill these hours from an archive",
+            file.path, o.topic, o.partition, o.resets
+        )));
     }
-    Ok(!ours.is_empty())
+    Ok(out)
 }
 
 /// The records of `files` (dead-letter files) inside `ranges` (topic → partition → the
@@ -1245,10 +1263,11 @@ async fn dead_letters_in(
     let mut out = Refused::new();
     // Only the files whose recorded spans meet a range are opened (a file named before
     // spans were recorded always is): the read follows the units, not the history.
-    let mut meeting: Vec<&FileRef> = Vec::new();
+    let mut meeting: Vec<(&FileRef, Ranges)> = Vec::new();
     for f in files {
-        if meets(f, ranges)? {
-            meeting.push(f);
+        let mine = ranges_in(f, ranges)?;
+        if !mine.is_empty() {
+            meeting.push((f, mine));
         }
     }
     debug!(
@@ -1256,7 +1275,7 @@ async fn dead_letters_in(
         read = meeting.len(),
         "dead-letter files whose offsets may meet the backfill's ranges"
     );
-    for file in meeting {
+    for (file, ranges) in meeting {
         let path = object_store::path::Path::from(file.path.as_str());
         let unreadable = |e: String| BackfillError::Source {
             unit: file.path.clone(),
@@ -1862,6 +1881,14 @@ mod tests {
         let old = missing("old-records", Some(vec![span(10, 40, 0)]));
         assert!(
             dead_letters_in(&store, &[old], &ranges)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A file named without spans predates every counted reset: its records are the
+        // old ones.
+        assert!(
+            dead_letters_in(&store, &[missing("legacy", None)], &ranges)
                 .await
                 .unwrap()
                 .is_empty()

@@ -203,7 +203,7 @@ pub async fn compact_dataset(
     // ago, by Kafka position, grouped by when they were written (see `dead_letter_groups`).
     let modified = crate::maintenance::dead_letters_modified(&store, &dataset.name).await?;
     let window = dead_letter_window(dataset.resolved.config.retention);
-    for (from, merged) in dead_letter_groups(dead_letters, &modified, half, cutoff, window) {
+    for ((from, _), merged) in dead_letter_groups(dead_letters, &modified, half, cutoff, window) {
         let group = Group {
             label: format!(
                 "{} dead letters written from {}",
@@ -275,15 +275,18 @@ fn dead_letter_window(retention: Option<Duration>) -> chrono::Duration {
 /// `half` bytes written at or before `cutoff`, in groups of `window` counted from the Unix
 /// epoch (the map's key is a group's start). A merged file's time is its newest input's,
 /// inside the group, so a later run merges it with that group's newer files only and never
-/// with younger dead letters. A file the listing missed is left for a later run.
+/// with younger dead letters. A file the listing missed is left for a later run. Files of
+/// records read after different numbers of offset resets are kept apart (the second part of
+/// the key), so a merged file never holds the old and the new records of a recreated
+/// topic's offsets, which a Kafka backfill could not tell apart.
 fn dead_letter_groups(
     files: Vec<FileRef>,
     modified: &HashMap<String, DateTime<Utc>>,
     half: u64,
     cutoff: DateTime<Utc>,
     window: chrono::Duration,
-) -> BTreeMap<DateTime<Utc>, DeadLetterGroup> {
-    let mut groups: BTreeMap<DateTime<Utc>, DeadLetterGroup> = BTreeMap::new();
+) -> BTreeMap<(DateTime<Utc>, u64), DeadLetterGroup> {
+    let mut groups: BTreeMap<(DateTime<Utc>, u64), DeadLetterGroup> = BTreeMap::new();
     for f in files {
         if f.bytes >= half {
             continue;
@@ -296,10 +299,20 @@ fn dead_letter_groups(
             continue;
         }
         let from = written.duration_trunc(window).unwrap_or(written);
-        let group = groups.entry(from).or_insert_with(|| DeadLetterGroup {
-            files: Vec::new(),
-            newest_written: written,
-        });
+        // One count per file: a commit's file has one, and merged files keep it.
+        let resets = f
+            .offsets
+            .iter()
+            .flatten()
+            .map(|s| s.resets)
+            .max()
+            .unwrap_or(0);
+        let group = groups
+            .entry((from, resets))
+            .or_insert_with(|| DeadLetterGroup {
+                files: Vec::new(),
+                newest_written: written,
+            });
         group.newest_written = group.newest_written.max(written);
         group.files.push(f);
     }
@@ -782,6 +795,49 @@ mod tests {
     /// Dead letters are merged by when their newest row was first written: a merged file's
     /// own time (`newest_written`) places it, not when it was rewritten, so a later run adds
     /// its group's new files to it and never mixes in younger ones.
+    /// Dead letters of records read before and after a partition's offsets went back are
+    /// merged apart, however close in time: a merged file holding both at the same offsets
+    /// would stop every Kafka backfill of them.
+    #[test]
+    fn dead_letters_of_other_offset_resets_are_kept_apart() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let span = |resets| crate::ledger::OffsetSpan {
+            topic: "t".into(),
+            partition: 0,
+            first: 0,
+            last: 9,
+            resets,
+        };
+        let file = |name: &str, resets: Option<u64>| FileRef {
+            path: format!("_weir/dead_letter/ds/{name}.parquet"),
+            rows: 1,
+            bytes: 100,
+            newest_written: None,
+            offsets: resets.map(|r| vec![span(r)]),
+        };
+        let files = vec![
+            file("before", Some(0)),
+            file("legacy", None),
+            file("after", Some(1)),
+            file("after-too", Some(1)),
+        ];
+        let modified: HashMap<String, DateTime<Utc>> = files
+            .iter()
+            .map(|f| (f.path.clone(), at("2026-12-07T05:10:00Z")))
+            .collect();
+        let groups: Vec<(u64, usize)> = dead_letter_groups(
+            files,
+            &modified,
+            1_000,
+            at("2026-12-07T07:00:00Z"),
+            chrono::Duration::hours(1),
+        )
+        .into_iter()
+        .map(|((_, resets), group)| (resets, group.files.len()))
+        .collect();
+        assert_eq!(groups, vec![(0, 2), (1, 2)]);
+    }
+
     #[test]
     fn dead_letters_merge_within_the_window_they_were_written_in() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
@@ -824,7 +880,7 @@ mod tests {
                 window,
             )
             .into_iter()
-            .map(|(from, group)| {
+            .map(|((from, _), group)| {
                 let names: Vec<String> = group
                     .files
                     .iter()

@@ -359,6 +359,7 @@ pub fn commits_schema() -> SchemaRef {
         int("files"),
         int("bytes"),
         int("skipped_offsets"),
+        int("offset_resets"),
         Field::new(
             "committed_at",
             DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
@@ -382,7 +383,8 @@ pub fn entry_kind(entry: &ledger::Entry) -> &'static str {
     } else if entry.topic.starts_with(ledger::BACKFILL_PREFIX) {
         "backfill"
     } else if entry.records == 0 {
-        // Only the entry that records where a partition starts covers no records.
+        // Entries without records: where a partition starts, or where its offsets
+        // restarted after going back (its `first_offset` below its predecessor's end).
         "start"
     } else {
         "append"
@@ -498,6 +500,7 @@ pub async fn commits_batch(
     let mut files = Int64Builder::with_capacity(n);
     let mut bytes = Int64Builder::with_capacity(n);
     let mut skipped = Int64Builder::with_capacity(n);
+    let mut resets = Int64Builder::with_capacity(n);
     let mut committed_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut removed_files = Int64Builder::with_capacity(n);
     let mut removed_rows = Int64Builder::with_capacity(n);
@@ -519,6 +522,7 @@ pub async fn commits_batch(
         files.append_value(count(entry.files.len() as u64));
         bytes.append_value(count(entry.files.iter().map(|f| f.bytes).sum()));
         skipped.append_value(count(entry.skipped_offsets));
+        resets.append_value(count(entry.offset_resets));
         committed_at.append_value(written.timestamp_millis());
         removed_files.append_value(count(entry.removed.len() as u64));
         // Table rows only: a dead-letter file taken out (compacted) held no table rows.
@@ -548,6 +552,7 @@ pub async fn commits_batch(
         Arc::new(files.finish()),
         Arc::new(bytes.finish()),
         Arc::new(skipped.finish()),
+        Arc::new(resets.finish()),
         Arc::new(committed_at.finish()),
         Arc::new(removed_files.finish()),
         Arc::new(removed_rows.finish()),

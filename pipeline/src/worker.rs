@@ -753,10 +753,11 @@ impl Worker {
 
     /// The partition's offsets went back below the position: the topic was recreated or
     /// its offsets reset, and librdkafka restarted it at its earliest record. Under
-    /// `kafka.on_offset_gap = "record"` the open commit is committed as it is, and `record`
-    /// starts the next entry, whose `start_offset` is then below the previous entry's
-    /// `next_offset`: the ledger shows the new offset range instead of dropping its records
-    /// until the offsets pass the old position.
+    /// `kafka.on_offset_gap = "record"` the open commit is committed as it is, then an
+    /// entry without records at `record`'s offset, below the previous entry's
+    /// `next_offset`, records the rewind ([`Self::record_rewind`]), and `record` starts
+    /// the next commit: the ledger shows the new offset range instead of dropping its
+    /// records until the offsets pass the old position.
     async fn rewind(
         &mut self,
         record: OwnedRecord,
@@ -782,6 +783,11 @@ impl Worker {
         if self.resets != resets {
             // A commit was fenced and the partition sought back to the ledger's position:
             // this record is read again from there (and the rewind seen again if it is one).
+            return Ok(());
+        }
+        if self.commit_records > 0 || self.in_flight.is_some() {
+            // Revoked before what was read ahead of the rewind went out: nothing is
+            // recorded past it, and the next owner meets the same rewind.
             return Ok(());
         }
         // Recorded before reading on, even when stopping: should this owner die before its

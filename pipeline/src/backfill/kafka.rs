@@ -133,6 +133,46 @@ pub async fn plan(
     Ok(units)
 }
 
+/// Refuses units read before their partition's offsets last went back, checked again when a
+/// recorded plan is run (the topic may have been recreated since it was planned): their
+/// offsets name other records now.
+pub async fn check_resets(
+    store: &Arc<dyn ObjectStore>,
+    dataset: &str,
+    units: &[&Unit],
+) -> Result<(), BackfillError> {
+    let mut now: HashMap<(&str, i32), u64> = HashMap::new();
+    for unit in units {
+        let UnitSource::Offsets {
+            topic,
+            partition,
+            resets,
+            ..
+        } = &unit.what
+        else {
+            continue;
+        };
+        let count = match now.get(&(topic.as_str(), *partition)) {
+            Some(&n) => n,
+            None => {
+                let tail = PartitionLedger::new(store.clone(), dataset, topic, *partition)
+                    .tail()
+                    .await?;
+                let n = tail.last.map_or(0, |e| e.offset_resets);
+                now.insert((topic.as_str(), *partition), n);
+                n
+            }
+        };
+        if *resets < count {
+            return Err(BackfillError::Invalid(format!(
+                "unit {} was read before {topic}/{partition}'s offsets went back (topic recreated or offsets reset since the backfill was planned): the broker's records at those offsets are others now; nothing more is written (back-fill these hours from an archive)",
+                unit.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The hours (`date=…/hour=…`, the ledger's buckets) `entry` wrote rows to that are not in
 /// `range`.
 fn outside(entry: &Entry, range: &BTreeSet<String>) -> Vec<String> {

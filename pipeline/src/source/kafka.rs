@@ -249,7 +249,7 @@ impl WeirContext {
                         workers = replaced.len(),
                         "waiting for replaced partition workers before their successors start"
                     );
-                    join_all_within(replaced, timeout).await;
+                    join_all_within(replaced, timeout, Aborted::Await).await;
                 }
                 let futs = partitions_owned.iter().map(|(topic, p)| {
                     let (shared, consumer) = (shared.clone(), starts_with.clone());
@@ -328,7 +328,9 @@ impl WeirContext {
         }
         let timeout = self.shared.config.shutdown.timeout;
         let handle = self.runtime.clone();
-        tokio::task::block_in_place(move || handle.block_on(join_all_within(running, timeout)));
+        tokio::task::block_in_place(move || {
+            handle.block_on(join_all_within(running, timeout, Aborted::Await))
+        });
     }
 
     /// Stops every worker (graceful shutdown: each commits what it has).
@@ -340,7 +342,8 @@ impl WeirContext {
         for r in &running {
             let _ = r.stop.send(how);
         }
-        join_all_within(running, self.shared.config.shutdown.timeout).await;
+        // The process ends: no successor here for an aborted worker to overlap with.
+        join_all_within(running, self.shared.config.shutdown.timeout, Aborted::Leave).await;
     }
 }
 
@@ -348,7 +351,7 @@ impl WeirContext {
 /// still running at the deadline is aborted: whatever it had not committed stays
 /// uncommitted, and the partition's next owner removes its files (the takeover entry keeps
 /// it from committing later).
-async fn join_all_within(running: Vec<Running>, timeout: Duration) {
+async fn join_all_within(running: Vec<Running>, timeout: Duration, aborted_then: Aborted) {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut aborted = Vec::new();
     for mut r in running {
@@ -360,6 +363,9 @@ async fn join_all_within(running: Vec<Running>, timeout: Duration) {
             warn!(timeout = ?timeout, "partition worker did not finish within shutdown.timeout; aborted, its open commit is abandoned");
             aborted.push(r);
         }
+    }
+    if aborted_then == Aborted::Leave {
+        return;
     }
     // An aborted worker stops at its next await; one inside a blocking call (a broker
     // query, a seek) runs on until that call returns. Its successor in this process must
@@ -374,6 +380,16 @@ async fn join_all_within(running: Vec<Running>, timeout: Duration) {
             error!(grace = ?ABORTED_GRACE, "partition worker still running after it was aborted (stuck in a blocking call); its partition's next worker in this process may start beside it");
         }
     }
+}
+
+/// What [`join_all_within`] does with workers it aborted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aborted {
+    /// Wait until they stop (up to [`ABORTED_GRACE`]): their partitions' next workers may
+    /// start in this process.
+    Await,
+    /// Return at once: the process is ending.
+    Leave,
 }
 
 /// How long an aborted worker is awaited: longer than its longest blocking call (the
@@ -543,7 +559,12 @@ mod tests {
         });
         let (stop, _) = watch::channel(Stop::Running);
         let started = std::time::Instant::now();
-        join_all_within(vec![Running { stop, join }], Duration::from_millis(100)).await;
+        join_all_within(
+            vec![Running { stop, join }],
+            Duration::from_millis(100),
+            Aborted::Await,
+        )
+        .await;
         assert!(finished.load(Ordering::SeqCst));
         assert!(started.elapsed() < Duration::from_secs(10));
     }

@@ -326,13 +326,27 @@ fn recreated_topic_is_refused_or_recorded() {
     );
     let config = world.config("weir-1.toml", &first_kafka.bootstrap, &extra);
     let mut generator = HttpRequests::new(44).compact(true);
-    let mut ids = produce_http(&first_kafka.bootstrap, TOPIC, 1, 200, &mut generator);
+    // Offset 10 of the old topic is a dead letter; offset 10 of the new one a good record.
+    let mut ids = produce_http(&first_kafka.bootstrap, TOPIC, 1, 10, &mut generator);
+    let p = crate::harness::producer(&first_kafka.bootstrap);
+    crate::harness::send(&p, TOPIC, 0, b"{\"RayID\": \"not closed\"");
+    crate::harness::flush(&p);
+    drop(p);
+    ids.extend(produce_http(
+        &first_kafka.bootstrap,
+        TOPIC,
+        1,
+        189,
+        &mut generator,
+    ));
     let mut weir = world.weir_run(&config, "weir-1.log", &[]);
     world.wait_consumed(DATASET, TOPIC, &[200], Duration::from_secs(120), &mut weir);
     weir.terminate();
     drop(first_kafka);
 
+    // The new topic's records are two days later: hours of their own.
     let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    generator.set_event_time(weir_schemas::synth::DEFAULT_START_NS + 2 * 86_400_000_000_000);
     ids.extend(produce_http(&kafka.bootstrap, TOPIC, 1, 50, &mut generator));
     let refuse = world.config_kafka(
         "weir-fail.toml",
@@ -423,6 +437,38 @@ fn recreated_topic_is_refused_or_recorded() {
         ),
         vec!["0"]
     );
+    world.assert_exactly_once(&config, &ids);
+
+    // The new topic's own hours can be: the old record's dead letter at offset 10 is not
+    // taken for the new record there, which keeps its row.
+    assert_ne!(first, last, "the two topics' records share a day");
+    let from = format!("{last}T00");
+    let args = [
+        "--dataset",
+        DATASET,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--replace",
+        "--id",
+        "after",
+    ];
+    let status = world
+        .weir_job("backfill", &config, &args, "backfill-after.log", &[])
+        .wait_timeout(Duration::from_secs(120))
+        .expect("backfill finished");
+    assert!(status.success(), "{}", world.log("backfill-after.log"));
+    assert_eq!(
+        world.query(&config, "SELECT \"offset\" FROM dead_letter"),
+        vec!["10"]
+    );
+    // Plain-folder readers see the replaced files until vacuum deletes them.
+    let vacuumed = world
+        .weir_job("vacuum", &config, &["--grace", "0s"], "vacuum.log", &[])
+        .wait_timeout(Duration::from_secs(120))
+        .expect("vacuum finished");
+    assert!(vacuumed.success(), "{}", world.log("vacuum.log"));
     world.assert_exactly_once(&config, &ids);
 }
 
