@@ -26,7 +26,8 @@
 //!             names, after a grace
 //!  backfill ── whole hours from an NDJSON archive or re-read from Kafka, through the current
 //!             chain, one entry per source unit in the backfill's own streams; --replace
-//!             stages them and publishes with one maintenance replace entry
+//!             stages them and publishes with one maintenance replace entry (or, with
+//!             --abandon, one that gives them up: vacuum then deletes them)
 //!  delta   ── the ledger's files folded into each dataset's _delta_log (txn id per stream)
 //! ```
 //!
