@@ -1238,11 +1238,12 @@ fn ranges_in(file: &FileRef, ranges: &Ranges) -> Result<Ranges, BackfillError> {
             }
         }
     }
-    // Rows are matched by offset: rows of another count inside the ranges would pass for
-    // ours.
+    // Rows are matched by offset: rows of another count inside the ranges read would pass
+    // for ours.
     if let Some(o) = others.iter().find(|o| {
         out.get(&o.topic)
-            .is_some_and(|p| p.contains_key(&o.partition))
+            .and_then(|p| p.get(&o.partition))
+            .is_some_and(|r| r.iter().any(|&(a, b, _)| o.first < b && o.last >= a))
     }) {
         return Err(BackfillError::Invalid(format!(
             "dead-letter file {} holds records of {}/{} from before and after its offsets went back ({} resets and others) at offsets this backfill reads: it cannot tell them apart; back-fill these hours from an archive",
@@ -1896,6 +1897,33 @@ mod tests {
         let both = missing("both", Some(vec![span(10, 40, 0), span(20, 30, 1)]));
         let err = dead_letters_in(&store, &[both], &ranges).await.unwrap_err();
         assert!(err.to_string().contains("cannot tell them apart"), "{err}");
+        // Rows are matched against the ranges the file's own spans meet under its count:
+        // its partition-1 records (count 0) are not taken for the backfill's (count 1).
+        let mut buffer = DeadLetterBuffer::default();
+        buffer.push(letter("t", 0, 25));
+        buffer.push(letter("t", 1, 5));
+        let closed = buffer.close("ds", "two-partitions", 0).unwrap().unwrap();
+        store
+            .put(&closed.path.as_str().into(), closed.bytes.clone())
+            .await
+            .unwrap();
+        let mut two = closed.file_ref();
+        two.offsets = Some(vec![
+            span(25, 25, 1),
+            ledger::OffsetSpan {
+                partition: 1,
+                ..span(5, 5, 0)
+            },
+        ]);
+        let ranges: Ranges = [(
+            "t".to_owned(),
+            [(0, vec![(15, 50, 1)]), (1, vec![(0, 10, 1)])].into(),
+        )]
+        .into();
+        assert_eq!(
+            dead_letters_in(&store, &[two], &ranges).await.unwrap(),
+            [("t".to_owned(), [(0, 25)].into())].into()
+        );
         let merged = ledger::OffsetSpan::of([("t", 0, 1, 30), ("t", 0, 0, 12), ("t", 0, 1, 20)]);
         assert_eq!(merged, vec![span(12, 12, 0), span(20, 30, 1)]);
     }

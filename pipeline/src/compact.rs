@@ -299,14 +299,14 @@ fn dead_letter_groups(
             continue;
         }
         let from = written.duration_trunc(window).unwrap_or(written);
-        // One count per file: a commit's file has one, and merged files keep it.
-        let resets = f
-            .offsets
-            .iter()
-            .flatten()
-            .map(|s| s.resets)
-            .max()
-            .unwrap_or(0);
+        // One count per file: a commit's file has one, and merged files keep it. A file
+        // with several is left as it is.
+        let counts: std::collections::BTreeSet<u64> =
+            f.offsets.iter().flatten().map(|s| s.resets).collect();
+        if counts.len() > 1 {
+            continue;
+        }
+        let resets = counts.first().copied().unwrap_or(0);
         let group = groups
             .entry((from, resets))
             .or_insert_with(|| DeadLetterGroup {
@@ -792,12 +792,10 @@ mod tests {
         assert_eq!(hour_end("date=2026-11-22/hour=xx"), None);
     }
 
-    /// Dead letters are merged by when their newest row was first written: a merged file's
-    /// own time (`newest_written`) places it, not when it was rewritten, so a later run adds
-    /// its group's new files to it and never mixes in younger ones.
     /// Dead letters of records read before and after a partition's offsets went back are
     /// merged apart, however close in time: a merged file holding both at the same offsets
-    /// would stop every Kafka backfill of them.
+    /// would stop every Kafka backfill of them. A file that holds several counts already is
+    /// not merged again.
     #[test]
     fn dead_letters_of_other_offset_resets_are_kept_apart() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
@@ -815,11 +813,21 @@ mod tests {
             newest_written: None,
             offsets: resets.map(|r| vec![span(r)]),
         };
+        let mut mixed = file("mixed", Some(0));
+        mixed
+            .offsets
+            .as_mut()
+            .unwrap()
+            .push(crate::ledger::OffsetSpan {
+                partition: 1,
+                ..span(1)
+            });
         let files = vec![
             file("before", Some(0)),
             file("legacy", None),
             file("after", Some(1)),
             file("after-too", Some(1)),
+            mixed,
         ];
         let modified: HashMap<String, DateTime<Utc>> = files
             .iter()
@@ -838,6 +846,9 @@ mod tests {
         assert_eq!(groups, vec![(0, 2), (1, 2)]);
     }
 
+    /// Dead letters are merged by when their newest row was first written: a merged file's
+    /// own time (`newest_written`) places it, not when it was rewritten, so a later run adds
+    /// its group's new files to it and never mixes in younger ones.
     #[test]
     fn dead_letters_merge_within_the_window_they_were_written_in() {
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();

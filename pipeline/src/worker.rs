@@ -511,7 +511,7 @@ impl Worker {
                         error!(topic = %self.topic, partition = self.partition, error = %e, "final commit failed");
                     } else if let Some(record) = self.rewound.take()
                         && self.shared.config.kafka.on_offset_gap == OnOffsetGap::Record
-                        && let Err(e) = self.record_rewind(record.offset).await
+                        && let Err(e) = self.record_rewind(record.offset, 0).await
                     {
                         // The next owner meets the same rewind, unless the new offsets have
                         // passed the old position by then.
@@ -785,15 +785,15 @@ impl Worker {
             // this record is read again from there (and the rewind seen again if it is one).
             return Ok(());
         }
-        if self.commit_records > 0 || self.in_flight.is_some() {
-            // Revoked before what was read ahead of the rewind went out: nothing is
-            // recorded past it, and the next owner meets the same rewind.
-            return Ok(());
-        }
         // Recorded before reading on, even when stopping: should this owner die before its
         // next commit, the next one would resume at the old position, which the new offsets
-        // may have passed by then, and read on from there without a word.
-        if !self.record_rewind(record.offset).await? || *stop.borrow() != Stop::Running {
+        // may have passed by then, and read on from there without a word. Records read
+        // before the rewind that are still open here were never committed (the partition
+        // was revoked while the commit before them settled); the broker no longer has them
+        // (its offsets went back), so the rewind entry records them as a gap.
+        let uncommitted = self.commit_records;
+        if !self.record_rewind(record.offset, uncommitted).await? || *stop.borrow() != Stop::Running
+        {
             return Ok(());
         }
         self.next_offset = Some(record.offset + 1);
@@ -806,10 +806,14 @@ impl Worker {
 
     /// Writes the entry that records a rewind: no records, `start_offset` = `next_offset` =
     /// `offset` (below its predecessor's `next_offset`), the operator state carried on and
-    /// `offset_resets` one more. The next owner then resumes at the new offsets. Created if
+    /// `offset_resets` one more; `lost`, records read before the rewind and never committed,
+    /// as its `skipped_offsets`. The next owner then resumes at the new offsets. Created if
     /// absent and settled by reading it back, as every entry; `false` when another owner
     /// wrote that sequence number first (this worker then starts again from the ledger).
-    async fn record_rewind(&mut self, offset: i64) -> Result<bool, WorkerError> {
+    async fn record_rewind(&mut self, offset: i64, lost: u64) -> Result<bool, WorkerError> {
+        if lost > 0 {
+            error!(topic = %self.topic, partition = self.partition, lost, "records read before the offsets went back were not committed before the partition was revoked, and the broker no longer has them: the rewind entry records them as skipped offsets");
+        }
         const ROUNDS: u32 = 6;
         let previous = self.tail.last.as_ref();
         let entry = Entry {
@@ -825,7 +829,7 @@ impl Worker {
             records: 0,
             rows: 0,
             dead_lettered: 0,
-            skipped_offsets: 0,
+            skipped_offsets: lost,
             offset_resets: previous.map_or(0, |e| e.offset_resets) + 1,
             files: Vec::new(),
             dead_letters: Vec::new(),
@@ -865,6 +869,15 @@ impl Worker {
             self.partition,
             1,
         );
+        if lost > 0 {
+            metrics.partition(
+                &metrics.skipped_offsets,
+                &self.ds.name,
+                &self.topic,
+                self.partition,
+                lost,
+            );
+        }
         self.tail = Tail { last: Some(entry) };
         Ok(true)
     }
