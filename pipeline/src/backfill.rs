@@ -778,6 +778,8 @@ impl Backfill {
                     })?;
                 }
                 UnitSource::Offsets { records, .. } => {
+                    // Again before each unit: a long run can outlast the topic.
+                    kafka::check_resets(&self.store, &self.ds.name, &[unit]).await?;
                     let reader = kafka.as_ref().expect("kafka source");
                     tokio::task::block_in_place(|| {
                         reader.read(unit, &mut |r| run.push(r))?;
