@@ -243,6 +243,10 @@ pub enum UnitSource {
 /// under the same id is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// What this build writes ([`PLAN_FORMAT`]); 0 in plans recorded before it existed. A
+    /// build refuses a plan of a newer format, whose units may carry what it would ignore.
+    #[serde(default)]
+    pub format: u32,
     pub id: String,
     pub dataset: String,
     pub from: String,
@@ -254,7 +258,24 @@ pub struct Plan {
     pub units: Vec<Unit>,
 }
 
+/// The plan format this build writes and the newest it reads. Raise it when a unit gains
+/// something an older build must not ignore.
+pub const PLAN_FORMAT: u32 = 1;
+
 impl Plan {
+    /// Parses a recorded plan (`path` names it in errors), refusing a newer format.
+    fn parse(path: &object_store::path::Path, bytes: &[u8]) -> Result<Plan, BackfillError> {
+        let plan: Plan = serde_json::from_slice(bytes)
+            .map_err(|e| BackfillError::Invalid(format!("{path} does not parse: {e}")))?;
+        if plan.format > PLAN_FORMAT {
+            return Err(BackfillError::Invalid(format!(
+                "{path} was recorded by a newer weir (plan format {}, this build reads up to {PLAN_FORMAT}): run this backfill with that version",
+                plan.format
+            )));
+        }
+        Ok(plan)
+    }
+
     /// The first parameter in which `other` differs from this plan, as (name, ours, theirs).
     fn differs(&self, other: &Plan) -> Option<(&'static str, String, String)> {
         let pairs = [
@@ -477,6 +498,7 @@ impl Backfill {
     /// This run's parameters as a plan without units (what a recorded plan must match).
     fn params(&self) -> Plan {
         Plan {
+            format: PLAN_FORMAT,
             id: self.id.clone(),
             dataset: self.ds.name.clone(),
             from: self.opts.from.to_rfc3339(),
@@ -496,8 +518,7 @@ impl Backfill {
         let Some(bytes) = got else {
             return Ok(None);
         };
-        let plan: Plan = serde_json::from_slice(&bytes)
-            .map_err(|e| BackfillError::Invalid(format!("{path} does not parse: {e}")))?;
+        let plan = Plan::parse(&path, &bytes)?;
         if let Some((what, theirs, ours)) = plan.differs(&self.params()) {
             return Err(BackfillError::Invalid(format!(
                 "backfill {} was planned with {what} {theirs}; this run has {ours}: run it with the same (or give a new --id)",
@@ -1091,8 +1112,7 @@ pub async fn abandon(
             "no backfill {id} of {dataset} was planned ({path} does not exist): nothing to abandon"
         )));
     };
-    let plan: Plan = serde_json::from_slice(&bytes)
-        .map_err(|e| BackfillError::Invalid(format!("{path} does not parse: {e}")))?;
+    let plan = Plan::parse(&path, &bytes)?;
     if !plan.replace {
         return Err(BackfillError::Invalid(format!(
             "backfill {id} adds rows (it was planned without --replace): the rows of its finished units are in the table already, and there is nothing staged to abandon"
@@ -1928,6 +1948,25 @@ mod tests {
         );
         let merged = ledger::OffsetSpan::of([("t", 0, 1, 30), ("t", 0, 0, 12), ("t", 0, 1, 20)]);
         assert_eq!(merged, vec![span(12, 12, 0), span(20, 30, 1)]);
+    }
+
+    #[test]
+    fn plans_of_a_newer_format_are_refused() {
+        let path = object_store::path::Path::from("_weir/backfill/ds/x/plan.json");
+        let json = |format: &str| {
+            format!(
+                r#"{{{format}"id":"x","dataset":"ds","from":"a","to":"b","source":"kafka","replace":true,"shards":1,"config_hash":"h","units":[]}}"#
+            )
+        };
+        assert_eq!(Plan::parse(&path, json("").as_bytes()).unwrap().format, 0);
+        let current = json(&format!(r#""format":{PLAN_FORMAT},"#));
+        assert_eq!(
+            Plan::parse(&path, current.as_bytes()).unwrap().format,
+            PLAN_FORMAT
+        );
+        let newer = json(&format!(r#""format":{},"#, PLAN_FORMAT + 1));
+        let err = Plan::parse(&path, newer.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("newer weir"), "{err}");
     }
 
     #[test]
