@@ -295,7 +295,6 @@ impl Recovery {
         offset: i64,
         config_hash: &str,
     ) -> Result<(), LedgerError> {
-        const ROUNDS: u32 = 6;
         let entry = Entry {
             version: LEDGER_VERSION,
             seq: self.tail.next_seq(),
@@ -323,40 +322,28 @@ impl Recovery {
             abandoned: false,
             event_time: None,
         };
-        // No files, so no intent and no uploads: the entry alone, created if absent and
-        // settled by reading it back when the answer is lost (`PartitionLedger::commit`).
-        let mut wait = Duration::from_millis(500);
-        let mut round = 1;
-        loop {
-            match self.protocol.ledger.commit(&entry).await {
-                Ok(()) => {
-                    self.tail = Tail { last: Some(entry) };
+        match commit_without_records(&self.protocol.ledger, &entry, "start").await {
+            Ok(()) => {
+                self.tail = Tail { last: Some(entry) };
+                Ok(())
+            }
+            Err(LedgerError::Fenced { .. }) => {
+                // Another owner of the partition (a rebalance that overlapped) wrote this
+                // sequence number first: its entry is the position. Should it hold a newer
+                // epoch, this worker's first commit is fenced and it stops there.
+                let tail = self.protocol.ledger.tail().await?;
+                if tail.next_offset().is_some() {
+                    self.tail = tail;
                     return Ok(());
                 }
-                Err(LedgerError::Fenced { .. }) => {
-                    // Another owner of the partition (a rebalance that overlapped) wrote
-                    // this sequence number first: its entry is the position. Should it hold
-                    // a newer epoch, this worker's first commit is fenced and it stops there.
-                    let tail = self.protocol.ledger.tail().await?;
-                    if tail.next_offset().is_some() {
-                        self.tail = tail;
-                        return Ok(());
-                    }
-                    return Err(LedgerError::Fenced {
-                        stream: self.protocol.ledger.stream(),
-                        seq: entry.seq,
-                        ours: self.epoch,
-                        theirs: tail.last.map_or(0, |e| e.epoch),
-                    });
-                }
-                Err(e) if e.is_retryable() && round < ROUNDS => {
-                    warn!(topic = %self.topic, partition = self.partition, round, error = %e, retry_in_ms = wait.as_millis() as u64, "recording the partition's start failed, retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                    round += 1;
-                }
-                Err(e) => return Err(e),
+                Err(LedgerError::Fenced {
+                    stream: self.protocol.ledger.stream(),
+                    seq: entry.seq,
+                    ours: self.epoch,
+                    theirs: tail.last.map_or(0, |e| e.epoch),
+                })
             }
+            Err(e) => Err(e),
         }
     }
 }
@@ -814,7 +801,6 @@ impl Worker {
         if lost > 0 {
             error!(topic = %self.topic, partition = self.partition, lost, "records read before the offsets went back were not committed before the partition was revoked, and the broker no longer has them: the rewind entry records them as skipped offsets");
         }
-        const ROUNDS: u32 = 6;
         let previous = self.tail.last.as_ref();
         let entry = Entry {
             version: LEDGER_VERSION,
@@ -843,23 +829,13 @@ impl Worker {
             abandoned: false,
             event_time: None,
         };
-        let mut wait = Duration::from_millis(500);
-        let mut round = 1;
-        loop {
-            match self.protocol.ledger.commit(&entry).await {
-                Ok(()) => break,
-                Err(LedgerError::Fenced { .. }) => {
-                    self.reset_to_ledger().await?;
-                    return Ok(false);
-                }
-                Err(e) if e.is_retryable() && round < ROUNDS => {
-                    warn!(topic = %self.topic, partition = self.partition, round, error = %e, retry_in_ms = wait.as_millis() as u64, "recording the rewind failed, retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                    round += 1;
-                }
-                Err(e) => return Err(e.into()),
+        match commit_without_records(&self.protocol.ledger, &entry, "rewind").await {
+            Ok(()) => {}
+            Err(LedgerError::Fenced { .. }) => {
+                self.reset_to_ledger().await?;
+                return Ok(false);
             }
+            Err(e) => return Err(e.into()),
         }
         let metrics = &self.shared.metrics;
         metrics.partition(
@@ -1395,6 +1371,32 @@ impl Worker {
         })
         .map_err(|e| WorkerError::Kafka(format!("seek to {offset:?}: {e}")))?;
         Ok(())
+    }
+}
+
+/// Commits an entry that covers no records and names no files (a partition's start, a
+/// rewind): no intent and no uploads, the entry alone, created if absent and settled by
+/// reading it back when the answer is lost (`PartitionLedger::commit`). A store failure or
+/// an unknown outcome is retried a few times with backoff; `Fenced` and verdicts return at
+/// once. `kind` names the entry in the retry log line.
+async fn commit_without_records(
+    ledger: &PartitionLedger,
+    entry: &Entry,
+    kind: &'static str,
+) -> Result<(), LedgerError> {
+    const ROUNDS: u32 = 6;
+    let mut wait = Duration::from_millis(500);
+    let mut round = 1;
+    loop {
+        match ledger.commit(entry).await {
+            Err(e) if e.is_retryable() && round < ROUNDS => {
+                warn!(topic = %entry.topic, partition = entry.partition, kind, round, error = %e, retry_in_ms = wait.as_millis() as u64, "writing an entry without records failed, retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+                round += 1;
+            }
+            other => return other,
+        }
     }
 }
 
