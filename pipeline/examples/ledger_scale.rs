@@ -194,6 +194,7 @@ async fn fill(
                     rows: 100,
                     dead_lettered: 0,
                     skipped_offsets: 0,
+                    holes: 0,
                     offset_resets: 0,
                     files: vec![FileRef {
                         path,

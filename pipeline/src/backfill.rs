@@ -853,6 +853,7 @@ impl Backfill {
                 rows: data.iter().map(|f| f.rows).sum(),
                 dead_lettered: dead.iter().map(|f| f.rows).sum(),
                 skipped_offsets: 0,
+                holes: 0,
                 offset_resets: 0,
                 files: data.iter().map(ClosedFile::file_ref).collect(),
                 dead_letters: dead.iter().map(ClosedFile::file_ref).collect(),

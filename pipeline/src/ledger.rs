@@ -41,7 +41,9 @@
 //! recorded exceptions, both under `kafka.on_offset_gap = "record"`: offsets the broker
 //! deleted before they were read are inside an entry's range and counted in its
 //! `skipped_offsets`; and after the partition's offsets went back (topic recreated) the next
-//! entry starts at the new, lower offset.
+//! entry starts at the new, lower offset. Offsets that hold no record (transaction markers,
+//! compacted records) are counted in `holes`, so an entry accounts for each offset it covers:
+//! read (`records`), a recorded gap (`skipped_offsets`) or a hole.
 //!
 //! Invariants this module keeps (design.md):
 //! * **The ledger is the commit point (2).** A data file is in the table iff an entry names
@@ -325,6 +327,15 @@ pub struct Entry {
     /// longer had them (retention passed the resume point, topic recreated): a recorded gap.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_offsets: u64,
+    /// Offsets in `[start_offset, next_offset)` that hold no record to read: transaction
+    /// markers, records of aborted transactions (under `read_committed`), records removed
+    /// by log compaction. With `records` and `skipped_offsets` they account for every offset
+    /// an entry covers: `records + skipped_offsets + holes = next_offset - start_offset`
+    /// (a rewind entry's `skipped_offsets` are records of the offsets before the rewind, so
+    /// it stands apart). Entries written before it existed read as 0 and may leave holes
+    /// out of that sum.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub holes: u64,
     /// Partition streams: how many times the partition's offsets went back (the topic was
     /// recreated or its offsets reset: an entry that starts below its predecessor's
     /// `next_offset`) up to and including this entry; each entry carries its predecessor's
@@ -1123,6 +1134,7 @@ impl PartitionLedger {
                 rows: 0,
                 dead_lettered: 0,
                 skipped_offsets: 0,
+                holes: 0,
                 offset_resets: previous.map_or(0, |e| e.offset_resets),
                 files: Vec::new(),
                 dead_letters: Vec::new(),
@@ -1499,6 +1511,7 @@ mod tests {
             rows: 1,
             dead_lettered: 0,
             skipped_offsets: 0,
+            holes: 0,
             offset_resets: 0,
             files: files
                 .iter()
@@ -1531,6 +1544,24 @@ mod tests {
 
     /// A dead-letter file's spans survive the ledger's JSON; a file named without them (an
     /// older weir, a data file) reads as one that may hold anything, and writes no key.
+    /// `holes` is left out at 0 (an older binary's entries read the same) and kept otherwise.
+    #[test]
+    fn holes_are_optional_in_the_json() {
+        let mut e = entry(3, 1, 10, 20, &["a.parquet"]);
+        e.records = 7;
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(!json.contains("holes"), "{json}");
+        assert_eq!(serde_json::from_str::<Entry>(&json).unwrap().holes, 0);
+        e.holes = 3;
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(r#""holes":3"#), "{json}");
+        let back: Entry = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.records + back.skipped_offsets + back.holes,
+            (back.next_offset - back.start_offset) as u64
+        );
+    }
+
     #[test]
     fn offset_spans_are_optional_in_the_json() {
         let spans = OffsetSpan::of([

@@ -150,6 +150,7 @@ impl Job {
             rows: files.iter().map(|f| f.rows).sum(),
             dead_lettered: 0,
             skipped_offsets: 0,
+            holes: 0,
             offset_resets: 0,
             files,
             dead_letters,

@@ -367,6 +367,7 @@ pub fn commits_schema() -> SchemaRef {
         ),
         int("removed_files"),
         int("removed_rows"),
+        int("holes"),
     ]))
 }
 
@@ -504,6 +505,7 @@ pub async fn commits_batch(
     let mut committed_at = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut removed_files = Int64Builder::with_capacity(n);
     let mut removed_rows = Int64Builder::with_capacity(n);
+    let mut holes = Int64Builder::with_capacity(n);
     let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     // -1 stands for "no position yet" in a takeover entry before any commit.
     let offset = |o: i64| (o >= 0).then_some(o);
@@ -523,6 +525,7 @@ pub async fn commits_batch(
         bytes.append_value(count(entry.files.iter().map(|f| f.bytes).sum()));
         skipped.append_value(count(entry.skipped_offsets));
         resets.append_value(count(entry.offset_resets));
+        holes.append_value(count(entry.holes));
         committed_at.append_value(written.timestamp_millis());
         removed_files.append_value(count(entry.removed.len() as u64));
         // Table rows only: a dead-letter file taken out (compacted) held no table rows.
@@ -556,6 +559,7 @@ pub async fn commits_batch(
         Arc::new(committed_at.finish()),
         Arc::new(removed_files.finish()),
         Arc::new(removed_rows.finish()),
+        Arc::new(holes.finish()),
     ];
     Ok(RecordBatch::try_new(commits_schema(), columns)?)
 }
@@ -682,6 +686,7 @@ mod tests {
             rows: files.iter().map(|f| f.rows).sum(),
             dead_lettered: dead,
             skipped_offsets: skipped,
+            holes: 0,
             offset_resets: 0,
             files,
             dead_letters: Vec::new(),
@@ -709,9 +714,10 @@ mod tests {
         let mut takeover = entry(0, 2, 2, (10, 10), 0, 0, &[], 0);
         takeover.takeover = true;
         zero.commit(&takeover).await.unwrap();
-        zero.commit(&entry(0, 3, 2, (10, 28), 15, 0, &[70], 3))
-            .await
-            .unwrap();
+        // Two of its offsets were deleted unread, one held no record (a transaction marker).
+        let mut third = entry(0, 3, 2, (10, 28), 15, 0, &[70], 2);
+        third.holes = 1;
+        zero.commit(&third).await.unwrap();
         let mut first = entry(1, 1, 1, (-1, -1), 0, 0, &[], 0);
         first.takeover = true;
         one.commit(&first).await.unwrap();
@@ -724,7 +730,7 @@ mod tests {
         let rows = run(
             &ctx,
             "SELECT dataset, topic, \"partition\", seq, epoch, kind, first_offset, next_offset, \
-             records, rows, dead_letters, files, bytes, skipped_offsets \
+             records, rows, dead_letters, files, bytes, skipped_offsets, holes \
              FROM commits ORDER BY \"partition\", seq",
         )
         .await
@@ -733,12 +739,12 @@ mod tests {
         assert_eq!(
             csv.lines().collect::<Vec<_>>(),
             [
-                "dataset,topic,partition,seq,epoch,kind,first_offset,next_offset,records,rows,dead_letters,files,bytes,skipped_offsets",
-                "dns_logs,dns,0,1,1,append,0,10,10,4,2,2,150,0",
-                "dns_logs,dns,0,2,2,takeover,10,10,0,0,0,0,0,0",
-                "dns_logs,dns,0,3,2,append,10,28,15,2,0,1,70,3",
-                "dns_logs,dns,1,1,1,takeover,,,0,0,0,0,0,0",
-                "dns_logs,dns,1,2,1,append,0,5,5,2,1,1,40,0",
+                "dataset,topic,partition,seq,epoch,kind,first_offset,next_offset,records,rows,dead_letters,files,bytes,skipped_offsets,holes",
+                "dns_logs,dns,0,1,1,append,0,10,10,4,2,2,150,0,0",
+                "dns_logs,dns,0,2,2,takeover,10,10,0,0,0,0,0,0,0",
+                "dns_logs,dns,0,3,2,append,10,28,15,2,0,1,70,2,1",
+                "dns_logs,dns,1,1,1,takeover,,,0,0,0,0,0,0,0",
+                "dns_logs,dns,1,2,1,append,0,5,5,2,1,1,40,0,0",
             ]
         );
         // committed_at is when the store wrote each entry.
@@ -762,10 +768,10 @@ mod tests {
             column(0),
             column(1)
         );
-        // Records, dead letters and skipped offsets add up to the offsets covered.
+        // Records, skipped offsets and holes add up to the offsets covered.
         let sums = run(
             &ctx,
-            "SELECT \"partition\", sum(records) + sum(skipped_offsets), max(next_offset) \
+            "SELECT \"partition\", sum(records) + sum(skipped_offsets) + sum(holes), max(next_offset) \
              FROM commits GROUP BY 1 ORDER BY 1",
         )
         .await
@@ -1003,6 +1009,7 @@ mod timestamp_unit_tests {
                 rows: 2,
                 dead_lettered: 0,
                 skipped_offsets: 0,
+                holes: 0,
                 offset_resets: 0,
                 files: refs,
                 dead_letters: Vec::new(),

@@ -440,6 +440,7 @@ mod tests {
             rows: 1,
             dead_lettered: 1,
             skipped_offsets: 0,
+            holes: 0,
             offset_resets: 0,
             files: vec![file(&committed)],
             dead_letters: vec![file(&dead)],

@@ -176,6 +176,9 @@ pub struct Worker {
     /// Offsets of the open commit that the broker deleted before they were read (a gap
     /// recorded under `kafka.on_offset_gap = "record"`); goes into the next entry.
     skipped_offsets: u64,
+    /// Offsets of the open commit that hold no record (transaction markers, compaction):
+    /// goes into the next entry with `skipped_offsets`.
+    holes: u64,
     /// A record whose offset is below the position: the partition's offsets went back
     /// (topic recreated, offsets reset). Handled between two reads of the queue: the open
     /// commit is committed first, then this record starts the next entry.
@@ -309,6 +312,7 @@ impl Recovery {
             rows: 0,
             dead_lettered: 0,
             skipped_offsets: 0,
+            holes: 0,
             offset_resets: self.tail.last.as_ref().map_or(0, |e| e.offset_resets),
             files: Vec::new(),
             dead_letters: Vec::new(),
@@ -451,6 +455,7 @@ impl Worker {
             open_full: false,
             exported: Default::default(),
             skipped_offsets: 0,
+            holes: 0,
             rewound: None,
             in_flight: None,
             tidying: Vec::new(),
@@ -699,32 +704,46 @@ impl Worker {
     /// The next record's offset is past the position (`resume`): either a hole in the log
     /// (compaction, transaction markers) or records deleted before they were read, when the
     /// broker's log now starts above `resume`. The latter is a gap: recorded or refused
-    /// according to `kafka.on_offset_gap`.
+    /// according to `kafka.on_offset_gap`. Both are counted for the next entry, so that it
+    /// accounts for every offset it covers.
     fn check_jump(&mut self, resume: i64, offset: i64) -> Result<(), WorkerError> {
-        let earliest = self.earliest_offset()?;
-        if earliest <= resume {
-            return Ok(());
+        let earliest = match crate::source::kafka::fetched_log_start(
+            &self.consumer,
+            &self.topic,
+            self.partition,
+            &self.shared.config.kafka,
+        ) {
+            // The log started at or below the position when the broker answered a fetch at
+            // or after the one that brought this record: nothing was deleted unread.
+            Some(low) if low <= resume => low,
+            _ => {
+                info!(topic = %self.topic, partition = self.partition, resume, offset, "offsets jumped past the position and the latest fetch does not rule out deleted records: asking the broker where the partition's log starts");
+                self.earliest_offset()?
+            }
+        };
+        let jump = crate::source::kafka::Jump::new(resume, offset, earliest);
+        if jump.skipped > 0 {
+            if self.shared.config.kafka.on_offset_gap == OnOffsetGap::Fail {
+                return Err(WorkerError::OffsetGap {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    resume,
+                    earliest,
+                    skipped: jump.skipped,
+                });
+            }
+            error!(topic = %self.topic, partition = self.partition, resume, earliest, skipped = jump.skipped, "offset gap: records were deleted from the broker before they were read; resuming at the earliest offset, the gap is recorded in the next ledger entry");
         }
-        // The broker may have deleted even the record just received since it was fetched.
-        let skipped = (earliest.min(offset) - resume) as u64;
-        if self.shared.config.kafka.on_offset_gap == OnOffsetGap::Fail {
-            return Err(WorkerError::OffsetGap {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                resume,
-                earliest,
-                skipped,
-            });
-        }
-        error!(topic = %self.topic, partition = self.partition, resume, earliest, skipped, "offset gap: records were deleted from the broker before they were read; resuming at the earliest offset, the gap is recorded in the next ledger entry");
         // Counted on `/metrics` once the entry that records it is committed: a fence drops
         // what was read after the commit in flight, and the gap is then met again.
-        self.skipped_offsets += skipped;
+        self.skipped_offsets += jump.skipped;
+        self.holes += jump.holes;
         Ok(())
     }
 
     /// The partition's earliest offset on the broker (its low watermark), asked of the
-    /// broker (a few tries; blocks this worker, which only happens when offsets jump).
+    /// broker (a few tries; blocks this worker). Only when offsets jump and the log start of
+    /// the latest fetch does not already rule a gap out.
     fn earliest_offset(&self) -> Result<i64, WorkerError> {
         tokio::task::block_in_place(|| {
             crate::source::kafka::watermarks(&self.consumer, &self.topic, self.partition)
@@ -816,6 +835,7 @@ impl Worker {
             rows: 0,
             dead_lettered: 0,
             skipped_offsets: lost,
+            holes: 0,
             offset_resets: previous.map_or(0, |e| e.offset_resets) + 1,
             files: Vec::new(),
             dead_letters: Vec::new(),
@@ -881,6 +901,7 @@ impl Worker {
         self.dead.discard();
         self.rewound = None;
         self.skipped_offsets = 0;
+        self.holes = 0;
         self.resets += 1;
         self.account();
     }
@@ -1302,6 +1323,7 @@ impl Worker {
             rows,
             dead_lettered,
             skipped_offsets: std::mem::take(&mut self.skipped_offsets),
+            holes: std::mem::take(&mut self.holes),
             offset_resets,
             files: data.iter().map(ClosedFile::file_ref).collect(),
             dead_letters: dead.iter().map(ClosedFile::file_ref).collect(),

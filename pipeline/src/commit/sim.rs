@@ -442,6 +442,7 @@ async fn writer(
             rows: n as u64,
             dead_lettered: 0,
             skipped_offsets: 0,
+            holes: 0,
             offset_resets: 0,
             files: files
                 .iter()

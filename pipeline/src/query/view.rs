@@ -410,6 +410,7 @@ mod tests {
             rows: 0,
             dead_lettered: 0,
             skipped_offsets: 0,
+            holes: 0,
             offset_resets: 0,
             files,
             dead_letters: vec![],

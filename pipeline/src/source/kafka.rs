@@ -179,6 +179,72 @@ pub(crate) fn watermarks(
     }
 }
 
+/// The log start offset of `topic`/`partition` in the broker's latest fetch response, as
+/// librdkafka keeps it; `None` when it cannot be trusted to rule out deleted records.
+///
+/// Why it can: a fetch response says where the partition's log started when the broker
+/// answered, and a log start only moves forward. The record that revealed a jump came in a
+/// fetch at or before the latest one, so a log start at or below the position in the latest
+/// response was at or below it then too: the offsets skipped were never records to read
+/// (librdkafka resets a position below the log start only after an out-of-range fetch, whose
+/// response carries no log start, and fetches again from the new log start, which is above
+/// the position). This saves a broker query for every transaction marker and compacted
+/// record, which would otherwise block the partition once per transaction.
+///
+/// When it cannot: brokers older than Fetch v5 send no log start (librdkafka keeps -1 then),
+/// nor does a fetch that failed; and with `client.rack` set a follower may answer fetches,
+/// whose log start can trail the leader's. The caller then asks the leader
+/// ([`watermarks`]).
+pub(crate) fn fetched_log_start(
+    consumer: &WeirConsumer,
+    topic: &str,
+    partition: i32,
+    cfg: &KafkaConfig,
+) -> Option<i64> {
+    if cfg.properties.contains_key("client.rack") {
+        return None;
+    }
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client handle lives as long as `consumer`; the topic is a NUL-terminated
+    // string that outlives the call; `low` and `high` are valid for writes. The call only
+    // reads librdkafka's cached offsets under its partition lock.
+    #[allow(unsafe_code)]
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0)
+        .then_some(low)
+}
+
+/// A jump of a partition's offsets from the position `resume` to a record at `offset`
+/// (`resume < offset`), judged by the log start `earliest` the broker reported: the offsets
+/// below `earliest` were deleted before they were read (a gap, `skipped`), the others held no
+/// record (`holes`: transaction markers, compacted records). The broker may have deleted even
+/// the record just received since it sent it, so the gap ends at `offset` at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Jump {
+    pub skipped: u64,
+    pub holes: u64,
+}
+
+impl Jump {
+    pub(crate) fn new(resume: i64, offset: i64, earliest: i64) -> Jump {
+        debug_assert!(resume < offset, "a jump goes forward");
+        let end = earliest.clamp(resume, offset);
+        Jump {
+            skipped: (end - resume) as u64,
+            holes: (offset - end) as u64,
+        }
+    }
+}
+
 /// Takes `tpl` as this member's new partitions, the way the group's rebalance protocol
 /// wants the assignment answered.
 fn acknowledge_assignment<C: ConsumerContext>(
@@ -544,6 +610,25 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
+
+    /// A jump's offsets are split at the log start: below it a gap, from it holes; the gap
+    /// never reaches past the record that was received.
+    #[test]
+    fn a_jump_is_split_into_a_gap_and_holes_at_the_log_start() {
+        let jump = |earliest| {
+            let j = Jump::new(100, 110, earliest);
+            (j.skipped, j.holes)
+        };
+        // The log starts at or below the position: every offset skipped held no record.
+        assert_eq!(jump(0), (0, 10));
+        assert_eq!(jump(100), (0, 10));
+        // It starts inside the jump: deleted up to it, holes from it.
+        assert_eq!(jump(101), (1, 9));
+        assert_eq!(jump(107), (7, 3));
+        assert_eq!(jump(110), (10, 0));
+        // It moved past the record since the broker sent it.
+        assert_eq!(jump(500), (10, 0));
+    }
 
     /// A worker aborted inside a blocking call runs on until the call returns: it is
     /// awaited, so no successor starts beside it.

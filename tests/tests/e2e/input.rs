@@ -300,12 +300,24 @@ fn retention_gap_is_refused_or_recorded() {
     let (start, next, count) = skipped[0];
     assert_eq!((start, count), (200, (low - 200) as u64));
     assert!(next > low, "{skipped:?}");
-    // The entries still tile the offsets.
+    // The entries still tile the offsets, and account for each one: read, deleted unread,
+    // or a hole (none here: every offset of this topic held a record).
     for pair in entries
         .windows(2)
         .filter(|p| p[0]["next_offset"].as_i64() >= Some(0))
     {
         assert_eq!(pair[1]["start_offset"], pair[0]["next_offset"], "{pair:?}");
+    }
+    for e in &entries {
+        let n = |k: &str| e[k].as_i64().unwrap_or(0);
+        assert_eq!(n("holes"), 0, "{e}");
+        if n("next_offset") >= 0 {
+            assert_eq!(
+                n("records") + n("skipped_offsets"),
+                n("next_offset") - n("start_offset"),
+                "{e}"
+            );
+        }
     }
     let mut want = first;
     want.extend_from_slice(&second[(low - 200) as usize..]);

@@ -162,3 +162,96 @@ fn a_draining_backlog_commits_at_the_interval() {
     );
     world.assert_exactly_once(&config, &ids);
 }
+
+/// A transactional producer leaves a marker after each transaction: an offset that holds no
+/// record. Weir reads past every marker without taking it for deleted records, and each
+/// ledger entry accounts for every offset it covers: `records + skipped_offsets + holes =
+/// next_offset - first_offset`. (No aborted transaction here: tansu hands a
+/// `read_committed` consumer the records of aborted transactions too.)
+#[test]
+fn transaction_markers_are_holes_not_gaps() {
+    use rdkafka::producer::Producer as _;
+
+    use crate::harness::{flush, producer_with, send};
+
+    const TRANSACTIONS: usize = 60;
+    const PER_TRANSACTION: usize = 5;
+    let mut world = World::new();
+    // Several entries, so that markers fall inside entries and at their starts.
+    world.commit_interval = "300ms".into();
+    let port = free_port();
+    let _tansu = start_tansu(&world, port, "memory://tansu/", "tansu.log");
+    create_topic(port, TOPIC, 1);
+    let bootstrap = format!("127.0.0.1:{port}");
+    // Weir reads while the transactions are written, so that they spread over entries.
+    let config = world.config("weir.toml", &bootstrap, &dataset_toml(""));
+    let mut weir = world.weir_run(&config, "weir.log", &[]);
+    let producer = producer_with(&bootstrap, &[("transactional.id", "weir-e2e-tx")]);
+    let timeout = Duration::from_secs(30);
+    producer
+        .init_transactions(timeout)
+        .expect("init transactions");
+    let mut generator = HttpRequests::new(61).compact(true);
+    let mut ids = Vec::new();
+    let mut buf = Vec::with_capacity(4096);
+    for t in 0..TRANSACTIONS {
+        if t % 10 == 9 {
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        producer.begin_transaction().expect("begin transaction");
+        for _ in 0..PER_TRANSACTION {
+            buf.clear();
+            let meta = generator.write_record(&mut buf);
+            ids.push(weir_schemas::synth::ray_id_hex(meta.id));
+            send(&producer, TOPIC, 0, &buf);
+        }
+        producer.commit_transaction(timeout).expect("commit");
+    }
+    flush(&producer);
+
+    world.expect_rows(
+        &config,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut weir],
+    );
+    weir.terminate();
+    world.assert_exactly_once(&config, &ids);
+    let log = world.log("weir.log");
+    assert!(!log.contains("offset gap"), "no marker is a gap:\n{log}");
+    // tansu sends the log start with every fetch response: no marker costs a query.
+    assert!(
+        !log.contains("asking the broker where the partition's log starts"),
+        "{log}"
+    );
+    let appends = world.query(
+        &config,
+        "SELECT first_offset, next_offset, records, skipped_offsets, holes FROM commits \
+         WHERE kind = 'append' ORDER BY seq",
+    );
+    assert!(appends.len() >= 2, "several entries: {appends:?}");
+    let (mut records, mut holes, mut end) = (0, 0, 0);
+    for line in &appends {
+        let v: Vec<i64> = line.split(',').map(|c| c.parse().unwrap()).collect();
+        let [first, next, read, skipped, hole] = v[..] else {
+            panic!("{line}")
+        };
+        assert_eq!(skipped, 0, "nothing was deleted: {appends:?}");
+        assert_eq!(
+            read + skipped + hole,
+            next - first,
+            "every offset accounted for: {appends:?}"
+        );
+        assert_eq!(first, end, "entries tile the offsets: {appends:?}");
+        (records, holes, end) = (records + read, holes + hole, next);
+    }
+    assert_eq!(records, ids.len() as i64, "{appends:?}");
+    // A marker after each transaction; the last one lies past the last record, which ends
+    // the last entry.
+    assert_eq!(
+        holes,
+        TRANSACTIONS as i64 - 1,
+        "one hole per transaction marker: {appends:?}"
+    );
+}
