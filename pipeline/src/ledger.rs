@@ -327,13 +327,14 @@ pub struct Entry {
     /// longer had them (retention passed the resume point, topic recreated): a recorded gap.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_offsets: u64,
-    /// Offsets in `[start_offset, next_offset)` that hold no record to read: transaction
-    /// markers, records of aborted transactions (under `read_committed`), records removed
-    /// by log compaction. With `records` and `skipped_offsets` they account for every offset
-    /// an entry covers: `records + skipped_offsets + holes = next_offset - start_offset`
-    /// (a rewind entry's `skipped_offsets` are records of the offsets before the rewind, so
-    /// it stands apart). Entries written before it existed read as 0 and may leave holes
-    /// out of that sum.
+    /// Offsets in `[start_offset, next_offset)` passed over without a record while the
+    /// broker's log started at or below them: transaction markers, records of aborted
+    /// transactions (under `read_committed`), records removed by log compaction. With
+    /// `records` and `skipped_offsets` they account for every offset a partition's entry
+    /// with records covers: `records + skipped_offsets + holes = next_offset -
+    /// start_offset`. (A rewind entry's `skipped_offsets` are records of the offsets before
+    /// the rewind; backfill units carry no offsets.) Entries written before it existed read
+    /// as 0 and may leave holes out of that sum.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub holes: u64,
     /// Partition streams: how many times the partition's offsets went back (the topic was
@@ -1542,8 +1543,6 @@ mod tests {
         (store, l)
     }
 
-    /// A dead-letter file's spans survive the ledger's JSON; a file named without them (an
-    /// older weir, a data file) reads as one that may hold anything, and writes no key.
     /// `holes` is left out at 0 (an older binary's entries read the same) and kept otherwise.
     #[test]
     fn holes_are_optional_in_the_json() {
@@ -1562,6 +1561,8 @@ mod tests {
         );
     }
 
+    /// A dead-letter file's spans survive the ledger's JSON; a file named without them (an
+    /// older weir, a data file) reads as one that may hold anything, and writes no key.
     #[test]
     fn offset_spans_are_optional_in_the_json() {
         let spans = OffsetSpan::of([

@@ -51,6 +51,10 @@ use crate::sink::dead_letter::{DeadLetter, DeadLetterBuffer};
 use crate::sink::parquet::{ClosedFile, PartitionWriter, WriteError, file_name};
 use crate::source::kafka::{WeirConsumer, WeirContext};
 
+/// Jumps of the offsets an open commit notes before judging them without waiting for the
+/// commit (a compacted topic jumps at almost every record): bounds what they hold.
+const MAX_PENDING_JUMPS: usize = 4096;
+
 /// What the source asks of a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -179,6 +183,9 @@ pub struct Worker {
     /// Offsets of the open commit that hold no record (transaction markers, compaction):
     /// goes into the next entry with `skipped_offsets`.
     holes: u64,
+    /// Jumps of the open commit not judged yet, `(resume, offset)` in order: judged
+    /// together ([`Self::settle_jumps`]) before the commit is prepared.
+    jumps: Vec<(i64, i64)>,
     /// A record whose offset is below the position: the partition's offsets went back
     /// (topic recreated, offsets reset). Handled between two reads of the queue: the open
     /// commit is committed first, then this record starts the next entry.
@@ -456,6 +463,7 @@ impl Worker {
             exported: Default::default(),
             skipped_offsets: 0,
             holes: 0,
+            jumps: Vec::new(),
             rewound: None,
             in_flight: None,
             tidying: Vec::new(),
@@ -703,47 +711,65 @@ impl Worker {
 
     /// The next record's offset is past the position (`resume`): either a hole in the log
     /// (compaction, transaction markers) or records deleted before they were read, when the
-    /// broker's log now starts above `resume`. The latter is a gap: recorded or refused
-    /// according to `kafka.on_offset_gap`. Both are counted for the next entry, so that it
-    /// accounts for every offset it covers.
+    /// broker's log now starts above `resume`. Noted here and judged with the commit's other
+    /// jumps before the commit is prepared (one broker query per commit, not one per
+    /// transaction marker), or at once when many are waiting.
     fn check_jump(&mut self, resume: i64, offset: i64) -> Result<(), WorkerError> {
-        let earliest = match crate::source::kafka::fetched_log_start(
-            &self.consumer,
-            &self.topic,
-            self.partition,
-            &self.shared.config.kafka,
-        ) {
-            // The log started at or below the position when the broker answered a fetch at
-            // or after the one that brought this record: nothing was deleted unread.
-            Some(low) if low <= resume => low,
-            _ => {
-                info!(topic = %self.topic, partition = self.partition, resume, offset, "offsets jumped past the position and the latest fetch does not rule out deleted records: asking the broker where the partition's log starts");
-                self.earliest_offset()?
-            }
+        self.jumps.push((resume, offset));
+        if self.jumps.len() >= MAX_PENDING_JUMPS {
+            self.settle_jumps()?;
+        }
+        Ok(())
+    }
+
+    /// Judges the waiting jumps by the partition's log start, asked of the broker now: the
+    /// offsets of a jump below it were deleted before they were read, a gap recorded or
+    /// refused according to `kafka.on_offset_gap`; the others held no record (holes). Both
+    /// are counted for the next entry, so that it accounts for every offset it covers.
+    ///
+    /// Asking after the records were read, rather than when each jump was seen, decides no
+    /// jump a hole that an immediate query would have called a gap: a log start only moves
+    /// forward, so one at or below a jump's position now was there when the jump was seen. A
+    /// log start that passed a jump's position in between makes it a gap (its offsets are
+    /// counted as deleted): recorded rather than lost.
+    fn settle_jumps(&mut self) -> Result<(), WorkerError> {
+        let Some(&(first, _)) = self.jumps.first() else {
+            return Ok(());
         };
-        let jump = crate::source::kafka::Jump::new(resume, offset, earliest);
-        if jump.skipped > 0 {
+        debug!(topic = %self.topic, partition = self.partition, jumps = self.jumps.len(), first, "asking the broker where the partition's log starts, to judge the offsets that jumped");
+        let earliest = self.earliest_offset()?;
+        let mut gap: Option<(i64, u64)> = None;
+        let mut holes = 0;
+        for &(resume, offset) in &self.jumps {
+            let jump = crate::source::kafka::Jump::new(resume, offset, earliest);
+            holes += jump.holes;
+            if jump.skipped > 0 {
+                // Reported at the first jump the gap reaches.
+                gap.get_or_insert((resume, 0)).1 += jump.skipped;
+            }
+        }
+        self.jumps.clear();
+        if let Some((resume, skipped)) = gap {
             if self.shared.config.kafka.on_offset_gap == OnOffsetGap::Fail {
                 return Err(WorkerError::OffsetGap {
                     topic: self.topic.clone(),
                     partition: self.partition,
                     resume,
                     earliest,
-                    skipped: jump.skipped,
+                    skipped,
                 });
             }
-            error!(topic = %self.topic, partition = self.partition, resume, earliest, skipped = jump.skipped, "offset gap: records were deleted from the broker before they were read; resuming at the earliest offset, the gap is recorded in the next ledger entry");
+            error!(topic = %self.topic, partition = self.partition, resume, earliest, skipped, "offset gap: records were deleted from the broker before they were read; resuming at the earliest offset, the gap is recorded in the next ledger entry");
+            // Counted on `/metrics` once the entry that records it is committed: a fence
+            // drops what was read after the commit in flight, and the gap is then met again.
+            self.skipped_offsets += skipped;
         }
-        // Counted on `/metrics` once the entry that records it is committed: a fence drops
-        // what was read after the commit in flight, and the gap is then met again.
-        self.skipped_offsets += jump.skipped;
-        self.holes += jump.holes;
+        self.holes += holes;
         Ok(())
     }
 
     /// The partition's earliest offset on the broker (its low watermark), asked of the
-    /// broker (a few tries; blocks this worker). Only when offsets jump and the log start of
-    /// the latest fetch does not already rule a gap out.
+    /// broker (a few tries; blocks this worker). Only for a commit whose offsets jumped.
     fn earliest_offset(&self) -> Result<i64, WorkerError> {
         tokio::task::block_in_place(|| {
             crate::source::kafka::watermarks(&self.consumer, &self.topic, self.partition)
@@ -902,6 +928,7 @@ impl Worker {
         self.rewound = None;
         self.skipped_offsets = 0;
         self.holes = 0;
+        self.jumps.clear();
         self.resets += 1;
         self.account();
     }
@@ -1277,6 +1304,7 @@ impl Worker {
 
     /// Closes the open files and builds the entry that will name them.
     fn prepare(&mut self) -> Result<Prepared, WorkerError> {
+        self.settle_jumps()?;
         let seq = self.tail.next_seq();
         let start = self.commit_start.expect("records were consumed");
         let next = self.next_offset.expect("records were consumed");

@@ -179,50 +179,6 @@ pub(crate) fn watermarks(
     }
 }
 
-/// The log start offset of `topic`/`partition` in the broker's latest fetch response, as
-/// librdkafka keeps it; `None` when it cannot be trusted to rule out deleted records.
-///
-/// Why it can: a fetch response says where the partition's log started when the broker
-/// answered, and a log start only moves forward. The record that revealed a jump came in a
-/// fetch at or before the latest one, so a log start at or below the position in the latest
-/// response was at or below it then too: the offsets skipped were never records to read
-/// (librdkafka resets a position below the log start only after an out-of-range fetch, whose
-/// response carries no log start, and fetches again from the new log start, which is above
-/// the position). This saves a broker query for every transaction marker and compacted
-/// record, which would otherwise block the partition once per transaction.
-///
-/// When it cannot: brokers older than Fetch v5 send no log start (librdkafka keeps -1 then),
-/// nor does a fetch that failed; and with `client.rack` set a follower may answer fetches,
-/// whose log start can trail the leader's. The caller then asks the leader
-/// ([`watermarks`]).
-pub(crate) fn fetched_log_start(
-    consumer: &WeirConsumer,
-    topic: &str,
-    partition: i32,
-    cfg: &KafkaConfig,
-) -> Option<i64> {
-    if cfg.properties.contains_key("client.rack") {
-        return None;
-    }
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client handle lives as long as `consumer`; the topic is a NUL-terminated
-    // string that outlives the call; `low` and `high` are valid for writes. The call only
-    // reads librdkafka's cached offsets under its partition lock.
-    #[allow(unsafe_code)]
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0)
-        .then_some(low)
-}
-
 /// A jump of a partition's offsets from the position `resume` to a record at `offset`
 /// (`resume < offset`), judged by the log start `earliest` the broker reported: the offsets
 /// below `earliest` were deleted before they were read (a gap, `skipped`), the others held no
