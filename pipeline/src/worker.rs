@@ -822,8 +822,11 @@ impl Worker {
         // may have passed by then, and read on from there without a word. Records read
         // before the rewind that are still open here were never committed (the partition
         // was revoked while the commit before them settled); the broker no longer has them
-        // (its offsets went back), so the rewind entry records them as a gap.
-        let uncommitted = self.commit_records;
+        // (its offsets went back), so the rewind entry records them as a gap, with the gaps
+        // the open commit was to record and the jumps it had not judged yet (the broker's
+        // log start now is the new log's, which cannot tell a hole of the old one).
+        let pending: u64 = self.jumps.iter().map(|&(r, o)| (o - r) as u64).sum();
+        let uncommitted = self.commit_records + self.skipped_offsets + pending;
         if !self.record_rewind(record.offset, uncommitted).await? || *stop.borrow() != Stop::Running
         {
             return Ok(());
@@ -838,13 +841,14 @@ impl Worker {
 
     /// Writes the entry that records a rewind: no records, `start_offset` = `next_offset` =
     /// `offset` (below its predecessor's `next_offset`), the operator state carried on and
-    /// `offset_resets` one more; `lost`, records read before the rewind and never committed,
-    /// as its `skipped_offsets`. The next owner then resumes at the new offsets. Created if
+    /// `offset_resets` one more; `lost`, offsets read past the ledger's position before the
+    /// rewind and never committed (records, gaps, jumps not judged yet), as its
+    /// `skipped_offsets`. The next owner then resumes at the new offsets. Created if
     /// absent and settled by reading it back, as every entry; `false` when another owner
     /// wrote that sequence number first (this worker then starts again from the ledger).
     async fn record_rewind(&mut self, offset: i64, lost: u64) -> Result<bool, WorkerError> {
         if lost > 0 {
-            error!(topic = %self.topic, partition = self.partition, lost, "records read before the offsets went back were not committed before the partition was revoked, and the broker no longer has them: the rewind entry records them as skipped offsets");
+            error!(topic = %self.topic, partition = self.partition, lost, "offsets read before the offsets went back were not committed before the partition was revoked, and the broker no longer has them: the rewind entry records them as skipped offsets");
         }
         let previous = self.tail.last.as_ref();
         let entry = Entry {
