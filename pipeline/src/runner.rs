@@ -264,6 +264,15 @@ pub async fn run(
         Stop::Revoke
     };
     consumer.context().stop_all(how).await;
+    // A worker that failed while shutting down (a gap refused by its final commit) makes the
+    // exit non-zero too.
+    let result = match (result, fatal_rx.try_recv()) {
+        (Ok(()), Ok(reason)) => {
+            error!(reason = %reason, "fatal error while stopping");
+            Err(RunError::Fatal(reason))
+        }
+        (result, _) => result,
+    };
     lag_poller.abort();
     if let Some(publisher) = publisher {
         // A publish cut short commits nothing or all of its version; the last one below

@@ -55,6 +55,11 @@ use crate::source::kafka::{WeirConsumer, WeirContext};
 /// commit (a compacted topic jumps at almost every record): bounds what they hold.
 const MAX_PENDING_JUMPS: usize = 4096;
 
+/// How long a jump of the offsets may wait to be judged while records keep arriving: the
+/// longer it waits, the likelier retention passes a hole meanwhile, which then counts as a
+/// gap. Bounds the broker queries to about one a second per partition.
+const JUDGE_JUMPS_WITHIN: Duration = Duration::from_secs(1);
+
 /// What the source asks of a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -184,8 +189,11 @@ pub struct Worker {
     /// goes into the next entry with `skipped_offsets`.
     holes: u64,
     /// Jumps of the open commit not judged yet, `(resume, offset)` in order: judged
-    /// together ([`Self::settle_jumps`]) before the commit is prepared.
+    /// together ([`Self::settle_jumps`]) within [`JUDGE_JUMPS_WITHIN`] or before the commit
+    /// is prepared, whichever comes first.
     jumps: Vec<(i64, i64)>,
+    /// When the oldest of `jumps` was seen.
+    jumps_since: Option<Instant>,
     /// A record whose offset is below the position: the partition's offsets went back
     /// (topic recreated, offsets reset). Handled between two reads of the queue: the open
     /// commit is committed first, then this record starts the next entry.
@@ -464,6 +472,7 @@ impl Worker {
             skipped_offsets: 0,
             holes: 0,
             jumps: Vec::new(),
+            jumps_since: None,
             rewound: None,
             in_flight: None,
             tidying: Vec::new(),
@@ -508,7 +517,12 @@ impl Worker {
                             error!(topic = %self.topic, partition = self.partition, error = %e, "commit in flight failed during shutdown");
                         }
                     } else if let Err(e) = self.commit_until_done(&stop).await {
-                        error!(topic = %self.topic, partition = self.partition, error = %e, "final commit failed");
+                        if matches!(e, WorkerError::OffsetGap { .. }) {
+                            // Refused under `on_offset_gap = "fail"`: `weir run` exits non-zero.
+                            self.fail(e);
+                        } else {
+                            error!(topic = %self.topic, partition = self.partition, error = %e, "final commit failed");
+                        }
                     } else if let Some(record) = self.rewound.take()
                         && self.shared.config.kafka.on_offset_gap == OnOffsetGap::Record
                         && let Err(e) = self.record_rewind(record.offset, 0).await
@@ -665,6 +679,7 @@ impl Worker {
         let offset = m.offset();
         if let Some(n) = self.next_offset {
             if offset < n {
+                self.unjudged_jumps_are_gaps();
                 self.rewound = Some(OwnedRecord {
                     offset,
                     timestamp: m.timestamp().to_millis(),
@@ -674,6 +689,11 @@ impl Worker {
             }
             if offset > n {
                 self.check_jump(n, offset)?;
+            } else if self
+                .jumps_since
+                .is_some_and(|since| since.elapsed() >= JUDGE_JUMPS_WITHIN)
+            {
+                self.settle_jumps()?;
             }
         }
         if self.commit_start.is_none() {
@@ -716,10 +736,24 @@ impl Worker {
     /// transaction marker), or at once when many are waiting.
     fn check_jump(&mut self, resume: i64, offset: i64) -> Result<(), WorkerError> {
         self.jumps.push((resume, offset));
-        if self.jumps.len() >= MAX_PENDING_JUMPS {
+        let since = *self.jumps_since.get_or_insert_with(Instant::now);
+        if self.jumps.len() >= MAX_PENDING_JUMPS || since.elapsed() >= JUDGE_JUMPS_WITHIN {
             self.settle_jumps()?;
         }
         Ok(())
+    }
+
+    /// The offsets went back: the broker's log start is now the new log's and cannot judge
+    /// the jumps of the old one still waiting. Their offsets count as deleted (a recorded
+    /// gap): the old log is gone, and whether they held records cannot be asked any more.
+    fn unjudged_jumps_are_gaps(&mut self) {
+        let offsets: u64 = self.jumps.iter().map(|&(r, o)| (o - r) as u64).sum();
+        if let Some(&(resume, _)) = self.jumps.first() {
+            error!(topic = %self.topic, partition = self.partition, resume, skipped = offsets, "offsets went back before jumps of the old offsets were judged: their offsets are recorded as skipped");
+        }
+        self.skipped_offsets += offsets;
+        self.jumps.clear();
+        self.jumps_since = None;
     }
 
     /// Judges the waiting jumps by the partition's log start, asked of the broker now: the
@@ -727,11 +761,12 @@ impl Worker {
     /// refused according to `kafka.on_offset_gap`; the others held no record (holes). Both
     /// are counted for the next entry, so that it accounts for every offset it covers.
     ///
-    /// Asking after the records were read, rather than when each jump was seen, decides no
-    /// jump a hole that an immediate query would have called a gap: a log start only moves
-    /// forward, so one at or below a jump's position now was there when the jump was seen. A
-    /// log start that passed a jump's position in between makes it a gap (its offsets are
-    /// counted as deleted): recorded rather than lost.
+    /// Asking a little after the jumps were seen, rather than at each, decides no jump a
+    /// hole that an immediate query would have called a gap: a log start only moves forward
+    /// while the log lasts (a rewind ends it: [`Self::unjudged_jumps_are_gaps`]), so one at
+    /// or below a jump's position now was there when the jump was seen. A log start that
+    /// passed a jump's position in between (retention reaching a reader that lags by as much)
+    /// makes it a gap: counted as deleted, never lost without a record.
     fn settle_jumps(&mut self) -> Result<(), WorkerError> {
         let Some(&(first, _)) = self.jumps.first() else {
             return Ok(());
@@ -749,6 +784,7 @@ impl Worker {
             }
         }
         self.jumps.clear();
+        self.jumps_since = None;
         if let Some((resume, skipped)) = gap {
             if self.shared.config.kafka.on_offset_gap == OnOffsetGap::Fail {
                 return Err(WorkerError::OffsetGap {
@@ -759,7 +795,7 @@ impl Worker {
                     skipped,
                 });
             }
-            error!(topic = %self.topic, partition = self.partition, resume, earliest, skipped, "offset gap: records were deleted from the broker before they were read; resuming at the earliest offset, the gap is recorded in the next ledger entry");
+            error!(topic = %self.topic, partition = self.partition, resume, earliest, skipped, "offset gap: records were deleted from the broker before they were read; the gap is recorded in the next ledger entry");
             // Counted on `/metrics` once the entry that records it is committed: a fence
             // drops what was read after the commit in flight, and the gap is then met again.
             self.skipped_offsets += skipped;
@@ -823,10 +859,9 @@ impl Worker {
         // before the rewind that are still open here were never committed (the partition
         // was revoked while the commit before them settled); the broker no longer has them
         // (its offsets went back), so the rewind entry records them as a gap, with the gaps
-        // the open commit was to record and the jumps it had not judged yet (the broker's
-        // log start now is the new log's, which cannot tell a hole of the old one).
-        let pending: u64 = self.jumps.iter().map(|&(r, o)| (o - r) as u64).sum();
-        let uncommitted = self.commit_records + self.skipped_offsets + pending;
+        // the open commit was to record (jumps not judged when the rewind was seen among
+        // them).
+        let uncommitted = self.commit_records + self.skipped_offsets;
         if !self.record_rewind(record.offset, uncommitted).await? || *stop.borrow() != Stop::Running
         {
             return Ok(());
@@ -842,8 +877,7 @@ impl Worker {
     /// Writes the entry that records a rewind: no records, `start_offset` = `next_offset` =
     /// `offset` (below its predecessor's `next_offset`), the operator state carried on and
     /// `offset_resets` one more; `lost`, offsets read past the ledger's position before the
-    /// rewind and never committed (records, gaps, jumps not judged yet), as its
-    /// `skipped_offsets`. The next owner then resumes at the new offsets. Created if
+    /// rewind and never committed (records and gaps), as its `skipped_offsets`. The next owner then resumes at the new offsets. Created if
     /// absent and settled by reading it back, as every entry; `false` when another owner
     /// wrote that sequence number first (this worker then starts again from the ledger).
     async fn record_rewind(&mut self, offset: i64, lost: u64) -> Result<bool, WorkerError> {
@@ -933,6 +967,7 @@ impl Worker {
         self.skipped_offsets = 0;
         self.holes = 0;
         self.jumps.clear();
+        self.jumps_since = None;
         self.resets += 1;
         self.account();
     }

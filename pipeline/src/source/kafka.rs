@@ -158,26 +158,32 @@ fn start_offset(
     Ok(start)
 }
 
-/// A partition's (low, high) watermarks, asked of the broker: a few tries, waiting a little
-/// longer each time. Blocks the calling thread.
+/// A partition's (low, high) watermarks, asked of the broker: tries of up to 10 s each,
+/// waiting a little longer after each failure, for about 40 s in all, so that a leader
+/// election (whose errors come back at once) is waited out. Blocks the calling thread.
 pub(crate) fn watermarks(
     consumer: &WeirConsumer,
     topic: &str,
     partition: i32,
 ) -> Result<(i64, i64), KafkaError> {
-    let mut attempt = 0;
+    let deadline = std::time::Instant::now() + WATERMARKS_PATIENCE;
+    let mut attempt: u64 = 0;
     loop {
         match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
             Ok(found) => return Ok(found),
-            Err(e) if attempt < 3 => {
+            Err(e) if std::time::Instant::now() < deadline => {
                 attempt += 1;
                 warn!(topic = %topic, partition, error = %e, attempt, "cannot read the partition's offsets on the broker, retrying");
-                std::thread::sleep(Duration::from_millis(500 * attempt));
+                std::thread::sleep(Duration::from_millis(500 * attempt.min(4)));
             }
             Err(e) => return Err(e),
         }
     }
 }
+
+/// How long [`watermarks`] keeps trying before its caller fails (the last try may take 10 s
+/// more).
+const WATERMARKS_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A jump of a partition's offsets from the position `resume` to a record at `offset`
 /// (`resume < offset`), judged by the log start `earliest` the broker reported: the offsets
@@ -415,7 +421,7 @@ enum Aborted {
 }
 
 /// How long an aborted worker is awaited: longer than its longest blocking call (the
-/// watermark query's four tries of 10 s, a 10 s seek).
+/// watermark query's tries, at most about 42 s; a 10 s seek).
 const ABORTED_GRACE: Duration = Duration::from_secs(60);
 
 /// The client settings of the consumer: Weir's defaults, then `kafka.properties`, then the
