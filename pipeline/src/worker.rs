@@ -57,7 +57,7 @@ const MAX_PENDING_JUMPS: usize = 4096;
 
 /// How long a jump of the offsets may wait to be judged while records keep arriving: the
 /// longer it waits, the likelier retention passes a hole meanwhile, which then counts as a
-/// gap. Bounds the broker queries to about one a second per partition.
+/// gap. Jumps judged together cost one broker query.
 const JUDGE_JUMPS_WITHIN: Duration = Duration::from_secs(1);
 
 /// What the source asks of a worker.
@@ -679,6 +679,18 @@ impl Worker {
         let offset = m.offset();
         if let Some(n) = self.next_offset {
             if offset < n {
+                if !self.jumps.is_empty()
+                    && self.shared.config.kafka.on_offset_gap == OnOffsetGap::Fail
+                {
+                    // Refused before the open commit can be made: its jumps can no longer
+                    // be judged, and "fail" records no gap.
+                    return Err(WorkerError::OffsetsRewound {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        resume: n,
+                        earliest: offset,
+                    });
+                }
                 self.unjudged_jumps_are_gaps();
                 self.rewound = Some(OwnedRecord {
                     offset,
@@ -731,9 +743,10 @@ impl Worker {
 
     /// The next record's offset is past the position (`resume`): either a hole in the log
     /// (compaction, transaction markers) or records deleted before they were read, when the
-    /// broker's log now starts above `resume`. Noted here and judged with the commit's other
-    /// jumps before the commit is prepared (one broker query per commit, not one per
-    /// transaction marker), or at once when many are waiting.
+    /// broker's log now starts above `resume`. Noted here and judged with the other jumps
+    /// waiting, by one broker query ([`Self::settle_jumps`]), once the oldest has waited
+    /// [`JUDGE_JUMPS_WITHIN`], once [`MAX_PENDING_JUMPS`] wait, or before the commit is
+    /// prepared, whichever comes first: not one query per transaction marker.
     fn check_jump(&mut self, resume: i64, offset: i64) -> Result<(), WorkerError> {
         self.jumps.push((resume, offset));
         let since = *self.jumps_since.get_or_insert_with(Instant::now);
@@ -805,7 +818,7 @@ impl Worker {
     }
 
     /// The partition's earliest offset on the broker (its low watermark), asked of the
-    /// broker (a few tries; blocks this worker). Only for a commit whose offsets jumped.
+    /// broker (retried for about 30 s; blocks this worker). Only to judge jumps.
     fn earliest_offset(&self) -> Result<i64, WorkerError> {
         tokio::task::block_in_place(|| {
             crate::source::kafka::watermarks(&self.consumer, &self.topic, self.partition)

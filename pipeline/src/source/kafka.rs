@@ -134,7 +134,7 @@ impl ConsumerContext for WeirContext {
 
 /// The offset a partition without a position in the ledger starts at: its earliest offset
 /// on the broker (`kafka.start_from = "earliest"`) or its next one (`"latest"`), asked of the
-/// broker (a few tries).
+/// broker (retried for about 30 s).
 fn start_offset(
     consumer: &WeirConsumer,
     topic: &str,
@@ -159,8 +159,9 @@ fn start_offset(
 }
 
 /// A partition's (low, high) watermarks, asked of the broker: tries of up to 10 s each,
-/// waiting a little longer after each failure, for about 40 s in all, so that a leader
-/// election (whose errors come back at once) is waited out. Blocks the calling thread.
+/// waiting a little longer after each failure, until [`WATERMARKS_PATIENCE`] has passed
+/// (about 42 s at most in all), so that a leader election, whose errors come back at once,
+/// is waited out. Blocks the calling thread.
 pub(crate) fn watermarks(
     consumer: &WeirConsumer,
     topic: &str,
