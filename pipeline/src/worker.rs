@@ -786,19 +786,10 @@ impl Worker {
         };
         debug!(topic = %self.topic, partition = self.partition, jumps = self.jumps.len(), first, "asking the broker where the partition's log starts, to judge the offsets that jumped");
         let earliest = self.earliest_offset()?;
-        let mut gap: Option<(i64, u64)> = None;
-        let mut holes = 0;
-        for &(resume, offset) in &self.jumps {
-            let jump = crate::source::kafka::Jump::new(resume, offset, earliest);
-            holes += jump.holes;
-            if jump.skipped > 0 {
-                // Reported at the first jump the gap reaches.
-                gap.get_or_insert((resume, 0)).1 += jump.skipped;
-            }
-        }
+        let judged = crate::source::kafka::Judged::of(&self.jumps, earliest);
         self.jumps.clear();
         self.jumps_since = None;
-        if let Some((resume, skipped)) = gap {
+        if let Some((resume, skipped)) = judged.gap {
             if self.shared.config.kafka.on_offset_gap == OnOffsetGap::Fail {
                 return Err(WorkerError::OffsetGap {
                     topic: self.topic.clone(),
@@ -813,7 +804,7 @@ impl Worker {
             // drops what was read after the commit in flight, and the gap is then met again.
             self.skipped_offsets += skipped;
         }
-        self.holes += holes;
+        self.holes += judged.holes;
         Ok(())
     }
 

@@ -208,6 +208,32 @@ impl Jump {
     }
 }
 
+/// Jumps `(resume, offset)` of one partition, in order, judged by one log start `earliest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Judged {
+    /// Offsets that held no record.
+    pub holes: u64,
+    /// The first jump that lost offsets (its `resume`), and how many all of them lost.
+    pub gap: Option<(i64, u64)>,
+}
+
+impl Judged {
+    pub(crate) fn of(jumps: &[(i64, i64)], earliest: i64) -> Judged {
+        let mut judged = Judged {
+            holes: 0,
+            gap: None,
+        };
+        for &(resume, offset) in jumps {
+            let jump = Jump::new(resume, offset, earliest);
+            judged.holes += jump.holes;
+            if jump.skipped > 0 {
+                judged.gap.get_or_insert((resume, 0)).1 += jump.skipped;
+            }
+        }
+        judged
+    }
+}
+
 /// Takes `tpl` as this member's new partitions, the way the group's rebalance protocol
 /// wants the assignment answered.
 fn acknowledge_assignment<C: ConsumerContext>(
@@ -591,6 +617,44 @@ mod tests {
         assert_eq!(jump(110), (10, 0));
         // It moved past the record since the broker sent it.
         assert_eq!(jump(500), (10, 0));
+    }
+
+    /// Jumps judged together: a log start only moves forward, so the ones below it are a
+    /// prefix; the gap is reported at the first of them, with what all of them lost.
+    #[test]
+    fn jumps_are_judged_together_by_one_log_start() {
+        let jumps = [(10, 11), (20, 25), (30, 40), (50, 51)];
+        // At or below the first position: all holes.
+        assert_eq!(
+            Judged::of(&jumps, 3),
+            Judged {
+                holes: 1 + 5 + 10 + 1,
+                gap: None
+            }
+        );
+        // Inside the third jump: the first two were deleted whole, the third up to 34.
+        assert_eq!(
+            Judged::of(&jumps, 34),
+            Judged {
+                holes: 6 + 1,
+                gap: Some((10, 1 + 5 + 4))
+            }
+        );
+        // Past all of them (retention reached a reader this far behind).
+        assert_eq!(
+            Judged::of(&jumps, 60),
+            Judged {
+                holes: 0,
+                gap: Some((10, 17))
+            }
+        );
+        assert_eq!(
+            Judged::of(&[], 60),
+            Judged {
+                holes: 0,
+                gap: None
+            }
+        );
     }
 
     /// A worker aborted inside a blocking call runs on until the call returns: it is
