@@ -881,9 +881,10 @@ impl Worker {
     /// Writes the entry that records a rewind: no records, `start_offset` = `next_offset` =
     /// `offset` (below its predecessor's `next_offset`), the operator state carried on and
     /// `offset_resets` one more; `lost`, offsets read past the ledger's position before the
-    /// rewind and never committed (records and gaps), as its `skipped_offsets`. The next owner then resumes at the new offsets. Created if
-    /// absent and settled by reading it back, as every entry; `false` when another owner
-    /// wrote that sequence number first (this worker then starts again from the ledger).
+    /// rewind and never committed (records and gaps), as its `skipped_offsets`. The next
+    /// owner then resumes at the new offsets. Created if absent and settled by reading it
+    /// back, as every entry; `false` when another owner wrote that sequence number first
+    /// (this worker then starts again from the ledger).
     async fn record_rewind(&mut self, offset: i64, lost: u64) -> Result<bool, WorkerError> {
         if lost > 0 {
             error!(topic = %self.topic, partition = self.partition, lost, "offsets read before the offsets went back were not committed before the partition was revoked, and the broker no longer has them: the rewind entry records them as skipped offsets");
