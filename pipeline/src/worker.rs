@@ -949,8 +949,12 @@ impl Worker {
 
     fn fail(&self, e: WorkerError) {
         match e {
-            WorkerError::Superseded { .. } => {
-                warn!(topic = %self.topic, partition = self.partition, error = %e, "worker stopped");
+            WorkerError::Superseded { ours, theirs } => {
+                // Within one consumer group the partition's revocation follows (this member
+                // was paused or cut off past its session). If none does, another deployment
+                // under another `kafka.group_id` writes the same lake, and this member holds
+                // the partition without reading it.
+                error!(topic = %self.topic, partition = self.partition, epoch = ours, newer_epoch = theirs, "worker stopped: another writer took the partition over in the ledger; this member reads nothing from it until its group revokes it (if no revocation follows, check for a second deployment with another kafka.group_id writing the same lake)");
             }
             other => {
                 error!(topic = %self.topic, partition = self.partition, error = %other, "partition worker failed");

@@ -162,3 +162,80 @@ fn members_join_and_leave_mid_stream() {
     a.terminate();
     world.assert_exactly_once(&config, &ids);
 }
+
+/// Two deployments under different `kafka.group_id`s writing one lake (a blue/green switch
+/// left half done): each group assigns the partition to its own member, the ledger lets one
+/// writer commit at a time, and the one that lost says so at error level, naming what to
+/// check, instead of a warning. Every record still lands once.
+#[test]
+fn a_deployment_under_another_group_supersedes_the_first_loudly() {
+    let world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let blue = world.config("blue.toml", &kafka.bootstrap, &dataset_toml(""));
+    let text = std::fs::read_to_string(&blue).unwrap();
+    let green_text = text.replace("group_id = \"weir-e2e\"", "group_id = \"weir-e2e-green\"");
+    assert_ne!(text, green_text, "the config names its group");
+    let green = world.path("green.toml");
+    std::fs::write(&green, green_text).unwrap();
+
+    let mut generator = HttpRequests::new(71).compact(true);
+    let mut ids = produce_http(&kafka.bootstrap, TOPIC, 1, 100, &mut generator);
+    let mut a = world.weir_run(&blue, "blue.log", &[]);
+    world.expect_rows(
+        &blue,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut a],
+    );
+    let mut b = world.weir_run(&green, "green.log", &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !world
+        .log("green.log")
+        .contains("partition resumes from the ledger")
+    {
+        assert!(
+            std::time::Instant::now() < deadline && b.running(),
+            "green never took the partition\n{}",
+            world.log("green.log")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both read what comes next; the ledger takes one commit per sequence number, and the
+    // older epoch's writer stops once the newer one has committed before it.
+    let superseded = "another writer took the partition over in the ledger";
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !world.log("blue.log").contains(superseded) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blue was never superseded\n--- blue.log\n{}\n--- green.log\n{}",
+            world.log("blue.log"),
+            world.log("green.log")
+        );
+        ids.extend(produce_http(&kafka.bootstrap, TOPIC, 1, 20, &mut generator));
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let line = world
+        .log("blue.log")
+        .lines()
+        .find(|l| l.contains(superseded))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains("ERROR") && line.contains("kafka.group_id"),
+        "{line}"
+    );
+    // Blue holds the partition in its group without reading it; green goes on.
+    ids.extend(produce_http(&kafka.bootstrap, TOPIC, 1, 50, &mut generator));
+    world.expect_rows(
+        &green,
+        "http_requests",
+        ids.len(),
+        Duration::from_secs(120),
+        &mut [&mut b],
+    );
+    assert!(a.running(), "blue keeps running\n{}", world.log("blue.log"));
+    a.terminate();
+    b.terminate();
+    world.assert_exactly_once(&green, &ids);
+}
