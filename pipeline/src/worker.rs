@@ -700,11 +700,9 @@ impl Worker {
                 return Ok(Received::Rewound);
             }
             if offset > n {
-                self.check_jump(n, offset)?;
-            } else if self
-                .jumps_since
-                .is_some_and(|since| since.elapsed() >= JUDGE_JUMPS_WITHIN)
-            {
+                self.note_jump(n, offset);
+            }
+            if self.jumps_due() {
                 self.settle_jumps()?;
             }
         }
@@ -744,16 +742,21 @@ impl Worker {
     /// The next record's offset is past the position (`resume`): either a hole in the log
     /// (compaction, transaction markers) or records deleted before they were read, when the
     /// broker's log now starts above `resume`. Noted here and judged with the other jumps
-    /// waiting, by one broker query ([`Self::settle_jumps`]), once the oldest has waited
-    /// [`JUDGE_JUMPS_WITHIN`], once [`MAX_PENDING_JUMPS`] wait, or before the commit is
-    /// prepared, whichever comes first: not one query per transaction marker.
-    fn check_jump(&mut self, resume: i64, offset: i64) -> Result<(), WorkerError> {
+    /// waiting, by one broker query ([`Self::settle_jumps`]), once they are due
+    /// ([`Self::jumps_due`]) or before the commit is prepared, whichever comes first: not
+    /// one query per transaction marker.
+    fn note_jump(&mut self, resume: i64, offset: i64) {
         self.jumps.push((resume, offset));
-        let since = *self.jumps_since.get_or_insert_with(Instant::now);
-        if self.jumps.len() >= MAX_PENDING_JUMPS || since.elapsed() >= JUDGE_JUMPS_WITHIN {
-            self.settle_jumps()?;
-        }
-        Ok(())
+        self.jumps_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether the waiting jumps are judged now: the oldest has waited
+    /// [`JUDGE_JUMPS_WITHIN`], or [`MAX_PENDING_JUMPS`] wait. Without jumps, one test of
+    /// an `Option` per record.
+    fn jumps_due(&self) -> bool {
+        self.jumps_since.is_some_and(|since| {
+            self.jumps.len() >= MAX_PENDING_JUMPS || since.elapsed() >= JUDGE_JUMPS_WITHIN
+        })
     }
 
     /// The offsets went back: the broker's log start is now the new log's and cannot judge
@@ -1462,7 +1465,7 @@ impl Worker {
         let partition = self.partition;
         // With a timeout, librdkafka's seek returns once its fetcher has taken the new
         // position and purges what it prefetched from the old one: no message read before
-        // the seek reaches the queue after it (rdkafka.h, `rd_kafka_seek`). `check_jump`
+        // the seek reaches the queue after it (rdkafka.h, `rd_kafka_seek`). `note_jump`
         // relies on that: a stale message past the position would read as a hole.
         tokio::task::block_in_place(|| {
             consumer.seek(&topic, partition, offset, Duration::from_secs(10))
