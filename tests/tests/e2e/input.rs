@@ -13,7 +13,8 @@ use weir_schemas::synth::HttpRequests;
 
 use crate::backbone::{TOPIC, dataset_toml};
 use crate::harness::{
-    MockKafka, Proc, World, free_port, http_get, metric_sum, produce_http, produce_http_with,
+    MockKafka, Proc, World, flush, free_port, http_get, metric_sum, produce_http,
+    produce_http_with, producer_with, send,
 };
 
 const DATASET: &str = "http_requests";
@@ -322,6 +323,128 @@ fn retention_gap_is_refused_or_recorded() {
     let mut want = first;
     want.extend_from_slice(&second[(low - 200) as usize..]);
     world.assert_exactly_once(&config, &want);
+}
+
+/// Under `kafka.on_offset_gap = "fail"`, a gap that only the last commit of a shutdown finds
+/// (its jump still waited to be judged when SIGTERM came) fails `weir run` as a gap found
+/// while running does: a non-zero exit, nothing committed past the gap. Before, the worker
+/// refused the commit and the process still exited 0, so a supervisor saw a clean stop.
+#[test]
+fn a_gap_found_by_the_shutdown_commit_fails_the_run() {
+    let mut world = World::new();
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let metrics = free_port();
+    let extra = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}",
+        dataset_toml("")
+    );
+    let config = world.config("weir.toml", &kafka.bootstrap, &extra);
+    let mut generator = HttpRequests::new(50).compact(true);
+    let first = produce_http(&kafka.bootstrap, TOPIC, 1, 200, &mut generator);
+    let mut weir = world.weir_run(&config, "weir-1.log", &[]);
+    world.wait_consumed(DATASET, TOPIC, &[200], Duration::from_secs(120), &mut weir);
+    weir.terminate();
+
+    // The commit interval outlasts the test: the only commit this run would make is its
+    // shutdown's.
+    world.commit_interval = "10m".into();
+    let refuse = world.config_kafka(
+        "weir-fail.toml",
+        &kafka.bootstrap,
+        "on_offset_gap = \"fail\"",
+        "",
+        &format!("{extra}\n[health]\nstall_timeout = \"20m\"\n"),
+    );
+    let mut weir = world.weir_run(&refuse, "weir-fail.log", &[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !world
+        .log("weir-fail.log")
+        .contains("partition resumes from the ledger")
+    {
+        assert!(
+            weir.running(),
+            "weir exited\n{}",
+            world.log("weir-fail.log")
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the partition was not assigned\n{}",
+            world.log("weir-fail.log")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Frozen at offset 200, Weir misses retention passing it: a few large records (not
+    // JSON, so dead letters) push the mock broker's 5 MiB past offset 200. Being few, the
+    // ones left arrive together once Weir thaws, within the second a jump waits to be
+    // judged, so the jump still waits when the records stop.
+    weir.signal("STOP");
+    let producer = producer_with(&kafka.bootstrap, &[("linger.ms", "0")]);
+    let large = vec![b'x'; 900_000];
+    for _ in 0..8 {
+        send(&producer, TOPIC, 0, &large);
+        flush(&producer);
+    }
+    let (low, high) = watermarks(&kafka.bootstrap, 0);
+    assert_eq!(high, 208);
+    assert!(
+        low > 200 && low < high,
+        "retention did not pass the position: low {low}"
+    );
+    weir.signal("CONT");
+    let read = || {
+        http_get(metrics, "/metrics")
+            .map_or(0, |(_, body)| metric_sum(&body, "weir_records_total", &[]))
+    };
+    while read() < (high - low) as u64 {
+        assert!(
+            weir.running(),
+            "weir exited\n{}",
+            world.log("weir-fail.log")
+        );
+        assert!(
+            Instant::now() < deadline,
+            "weir did not read the records past the gap\n{}",
+            world.log("weir-fail.log")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Longer than a jump waits with records arriving: none arrive, so it is not judged.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        weir.running(),
+        "the gap was judged before the shutdown\n{}",
+        world.log("weir-fail.log")
+    );
+    weir.signal("TERM");
+    expect_failure(
+        &world,
+        &mut weir,
+        "weir-fail.log",
+        &[
+            "cf.http_requests/0: offset gap",
+            "resume offset 200",
+            &format!("earliest offset on the broker {low}"),
+        ],
+    );
+    assert_eq!(world.ledger_next_offset(DATASET, TOPIC, 0), Some(200));
+
+    // Under "record" the next run records the gap and reads on.
+    world.commit_interval = "1s".into();
+    let mut weir = world.weir_run(&config, "weir-2.log", &[]);
+    world.wait_consumed(DATASET, TOPIC, &[high], Duration::from_secs(120), &mut weir);
+    weir.terminate();
+    let entries = ledger_entries(&world, 0);
+    let skipped: u64 = entries
+        .iter()
+        .map(|e| e["skipped_offsets"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(skipped, (low - 200) as u64, "{entries:?}");
+    let dead: u64 = entries
+        .iter()
+        .map(|e| e["dead_lettered"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(dead, (high - low) as u64, "{entries:?}");
+    world.assert_exactly_once(&config, &first);
 }
 
 /// The broker's partition starts again below the ledger's position (here: a new cluster,
