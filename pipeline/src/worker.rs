@@ -525,7 +525,7 @@ impl Worker {
                         }
                     } else if let Some(record) = self.rewound.take()
                         && self.shared.config.kafka.on_offset_gap == OnOffsetGap::Record
-                        && let Err(e) = self.record_rewind(record.offset, 0).await
+                        && let Err(e) = self.record_rewind(record.offset, 0, &stop).await
                     {
                         // The next owner meets the same rewind, unless the new offsets have
                         // passed the old position by then.
@@ -869,7 +869,8 @@ impl Worker {
         // the open commit was to record (jumps not judged when the rewind was seen among
         // them).
         let uncommitted = self.commit_records + self.skipped_offsets;
-        if !self.record_rewind(record.offset, uncommitted).await? || *stop.borrow() != Stop::Running
+        if !self.record_rewind(record.offset, uncommitted, stop).await?
+            || *stop.borrow() != Stop::Running
         {
             return Ok(());
         }
@@ -886,9 +887,15 @@ impl Worker {
     /// `offset_resets` one more; `lost`, offsets read past the ledger's position before the
     /// rewind and never committed (records and gaps), as its `skipped_offsets`. The next
     /// owner then resumes at the new offsets. Created if absent and settled by reading it
-    /// back, as every entry; `false` when another owner wrote that sequence number first
-    /// (this worker then starts again from the ledger).
-    async fn record_rewind(&mut self, offset: i64, lost: u64) -> Result<bool, WorkerError> {
+    /// back, as every entry, and retried through store failures until written
+    /// ([`commit_rewind`]); `false` when another owner wrote that sequence number first (this
+    /// worker then starts again from the ledger) or the partition was revoked first.
+    async fn record_rewind(
+        &mut self,
+        offset: i64,
+        lost: u64,
+        stop: &watch::Receiver<Stop>,
+    ) -> Result<bool, WorkerError> {
         if lost > 0 {
             error!(topic = %self.topic, partition = self.partition, lost, "offsets read before the offsets went back were not committed before the partition was revoked, and the broker no longer has them: the rewind entry records them as skipped offsets");
         }
@@ -921,8 +928,12 @@ impl Worker {
             abandoned: false,
             event_time: None,
         };
-        match commit_without_records(&self.protocol.ledger, &entry, "rewind").await {
-            Ok(()) => {}
+        match commit_rewind(&self.shared, &self.protocol.ledger, &entry, stop).await {
+            Ok(true) => self.shared.metrics.set_store_healthy(true),
+            Ok(false) => {
+                error!(topic = %self.topic, partition = self.partition, offset, "the partition was revoked before the rewind entry could be written: its next owner meets the rewind again only if the new offsets have not passed the old position by then");
+                return Ok(false);
+            }
             Err(LedgerError::Fenced { .. }) => {
                 self.reset_to_ledger().await?;
                 return Ok(false);
@@ -1531,7 +1542,7 @@ async fn run_commit(
     dataset: String,
     topic: String,
     partition: i32,
-    mut stop: watch::Receiver<Stop>,
+    stop: watch::Receiver<Stop>,
     mut p: Prepared,
 ) -> Result<Option<Settled>, WorkerError> {
     let started = std::time::Instant::now();
@@ -1579,21 +1590,60 @@ async fn run_commit(
             .metrics
             .partitions
             .retrying(&topic, partition, std::time::Instant::now());
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            // A revoke ends the wait; other changes (shutdown) do not.
-            () = async {
-                loop {
-                    if stop.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                    if *stop.borrow() == Stop::Revoke {
-                        return;
-                    }
-                }
-            } => {}
-        }
+        sleep_unless_revoked(delay, stop.clone()).await;
         delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Writes a rewind entry, retrying a store failure or an unknown outcome as a commit is
+/// retried (0.5 s doubling to 30 s, no limit; [`run_commit`]) until it is written, or the
+/// partition is revoked (`Ok(false)`). Giving up instead would stop the process with the
+/// rewind known only to it: were the new offsets to pass the old position before the next
+/// owner reads, that owner would resume there without a word.
+async fn commit_rewind(
+    shared: &Shared,
+    ledger: &PartitionLedger,
+    entry: &Entry,
+    stop: &watch::Receiver<Stop>,
+) -> Result<bool, LedgerError> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match ledger.commit(entry).await {
+            Err(e) if e.is_retryable() => {
+                shared.metrics.store_errors.inc();
+                shared.metrics.set_store_healthy(false);
+                warn!(topic = %entry.topic, partition = entry.partition, seq = entry.seq, error = %e, retry_in_ms = delay.as_millis() as u64, "writing the rewind entry failed, retrying; the partition reads nothing until it is written");
+            }
+            other => return other.map(|()| true),
+        }
+        if *stop.borrow() == Stop::Revoke {
+            return Ok(false);
+        }
+        shared.metrics.partitions.retrying(
+            &entry.topic,
+            entry.partition,
+            std::time::Instant::now(),
+        );
+        sleep_unless_revoked(delay, stop.clone()).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Waits `delay` before a retry; a revoke ends the wait early, other changes (shutdown) do
+/// not.
+async fn sleep_unless_revoked(delay: Duration, mut stop: watch::Receiver<Stop>) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = async {
+            loop {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                if *stop.borrow() == Stop::Revoke {
+                    return;
+                }
+            }
+        } => {}
     }
 }
 
