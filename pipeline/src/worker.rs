@@ -49,16 +49,7 @@ use crate::metrics::{BatchStage, Metrics, Partitions};
 use crate::runtime::{DatasetRuntime, Shared};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterBuffer};
 use crate::sink::parquet::{ClosedFile, PartitionWriter, WriteError, file_name};
-use crate::source::kafka::{WeirConsumer, WeirContext};
-
-/// Jumps of the offsets an open commit notes before judging them without waiting for the
-/// commit (a compacted topic jumps at almost every record): bounds what they hold.
-const MAX_PENDING_JUMPS: usize = 4096;
-
-/// How long a jump of the offsets may wait to be judged while records keep arriving: the
-/// longer it waits, the likelier retention passes a hole meanwhile, which then counts as a
-/// gap. Jumps judged together cost one broker query.
-const JUDGE_JUMPS_WITHIN: Duration = Duration::from_secs(1);
+use crate::source::kafka::{PendingJumps, WeirConsumer, WeirContext};
 
 /// What the source asks of a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,12 +179,9 @@ pub struct Worker {
     /// Offsets of the open commit that hold no record (transaction markers, compaction):
     /// goes into the next entry with `skipped_offsets`.
     holes: u64,
-    /// Jumps of the open commit not judged yet, `(resume, offset)` in order: judged
-    /// together ([`Self::settle_jumps`]) within [`JUDGE_JUMPS_WITHIN`] or before the commit
-    /// is prepared, whichever comes first.
-    jumps: Vec<(i64, i64)>,
-    /// When the oldest of `jumps` was seen.
-    jumps_since: Option<Instant>,
+    /// Jumps of the open commit not judged yet: judged together ([`Self::settle_jumps`])
+    /// once due or before the commit is prepared, whichever comes first.
+    jumps: PendingJumps,
     /// A record whose offset is below the position: the partition's offsets went back
     /// (topic recreated, offsets reset). Handled between two reads of the queue: the open
     /// commit is committed first, then this record starts the next entry.
@@ -471,8 +459,7 @@ impl Worker {
             exported: Default::default(),
             skipped_offsets: 0,
             holes: 0,
-            jumps: Vec::new(),
-            jumps_since: None,
+            jumps: PendingJumps::default(),
             rewound: None,
             in_flight: None,
             tidying: Vec::new(),
@@ -702,7 +689,7 @@ impl Worker {
             if offset > n {
                 self.note_jump(n, offset);
             }
-            if self.jumps_due() {
+            if self.jumps.due(std::time::Instant::now) {
                 self.settle_jumps()?;
             }
         }
@@ -743,33 +730,22 @@ impl Worker {
     /// (compaction, transaction markers) or records deleted before they were read, when the
     /// broker's log now starts above `resume`. Noted here and judged with the other jumps
     /// waiting, by one broker query ([`Self::settle_jumps`]), once they are due
-    /// ([`Self::jumps_due`]) or before the commit is prepared, whichever comes first: not
+    /// ([`PendingJumps::due`]) or before the commit is prepared, whichever comes first: not
     /// one query per transaction marker.
     fn note_jump(&mut self, resume: i64, offset: i64) {
-        self.jumps.push((resume, offset));
-        self.jumps_since.get_or_insert_with(Instant::now);
-    }
-
-    /// Whether the waiting jumps are judged now: the oldest has waited
-    /// [`JUDGE_JUMPS_WITHIN`], or [`MAX_PENDING_JUMPS`] wait. Without jumps, one test of
-    /// an `Option` per record.
-    fn jumps_due(&self) -> bool {
-        self.jumps_since.is_some_and(|since| {
-            self.jumps.len() >= MAX_PENDING_JUMPS || since.elapsed() >= JUDGE_JUMPS_WITHIN
-        })
+        self.jumps.note(resume, offset, std::time::Instant::now());
     }
 
     /// The offsets went back: the broker's log start is now the new log's and cannot judge
     /// the jumps of the old one still waiting. Their offsets count as deleted (a recorded
     /// gap): the old log is gone, and whether they held records cannot be asked any more.
     fn unjudged_jumps_are_gaps(&mut self) {
-        let offsets: u64 = self.jumps.iter().map(|&(r, o)| (o - r) as u64).sum();
-        if let Some(&(resume, _)) = self.jumps.first() {
+        let first = self.jumps.first_resume();
+        let offsets = self.jumps.take_as_gap();
+        if let Some(resume) = first {
             error!(topic = %self.topic, partition = self.partition, resume, skipped = offsets, "offsets went back before jumps of the old offsets were judged: their offsets are recorded as skipped");
         }
         self.skipped_offsets += offsets;
-        self.jumps.clear();
-        self.jumps_since = None;
     }
 
     /// Judges the waiting jumps by the partition's log start, asked of the broker now: the
@@ -784,14 +760,12 @@ impl Worker {
     /// passed a jump's position in between (retention reaching a reader that lags by as much)
     /// makes it a gap: counted as deleted, never lost without a record.
     fn settle_jumps(&mut self) -> Result<(), WorkerError> {
-        let Some(&(first, _)) = self.jumps.first() else {
+        let Some(first) = self.jumps.first_resume() else {
             return Ok(());
         };
         debug!(topic = %self.topic, partition = self.partition, jumps = self.jumps.len(), first, "asking the broker where the partition's log starts, to judge the offsets that jumped");
         let earliest = self.earliest_offset()?;
-        let judged = crate::source::kafka::Judged::of(&self.jumps, earliest);
-        self.jumps.clear();
-        self.jumps_since = None;
+        let judged = self.jumps.judge(earliest);
         if let Some((resume, skipped)) = judged.gap {
             if self.shared.config.kafka.on_offset_gap == OnOffsetGap::Fail {
                 return Err(WorkerError::OffsetGap {
@@ -990,7 +964,6 @@ impl Worker {
         self.skipped_offsets = 0;
         self.holes = 0;
         self.jumps.clear();
-        self.jumps_since = None;
         self.resets += 1;
         self.account();
     }

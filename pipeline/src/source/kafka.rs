@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -231,6 +231,76 @@ impl Judged {
             }
         }
         judged
+    }
+}
+
+/// Jumps an open commit notes before judging them without waiting for the commit (a
+/// compacted topic jumps at almost every record): bounds what they hold.
+pub(crate) const MAX_PENDING_JUMPS: usize = 4096;
+
+/// How long a jump of the offsets may wait to be judged while records keep arriving: the
+/// longer it waits, the likelier retention passes a hole meanwhile, which then counts as a
+/// gap. Jumps judged together cost one broker query.
+pub(crate) const JUDGE_JUMPS_WITHIN: Duration = Duration::from_secs(1);
+
+/// The jumps of a partition's open commit not judged yet, `(resume, offset)` in order, and
+/// when the oldest was seen. They are judged together ([`PendingJumps::judge`]) once due
+/// ([`PendingJumps::due`]) or before the commit is prepared, whichever comes first; offsets
+/// that go back meanwhile make them a gap ([`PendingJumps::take_as_gap`]).
+#[derive(Debug, Default)]
+pub(crate) struct PendingJumps {
+    jumps: Vec<(i64, i64)>,
+    since: Option<Instant>,
+}
+
+impl PendingJumps {
+    pub(crate) fn note(&mut self, resume: i64, offset: i64, now: Instant) {
+        self.jumps.push((resume, offset));
+        self.since.get_or_insert(now);
+    }
+
+    /// Whether they are judged now: the oldest has waited [`JUDGE_JUMPS_WITHIN`], or
+    /// [`MAX_PENDING_JUMPS`] wait. Asked after every record: without jumps it is one test of
+    /// an `Option`, and the clock (`now`) is read only while jumps wait.
+    #[inline]
+    pub(crate) fn due(&self, now: impl FnOnce() -> Instant) -> bool {
+        self.since.is_some_and(|since| {
+            self.jumps.len() >= MAX_PENDING_JUMPS
+                || now().saturating_duration_since(since) >= JUDGE_JUMPS_WITHIN
+        })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.jumps.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.jumps.len()
+    }
+
+    /// The position the first waiting jump left.
+    pub(crate) fn first_resume(&self) -> Option<i64> {
+        self.jumps.first().map(|&(resume, _)| resume)
+    }
+
+    /// Judges every waiting jump by the log start `earliest` and forgets them.
+    pub(crate) fn judge(&mut self, earliest: i64) -> Judged {
+        let judged = Judged::of(&self.jumps, earliest);
+        self.clear();
+        judged
+    }
+
+    /// The offsets every waiting jump passed over, all counted as deleted (the log that
+    /// could judge them is gone), and forgets them.
+    pub(crate) fn take_as_gap(&mut self) -> u64 {
+        let offsets = self.jumps.iter().map(|&(r, o)| (o - r) as u64).sum();
+        self.clear();
+        offsets
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.jumps.clear();
+        self.since = None;
     }
 }
 
@@ -655,6 +725,60 @@ mod tests {
                 gap: None
             }
         );
+    }
+
+    /// Waiting jumps are due a second after the first was noted, or at once when 4,096
+    /// wait; never without one.
+    #[test]
+    fn pending_jumps_are_due_by_age_or_by_count() {
+        let t0 = Instant::now();
+        let mut pending = PendingJumps::default();
+        assert!(!pending.due(|| t0 + Duration::from_secs(60)));
+        pending.note(10, 12, t0);
+        // Later jumps do not restart the clock.
+        pending.note(20, 21, t0 + Duration::from_millis(900));
+        assert!(!pending.due(|| t0 + Duration::from_millis(999)));
+        assert!(pending.due(|| t0 + JUDGE_JUMPS_WITHIN));
+        // A clock read before the note (another task's) is not a negative age.
+        assert!(!pending.due(|| t0 - Duration::from_millis(1)));
+        assert_eq!(pending.first_resume(), Some(10));
+
+        let mut pending = PendingJumps::default();
+        for i in 0..MAX_PENDING_JUMPS as i64 - 1 {
+            pending.note(2 * i, 2 * i + 1, t0);
+        }
+        assert!(!pending.due(|| t0));
+        pending.note(100_000, 100_001, t0);
+        assert!(pending.due(|| t0));
+        assert_eq!(pending.len(), MAX_PENDING_JUMPS);
+    }
+
+    /// Judged or taken as a gap, the waiting jumps are forgotten, and the clock with them.
+    #[test]
+    fn pending_jumps_are_forgotten_once_judged_or_taken_as_a_gap() {
+        let t0 = Instant::now();
+        let mut pending = PendingJumps::default();
+        pending.note(10, 11, t0);
+        pending.note(20, 25, t0);
+        assert_eq!(
+            pending.judge(22),
+            Judged {
+                holes: 3,
+                gap: Some((10, 3))
+            }
+        );
+        assert!(pending.is_empty());
+        assert!(!pending.due(|| t0 + Duration::from_secs(60)));
+
+        pending.note(30, 40, t0);
+        pending.note(50, 51, t0 + Duration::from_secs(5));
+        assert_eq!(pending.take_as_gap(), 10 + 1);
+        assert!(pending.is_empty());
+        assert!(!pending.due(|| t0 + Duration::from_secs(60)));
+        assert_eq!(pending.take_as_gap(), 0);
+        // The clock starts again with the next note.
+        pending.note(60, 61, t0 + Duration::from_secs(10));
+        assert!(!pending.due(|| t0 + Duration::from_secs(10)));
     }
 
     /// A worker aborted inside a blocking call runs on until the call returns: it is
