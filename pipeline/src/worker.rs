@@ -733,7 +733,7 @@ impl Worker {
     /// ([`PendingJumps::due`]) or before the commit is prepared, whichever comes first: not
     /// one query per transaction marker.
     fn note_jump(&mut self, resume: i64, offset: i64) {
-        self.jumps.note(resume, offset, std::time::Instant::now());
+        self.jumps.note(resume, offset, std::time::Instant::now);
     }
 
     /// The offsets went back: the broker's log start is now the new log's and cannot judge
@@ -905,11 +905,16 @@ impl Worker {
         match commit_rewind(&self.shared, &self.protocol.ledger, &entry, stop).await {
             Ok(true) => self.shared.metrics.set_store_healthy(true),
             Ok(false) => {
-                error!(topic = %self.topic, partition = self.partition, offset, "the partition was revoked before the rewind entry could be written: its next owner meets the rewind again only if the new offsets have not passed the old position by then");
+                error!(topic = %self.topic, partition = self.partition, offset, "the partition was revoked before the rewind entry was settled (it may not have been written): its next owner meets the rewind again only if the new offsets have not passed the old position by then");
                 return Ok(false);
             }
             Err(LedgerError::Fenced { .. }) => {
-                self.reset_to_ledger().await?;
+                // The store answered: another owner wrote that sequence number first.
+                self.shared.metrics.set_store_healthy(true);
+                if *stop.borrow() == Stop::Running {
+                    self.reset_to_ledger().await?;
+                }
+                // Stopping: nothing more is read, so no position to restore.
                 return Ok(false);
             }
             Err(e) => return Err(e.into()),
@@ -1459,8 +1464,8 @@ impl Worker {
     }
 }
 
-/// Commits an entry that covers no records and names no files (a partition's start, a
-/// rewind): no intent and no uploads, the entry alone, created if absent and settled by
+/// Commits an entry that covers no records and names no files (a partition's start; a
+/// rewind's goes through [`commit_rewind`]): no intent and no uploads, the entry alone, created if absent and settled by
 /// reading it back when the answer is lost (`PartitionLedger::commit`). A store failure or
 /// an unknown outcome is retried a few times with backoff; `Fenced` and verdicts return at
 /// once. `kind` names the entry in the retry log line.
@@ -1573,12 +1578,18 @@ async fn run_commit(
 /// partition is revoked (`Ok(false)`). Giving up instead would stop the process with the
 /// rewind known only to it: were the new offsets to pass the old position before the next
 /// owner reads, that owner would resume there without a word.
+///
+/// An entry that records offsets lost before it (`skipped_offsets`: records read before the
+/// rewind and never committed, which the broker no longer has) is the only record of them,
+/// so it is retried past a revoke too, until written or the worker is aborted once
+/// `shutdown.timeout` has passed.
 async fn commit_rewind(
     shared: &Shared,
     ledger: &PartitionLedger,
     entry: &Entry,
     stop: &watch::Receiver<Stop>,
 ) -> Result<bool, LedgerError> {
+    let until_revoked = entry.skipped_offsets == 0;
     let mut delay = Duration::from_millis(500);
     loop {
         match ledger.commit(entry).await {
@@ -1589,7 +1600,7 @@ async fn commit_rewind(
             }
             other => return other.map(|()| true),
         }
-        if *stop.borrow() == Stop::Revoke {
+        if until_revoked && *stop.borrow() == Stop::Revoke {
             return Ok(false);
         }
         shared.metrics.partitions.retrying(
@@ -1597,7 +1608,11 @@ async fn commit_rewind(
             entry.partition,
             std::time::Instant::now(),
         );
-        sleep_unless_revoked(delay, stop.clone()).await;
+        if until_revoked {
+            sleep_unless_revoked(delay, stop.clone()).await;
+        } else {
+            tokio::time::sleep(delay).await;
+        }
         delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
@@ -1777,10 +1792,102 @@ fn stands_for_records(error: &rdkafka::error::KafkaError) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use object_store::memory::InMemory;
     use rdkafka::error::KafkaError;
     use rdkafka::types::RDKafkaErrorCode as Code;
+    use tokio::sync::watch;
 
-    use super::stands_for_records;
+    use super::{Stop, commit_rewind, stands_for_records};
+    use crate::config::Config;
+    use crate::faulty_store::{FaultSpec, FaultyStore};
+    use crate::ledger::{Entry, LEDGER_VERSION, PartitionLedger};
+    use crate::runtime::Shared;
+
+    fn shared() -> Arc<Shared> {
+        let config =
+            Config::parse("[kafka]\nbrokers = \"b:1\"\n[storage]\nurl = \"memory://\"\n").unwrap();
+        Shared::new(
+            config,
+            Arc::new(InMemory::new()),
+            HashMap::new(),
+            Arc::new(weir_operators::config::StaticSecrets::default()),
+            Arc::new(weir_operators::enrich::Resources::default()),
+            None,
+        )
+        .0
+    }
+
+    /// A rewind entry at offset 0 after an entry that ended at 100; `lost`, offsets read
+    /// before the rewind and never committed.
+    fn rewind_entry(lost: u64) -> Entry {
+        Entry {
+            version: LEDGER_VERSION,
+            seq: 1,
+            epoch: 1,
+            writer: "w".into(),
+            dataset: "ds".into(),
+            topic: "t".into(),
+            partition: 0,
+            start_offset: 0,
+            next_offset: 0,
+            records: 0,
+            rows: 0,
+            dead_lettered: 0,
+            skipped_offsets: lost,
+            holes: 0,
+            offset_resets: 1,
+            files: Vec::new(),
+            dead_letters: Vec::new(),
+            removed: Vec::new(),
+            operator_state: Vec::new(),
+            config_hash: "h".into(),
+            weir_version: "test".into(),
+            takeover: false,
+            units: Vec::new(),
+            backfill: None,
+            abandoned: false,
+            event_time: None,
+        }
+    }
+
+    /// Against a store that fails every call, a revoked partition gives up a rewind entry
+    /// that records nothing lost (its next owner meets the rewind itself), but not one
+    /// that records offsets lost before it: that entry is their only record, and only the
+    /// abort at `shutdown.timeout` ends its retries. With a store that answers, it is
+    /// written.
+    #[tokio::test(start_paused = true)]
+    async fn a_rewind_entry_recording_lost_offsets_is_retried_past_a_revoke() {
+        let shared = shared();
+        let failing = FaultyStore::new(
+            Arc::new(InMemory::new()),
+            FaultSpec::parse("rate=1,seed=7,delay=1s").unwrap(),
+        );
+        let ledger = PartitionLedger::new(Arc::new(failing), "ds", "t", 0);
+        let (_tx, revoked) = watch::channel(Stop::Revoke);
+        assert!(
+            !commit_rewind(&shared, &ledger, &rewind_entry(0), &revoked)
+                .await
+                .unwrap()
+        );
+        let lost = tokio::time::timeout(
+            Duration::from_secs(600),
+            commit_rewind(&shared, &ledger, &rewind_entry(5), &revoked),
+        )
+        .await;
+        assert!(lost.is_err(), "gave up: {lost:?}");
+        assert!(!shared.metrics.store_healthy());
+
+        let ledger = PartitionLedger::new(Arc::new(InMemory::new()), "ds", "t", 0);
+        assert!(
+            commit_rewind(&shared, &ledger, &rewind_entry(5), &revoked)
+                .await
+                .unwrap()
+        );
+    }
 
     #[test]
     fn record_errors_are_told_from_transport_errors() {

@@ -254,9 +254,10 @@ pub(crate) struct PendingJumps {
 }
 
 impl PendingJumps {
-    pub(crate) fn note(&mut self, resume: i64, offset: i64, now: Instant) {
+    /// Notes a jump; the clock (`now`) is read for the first of the waiting jumps only.
+    pub(crate) fn note(&mut self, resume: i64, offset: i64, now: impl FnOnce() -> Instant) {
         self.jumps.push((resume, offset));
-        self.since.get_or_insert(now);
+        self.since.get_or_insert_with(now);
     }
 
     /// Whether they are judged now: the oldest has waited [`JUDGE_JUMPS_WITHIN`], or
@@ -733,10 +734,13 @@ mod tests {
     fn pending_jumps_are_due_by_age_or_by_count() {
         let t0 = Instant::now();
         let mut pending = PendingJumps::default();
-        assert!(!pending.due(|| t0 + Duration::from_secs(60)));
-        pending.note(10, 12, t0);
-        // Later jumps do not restart the clock.
-        pending.note(20, 21, t0 + Duration::from_millis(900));
+        // Without jumps the clock is not read.
+        assert!(!pending.due(|| unreachable!("the clock is read without jumps")));
+        pending.note(10, 12, || t0);
+        // Later jumps neither read the clock nor restart it.
+        pending.note(20, 21, || {
+            unreachable!("the clock is read for the first jump only")
+        });
         assert!(!pending.due(|| t0 + Duration::from_millis(999)));
         assert!(pending.due(|| t0 + JUDGE_JUMPS_WITHIN));
         // A clock read before the note (another task's) is not a negative age.
@@ -745,10 +749,10 @@ mod tests {
 
         let mut pending = PendingJumps::default();
         for i in 0..MAX_PENDING_JUMPS as i64 - 1 {
-            pending.note(2 * i, 2 * i + 1, t0);
+            pending.note(2 * i, 2 * i + 1, || t0);
         }
         assert!(!pending.due(|| t0));
-        pending.note(100_000, 100_001, t0);
+        pending.note(100_000, 100_001, || t0);
         assert!(pending.due(|| t0));
         assert_eq!(pending.len(), MAX_PENDING_JUMPS);
     }
@@ -758,8 +762,8 @@ mod tests {
     fn pending_jumps_are_forgotten_once_judged_or_taken_as_a_gap() {
         let t0 = Instant::now();
         let mut pending = PendingJumps::default();
-        pending.note(10, 11, t0);
-        pending.note(20, 25, t0);
+        pending.note(10, 11, || t0);
+        pending.note(20, 25, || t0);
         assert_eq!(
             pending.judge(22),
             Judged {
@@ -770,14 +774,14 @@ mod tests {
         assert!(pending.is_empty());
         assert!(!pending.due(|| t0 + Duration::from_secs(60)));
 
-        pending.note(30, 40, t0);
-        pending.note(50, 51, t0 + Duration::from_secs(5));
+        pending.note(30, 40, || t0);
+        pending.note(50, 51, || t0 + Duration::from_secs(5));
         assert_eq!(pending.take_as_gap(), 10 + 1);
         assert!(pending.is_empty());
         assert!(!pending.due(|| t0 + Duration::from_secs(60)));
         assert_eq!(pending.take_as_gap(), 0);
         // The clock starts again with the next note.
-        pending.note(60, 61, t0 + Duration::from_secs(10));
+        pending.note(60, 61, || t0 + Duration::from_secs(10));
         assert!(!pending.due(|| t0 + Duration::from_secs(10)));
     }
 

@@ -428,8 +428,8 @@ fn a_gap_found_by_the_shutdown_commit_fails_the_run() {
     );
     assert_eq!(world.ledger_next_offset(DATASET, TOPIC, 0), Some(200));
 
-    // Under "record" the next run records the gap and reads on.
-    world.commit_interval = "1s".into();
+    // Under "record" (and the first config's 1 s commit interval) the next run records
+    // the gap and reads on.
     let mut weir = world.weir_run(&config, "weir-2.log", &[]);
     world.wait_consumed(DATASET, TOPIC, &[high], Duration::from_secs(120), &mut weir);
     weir.terminate();
@@ -697,7 +697,15 @@ fn a_rewind_entry_waits_out_a_store_outage() {
 
     // The topic recreated empty: Weir resumes at 100 and waits at its new start.
     let kafka = MockKafka::start(&[(TOPIC, 1)]);
-    let config = world.config("weir-2.toml", &kafka.bootstrap, &dataset_toml(""));
+    let metrics = free_port();
+    let config = world.config(
+        "weir-2.toml",
+        &kafka.bootstrap,
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}",
+            dataset_toml("")
+        ),
+    );
     let mut weir = world.weir_run(&config, "weir-2.log", &[]);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !world
@@ -722,7 +730,7 @@ fn a_rewind_entry_waits_out_a_store_outage() {
             .matches("writing the rewind entry failed, retrying")
             .count()
     };
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while tries() < 6 {
         assert!(
             weir.running(),
@@ -737,7 +745,11 @@ fn a_rewind_entry_waits_out_a_store_outage() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(weir.running(), "{}", world.log("weir-2.log"));
-    assert_eq!(world.ledger_next_offset(DATASET, TOPIC, 0), Some(100));
+    assert_eq!(
+        http_get(metrics, "/healthz").map(|r| r.0),
+        Some(503),
+        "a rewind entry that cannot be written is a store failure"
+    );
 
     world.s3.restart();
     // Past the old position: only the rewind entry tells a successor to start at 0.
@@ -749,18 +761,22 @@ fn a_rewind_entry_waits_out_a_store_outage() {
         &mut generator,
     ));
     world.wait_consumed(DATASET, TOPIC, &[150], Duration::from_secs(180), &mut weir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(metrics, "/healthz").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "never healthy again");
+        std::thread::sleep(Duration::from_millis(250));
+    }
     weir.terminate();
     let entries = ledger_entries(&world, 0);
-    let rewinds: Vec<_> = entries
+    let rewind = entries
         .iter()
-        .filter(|e| e["offset_resets"].as_u64() == Some(1))
-        .take(1)
-        .collect();
+        .find(|e| e["offset_resets"].as_u64() == Some(1))
+        .unwrap_or_else(|| panic!("no rewind entry: {entries:?}"));
     assert_eq!(
         (
-            rewinds[0]["start_offset"].as_i64(),
-            rewinds[0]["next_offset"].as_i64(),
-            rewinds[0]["records"].as_u64()
+            rewind["start_offset"].as_i64(),
+            rewind["next_offset"].as_i64(),
+            rewind["records"].as_u64()
         ),
         (Some(0), Some(0), Some(0)),
         "{entries:?}"
