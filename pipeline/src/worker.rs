@@ -1465,10 +1465,11 @@ impl Worker {
 }
 
 /// Commits an entry that covers no records and names no files (a partition's start; a
-/// rewind's goes through [`commit_rewind`]): no intent and no uploads, the entry alone, created if absent and settled by
-/// reading it back when the answer is lost (`PartitionLedger::commit`). A store failure or
-/// an unknown outcome is retried a few times with backoff; `Fenced` and verdicts return at
-/// once. `kind` names the entry in the retry log line.
+/// rewind's goes through [`commit_rewind`]): no intent and no uploads, the entry alone,
+/// created if absent and settled by reading it back when the answer is lost
+/// (`PartitionLedger::commit`). A store failure or an unknown outcome is retried a few
+/// times with backoff; `Fenced` and verdicts return at once. `kind` names the entry in the
+/// retry log line.
 async fn commit_without_records(
     ledger: &PartitionLedger,
     entry: &Entry,
