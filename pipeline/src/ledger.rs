@@ -1493,11 +1493,12 @@ pub async fn streams(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use object_store::memory::InMemory;
 
-    fn entry(seq: u64, epoch: u64, start: i64, next: i64, files: &[&str]) -> Entry {
+    /// An entry of dataset `ds`, topic `t`, partition 0, writer `w`, for tests.
+    pub(crate) fn entry(seq: u64, epoch: u64, start: i64, next: i64, files: &[&str]) -> Entry {
         Entry {
             version: LEDGER_VERSION,
             seq,

@@ -96,3 +96,20 @@ impl Shared {
         let _ = self.fatal_tx.send(reason);
     }
 }
+
+#[cfg(test)]
+impl Shared {
+    /// `config` over an in-memory store, with no datasets, secrets, reference data or
+    /// dead-letter topic, for unit tests; fatal errors go nowhere.
+    pub(crate) fn for_tests(config: Config) -> Arc<Shared> {
+        Shared::new(
+            config,
+            Arc::new(object_store::memory::InMemory::new()),
+            HashMap::new(),
+            Arc::new(weir_operators::config::StaticSecrets::default()),
+            Arc::new(weir_operators::enrich::Resources::default()),
+            None,
+        )
+        .0
+    }
+}

@@ -1793,7 +1793,6 @@ fn stands_for_records(error: &rdkafka::error::KafkaError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -1805,53 +1804,23 @@ mod tests {
     use super::{Stop, commit_rewind, stands_for_records};
     use crate::config::Config;
     use crate::faulty_store::{FaultSpec, FaultyStore};
-    use crate::ledger::{Entry, LEDGER_VERSION, PartitionLedger};
+    use crate::ledger::{Entry, PartitionLedger};
     use crate::runtime::Shared;
 
     fn shared() -> Arc<Shared> {
-        let config =
-            Config::parse("[kafka]\nbrokers = \"b:1\"\n[storage]\nurl = \"memory://\"\n").unwrap();
-        Shared::new(
-            config,
-            Arc::new(InMemory::new()),
-            HashMap::new(),
-            Arc::new(weir_operators::config::StaticSecrets::default()),
-            Arc::new(weir_operators::enrich::Resources::default()),
-            None,
+        Shared::for_tests(
+            Config::parse("[kafka]\nbrokers = \"b:1\"\n[storage]\nurl = \"memory://\"\n").unwrap(),
         )
-        .0
     }
 
-    /// A rewind entry at offset 0 after an entry that ended at 100; `lost`, offsets read
-    /// before the rewind and never committed.
+    /// A rewind entry at offset 0; `lost`, offsets read before the rewind and never
+    /// committed.
     fn rewind_entry(lost: u64) -> Entry {
         Entry {
-            version: LEDGER_VERSION,
-            seq: 1,
-            epoch: 1,
-            writer: "w".into(),
-            dataset: "ds".into(),
-            topic: "t".into(),
-            partition: 0,
-            start_offset: 0,
-            next_offset: 0,
-            records: 0,
             rows: 0,
-            dead_lettered: 0,
             skipped_offsets: lost,
-            holes: 0,
             offset_resets: 1,
-            files: Vec::new(),
-            dead_letters: Vec::new(),
-            removed: Vec::new(),
-            operator_state: Vec::new(),
-            config_hash: "h".into(),
-            weir_version: "test".into(),
-            takeover: false,
-            units: Vec::new(),
-            backfill: None,
-            abandoned: false,
-            event_time: None,
+            ..crate::ledger::tests::entry(1, 1, 0, 0, &[])
         }
     }
 

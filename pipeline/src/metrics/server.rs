@@ -98,7 +98,6 @@ async fn livez(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -127,14 +126,7 @@ mod tests {
             "[kafka]\nbrokers = \"b:1\"\n[health]\nstall_timeout = \"10s\"\n[storage]\nurl = \"memory://\"\n",
         )
         .unwrap();
-        let (shared, _fatal) = Shared::new(
-            config,
-            Arc::new(object_store::memory::InMemory::new()),
-            HashMap::new(),
-            Arc::new(weir_operators::config::StaticSecrets::default()),
-            Arc::new(weir_operators::enrich::Resources::default()),
-            None,
-        );
+        let shared = Shared::for_tests(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(axum::serve(listener, router(shared.clone())).into_future());

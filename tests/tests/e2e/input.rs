@@ -83,6 +83,41 @@ fn expect_failure(world: &World, weir: &mut Proc, log: &str, facts: &[&str]) -> 
     text
 }
 
+/// Polls `done` until it holds while `weir` keeps running; fails, naming `what` and showing
+/// weir's `log`, if weir exits first or `limit` passes.
+fn wait_while_running(
+    world: &World,
+    weir: &mut Proc,
+    log: &str,
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(weir.running(), "weir exited: {what}\n{}", world.log(log));
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {limit:?}\n{}",
+            world.log(log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// 100 records on a first cluster's topic, committed by a `weir run` that then stops; the
+/// cluster is gone afterwards, so the next one stands for the topic recreated.
+fn committed_on_a_first_cluster(world: &World, seed: u64) -> (Vec<String>, HttpRequests) {
+    let kafka = MockKafka::start(&[(TOPIC, 1)]);
+    let config = world.config("weir-1.toml", &kafka.bootstrap, &dataset_toml(""));
+    let mut generator = HttpRequests::new(seed).compact(true);
+    let ids = produce_http(&kafka.bootstrap, TOPIC, 1, 100, &mut generator);
+    let mut weir = world.weir_run(&config, "weir-1.log", &[]);
+    world.wait_consumed(DATASET, TOPIC, &[100], Duration::from_secs(120), &mut weir);
+    weir.terminate();
+    (ids, generator)
+}
+
 #[test]
 fn every_codec_lands_exactly_once() {
     let world = World::new();
@@ -356,23 +391,18 @@ fn a_gap_found_by_the_shutdown_commit_fails_the_run() {
         &format!("{extra}\n[health]\nstall_timeout = \"20m\"\n"),
     );
     let mut weir = world.weir_run(&refuse, "weir-fail.log", &[]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !world
-        .log("weir-fail.log")
-        .contains("partition resumes from the ledger")
-    {
-        assert!(
-            weir.running(),
-            "weir exited\n{}",
-            world.log("weir-fail.log")
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the partition was not assigned\n{}",
-            world.log("weir-fail.log")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_while_running(
+        &world,
+        &mut weir,
+        "weir-fail.log",
+        "the partition was not assigned",
+        Duration::from_secs(120),
+        || {
+            world
+                .log("weir-fail.log")
+                .contains("partition resumes from the ledger")
+        },
+    );
     // Frozen at offset 200, Weir misses retention passing it: a few large records (not
     // JSON, so dead letters) push the mock broker's 5 MiB past offset 200. Being few, the
     // ones left arrive together once Weir thaws, within the second a jump waits to be
@@ -395,19 +425,14 @@ fn a_gap_found_by_the_shutdown_commit_fails_the_run() {
         http_get(metrics, "/metrics")
             .map_or(0, |(_, body)| metric_sum(&body, "weir_records_total", &[]))
     };
-    while read() < (high - low) as u64 {
-        assert!(
-            weir.running(),
-            "weir exited\n{}",
-            world.log("weir-fail.log")
-        );
-        assert!(
-            Instant::now() < deadline,
-            "weir did not read the records past the gap\n{}",
-            world.log("weir-fail.log")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_while_running(
+        &world,
+        &mut weir,
+        "weir-fail.log",
+        "weir did not read the records past the gap",
+        Duration::from_secs(120),
+        || read() >= (high - low) as u64,
+    );
     // Longer than a jump waits with records arriving: none arrive, so it is not judged.
     std::thread::sleep(Duration::from_secs(2));
     assert!(
@@ -615,14 +640,7 @@ fn recreated_topic_is_refused_or_recorded() {
 #[test]
 fn a_rewind_is_recorded_before_reading_on() {
     let mut world = World::new();
-    let first_kafka = MockKafka::start(&[(TOPIC, 1)]);
-    let config = world.config("weir-1.toml", &first_kafka.bootstrap, &dataset_toml(""));
-    let mut generator = HttpRequests::new(49).compact(true);
-    let mut ids = produce_http(&first_kafka.bootstrap, TOPIC, 1, 100, &mut generator);
-    let mut weir = world.weir_run(&config, "weir-1.log", &[]);
-    world.wait_consumed(DATASET, TOPIC, &[100], Duration::from_secs(120), &mut weir);
-    weir.terminate();
-    drop(first_kafka);
+    let (mut ids, mut generator) = committed_on_a_first_cluster(&world, 49);
 
     // The recreated topic holds fewer records than the old position when Weir meets it,
     // and more once the owner that met it dies.
@@ -686,14 +704,7 @@ fn a_rewind_is_recorded_before_reading_on() {
 #[test]
 fn a_rewind_entry_waits_out_a_store_outage() {
     let mut world = World::new();
-    let first_kafka = MockKafka::start(&[(TOPIC, 1)]);
-    let config = world.config("weir-1.toml", &first_kafka.bootstrap, &dataset_toml(""));
-    let mut generator = HttpRequests::new(51).compact(true);
-    let mut ids = produce_http(&first_kafka.bootstrap, TOPIC, 1, 100, &mut generator);
-    let mut weir = world.weir_run(&config, "weir-1.log", &[]);
-    world.wait_consumed(DATASET, TOPIC, &[100], Duration::from_secs(120), &mut weir);
-    weir.terminate();
-    drop(first_kafka);
+    let (mut ids, mut generator) = committed_on_a_first_cluster(&world, 51);
 
     // The topic recreated empty: Weir resumes at 100 and waits at its new start.
     let kafka = MockKafka::start(&[(TOPIC, 1)]);
@@ -707,19 +718,18 @@ fn a_rewind_entry_waits_out_a_store_outage() {
         ),
     );
     let mut weir = world.weir_run(&config, "weir-2.log", &[]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !world
-        .log("weir-2.log")
-        .contains("partition resumes from the ledger")
-    {
-        assert!(weir.running(), "weir exited\n{}", world.log("weir-2.log"));
-        assert!(
-            Instant::now() < deadline,
-            "the partition was not assigned\n{}",
-            world.log("weir-2.log")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_while_running(
+        &world,
+        &mut weir,
+        "weir-2.log",
+        "the partition was not assigned",
+        Duration::from_secs(120),
+        || {
+            world
+                .log("weir-2.log")
+                .contains("partition resumes from the ledger")
+        },
+    );
     world.s3.stop();
     ids.extend(produce_http(&kafka.bootstrap, TOPIC, 1, 50, &mut generator));
     // A sixth failed try retried: the entry used to get six tries (over a minute here, with
@@ -730,20 +740,14 @@ fn a_rewind_entry_waits_out_a_store_outage() {
             .matches("writing the rewind entry failed, retrying")
             .count()
     };
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while tries() < 6 {
-        assert!(
-            weir.running(),
-            "weir gave up on the rewind entry\n{}",
-            world.log("weir-2.log")
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the rewind entry was not retried\n{}",
-            world.log("weir-2.log")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_while_running(
+        &world,
+        &mut weir,
+        "weir-2.log",
+        "the rewind entry was not retried six times (weir gave up on it if it exited)",
+        Duration::from_secs(300),
+        || tries() >= 6,
+    );
     assert!(weir.running(), "{}", world.log("weir-2.log"));
     assert_eq!(
         http_get(metrics, "/healthz").map(|r| r.0),
