@@ -428,6 +428,47 @@ budget = { group_by = "ZoneName", per_second = 3, excess_per_second = 1 }
     }
 
     #[test]
+    fn a_bad_value_inside_an_operator_names_its_key() {
+        let error = |text: &str| {
+            toml::from_str::<OperatorSpec>(text)
+                .unwrap_err()
+                .to_string()
+        };
+        for (text, named) in [
+            (
+                "type = \"sample\"\nkey = \"RayID\"\nrate = \"ten percent\"",
+                "rate: invalid type: string \"ten percent\", expected f64",
+            ),
+            (
+                "type = \"sample\"\nkey = \"RayID\"\nbudget = { group_by = \"ZoneName\", per_second = \"100\" }",
+                "budget.per_second: invalid type: string \"100\"",
+            ),
+            (
+                "type = \"redact\"\nfields.ClientIP = { action = \"truncate_ip\", ipv4_prefix = 300 }",
+                "fields.ClientIP: invalid value: integer `300`",
+            ),
+            (
+                "type = \"enrich\"\ngeoip = { field = \"ClientIP\" }",
+                "geoip: missing field `database`",
+            ),
+            (
+                "type = \"redcat\"",
+                "type: unknown operator type \"redcat\"",
+            ),
+            ("name = \"scrub\"", "missing field `type`"),
+            ("type = \"redact\"\nname = 7", "name: expected a string"),
+        ] {
+            let err = error(text);
+            assert!(err.contains(named), "{text}: {err}");
+        }
+        // Written back and read again, a spec is unchanged (the ledger's plans and the
+        // config hash serialize it).
+        let spec = spec(BUDGET, Some("per_zone"));
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(serde_json::from_str::<OperatorSpec>(&json).unwrap(), spec);
+    }
+
+    #[test]
     fn two_unnamed_operators_of_one_type_are_refused() {
         let err = crate::config::check_names(&[spec(BUDGET, None), redact(), spec(BUDGET, None)])
             .unwrap_err();

@@ -82,7 +82,13 @@ impl OperatorConfig {
 /// name = "per_zone_budget"      # optional; defaults to the type
 /// key = "RayID"
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Read by hand rather than with `#[serde(flatten)]`: a flattened (or internally tagged)
+/// table is buffered before its type is known, and serde's errors from the buffer name
+/// neither the key nor its line. Here the `type` picks the operator's config struct, which
+/// is then read with its path tracked, so `rate = "ten percent"` is refused as
+/// `rate: invalid type: string "ten percent", expected f64`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OperatorSpec {
     /// Stable name of this operator in its chain: what its saved state is filed under,
     /// and the dead-letter `stage` of a batch it fails. Defaults to the type.
@@ -90,6 +96,55 @@ pub struct OperatorSpec {
     pub name: Option<String>,
     #[serde(flatten)]
     pub config: OperatorConfig,
+}
+
+impl<'de> Deserialize<'de> for OperatorSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        use serde_json::Value;
+        let mut table = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        let name = match table.remove("name") {
+            None => None,
+            Some(Value::String(name)) => Some(name),
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "name: expected a string, found {other}"
+                )));
+            }
+        };
+        let kind = match table.remove("type") {
+            Some(Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "type: expected a string, found {other}"
+                )));
+            }
+            None => return Err(D::Error::missing_field("type")),
+        };
+        fn read<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            table: serde_json::Map<String, Value>,
+        ) -> Result<T, E> {
+            serde_path_to_error::deserialize(Value::Object(table)).map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    E::custom(e.into_inner())
+                } else {
+                    E::custom(format!("{path}: {}", e.into_inner()))
+                }
+            })
+        }
+        let config = match kind.as_str() {
+            "sample" => OperatorConfig::Sample(read(table)?),
+            "redact" => OperatorConfig::Redact(read(table)?),
+            "enrich" => OperatorConfig::Enrich(read(table)?),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "type: unknown operator type {other:?}, expected one of sample, redact, enrich"
+                )));
+            }
+        };
+        Ok(OperatorSpec { name, config })
+    }
 }
 
 impl OperatorSpec {

@@ -304,8 +304,11 @@ pub struct KafkaConfig {
     /// (default) or `fail`.
     #[serde(default)]
     pub on_offset_gap: OnOffsetGap,
-    /// Passed to librdkafka as is (e.g. `"security.protocol" = "SASL_SSL"`). Weir's own
-    /// settings (`group.id`, `enable.auto.commit`, `partition.assignment.strategy`, ...) win.
+    /// Passed to librdkafka as is (e.g. `"security.protocol" = "SASL_SSL"`). The keys Weir
+    /// manages itself (`group.id`, `bootstrap.servers`, `enable.auto.commit`,
+    /// `enable.auto.offset.store`, `auto.offset.reset`, `enable.partition.eof`) are
+    /// refused; Weir's defaults for others (`partition.assignment.strategy`,
+    /// `queued.max.messages.kbytes`, ...) give way to the table.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -603,7 +606,8 @@ impl Default for ShutdownConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// `host:port` for `GET /metrics` (Prometheus text) and `GET /healthz`. Off by default.
+    /// `host:port` for `GET /metrics` (Prometheus text), `GET /healthz` and `GET /livez`.
+    /// Off by default.
     #[serde(default)]
     pub listen: Option<String>,
 }
@@ -666,11 +670,16 @@ fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
-        Int(u64),
+        Int(i64),
+        Float(f64),
         Text(String),
     }
     match Raw::deserialize(d)? {
-        Raw::Int(n) => Ok(n),
+        Raw::Int(n) => u64::try_from(n)
+            .map_err(|_| serde::de::Error::custom(format!("{n} is not a byte size: negative"))),
+        Raw::Float(f) => Err(serde::de::Error::custom(format!(
+            "{f} is not a byte size: a whole number of bytes, or a string such as \"64MiB\""
+        ))),
         Raw::Text(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
     }
 }
@@ -692,7 +701,8 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "gib" | "g" => 1 << 30,
         other => return Err(format!("unknown byte unit {other:?} in {text:?}")),
     };
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large a byte size"))
 }
 
 /// Replaces `${NAME}` with the environment variable's value, and `${NAME:-default}` with
@@ -1010,6 +1020,44 @@ impl Config {
         if self.delta.publish_interval < Duration::from_secs(1) {
             return Err(invalid("delta.publish_interval", "must be at least 1s"));
         }
+        if self.shutdown.timeout < Duration::from_secs(1) {
+            return Err(invalid(
+                "shutdown.timeout",
+                "must be at least 1s (the final commits must have time to finish)",
+            ));
+        }
+        if self.batch.max_wait.is_zero() {
+            return Err(invalid("batch.max_wait", "must be longer than 0s"));
+        }
+        if let Some(listen) = &self.metrics.listen {
+            let port = listen
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(_))) if !host.is_empty()) {
+                return Err(invalid(
+                    "metrics.listen",
+                    format!("{listen:?} must be host:port, e.g. \"0.0.0.0:9090\""),
+                ));
+            }
+        }
+        if let Some(topic) = &self.dead_letter.kafka_topic {
+            if topic.trim().is_empty() {
+                return Err(invalid(
+                    "dead_letter.kafka_topic",
+                    "must not be empty (leave it out to write dead letters to the lake only)",
+                ));
+            }
+            if let Some(ds) = self.datasets.iter().find(|ds| &ds.topic == topic) {
+                return Err(invalid(
+                    "dead_letter.kafka_topic",
+                    format!(
+                        "{topic} is the topic of dataset {}: its dead letters would be read \
+                         back and refused again",
+                        ds.name
+                    ),
+                ));
+            }
+        }
         if self.datasets.is_empty() {
             return Err(invalid(
                 "datasets",
@@ -1017,6 +1065,8 @@ impl Config {
             ));
         }
         let mut resolved = Vec::with_capacity(self.datasets.len());
+        let mut known_outputs = Vec::new();
+        let mut all_outputs_known = true;
         let mut names = std::collections::HashSet::new();
         let mut topics = std::collections::HashSet::new();
         for (i, ds) in self.datasets.iter().enumerate() {
@@ -1077,8 +1127,18 @@ impl Config {
                 return Err(invalid(key("max_record_bytes"), "must be positive"));
             }
             let schema_ref = ds.schema.clone().unwrap_or_else(|| ds.name.clone());
-            let schema = DatasetSchema::resolve(&schema_ref)
-                .map_err(|e| invalid(key("schema"), e.to_string()))?;
+            let schema = DatasetSchema::resolve(&schema_ref).map_err(|e| match &ds.schema {
+                Some(_) => invalid(key("schema"), e.to_string()),
+                // The user wrote no schema key: the dataset's name was taken for one.
+                None => invalid(
+                    key("name"),
+                    format!(
+                        "dataset {} has no schema key, so its name is read as a built-in \
+                         schema: {e}",
+                        ds.name
+                    ),
+                ),
+            })?;
             for field in &schema.fields {
                 if let Some((reserved, why)) = reserved_column(&field.name) {
                     return Err(invalid(
@@ -1098,6 +1158,9 @@ impl Config {
                 )
             })?;
             let mut input_schema = schema.arrow_schema(ds.unknown_fields);
+            // Whether every operator of the chain could be built here (enrich needs its
+            // reference data, which validation does not read).
+            let mut output_known = true;
             for (j, op) in ds.operators.iter().enumerate() {
                 let op = &op.config;
                 op.validate(&input_schema, secrets).map_err(|e| {
@@ -1120,16 +1183,50 @@ impl Config {
                         ),
                     ));
                 }
-                input_schema = next_schema(op, &input_schema)
-                    .map_err(|reason| invalid(format!("datasets[{i}].operators[{j}]"), reason))?;
+                match next_schema(op, &input_schema, secrets)
+                    .map_err(|reason| invalid(format!("datasets[{i}].operators[{j}]"), reason))?
+                {
+                    Some(next) => input_schema = next,
+                    None => output_known = false,
+                }
+                if input_schema.index_of(&schema.event_time).is_err() {
+                    return Err(invalid(
+                        format!("datasets[{i}].operators[{j}]"),
+                        format!(
+                            "dataset {}: the operator removes the event time column {}, \
+                             which places each row in its hour",
+                            ds.name, schema.event_time
+                        ),
+                    ));
+                }
             }
             check_output_columns(&ds.name, &input_schema)
                 .map_err(|reason| invalid(key("operators"), reason))?;
+            if output_known {
+                known_outputs.push(input_schema.clone());
+            } else {
+                all_outputs_known = false;
+            }
             resolved.push(ResolvedDataset {
                 config: ds.clone(),
                 input_schema: schema.arrow_schema(ds.unknown_fields),
                 schema,
             });
+        }
+        // A column an operator adds is only known once the chain is built; without every
+        // output schema the check is left to `weir compact`.
+        if all_outputs_known {
+            for name in &self.compaction.bloom_filter_columns {
+                if !known_outputs
+                    .iter()
+                    .any(|output| output.field_with_name(name).is_ok())
+                {
+                    return Err(invalid(
+                        "compaction.bloom_filter_columns",
+                        format!("no dataset has a column {name}"),
+                    ));
+                }
+            }
         }
         Ok(resolved)
     }
@@ -1148,8 +1245,9 @@ impl Config {
             )
         })?;
         let mut out = schema.arrow_schema(ds.unknown_fields);
+        let secrets = weir_operators::config::StaticSecrets::default();
         for op in &ds.operators {
-            if let Ok(next) = next_schema(&op.config, &out) {
+            if let Ok(Some(next)) = next_schema(&op.config, &out, &secrets) {
                 out = next;
             }
         }
@@ -1172,21 +1270,27 @@ impl Config {
     }
 }
 
-/// Schema after `op`, for validating the operators that follow it. Building an operator
-/// needs resources (mmdb files) that `check-config` must not read, so validation threads
-/// the input schema through unchanged when the operator cannot be built without I/O.
-fn next_schema(op: &OperatorConfig, input: &SchemaRef) -> Result<SchemaRef, String> {
-    let secrets = weir_operators::config::StaticSecrets::default();
+/// Schema after `op`, for validating the operators that follow it; `None` when the
+/// operator cannot be built without I/O (enrich reads reference files, which
+/// `check-config` must not), and the caller then threads its input through unchanged.
+fn next_schema(
+    op: &OperatorConfig,
+    input: &SchemaRef,
+    secrets: &dyn weir_operators::SecretSource,
+) -> Result<Option<SchemaRef>, String> {
     let resources = weir_operators::enrich::Resources::default();
     let ctx = weir_operators::BuildContext {
         dataset: "check",
         input_schema: input.clone(),
-        secrets: &secrets,
+        secrets,
         resources: &resources,
     };
     match op.build(&ctx) {
-        Ok(built) => built.output_schema(input).map_err(|e| e.to_string()),
-        Err(_) => Ok(input.clone()),
+        Ok(built) => built
+            .output_schema(input)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Err(_) => Ok(None),
     }
 }
 
@@ -1459,8 +1563,24 @@ topic = "cf.http_requests"
         assert_eq!(parse_bytes("10MB").unwrap(), 10_000_000);
         assert_eq!(parse_bytes("123").unwrap(), 123);
         assert!(parse_bytes("12 parsecs").is_err());
+        // Too large for 64 bits: refused, never wrapped to a small size.
+        let err = parse_bytes("17179869184G").unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let limit = |value: &str| {
+            Config::parse(&format!("{}[memory]\nlimit = {value}\n", minimal()))
+                .map(|c| c.memory.limit)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(limit("\"1GiB\""), Ok(1 << 30));
+        assert_eq!(limit("536870912"), Ok(1 << 29));
+        let negative = limit("-5").unwrap_err();
+        assert!(
+            negative.contains("negative") && negative.contains("limit"),
+            "{negative}"
+        );
+        let fraction = limit("1.5").unwrap_err();
+        assert!(fraction.contains("whole number of bytes"), "{fraction}");
     }
-
     #[test]
     fn stall_timeout_defaults_and_bounds() {
         let validate = |text: &str| {
@@ -1670,5 +1790,92 @@ mod reserved_and_named_tests {
         assert_eq!(c.event_time.max_open_hours, Some(3));
         let err = validate(&format!("[event_time]\nmax_open_hours = 0\n{base}")).unwrap_err();
         assert!(err.contains("event_time.max_open_hours"), "{err}");
+    }
+
+    fn minimal_dataset() -> String {
+        with_dataset("[[datasets]]\nname = \"http_requests\"\ntopic = \"cf.http_requests\"\n")
+    }
+
+    /// Mistakes `weir run` or `weir compact` would only meet later (or never, until the
+    /// first dead letter) are refused by validation, naming the key.
+    #[test]
+    fn mistakes_found_late_are_refused_at_validation() {
+        let refused = |extra: &str, key: &str, reason: &str| {
+            let err = validate(&format!("{}{extra}", minimal_dataset())).unwrap_err();
+            assert!(err.contains(key) && err.contains(reason), "{extra}: {err}");
+        };
+        refused(
+            "[dead_letter]\nkafka_topic = \"cf.http_requests\"\n",
+            "dead_letter.kafka_topic",
+            "is the topic of dataset http_requests",
+        );
+        refused(
+            "[dead_letter]\nkafka_topic = \" \"\n",
+            "dead_letter.kafka_topic",
+            "must not be empty",
+        );
+        refused(
+            "[metrics]\nlisten = \"9090\"\n",
+            "metrics.listen",
+            "host:port",
+        );
+        refused(
+            "[metrics]\nlisten = \":9090\"\n",
+            "metrics.listen",
+            "host:port",
+        );
+        refused(
+            "[metrics]\nlisten = \"0.0.0.0:http\"\n",
+            "metrics.listen",
+            "host:port",
+        );
+        refused(
+            "[shutdown]\ntimeout = \"0s\"\n",
+            "shutdown.timeout",
+            "at least 1s",
+        );
+        refused(
+            "[batch]\nmax_wait = \"0s\"\n",
+            "batch.max_wait",
+            "longer than 0s",
+        );
+        refused(
+            "[compaction]\nbloom_filter_columns = [\"RayId\"]\n",
+            "compaction.bloom_filter_columns",
+            "no dataset has a column RayId",
+        );
+        refused(
+            "[[datasets.operators]]\ntype = \"redact\"\nunlisted_fields = \"drop\"\n",
+            "datasets[0].operators[0]",
+            "removes the event time column EdgeStartTimestamp",
+        );
+        for fine in [
+            "[dead_letter]\nkafka_topic = \"cf.dead_letters\"\n",
+            "[metrics]\nlisten = \"0.0.0.0:9090\"\n",
+            "[metrics]\nlisten = \"localhost:9090\"\n",
+            "[metrics]\nlisten = \"[::1]:9090\"\n",
+            "[compaction]\nbloom_filter_columns = [\"RayID\", \"ClientIP\"]\n",
+        ] {
+            validate(&format!("{}{fine}", minimal_dataset())).unwrap();
+        }
+        // A column enrich adds is known only once the chain is built with its reference
+        // data: validation leaves that name to `weir compact`.
+        validate(&format!(
+            "{}[compaction]\nbloom_filter_columns = [\"geo_country_code\"]\n\
+             [[datasets.operators]]\ntype = \"enrich\"\n\
+             geoip = {{ database = \"/nonexistent/City.mmdb\", field = \"ClientIP\" }}\n",
+            minimal_dataset()
+        ))
+        .unwrap();
+        // A dataset without a schema key whose name is no built-in schema: the name is
+        // what is wrong, and the built-in names are listed.
+        let err = validate(&with_dataset(
+            "[[datasets]]\nname = \"http_request\"\ntopic = \"t\"\n",
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("datasets[0].name") && err.contains("built-in: "),
+            "{err}"
+        );
     }
 }

@@ -91,9 +91,11 @@ struct Cli {
 enum Command {
     /// Run the pipeline (the service). SIGTERM commits in-flight work and exits 0.
     Run {
+        /// The config file (TOML; the README's configuration reference lists its keys).
         #[arg(long, short)]
         config: PathBuf,
-        /// Give up if the broker is unreachable for this long at start.
+        /// How long to keep retrying at start while the broker is unreachable or a
+        /// dataset's topic does not exist yet; then exit with an error.
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
         connect_timeout: std::time::Duration,
         /// Honour WEIR_FAILPOINT (crash points for tests).
@@ -111,6 +113,7 @@ enum Command {
     },
     /// Run SQL over the committed lake.
     Query {
+        /// The config file (TOML; the README's configuration reference lists its keys).
         #[arg(long, short)]
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -121,6 +124,7 @@ enum Command {
     /// Merge the small files of hours older than --min-age into large files sorted by
     /// event time (a bounded job: exits 0 when done).
     Compact {
+        /// The config file (TOML; the README's configuration reference lists its keys).
         #[arg(long, short)]
         config: PathBuf,
         /// Only this dataset (default: every dataset in the config).
@@ -137,6 +141,7 @@ enum Command {
     /// table no longer names (replaced or expired more than --grace ago, or left by crashed
     /// attempts). A bounded job: exits 0 when done.
     Vacuum {
+        /// The config file (TOML; the README's configuration reference lists its keys).
         #[arg(long, short)]
         config: PathBuf,
         /// Only this dataset (default: every dataset in the config).
@@ -158,6 +163,7 @@ enum Command {
     /// re-run continues, a finished backfill is a no-op). With --abandon --id: give up an
     /// unpublished --replace backfill.
     Backfill {
+        /// The config file (TOML; the README's configuration reference lists its keys).
         #[arg(long, short)]
         config: PathBuf,
         #[arg(long)]
@@ -198,6 +204,7 @@ enum Command {
     /// once, as `weir run` does every delta.publish_interval. A bounded job: exits 0 when
     /// every table holds every committed entry.
     Publish {
+        /// The config file (TOML; the README's configuration reference lists its keys).
         #[arg(long, short)]
         config: PathBuf,
         /// Honour WEIR_FAILPOINT (crash points for tests).
@@ -206,6 +213,7 @@ enum Command {
     },
     /// Validate a config without touching Kafka or storage.
     CheckConfig {
+        /// The config file (TOML; the README's configuration reference lists its keys).
         #[arg(long, short)]
         config: PathBuf,
     },

@@ -155,6 +155,16 @@ pub fn init(
         .with(text_logs)
         .try_init()
         .map_err(|e| TelemetryError::Install(e.to_string()))?;
+    if let Ok(value) = std::env::var("WEIR_LOG")
+        && let Err(error) = EnvFilter::try_new(&value)
+    {
+        tracing::warn!(
+            value,
+            %error,
+            default = default_filter,
+            "invalid WEIR_LOG filter; logging at the default level"
+        );
+    }
     Ok(Telemetry {
         provider,
         exporting,

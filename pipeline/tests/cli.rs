@@ -52,6 +52,9 @@ fn example_configs_pass_check_config() {
                 let file = secrets.path().join(&name);
                 std::fs::write(&file, "placeholder-key-for-check-config-0123456789abcdef").unwrap();
                 cmd.env(name, file);
+            } else if name.ends_with("_LISTEN") {
+                // An address, which check-config reads as host:port.
+                cmd.env(name, "127.0.0.1:9464");
             } else {
                 cmd.env(name, "placeholder-value-for-check-config-0123456789abcdef");
             }

@@ -100,6 +100,10 @@ pub enum SchemaError {
     Invalid { name: String, reason: String },
     #[error("unknown built-in schema {0}")]
     UnknownBuiltin(String),
+    #[error(
+        "no built-in schema is named {name} (built-in: {builtins}) and no schema file is at that path"
+    )]
+    NotFound { name: String, builtins: String },
     #[error("cannot read schema file {path}: {source}")]
     Io {
         path: String,

@@ -289,9 +289,18 @@ impl DatasetSchema {
         if Self::builtin_names().contains(&name_or_path) {
             return Self::builtin(name_or_path);
         }
-        let text = std::fs::read_to_string(name_or_path).map_err(|source| SchemaError::Io {
-            path: name_or_path.to_owned(),
-            source,
+        let text = std::fs::read_to_string(name_or_path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                SchemaError::NotFound {
+                    name: name_or_path.to_owned(),
+                    builtins: Self::builtin_names().join(", "),
+                }
+            } else {
+                SchemaError::Io {
+                    path: name_or_path.to_owned(),
+                    source,
+                }
+            }
         })?;
         Self::from_json(&text)
     }

@@ -101,8 +101,20 @@ fn resolve_reads_a_file_when_not_builtin() {
     let schema = DatasetSchema::resolve(path.to_str().unwrap()).unwrap();
     assert_eq!(schema.name, "orders");
     assert_eq!(schema.version, 2);
+    let missing = DatasetSchema::resolve(dir.join("missing.json").to_str().unwrap()).unwrap_err();
+    assert!(matches!(missing, SchemaError::NotFound { .. }), "{missing}");
+    // A misspelt built-in name says which names there are.
+    let misspelt = DatasetSchema::resolve("http_request")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        misspelt.contains("no built-in schema is named http_request")
+            && misspelt.contains("http_requests, "),
+        "{misspelt}"
+    );
+    // A path that exists but cannot be read as a file is still reported as such.
     assert!(matches!(
-        DatasetSchema::resolve(dir.join("missing.json").to_str().unwrap()),
+        DatasetSchema::resolve(dir.to_str().unwrap()),
         Err(SchemaError::Io { .. })
     ));
     assert_eq!(DatasetSchema::resolve("dns_logs").unwrap().name, "dns_logs");

@@ -151,6 +151,18 @@ pub enum Scalar {
     Str(String),
 }
 
+/// As written in the config: `500`, `1.5`, `true`, `"five hundred"`.
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Bool(v) => write!(f, "{v}"),
+            Scalar::Int(v) => write!(f, "{v}"),
+            Scalar::Float(v) => write!(f, "{v}"),
+            Scalar::Str(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
 impl Scalar {
     /// A one-element array of the literal cast to `data_type`.
     pub(crate) fn to_array(&self, data_type: &DataType) -> Result<ArrayRef, String> {
@@ -168,10 +180,10 @@ impl Scalar {
             ..Default::default()
         };
         arrow_cast::cast_with_options(&literal, data_type, &options)
-            .map_err(|error| format!("{self:?} is not a valid {data_type}: {error}"))
+            .map_err(|error| format!("{self} is not a valid {data_type}: {error}"))
             .and_then(|array| {
                 if array.is_null(0) {
-                    Err(format!("{self:?} is not a valid {data_type}"))
+                    Err(format!("{self} is not a valid {data_type}"))
                 } else {
                     Ok(array)
                 }
