@@ -461,11 +461,40 @@ budget = { group_by = "ZoneName", per_second = 3, excess_per_second = 1 }
             let err = error(text);
             assert!(err.contains(named), "{text}: {err}");
         }
-        // Written back and read again, a spec is unchanged (the ledger's plans and the
-        // config hash serialize it).
-        let spec = spec(BUDGET, Some("per_zone"));
-        let json = serde_json::to_string(&spec).unwrap();
-        assert_eq!(serde_json::from_str::<OperatorSpec>(&json).unwrap(), spec);
+        // Written back as TOML and read again, a spec is unchanged, whatever its type.
+        for text in [
+            BUDGET,
+            "type = \"redact\"\nfields.ClientIP = { action = \"truncate_ip\", ipv4_prefix = 16 }",
+            "type = \"enrich\"\nuser_agent = { field = \"UA\", cache_size = 64 }",
+        ] {
+            let spec = spec(text, Some("named"));
+            let written = toml::to_string(&spec).unwrap();
+            assert_eq!(
+                toml::from_str::<OperatorSpec>(&written).unwrap(),
+                spec,
+                "{written}"
+            );
+        }
+    }
+
+    /// Non-finite floats are read as written: a buffer of JSON values would turn them into
+    /// null, which an optional key takes for "absent".
+    #[test]
+    fn non_finite_floats_in_an_operator_are_kept() {
+        let sample = |text: &str| match toml::from_str::<OperatorSpec>(text).unwrap().config {
+            crate::config::OperatorConfig::Sample(config) => config,
+            other => panic!("{other:?}"),
+        };
+        let rule = sample(
+            "type = \"sample\"\nkey = \"RayID\"\nrate = 0.5\n\
+             rules = [{ field = \"X\", gte = 10.0, lt = inf, rate = 1.0 }]",
+        );
+        assert_eq!(
+            rule.rules[0].lt,
+            Some(crate::sample::Scalar::Float(f64::INFINITY))
+        );
+        let nan = sample("type = \"sample\"\nkey = \"RayID\"\nrate = nan");
+        assert!(nan.rate.is_some_and(f64::is_nan), "{nan:?}");
     }
 
     #[test]

@@ -101,14 +101,17 @@ pub struct OperatorSpec {
 impl<'de> Deserialize<'de> for OperatorSpec {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        use serde_json::Value;
-        let mut table = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        use toml::Value;
+        // Buffered as TOML values, which keep what the file says (`inf`, `nan`, dates):
+        // a JSON value would turn a non-finite float into null.
+        let mut table = toml::Table::deserialize(deserializer)?;
         let name = match table.remove("name") {
             None => None,
             Some(Value::String(name)) => Some(name),
             Some(other) => {
                 return Err(D::Error::custom(format!(
-                    "name: expected a string, found {other}"
+                    "name: expected a string, found {}",
+                    other.type_str()
                 )));
             }
         };
@@ -116,20 +119,22 @@ impl<'de> Deserialize<'de> for OperatorSpec {
             Some(Value::String(kind)) => kind,
             Some(other) => {
                 return Err(D::Error::custom(format!(
-                    "type: expected a string, found {other}"
+                    "type: expected a string, found {}",
+                    other.type_str()
                 )));
             }
             None => return Err(D::Error::missing_field("type")),
         };
         fn read<T: serde::de::DeserializeOwned, E: serde::de::Error>(
-            table: serde_json::Map<String, Value>,
+            table: toml::Table,
         ) -> Result<T, E> {
-            serde_path_to_error::deserialize(Value::Object(table)).map_err(|e| {
+            serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
                 let path = e.path().to_string();
+                let inner = e.into_inner();
                 if path == "." {
-                    E::custom(e.into_inner())
+                    E::custom(inner)
                 } else {
-                    E::custom(format!("{path}: {}", e.into_inner()))
+                    E::custom(format!("{path}: {inner}"))
                 }
             })
         }

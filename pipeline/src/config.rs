@@ -607,9 +607,19 @@ impl Default for ShutdownConfig {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `host:port` for `GET /metrics` (Prometheus text), `GET /healthz` and `GET /livez`.
-    /// Off by default.
+    /// Off by default, and when empty (`listen = "${WEIR_METRICS_LISTEN}"` with the
+    /// variable set to nothing).
     #[serde(default)]
     pub listen: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The address to serve on, if any.
+    pub fn address(&self) -> Option<&str> {
+        self.listen
+            .as_deref()
+            .filter(|addr| !addr.trim().is_empty())
+    }
 }
 
 /// What `/livez` (on `metrics.listen`) checks.
@@ -1026,10 +1036,7 @@ impl Config {
                 "must be at least 1s (the final commits must have time to finish)",
             ));
         }
-        if self.batch.max_wait.is_zero() {
-            return Err(invalid("batch.max_wait", "must be longer than 0s"));
-        }
-        if let Some(listen) = &self.metrics.listen {
+        if let Some(listen) = self.metrics.address() {
             let port = listen
                 .rsplit_once(':')
                 .map(|(host, port)| (host, port.parse::<u16>()));
@@ -1239,8 +1246,14 @@ impl Config {
         let schema_ref = ds.schema.clone().unwrap_or_else(|| ds.name.clone());
         let schema = DatasetSchema::resolve(&schema_ref).map_err(|e| {
             let i = self.datasets.iter().position(|d| d.name == ds.name);
+            // Without a schema key, the dataset's name was taken for one (as in `validate`).
+            let key = if ds.schema.is_some() {
+                "schema"
+            } else {
+                "name"
+            };
             invalid(
-                format!("datasets[{}].schema", i.unwrap_or_default()),
+                format!("datasets[{}].{key}", i.unwrap_or_default()),
                 format!("dataset {}: {e}", ds.name),
             )
         })?;
@@ -1835,9 +1848,9 @@ mod reserved_and_named_tests {
             "at least 1s",
         );
         refused(
-            "[batch]\nmax_wait = \"0s\"\n",
-            "batch.max_wait",
-            "longer than 0s",
+            "[shutdown]\ntimeout = \"999ms\"\n",
+            "shutdown.timeout",
+            "at least 1s",
         );
         refused(
             "[compaction]\nbloom_filter_columns = [\"RayId\"]\n",
@@ -1854,6 +1867,12 @@ mod reserved_and_named_tests {
             "[metrics]\nlisten = \"0.0.0.0:9090\"\n",
             "[metrics]\nlisten = \"localhost:9090\"\n",
             "[metrics]\nlisten = \"[::1]:9090\"\n",
+            "[metrics]\nlisten = \"::1:9090\"\n",
+            // Empty: off, as when the key is absent.
+            "[metrics]\nlisten = \"\"\n",
+            "[shutdown]\ntimeout = \"1s\"\n",
+            // A batch of whatever is queued when it is looked at.
+            "[batch]\nmax_wait = \"0s\"\n",
             "[compaction]\nbloom_filter_columns = [\"RayID\", \"ClientIP\"]\n",
         ] {
             validate(&format!("{}{fine}", minimal_dataset())).unwrap();

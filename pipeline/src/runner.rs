@@ -206,7 +206,7 @@ pub async fn run(
     consumer
         .subscribe(&topic_refs)
         .map_err(|e| RunError::Kafka(e.to_string()))?;
-    let metrics_server = match &config.metrics.listen {
+    let metrics_server = match config.metrics.address() {
         Some(addr) => Some(
             crate::metrics::server::serve(addr, shared.clone())
                 .await

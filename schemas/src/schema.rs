@@ -290,7 +290,9 @@ impl DatasetSchema {
             return Self::builtin(name_or_path);
         }
         let text = std::fs::read_to_string(name_or_path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
+            // A bare name (no folder, no `.json`) was most likely meant as a built-in one.
+            let bare = !name_or_path.contains('/') && !name_or_path.ends_with(".json");
+            if source.kind() == std::io::ErrorKind::NotFound && bare {
                 SchemaError::NotFound {
                     name: name_or_path.to_owned(),
                     builtins: Self::builtin_names().join(", "),

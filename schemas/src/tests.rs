@@ -101,8 +101,9 @@ fn resolve_reads_a_file_when_not_builtin() {
     let schema = DatasetSchema::resolve(path.to_str().unwrap()).unwrap();
     assert_eq!(schema.name, "orders");
     assert_eq!(schema.version, 2);
+    // A path is reported as a file that cannot be read.
     let missing = DatasetSchema::resolve(dir.join("missing.json").to_str().unwrap()).unwrap_err();
-    assert!(matches!(missing, SchemaError::NotFound { .. }), "{missing}");
+    assert!(matches!(missing, SchemaError::Io { .. }), "{missing}");
     // A misspelt built-in name says which names there are.
     let misspelt = DatasetSchema::resolve("http_request")
         .unwrap_err()

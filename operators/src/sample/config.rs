@@ -157,7 +157,7 @@ impl std::fmt::Display for Scalar {
         match self {
             Scalar::Bool(v) => write!(f, "{v}"),
             Scalar::Int(v) => write!(f, "{v}"),
-            Scalar::Float(v) => write!(f, "{v}"),
+            Scalar::Float(v) => write!(f, "{v:?}"),
             Scalar::Str(v) => write!(f, "{v:?}"),
         }
     }

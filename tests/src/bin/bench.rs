@@ -52,11 +52,12 @@
 //! (`--no-default-features`).
 //!
 //! `--weir-bin PATH` (repeatable; default: the `weir` beside this binary) and `--rounds N`
-//! (default 1) compare builds: every round runs the floor, then drains the same backlog
-//! once with each binary, in turn, each into a lake of its own under its own consumer
-//! group; ratios to the floor are taken within a round, and their median reported. Interleaving the
-//! builds in one run is what makes a per-core difference of a few percent visible on a
-//! machine whose speed drifts between runs.
+//! (default 1) compare builds: every round runs DuckDB and the floor, then drains the same
+//! backlog once with each binary, in turn, each into a lake of its own under its own
+//! consumer group; ratios to DuckDB and to the floor are taken within a round, and their
+//! median reported. Interleaving the builds in one run is what makes a per-core
+//! difference of a few percent visible on a machine whose speed drifts between runs. An
+//! unknown flag, or a count that is not a number, is refused before anything runs.
 //!
 //! `--variant TOML` (repeatable) does the same for settings: every binary drains once per
 //! variant, with the variant's TOML (`\n` for new lines) added to its config, e.g.
@@ -138,12 +139,59 @@ fn watch(
     }
 }
 
+/// The value after `name`, parsed; `default` when the flag is absent. A value that does
+/// not parse stops the bench (checked up front by [`check_args`]).
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Flags that take a value, and flags that stand alone.
+const VALUE_FLAGS: &[&str] = &[
+    "--events",
+    "--partitions",
+    "--dir",
+    "--extra-config",
+    "--slow-store",
+    "--weir-env",
+    "--weir-bin",
+    "--variant",
+    "--rounds",
+    "--spread-days",
+];
+const SWITCHES: &[&str] = &["--weir-only", "--backfill"];
+const NUMBER_FLAGS: &[&str] = &["--events", "--partitions", "--rounds", "--spread-days"];
+
+/// Refuses an unknown flag, a flag without its value and a count that is not a number, so
+/// a typo does not start a drain of a million events with the defaults.
+fn check_args(args: &[String]) -> Result<()> {
+    let mut i = 1;
+    while i < args.len() {
+        let flag = args[i].as_str();
+        if SWITCHES.contains(&flag) {
+            i += 1;
+            continue;
+        }
+        if !VALUE_FLAGS.contains(&flag) {
+            bail!(
+                "unknown argument {flag:?}; flags: {} {} (see the doc comment at the top of \
+                 tests/src/bin/bench.rs)",
+                VALUE_FLAGS.join(" "),
+                SWITCHES.join(" ")
+            );
+        }
+        let Some(value) = args.get(i + 1) else {
+            bail!("{flag} needs a value");
+        };
+        if NUMBER_FLAGS.contains(&flag) && value.parse::<u64>().is_err() {
+            bail!("{flag} wants a whole number, got {value:?}");
+        }
+        i += 2;
+    }
+    Ok(())
 }
 
 fn cache_dir() -> PathBuf {
@@ -158,6 +206,7 @@ fn main() -> Result<()> {
     if args.get(1).map(String::as_str) == Some("floor") {
         return floor(Path::new(&args[2]), Path::new(&args[3]));
     }
+    check_args(&args)?;
     let events: usize = arg(&args, "--events", 1_000_000);
     let partitions: i32 = arg(&args, "--partitions", 2);
     // A directory given with --dir is kept for inspection; the default one (2 GB of input
@@ -197,27 +246,31 @@ fn main() -> Result<()> {
         rows.push((name, usage, file_size(&dir.join("floor.parquet"))));
         Ok(())
     };
-    if !weir_only {
-        let python = cache_dir().join("venv/bin/python");
-        if python.exists() {
-            let out = dir.join("duckdb.parquet");
-            let script = "import sys, duckdb\ncon = duckdb.connect()\ncon.execute('SET threads=1')\ncon.execute(\"COPY (SELECT * FROM read_ndjson_auto(?)) TO '\" + sys.argv[2] + \"' (FORMAT parquet, COMPRESSION zstd)\", [sys.argv[1]])\n";
-            let started = Instant::now();
-            let mut child = Command::new(&python)
-                .arg("-c")
-                .arg(script)
-                .arg(&input)
-                .arg(&out)
-                .spawn()?;
-            let (status, usage) = watch(&mut child, started, || false)?;
-            if !status.is_some_and(|s| s.success()) {
-                bail!("duckdb failed ({status:?})");
-            }
-            rows.push(("duckdb (threads=1)".to_owned(), usage, file_size(&out)));
-        } else {
-            println!("(no venv at {}: skipping DuckDB)", python.display());
-        }
+    // DuckDB runs in every round, beside the floor: its speed drifts between rounds as
+    // much as Weir's does (108k to 133k events per core on one VM on one day), so each
+    // ratio to it is taken within a round, as the floor's are.
+    let python = cache_dir().join("venv/bin/python");
+    let with_duckdb = !weir_only && python.exists();
+    if !weir_only && !with_duckdb {
+        println!("(no venv at {}: skipping DuckDB)", python.display());
     }
+    let duckdb = |rows: &mut Vec<(String, Usage, u64)>, name: String| -> Result<()> {
+        let out = dir.join("duckdb.parquet");
+        let script = "import sys, duckdb\ncon = duckdb.connect()\ncon.execute('SET threads=1')\ncon.execute(\"COPY (SELECT * FROM read_ndjson_auto(?)) TO '\" + sys.argv[2] + \"' (FORMAT parquet, COMPRESSION zstd)\", [sys.argv[1]])\n";
+        let started = Instant::now();
+        let mut child = Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(&input)
+            .arg(&out)
+            .spawn()?;
+        let (status, usage) = watch(&mut child, started, || false)?;
+        if !status.is_some_and(|s| s.success()) {
+            bail!("duckdb failed ({status:?})");
+        }
+        rows.push((name, usage, file_size(&out)));
+        Ok(())
+    };
     let slow: Option<String> = args
         .iter()
         .position(|a| a == "--slow-store")
@@ -263,15 +316,18 @@ fn main() -> Result<()> {
     // Per binary: (slowed / fast) per wall second while consuming, and per core.
     let mut slow_ratios: Vec<Vec<(f64, f64)>> = vec![Vec::new(); bins.len()];
     for round in 0..rounds {
+        let tag = |name: &str| {
+            if compare {
+                format!("{name} [round {round}]")
+            } else {
+                name.to_owned()
+            }
+        };
+        if with_duckdb {
+            duckdb(&mut rows, tag("duckdb (threads=1)"))?;
+        }
         if !weir_only {
-            floor(
-                &mut rows,
-                if compare {
-                    format!("floor: arrow-json + parquet [round {round}]")
-                } else {
-                    "floor: arrow-json + parquet".to_owned()
-                },
-            )?;
+            floor(&mut rows, tag("floor: arrow-json + parquet"))?;
         }
         for (b, (bin, variant)) in bins.iter().enumerate() {
             let mut pair = Vec::new();
@@ -386,10 +442,11 @@ fn main() -> Result<()> {
         .filter(|r| r.0.starts_with("floor"))
         .map(per_core)
         .collect();
-    let duckdb = rows
+    let duckdbs: Vec<f64> = rows
         .iter()
-        .find(|r| r.0.starts_with("duckdb"))
-        .map(per_core);
+        .filter(|r| r.0.starts_with("duckdb"))
+        .map(per_core)
+        .collect();
     // The fast-store drains (the slowed ones are compared with them below).
     let weirs: Vec<f64> = rows
         .iter()
@@ -412,7 +469,7 @@ fn main() -> Result<()> {
                 median(ratios)
             );
         }
-        if let Some(d) = duckdb {
+        if !duckdbs.is_empty() {
             // Issue #17's targets: without operators, and with the default redact profile plus
             // enrich (geoip, asn, user_agent). A variant may be something else (Parquet
             // settings): the bench cannot tell, so it names the target for a chain.
@@ -421,9 +478,10 @@ fn main() -> Result<()> {
             } else {
                 "with this variant's config; target with redact + enrich: >= 1.0x"
             };
+            let ratios: Vec<f64> = mine.iter().zip(&duckdbs).map(|(w, d)| w / d).collect();
             println!(
-                "weir{which} / duckdb throughput per core: {:.2}x ({target}; DuckDB ran once, before round 0)",
-                median(mine) / d
+                "weir{which} / duckdb throughput per core: {:.2}x ({target}; DuckDB of the same round)",
+                median(ratios)
             );
         }
     }
