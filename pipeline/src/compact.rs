@@ -488,17 +488,13 @@ pub fn check_bloom_filter_columns(
     config: &Config,
     datasets: &[Arc<DatasetRuntime>],
 ) -> Result<(), CompactError> {
-    for name in &config.compaction.bloom_filter_columns {
-        if !datasets
-            .iter()
-            .any(|d| d.output_schema.field_with_name(name).is_ok())
-        {
-            return Err(CompactError::Config(format!(
-                "bloom_filter_columns: no dataset has a column {name}"
-            )));
-        }
+    let outputs: Vec<_> = datasets.iter().map(|d| d.output_schema.clone()).collect();
+    match config.bloom_column_no_dataset_has(&outputs) {
+        Some(name) => Err(CompactError::Config(format!(
+            "bloom_filter_columns: no dataset has a column {name}"
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 async fn merge(

@@ -1222,20 +1222,23 @@ impl Config {
         }
         // A column an operator adds is only known once the chain is built; without every
         // output schema the check is left to `weir compact`.
-        if all_outputs_known {
-            for name in &self.compaction.bloom_filter_columns {
-                if !known_outputs
-                    .iter()
-                    .any(|output| output.field_with_name(name).is_ok())
-                {
-                    return Err(invalid(
-                        "compaction.bloom_filter_columns",
-                        format!("no dataset has a column {name}"),
-                    ));
-                }
-            }
+        if all_outputs_known && let Some(name) = self.bloom_column_no_dataset_has(&known_outputs) {
+            return Err(invalid(
+                "compaction.bloom_filter_columns",
+                format!("no dataset has a column {name}"),
+            ));
         }
         Ok(resolved)
+    }
+
+    /// The first of `compaction.bloom_filter_columns` that none of the datasets' output
+    /// schemas has (validation, and `weir compact` with the chains built).
+    pub fn bloom_column_no_dataset_has(&self, outputs: &[SchemaRef]) -> Option<&str> {
+        self.compaction
+            .bloom_filter_columns
+            .iter()
+            .find(|name| !outputs.iter().any(|o| o.field_with_name(name).is_ok()))
+            .map(String::as_str)
     }
 
     /// The schema of the rows `ds` lands, from its schema and operator configs alone: no

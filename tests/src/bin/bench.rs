@@ -232,19 +232,32 @@ fn main() -> Result<()> {
     let exe = std::env::current_exe()?;
     let weir_only = args.iter().any(|a| a == "--weir-only");
     let extra_config: String = arg(&args, "--extra-config", String::new()).replace("\\n", "\n");
-    let floor = |rows: &mut Vec<(String, Usage, u64)>, name: String| -> Result<()> {
+    // A baseline: a child that converts the input into one Parquet file, `out`.
+    let baseline = |rows: &mut Vec<(String, Usage, u64)>,
+                    name: String,
+                    what: &str,
+                    command: &mut Command,
+                    out: &Path|
+     -> Result<()> {
         let started = Instant::now();
-        let mut child = Command::new(&exe)
-            .args(["floor"])
-            .arg(&input)
-            .arg(dir.join("floor.parquet"))
-            .spawn()?;
+        let mut child = command.arg(&input).arg(out).spawn()?;
         let (status, usage) = watch(&mut child, started, || false)?;
         if !status.is_some_and(|s| s.success()) {
-            bail!("floor failed ({status:?})");
+            bail!("{what} failed ({status:?})");
         }
-        rows.push((name, usage, file_size(&dir.join("floor.parquet"))));
+        rows.push((name, usage, file_size(out)));
         Ok(())
+    };
+    let floor = |rows: &mut Vec<(String, Usage, u64)>, name: String| -> Result<()> {
+        let mut command = Command::new(&exe);
+        command.arg("floor");
+        baseline(
+            rows,
+            name,
+            "floor",
+            &mut command,
+            &dir.join("floor.parquet"),
+        )
     };
     // DuckDB runs in every round, beside the floor: its speed drifts between rounds as
     // much as Weir's does (108k to 133k events per core on one VM on one day), so each
@@ -255,21 +268,16 @@ fn main() -> Result<()> {
         println!("(no venv at {}: skipping DuckDB)", python.display());
     }
     let duckdb = |rows: &mut Vec<(String, Usage, u64)>, name: String| -> Result<()> {
-        let out = dir.join("duckdb.parquet");
         let script = "import sys, duckdb\ncon = duckdb.connect()\ncon.execute('SET threads=1')\ncon.execute(\"COPY (SELECT * FROM read_ndjson_auto(?)) TO '\" + sys.argv[2] + \"' (FORMAT parquet, COMPRESSION zstd)\", [sys.argv[1]])\n";
-        let started = Instant::now();
-        let mut child = Command::new(&python)
-            .arg("-c")
-            .arg(script)
-            .arg(&input)
-            .arg(&out)
-            .spawn()?;
-        let (status, usage) = watch(&mut child, started, || false)?;
-        if !status.is_some_and(|s| s.success()) {
-            bail!("duckdb failed ({status:?})");
-        }
-        rows.push((name, usage, file_size(&out)));
-        Ok(())
+        let mut command = Command::new(&python);
+        command.arg("-c").arg(script);
+        baseline(
+            rows,
+            name,
+            "duckdb",
+            &mut command,
+            &dir.join("duckdb.parquet"),
+        )
     };
     let slow: Option<String> = args
         .iter()
