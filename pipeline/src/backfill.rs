@@ -787,14 +787,14 @@ impl Backfill {
                 UnitSource::File(path) => {
                     let store = archive.as_ref().expect("archive source");
                     let path = object_store::path::Path::from(path.as_str());
-                    let bytes = archive::fetch(store, &path).await?;
+                    let body = archive::open_body(store, &path).await?;
                     let origin = format!(
                         "{}/{}",
                         self.opts.source.describe().trim_end_matches('/'),
                         unit.name
                     );
                     tokio::task::block_in_place(|| {
-                        archive::lines(unit, &origin, &bytes, &mut |r| run.push(r))?;
+                        archive::lines(unit, &origin, body, &mut |r| run.push(r))?;
                         run.flush()
                     })?;
                 }

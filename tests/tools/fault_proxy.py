@@ -11,6 +11,9 @@ whose path (with query) matches PATH_REGEX is faulted with probability RATE:
              connection without an answer (half each): a write that landed while its
              answer was lost
   refuse503  answer 503 (SlowDown) without forwarding
+  cut        a GET without a Range header: forward it, then send the answer's headers
+             (the full Content-Length) and half of its body, and close the connection: a
+             download cut off part way. The ranged request that resumes it is not cut
 
 Whether a request is faulted depends only on the seed, the method, the path and how many
 times that method and path were seen before, so a run repeats its faults even though
@@ -40,7 +43,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 
 def parse_rule(text):
     methods, pattern, rate, action = text.split("|")
-    if action not in ("lose", "refuse503"):
+    if action not in ("lose", "refuse503", "cut"):
         raise SystemExit(f"unknown action {action!r}")
     return (set(m.strip().upper() for m in methods.split(",")), re.compile(pattern),
             float(rate), action)
@@ -163,6 +166,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             state.record(f"lose-500 {method} {self.path} upstream={status}")
             self.answer(500, b"<Error><Code>InternalError</Code><Message>injected</Message></Error>",
                         [("Content-Type", "application/xml")])
+            return
+        if (action == "cut" and method == "GET" and "Range" not in self.headers
+                and status == 200 and len(data) > 1):
+            sent = len(data) // 2
+            state.record(f"cut {method} {self.path} sent={sent}/{len(data)}")
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:sent])
+            self.wfile.flush()
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             return
         if method == "HEAD":
             # A HEAD answer carries the object's length but no body.

@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{BackfillError, SourceRecord, Unit, UnitSource};
 use crate::config::Config;
@@ -107,41 +108,61 @@ pub async fn plan(
     Ok(units)
 }
 
-/// The bytes of one archive file.
-pub async fn fetch(
+/// One archive file's body as a reader of its bytes as they arrive, for a blocking thread
+/// (`tokio::task::block_in_place`; the reader waits on the runtime it was opened on). The
+/// request is retried like every other store call. A body cut off part way is resumed by
+/// the object store client with a ranged request for the rest, checked against the first
+/// answer's ETag (up to its `max_retries`); an error that outlasts those ends the reader
+/// with an error. Memory holds a chunk of the file at a time, not the file.
+pub async fn open_body(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
-) -> Result<bytes::Bytes, BackfillError> {
-    Ok(retry("archive get", 8, || {
+) -> Result<impl Read + Send + use<>, BackfillError> {
+    let got = retry("archive get", 8, || {
         let store = store.clone();
         let path = path.clone();
-        async move { store.get(&path).await?.bytes().await }
+        async move { store.get(&path).await }
     })
-    .await?)
+    .await?;
+    Ok(reader_of(got.into_stream()))
 }
+
+/// A blocking reader over a body stream; store errors read as `StoreRead`.
+fn reader_of(
+    body: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+) -> impl Read + Send + use<> {
+    let body = body.map_err(|e| std::io::Error::other(StoreRead(e)));
+    SyncIoBridge::new(StreamReader::new(body))
+}
+
+/// A store error while a body was being read (as opposed to bytes that do not decompress).
+#[derive(Debug, thiserror::Error)]
+#[error("object store: {0}")]
+struct StoreRead(object_store::Error);
 
 /// Hands every non-blank line of a (possibly compressed) file to `push`, numbered from 1,
 /// with `origin` (the file's URL) as where it came from.
 /// A file that does not decompress stops the backfill naming it: what follows the damage
-/// is unknown, so neither a row nor a dead letter can stand for it.
+/// is unknown, so neither a row nor a dead letter can stand for it. A store error while
+/// reading stops it too (the unit is not committed; a re-run reads the file again).
 pub fn lines(
     unit: &Unit,
     origin: &str,
-    bytes: &[u8],
+    body: impl Read,
     push: &mut dyn FnMut(SourceRecord) -> Result<(), BackfillError>,
 ) -> Result<(), BackfillError> {
     let name = unit.name.as_str();
     let reader: Box<dyn Read + '_> = if name.ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(bytes))
+        Box::new(flate2::read::MultiGzDecoder::new(body))
     } else if name.ends_with(".zst") || name.ends_with(".zstd") {
         Box::new(
-            zstd::stream::read::Decoder::with_buffer(bytes).map_err(|e| BackfillError::Source {
+            zstd::stream::read::Decoder::new(body).map_err(|e| BackfillError::Source {
                 unit: unit.name.clone(),
                 reason: format!("zstd: {e}"),
             })?,
         )
     } else {
-        Box::new(bytes)
+        Box::new(body)
     };
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut line = Vec::with_capacity(4096);
@@ -207,7 +228,7 @@ mod tests {
                 what: UnitSource::File(name.to_owned()),
             };
             let mut got = Vec::new();
-            lines(&unit, name, &bytes, &mut |r| {
+            lines(&unit, name, &bytes[..], &mut |r| {
                 got.push((r.offset, String::from_utf8(r.payload).unwrap()));
                 Ok(())
             })
@@ -228,10 +249,56 @@ mod tests {
             bytes: 0,
             what: UnitSource::File("bad.log.gz".to_owned()),
         };
-        let err = lines(&unit, "bad.log.gz", b"\x1f\x8b\x08\x00garbage", &mut |_| {
-            Ok(())
-        })
+        let err = lines(
+            &unit,
+            "bad.log.gz",
+            &b"\x1f\x8b\x08\x00garbage"[..],
+            &mut |_| Ok(()),
+        )
         .unwrap_err();
         assert!(err.to_string().contains("bad.log.gz"), "{err}");
+    }
+
+    /// A body that fails part way (after the client's own resumes gave up) stops the unit
+    /// with an error naming it and the store, whatever lines came before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_body_that_fails_part_way_stops_the_unit() {
+        use futures::StreamExt;
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for i in 0..2000 {
+            writeln!(gz, "{{\"a\":{i}}}").unwrap();
+        }
+        let gz = bytes::Bytes::from(gz.finish().unwrap());
+        let half = gz.slice(..gz.len() / 2);
+        let body = futures::stream::iter(vec![
+            Ok(half),
+            Err(object_store::Error::Generic {
+                store: "S3",
+                source: "connection reset".into(),
+            }),
+        ])
+        .boxed();
+        let reader = reader_of(body);
+        let unit = Unit {
+            name: "20261205/cut.log.gz".to_owned(),
+            bytes: gz.len() as u64,
+            what: UnitSource::File("20261205/cut.log.gz".to_owned()),
+        };
+        let mut seen = 0;
+        let err = tokio::task::block_in_place(|| {
+            lines(&unit, "s3://a/20261205/cut.log.gz", reader, &mut |_| {
+                seen += 1;
+                Ok(())
+            })
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("source 20261205/cut.log.gz: reading after line")
+                && text.contains("object store: Generic S3 error: connection reset"),
+            "{text}"
+        );
+        assert!(seen < 2000, "{seen} lines from half a file");
     }
 }
