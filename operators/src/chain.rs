@@ -444,8 +444,8 @@ budget = { group_by = "ZoneName", per_second = 3, excess_per_second = 1 }
                 "budget.per_second: invalid type: string \"100\"",
             ),
             (
-                "type = \"redact\"\nfields.ClientIP = { action = \"truncate_ip\", ipv4_prefix = 300 }",
-                "fields.ClientIP: invalid value: integer `300`",
+                "type = \"redact\"\nfields.ClientIP = { action = \"truncate_ip\", ipv4_prefix = -1 }",
+                "fields.ClientIP: invalid value: integer `-1`",
             ),
             (
                 "type = \"enrich\"\ngeoip = { field = \"ClientIP\" }",

@@ -880,6 +880,15 @@ fn validation_errors_name_the_key() {
     assert_eq!(e.key, "params[1]");
     let e = err(r#"fields.ClientIP = { action = "truncate_ip", ipv4_prefix = 33 }"#);
     assert_eq!(e.key, "fields.ClientIP.ipv4_prefix");
+    // Past a byte too: the same key and message, not the integer type's.
+    let e = err(r#"fields.ClientIP = { action = "truncate_ip", ipv4_prefix = 300 }"#);
+    assert_eq!(e.key, "fields.ClientIP.ipv4_prefix");
+    assert_eq!(
+        e.to_string(),
+        "fields.ClientIP.ipv4_prefix: must be at most 32"
+    );
+    let e = err(r#"fields.ClientIP = { action = "truncate_ip", ipv6_prefix = 300 }"#);
+    assert_eq!(e.key, "fields.ClientIP.ipv6_prefix");
     let e = err(r#"[[custom_detectors]]
            name = "email"
            pattern = "x""#);
