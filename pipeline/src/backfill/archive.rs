@@ -10,11 +10,15 @@
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
+use object_store::{GetOptions, GetRange, Result as OsResult};
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use tracing::warn;
 
 use super::{BackfillError, SourceRecord, Unit, UnitSource};
 use crate::config::Config;
@@ -109,11 +113,12 @@ pub async fn plan(
 }
 
 /// One archive file's body as a reader of its bytes as they arrive, for a blocking thread
-/// (`tokio::task::block_in_place`; the reader waits on the runtime it was opened on). The
-/// request is retried like every other store call. A body cut off part way is resumed by
-/// the object store client with a ranged request for the rest, checked against the first
-/// answer's ETag (up to its `max_retries`); an error that outlasts those ends the reader
-/// with an error. Memory holds a chunk of the file at a time, not the file.
+/// (`tokio::task::block_in_place`; the reader waits on the runtime it was opened on), so
+/// memory holds a chunk of the file at a time, not the file. The request is retried like
+/// every other store call. A body cut off part way is first resumed by the object store
+/// client (a few times, within its retry timeout); when that gives up, the rest is asked
+/// for again here, from the first byte not yet read, on condition that the object is still
+/// the one whose start was read (its ETag): see [`resuming`].
 pub async fn open_body(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
@@ -124,13 +129,87 @@ pub async fn open_body(
         async move { store.get(&path).await }
     })
     .await?;
-    Ok(reader_of(got.into_stream()))
+    let at = Resume {
+        store: store.clone(),
+        path: path.clone(),
+        e_tag: got.meta.e_tag.clone(),
+        size: got.meta.size,
+        offset: 0,
+        stalled: 0,
+    };
+    Ok(reader_of(resuming(at, got.into_stream())))
+}
+
+/// Resumes in a row that read nothing before the body failed again: then the read fails.
+const STALLED_RESUMES: u32 = 4;
+
+/// Where a body stands, to ask for the rest of it.
+struct Resume {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    /// `None` (a store without ETags): no resume, since nothing would show that the object
+    /// was replaced between two ranges.
+    e_tag: Option<String>,
+    size: u64,
+    /// Bytes handed on so far.
+    offset: u64,
+    /// Resumes since the last byte arrived.
+    stalled: u32,
+}
+
+/// `body`, with every failure part way resumed by a ranged get of the rest (if-match the
+/// first answer's ETag, each get retried as any store call), for as long as the resumes
+/// make progress. A file replaced meanwhile fails the read (the precondition), as does a
+/// body that fails [`STALLED_RESUMES`] times in a row before a byte arrives.
+fn resuming(
+    at: Resume,
+    body: BoxStream<'static, OsResult<Bytes>>,
+) -> BoxStream<'static, OsResult<Bytes>> {
+    futures::stream::try_unfold((at, body), |(mut at, mut body)| async move {
+        loop {
+            let error = match body.next().await {
+                None => return Ok(None),
+                Some(Ok(bytes)) => {
+                    if !bytes.is_empty() {
+                        at.offset += bytes.len() as u64;
+                        at.stalled = 0;
+                    }
+                    return Ok(Some((bytes, (at, body))));
+                }
+                Some(Err(error)) => error,
+            };
+            if at.offset >= at.size {
+                // Every byte arrived; the failure came after the last one.
+                return Ok(None);
+            }
+            let Some(e_tag) = at.e_tag.clone() else {
+                return Err(error);
+            };
+            if at.stalled >= STALLED_RESUMES {
+                return Err(error);
+            }
+            at.stalled += 1;
+            warn!(path = %at.path, offset = at.offset, size = at.size, attempt = at.stalled, error = %error, "archive download cut off part way, asking for the rest");
+            let options = GetOptions {
+                range: Some(GetRange::Offset(at.offset)),
+                if_match: Some(e_tag),
+                ..GetOptions::default()
+            };
+            let got = retry("archive get (resume)", 8, || {
+                let store = at.store.clone();
+                let path = at.path.clone();
+                let options = options.clone();
+                async move { store.get_opts(&path, options).await }
+            })
+            .await?;
+            body = got.into_stream();
+        }
+    })
+    .boxed()
 }
 
 /// A blocking reader over a body stream; store errors read as `StoreRead`.
-fn reader_of(
-    body: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
-) -> impl Read + Send + use<> {
+fn reader_of(body: BoxStream<'static, OsResult<Bytes>>) -> impl Read + Send + use<> {
     let body = body.map_err(|e| std::io::Error::other(StoreRead(e)));
     SyncIoBridge::new(StreamReader::new(body))
 }
@@ -300,5 +379,217 @@ mod tests {
             "{text}"
         );
         assert!(seen < 2000, "{seen} lines from half a file");
+    }
+
+    /// An in-memory store whose bodies fail part way: each get hands over at most `cut`
+    /// bytes (ranged gets too) and then an error; from get `dead_from` on, bodies fail
+    /// before their first byte; `replace` is written over the object after the first get.
+    #[derive(Debug)]
+    struct CutBodies {
+        inner: object_store::memory::InMemory,
+        cut: usize,
+        dead_from: usize,
+        gets: std::sync::atomic::AtomicUsize,
+        replace: std::sync::Mutex<Option<Bytes>>,
+    }
+
+    impl CutBodies {
+        async fn holding(path: &Path, bytes: Bytes, cut: usize, dead_from: usize) -> Arc<Self> {
+            let inner = object_store::memory::InMemory::new();
+            inner.put(path, bytes.into()).await.unwrap();
+            Arc::new(CutBodies {
+                inner,
+                cut,
+                dead_from,
+                gets: Default::default(),
+                replace: Default::default(),
+            })
+        }
+    }
+
+    impl std::fmt::Display for CutBodies {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "CutBodies")
+        }
+    }
+
+    fn cut_off() -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for CutBodies {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> OsResult<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> OsResult<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> OsResult<object_store::GetResult> {
+            let n = self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let got = self.inner.get_opts(location, options).await?;
+            let replace = self.replace.lock().unwrap().take();
+            if let Some(new) = replace {
+                self.inner.put(location, new.into()).await?;
+            }
+            let (meta, range, attributes) =
+                (got.meta.clone(), got.range.clone(), got.attributes.clone());
+            let all = got.bytes().await?;
+            let keep = if n >= self.dead_from { 0 } else { self.cut };
+            let body: Vec<OsResult<Bytes>> = if keep >= all.len() {
+                vec![Ok(all)]
+            } else {
+                vec![Ok(all.slice(..keep)), Err(cut_off())]
+            };
+            Ok(object_store::GetResult {
+                payload: object_store::GetResultPayload::Stream(
+                    futures::stream::iter(body).boxed(),
+                ),
+                meta,
+                range,
+                attributes,
+            })
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, OsResult<Path>>,
+        ) -> BoxStream<'static, OsResult<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, OsResult<object_store::ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> OsResult<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> OsResult<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn gzipped_lines(n: usize) -> Bytes {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for i in 0..n {
+            // Digits that do not repeat much, so the file is some kilobytes.
+            writeln!(
+                gz,
+                "{{\"a\":{i},\"b\":{}}}",
+                (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            )
+            .unwrap();
+        }
+        Bytes::from(gz.finish().unwrap())
+    }
+
+    fn file_unit(path: &str, bytes: u64) -> Unit {
+        Unit {
+            name: path.to_owned(),
+            bytes,
+            what: UnitSource::File(path.to_owned()),
+        }
+    }
+
+    /// Reads `path` from `store` through `open_body` and `lines`: the payloads in order, or
+    /// the error.
+    async fn read_lines(store: Arc<CutBodies>, path: &Path) -> Result<Vec<Vec<u8>>, BackfillError> {
+        let store: Arc<dyn ObjectStore> = store;
+        let body = open_body(&store, path).await?;
+        let unit = file_unit(path.as_ref(), 0);
+        let mut got = Vec::new();
+        tokio::task::block_in_place(|| {
+            lines(&unit, "s3://a/x.log.gz", body, &mut |r| {
+                assert_eq!(
+                    r.offset,
+                    got.len() as i64 + 1,
+                    "lines are numbered in order"
+                );
+                got.push(r.payload);
+                Ok(())
+            })
+        })?;
+        Ok(got)
+    }
+
+    /// A body cut off every 1,000 bytes, ranged resumes too, many more times than the store
+    /// client resumes: the rest is asked for from where it stopped, and every line arrives
+    /// once, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_body_cut_off_again_and_again_is_read_whole() {
+        let file = gzipped_lines(5_000);
+        assert!(file.len() > 20_000, "{} bytes", file.len());
+        let path = Path::from("20261205/cut.log.gz");
+        let store = CutBodies::holding(&path, file.clone(), 1_000, usize::MAX).await;
+        let got = read_lines(store.clone(), &path).await.unwrap();
+        assert_eq!(got.len(), 5_000);
+        for (i, line) in got.iter().enumerate() {
+            assert!(line.starts_with(format!("{{\"a\":{i},").as_bytes()));
+        }
+        let gets = store.gets.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(gets, file.len().div_ceil(1_000), "one get per 1,000 bytes");
+    }
+
+    /// Resumes that read nothing, four in a row: the read fails naming the store error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn resumes_that_make_no_progress_give_up() {
+        let file = gzipped_lines(5_000);
+        let path = Path::from("20261205/dead.log.gz");
+        let store = CutBodies::holding(&path, file, 1_000, 2).await;
+        let err = read_lines(store.clone(), &path)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("source 20261205/dead.log.gz: reading after line")
+                && err.contains("object store: Generic S3 error: connection reset"),
+            "{err}"
+        );
+        // The first get and one resume read 1,000 bytes each; four more read nothing.
+        assert_eq!(store.gets.load(std::sync::atomic::Ordering::SeqCst), 2 + 4);
+    }
+
+    /// The object replaced between the first get and the resume: the ranged get is refused
+    /// (its ETag no longer matches) rather than splicing two files together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_file_replaced_while_read_is_not_spliced() {
+        let path = Path::from("20261205/replaced.log.gz");
+        let store = CutBodies::holding(&path, gzipped_lines(5_000), 1_000, usize::MAX).await;
+        *store.replace.lock().unwrap() = Some(gzipped_lines(6_000));
+        let err = read_lines(store.clone(), &path)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("object store: Request precondition failure"),
+            "{err}"
+        );
+        assert_eq!(store.gets.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
