@@ -14,6 +14,8 @@ whose path (with query) matches PATH_REGEX is faulted with probability RATE:
   cut        a GET without a Range header: forward it, then send the answer's headers
              (the full Content-Length) and half of its body, and close the connection: a
              download cut off part way. The ranged request that resumes it is not cut
+  cutall     the same for every GET of more than one byte, ranged ones too: each resume
+             brings half of what is left, until one byte is left
 
 Whether a request is faulted depends only on the seed, the method, the path and how many
 times that method and path were seen before, so a run repeats its faults even though
@@ -43,7 +45,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 
 def parse_rule(text):
     methods, pattern, rate, action = text.split("|")
-    if action not in ("lose", "refuse503", "cut"):
+    if action not in ("lose", "refuse503", "cut", "cutall"):
         raise SystemExit(f"unknown action {action!r}")
     return (set(m.strip().upper() for m in methods.split(",")), re.compile(pattern),
             float(rate), action)
@@ -167,8 +169,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer(500, b"<Error><Code>InternalError</Code><Message>injected</Message></Error>",
                         [("Content-Type", "application/xml")])
             return
-        if (action == "cut" and method == "GET" and "Range" not in self.headers
-                and status == 200 and len(data) > 1):
+        first_get = "Range" not in self.headers and status == 200
+        if (method == "GET" and len(data) > 1
+                and ((action == "cut" and first_get)
+                     or (action == "cutall" and status in (200, 206)))):
             sent = len(data) // 2
             state.record(f"cut {method} {self.path} sent={sent}/{len(data)}")
             self.send_response(status)

@@ -118,13 +118,13 @@ pub enum FieldRule {
         mask_char: char,
     },
     /// Zero the host bits of an IP address; values that are not an IP become null. The
-    /// prefixes are read as any unsigned integer so that one too long is refused by
+    /// prefixes are read as any non-negative integer so that one too long is refused by
     /// validation ("must be at most 32"), not by the integer type.
     TruncateIp {
         #[serde(default = "default_v4_prefix")]
-        ipv4_prefix: u32,
+        ipv4_prefix: u64,
         #[serde(default = "default_v6_prefix")]
-        ipv6_prefix: u32,
+        ipv6_prefix: u64,
     },
     /// Replace every non-null value with `value`.
     Constant { value: String },
@@ -136,10 +136,10 @@ fn default_keep_last() -> usize {
 fn default_mask_char() -> char {
     '*'
 }
-fn default_v4_prefix() -> u32 {
+fn default_v4_prefix() -> u64 {
     24
 }
-fn default_v6_prefix() -> u32 {
+fn default_v6_prefix() -> u64 {
     48
 }
 

@@ -2178,7 +2178,7 @@ fn check_ipv6(bytes: &[u8], start: usize, mut end: usize) -> Option<(usize, usiz
 /// Truncates an IP address to its network prefix (`203.0.113.7` → `203.0.113.0` for /24).
 /// IPv4-mapped IPv6 addresses are truncated with the IPv4 prefix. `None` if `text` is not
 /// an IP address.
-pub(crate) fn truncate_ip(text: &str, v4_prefix: u32, v6_prefix: u32) -> Option<String> {
+pub(crate) fn truncate_ip(text: &str, v4_prefix: u64, v6_prefix: u64) -> Option<String> {
     let text = text.trim();
     if let Ok(v4) = text.parse::<Ipv4Addr>() {
         return Some(mask_v4(v4, v4_prefix).to_string());
@@ -2201,7 +2201,7 @@ pub(crate) fn truncate_ip(text: &str, v4_prefix: u32, v6_prefix: u32) -> Option<
     Some(Ipv6Addr::from(bits & mask).to_string())
 }
 
-fn mask_v4(v4: Ipv4Addr, prefix: u32) -> Ipv4Addr {
+fn mask_v4(v4: Ipv4Addr, prefix: u64) -> Ipv4Addr {
     let mask = if prefix == 0 {
         0
     } else {

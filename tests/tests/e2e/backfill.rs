@@ -1009,9 +1009,11 @@ fn an_archive_backfill_through_store_faults_lands_every_record_once() {
 }
 
 /// Every archive file's download cut off half way (the proxy sends half of the body and
-/// closes the connection): the read resumes where the body stopped, the backfill succeeds
-/// in one run, and every record lands once (a line lost or read twice at the cut would show
-/// as a missing or repeated id, or as a gzip stream that does not decompress).
+/// closes the connection), and one file's ranged resumes cut too, each bringing half of what
+/// is left: more cuts than the store client resumes, so Weir resumes that file itself. The
+/// backfill succeeds in one run, and every record lands once (a line lost or read twice at
+/// a cut would show as a missing or repeated id, or as a gzip stream that does not
+/// decompress).
 #[test]
 fn archive_downloads_cut_off_part_way_resume_and_land_every_record_once() {
     let world = World::new();
@@ -1019,7 +1021,10 @@ fn archive_downloads_cut_off_part_way_resume_and_land_every_record_once() {
     let proxy = FaultProxy::start(
         world.s3.server_port,
         3,
-        &[r"GET|^/weir/archive/.*\.log\.gz$|1.0|cut"],
+        &[
+            r"GET|^/weir/archive/20261101/20261101T000000Z_.*\.log\.gz$|1.0|cutall",
+            r"GET|^/weir/archive/.*\.log\.gz$|1.0|cut",
+        ],
         world.path("cut-proxy.log"),
     );
     let config = world.config_at(
@@ -1041,17 +1046,27 @@ fn archive_downloads_cut_off_part_way_resume_and_land_every_record_once() {
         "backfill failed:\n{}",
         world.log("cut.log")
     );
-    let cuts = proxy
-        .faults()
+    let faults = proxy.faults();
+    let first = |line: &&String| line.contains("/20261101T000000Z_");
+    let cut_once = faults
         .iter()
-        .filter(|line| line.starts_with("cut GET"))
+        .filter(|line| line.starts_with("cut GET") && !first(line))
         .count();
     // Every file whose window meets the range is read: FILES, plus the one at 02:50.
     assert_eq!(
-        cuts,
-        FILES as usize + 1,
-        "each archive file in the range is cut once: {:?}",
-        proxy.faults()
+        cut_once, FILES as usize,
+        "each other archive file in the range is cut once: {faults:?}"
+    );
+    let cuts_of_first = faults.iter().filter(first).count();
+    assert!(
+        cuts_of_first > 4,
+        "the first file is cut more often than the store client resumes: {faults:?}"
+    );
+    let log = world.log("cut.log");
+    assert!(
+        log.contains("archive download cut off part way, asking for the rest")
+            && log.contains("20261101T000000Z_"),
+        "weir resumed the first file itself:\n{log}"
     );
     world.assert_exactly_once(&config, &archive.in_range);
     assert_eq!(
