@@ -166,6 +166,10 @@ const STALLED_RESUMES: u32 = 4;
 /// read at the pace of decoding, not of the network.)
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Empty chunks in a row that count as a cut: a local file truncated while it is read
+/// yields them without end.
+const EMPTY_CHUNKS: u32 = 1024;
+
 /// Where a body stands, to ask for the rest of it.
 struct Resume {
     store: Arc<dyn ObjectStore>,
@@ -203,12 +207,18 @@ fn resuming(
     body: BoxStream<'static, OsResult<Bytes>>,
 ) -> BoxStream<'static, OsResult<Bytes>> {
     futures::stream::try_unfold((at, body), |(mut at, mut body)| async move {
+        let mut empty = 0;
         loop {
             let cut = match tokio::time::timeout(BODY_IDLE, body.next()).await {
+                Ok(Some(Ok(bytes))) if bytes.is_empty() && empty < EMPTY_CHUNKS => {
+                    empty += 1;
+                    continue;
+                }
+                Ok(Some(Ok(bytes))) if bytes.is_empty() => at.failed(format!(
+                    "{EMPTY_CHUNKS} empty chunks in a row at byte {} of {}",
+                    at.offset, at.size
+                )),
                 Ok(Some(Ok(bytes))) => {
-                    if bytes.is_empty() {
-                        continue;
-                    }
                     at.offset += bytes.len() as u64;
                     at.stalled = 0;
                     return Ok(Some((bytes, (at, body))));
@@ -457,6 +467,8 @@ mod tests {
         Hang,
         /// A clean end, short of the object's size.
         End,
+        /// Empty chunks without end (a local file truncated while it is read).
+        Empty,
     }
 
     /// An in-memory store whose bodies fail part way: each get hands over at most `cut`
@@ -550,6 +562,9 @@ mod tests {
                         .boxed(),
                     After::Hang => head.chain(futures::stream::pending()).boxed(),
                     After::End => head.boxed(),
+                    After::Empty => head
+                        .chain(futures::stream::repeat_with(|| Ok(Bytes::new())))
+                        .boxed(),
                 }
             };
             Ok(object_store::GetResult {
@@ -653,13 +668,13 @@ mod tests {
         assert_eq!(store.gets(), file.len().div_ceil(1_000));
     }
 
-    /// A body that stops bringing bytes without failing, or ends cleanly short of the
-    /// object's size, is taken as cut off and resumed like a failed one.
+    /// A body that stops bringing bytes without failing, ends cleanly short of the object's
+    /// size, or brings only empty chunks, is taken as cut off and resumed like a failed one.
     #[tokio::test(start_paused = true)]
     async fn stalled_and_short_bodies_are_resumed() {
         let file = gzipped_lines(5_000);
         let path = Path::from("20261205/slow.log.gz");
-        for after in [After::Hang, After::End] {
+        for after in [After::Hang, After::End, After::Empty] {
             let mut store = CutBodies::holding(&path, file.clone(), 4_000).await;
             store.after = after;
             let started = tokio::time::Instant::now();
