@@ -117,6 +117,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def drop_connection(self):
+        """Closes the connection without (the rest of) an answer."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def handle_any(self):
         state = self.state
         method = self.command
@@ -159,11 +167,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if action == "lose":
             if coin:
                 state.record(f"lose-drop {method} {self.path} upstream={status}")
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                self.drop_connection()
                 return
             state.record(f"lose-500 {method} {self.path} upstream={status}")
             self.answer(500, b"<Error><Code>InternalError</Code><Message>injected</Message></Error>",
@@ -182,11 +186,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data[:sent])
             self.wfile.flush()
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self.drop_connection()
             return
         if method == "HEAD":
             # A HEAD answer carries the object's length but no body.
